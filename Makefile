@@ -1,0 +1,35 @@
+# Two commands set everything up:  `make demo`  and  `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+SCALE  ?= smoke
+
+.PHONY: install demo test test-slow lint bench tables clean-results
+
+$(BIN)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' --config-settings editable_mode=compat
+	@touch $@
+
+install: $(BIN)/.installed
+
+demo: install  ## the default experiment (problem=reaction, scale=smoke)
+	$(BIN)/python -m runners.train scale=$(SCALE)
+
+test: install  ## fast test suite (CI)
+	$(BIN)/python -m pytest -q
+
+test-slow: install  ## paper-scale checks
+	$(BIN)/python -m pytest -q -m slow
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install  ## performance figures -> results/bench/*.json, results/tables/bench.md
+	$(BIN)/python -m runners.bench
+
+tables: install  ## every metrics.json under results/ -> results/tables/summary.{md,csv,tex}
+	$(BIN)/python -m runners.tables
+
+clean-results:
+	rm -rf results/runs results/sweeps results/bench results/tables

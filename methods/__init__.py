@@ -1,0 +1,50 @@
+"""Solvers: pure init/step functions over a problem (no file IO, no Hydra)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+from methods.driver import FINISHED, Method, RunResult, run_chunked
+from methods.penalty import (
+    PenaltyConfig,
+    PinnConfig,
+    auglag_method,
+    penalty_method,
+    pinn_method,
+)
+from methods.pretrain import PretrainConfig, pretrain_method, pretrain_report
+from problems.base import CONSTRAINED_LEARNING, ConfigError, config_from_dict
+
+
+class MethodSpec(NamedTuple):
+    family: str
+    Config: type
+    build: Callable  # (problem, config, dtype) -> Method
+
+
+METHODS: dict[str, MethodSpec] = {
+    "penalty": MethodSpec(CONSTRAINED_LEARNING, PenaltyConfig, penalty_method),
+    "auglag": MethodSpec(CONSTRAINED_LEARNING, PenaltyConfig, auglag_method),
+    "pinn": MethodSpec(CONSTRAINED_LEARNING, PinnConfig, pinn_method),
+}
+
+
+def method_config(name: str, values: dict, problem_name: str, problem_family: str):
+    """Validate method ``name`` against the problem's family and build its config."""
+    if name not in METHODS:
+        raise ConfigError(f"method: unknown method {name!r}; valid choices: {', '.join(METHODS)}")
+    spec = METHODS[name]
+    if spec.family != problem_family:
+        valid = [m for m, s in METHODS.items() if s.family == problem_family]
+        raise ConfigError(f"method: {name!r} does not fit problem {problem_name!r} "
+                          f"(family {problem_family}); valid methods: {', '.join(valid)}")
+    return config_from_dict(spec.Config, values, "method")
+
+
+def build_method(name: str, cfg, problem, dtype) -> Method:
+    return METHODS[name].build(problem, cfg, dtype)
+
+
+__all__ = ["METHODS", "FINISHED", "Method", "RunResult", "run_chunked", "method_config",
+           "build_method", "PretrainConfig", "pretrain_method", "pretrain_report"]

@@ -1,0 +1,229 @@
+"""Penalty, augmented Lagrangian and plain PINN (trSQP-PINN App. A, Algorithms 1–2).
+
+All three minimise, round by round, the soft-constrained loss
+
+    φ_k(θ) = ℓ(θ) + λ_kᵀ c(θ) + μ_k ‖c(θ)‖²                      (App. A)
+
+from the previous round's θ, by L-BFGS with a line search (optax), until the inner
+stopping test (A.1) holds:
+
+    ‖∇φ_k(θ^l)‖_∞ ≤ g_tol  or  ‖θ^{l+1} − θ^l‖ ≤ f_tol  or  l ≥ l_max.
+
+Then the round ends:
+
+* ``penalty``:  λ ≡ 0, μ_{k+1} = ρ μ_k; stop when μ ≥ μ_max (μ₀ = 1, ρ = 1.1,
+  μ_max = ρ¹⁰⁰, i.e. 100 rounds).
+* ``auglag``:   λ_{k+1} = λ_k + μ_k c(θ_{k+1}) (λ₀ = 0; the reference code applies it
+  one round late, we follow the paper), μ_{k+1} = ρ μ_k, same stop.
+* ``pinn``:     one round at a fixed μ (paper Table 2: μ ∈ {1, 10, 100, 1000}).
+
+The pretraining step (Step 0) is the same machine with ℓ ≡ 0 and the constraints at
+the M^pretrain points (:mod:`methods.pretrain`).
+
+One ``step`` is one inner L-BFGS iteration; a round transition (multiplier update,
+μ update, L-BFGS memory reset, since φ changed) happens inside the same jitted step
+under ``lax.cond``. The paper's line search is backtracking (Armijo); optax's zoom
+(strong Wolfe) line search is offered as ``linesearch: zoom``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from methods.driver import Method, tree_all_finite
+from problems.base import CONSTRAINED_LEARNING, check, check_choice, check_positive_int
+
+LINESEARCHES = ("backtracking", "zoom")
+
+
+@dataclasses.dataclass(frozen=True)
+class InnerConfig:
+    """The L-BFGS subproblem solver and its stopping test (A.1)."""
+
+    inner_maxiter: int = 20000  # l_max
+    gtol: float = 1e-9  # g_tol on ‖∇φ‖_∞
+    ftol: float = 1e-9  # f_tol on ‖θ^{l+1} − θ^l‖ (the paper's name)
+    memory: int = 10  # L-BFGS history pairs
+    linesearch: str = "backtracking"
+    max_linesearch_steps: int = 30
+
+    _prefix = "method"  # config node named in error messages (not a field)
+
+    def __post_init__(self):
+        p = self._prefix
+        check_positive_int(self.inner_maxiter, f"{p}.inner_maxiter")
+        check_positive_int(self.memory, f"{p}.memory")
+        check_positive_int(self.max_linesearch_steps, f"{p}.max_linesearch_steps")
+        for f in ("gtol", "ftol"):
+            v = getattr(self, f)
+            check(isinstance(v, (int, float)) and v >= 0, f"{p}.{f}",
+                  f"must be a number >= 0, got {v!r}")
+        check_choice(self.linesearch, f"{p}.linesearch", LINESEARCHES)
+
+    def optimizer(self) -> optax.GradientTransformationExtraArgs:
+        if self.linesearch == "backtracking":
+            ls = optax.scale_by_backtracking_linesearch(
+                max_backtracking_steps=self.max_linesearch_steps, store_grad=True)
+        else:
+            ls = optax.scale_by_zoom_linesearch(
+                max_linesearch_steps=self.max_linesearch_steps, initial_guess_strategy="one")
+        return optax.lbfgs(memory_size=self.memory, linesearch=ls)
+
+
+def _positive(v, field):
+    check(isinstance(v, (int, float)) and v > 0 and math.isfinite(v), field,
+          f"must be a finite number > 0, got {v!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class PenaltyConfig(InnerConfig):
+    """Algorithm 1 (penalty) and, with ``multiplier_update``, Algorithm 2 (auglag)."""
+
+    mu0: float = 1.0  # μ₀
+    rho: float = 1.1  # ρ, μ_{k+1} = ρ μ_k
+    mu_max: float | None = None  # μ_max; None means ρ¹⁰⁰
+
+    def __post_init__(self):
+        super().__post_init__()
+        _positive(self.mu0, "method.mu0")
+        check(isinstance(self.rho, (int, float)) and self.rho > 1 and math.isfinite(self.rho),
+              "method.rho", f"must be a finite number > 1 (μ must grow), got {self.rho!r}")
+        if self.mu_max is not None:
+            _positive(self.mu_max, "method.mu_max")
+
+    @property
+    def mu_limit(self) -> float:
+        return self.rho**100 if self.mu_max is None else float(self.mu_max)
+
+    @property
+    def n_rounds(self) -> int:
+        """Rounds until μ_k = μ₀ ρ^k ≥ μ_max."""
+        return max(0, math.ceil(math.log(self.mu_limit / self.mu0) / math.log(self.rho) - 1e-9))
+
+
+@dataclasses.dataclass(frozen=True)
+class PinnConfig(InnerConfig):
+    """Plain PINN: min ℓ + μ‖c‖² at a fixed μ, one L-BFGS solve (paper Table 2)."""
+
+    mu: float = 1.0  # μ
+
+    def __post_init__(self):
+        super().__post_init__()
+        _positive(self.mu, "method.mu")
+
+
+class PenaltyState(NamedTuple):
+    params: Any  # θ
+    opt_state: Any  # L-BFGS memory and line-search state
+    mu: jax.Array  # μ_k
+    lam: jax.Array  # λ_k (zero for penalty and pinn)
+    round: jax.Array  # k
+    inner_iter: jax.Array  # l, iterations in this round
+    iteration: jax.Array  # iterations in all rounds
+    value: jax.Array  # φ_k(θ) before the last step
+    grad_inf: jax.Array  # ‖∇φ_k(θ)‖_∞ before the last step
+    step_norm: jax.Array  # ‖θ^{l+1} − θ^l‖ of the last step
+    inner_converged: jax.Array  # the last inner step met g_tol or f_tol (not l_max)
+    done: jax.Array  # the method's stopping test holds
+
+
+def soft_constrained(loss_fn, constraint_fn):
+    """φ(θ; μ, λ) = ℓ(θ) + λᵀc(θ) + μ‖c(θ)‖²."""
+
+    def phi(params, data, mu, lam):
+        c = constraint_fn(params, data)
+        return loss_fn(params, data) + jnp.dot(lam, c) + mu * jnp.sum(c**2)
+
+    return phi
+
+
+def lbfgs_rounds(name: str, loss_fn: Callable, constraint_fn: Callable, inner: InnerConfig, *,
+                 mu0: float, rho: float, mu_max: float, max_rounds: int,
+                 multiplier_update: bool, dtype) -> Method:
+    """Rounds of L-BFGS on φ_k with the μ/λ schedule above, as a :class:`Method`."""
+    opt = inner.optimizer()
+    phi = soft_constrained(loss_fn, constraint_fn)
+    dtype = jnp.dtype(dtype)
+
+    def init(params, data):
+        m = jax.eval_shape(constraint_fn, params, data).shape[0]
+        scalar = lambda v: jnp.asarray(v, dtype)
+        return PenaltyState(
+            params=params, opt_state=opt.init(params), mu=scalar(mu0),
+            lam=jnp.zeros((m,), dtype), round=jnp.int32(0), inner_iter=jnp.int32(0),
+            iteration=jnp.int32(0), value=scalar(jnp.inf), grad_inf=scalar(jnp.inf),
+            step_norm=scalar(jnp.inf), inner_converged=jnp.array(False),
+            done=jnp.array(max_rounds <= 0 or mu0 >= mu_max))
+
+    def end_round(state: PenaltyState, data) -> PenaltyState:
+        """λ_{k+1} = λ_k + μ_k c(θ_{k+1}) (auglag), μ_{k+1} = ρ μ_k, fresh L-BFGS memory."""
+        lam = state.lam
+        if multiplier_update:
+            lam = lam + state.mu * constraint_fn(state.params, data)
+        mu = state.mu * rho
+        k = state.round + 1
+        return state._replace(opt_state=opt.init(state.params), mu=mu, lam=lam, round=k,
+                              inner_iter=jnp.int32(0), done=(mu >= mu_max) | (k >= max_rounds))
+
+    def step(state: PenaltyState, data) -> PenaltyState:
+        fn = lambda p: phi(p, data, state.mu, state.lam)
+        value, grad = optax.value_and_grad_from_state(fn)(state.params, state=state.opt_state)
+        updates, opt_state = opt.update(grad, state.opt_state, state.params, value=value,
+                                        grad=grad, value_fn=fn)
+        params = optax.apply_updates(state.params, updates)
+        grad_inf = optax.tree_utils.tree_max(jax.tree.map(jnp.abs, grad))
+        step_norm = optax.tree_utils.tree_norm(updates)
+        l = state.inner_iter + 1
+        tol_met = (grad_inf <= inner.gtol) | (step_norm <= inner.ftol)
+        new = state._replace(params=params, opt_state=opt_state, inner_iter=l,
+                             iteration=state.iteration + 1, value=value, grad_inf=grad_inf,
+                             step_norm=step_norm, inner_converged=tol_met)
+        return jax.lax.cond(tol_met | (l >= inner.inner_maxiter), end_round,
+                            lambda s, d: s, new, data)
+
+    def log(state: PenaltyState, data) -> dict:
+        c = constraint_fn(state.params, data)
+        return {"round": state.round, "inner_iter": state.inner_iter, "mu": state.mu,
+                "objective": loss_fn(state.params, data),
+                "constraint_norm": jnp.linalg.norm(c), "max_abs_c": jnp.max(jnp.abs(c)),
+                "merit": phi(state.params, data, state.mu, state.lam),
+                "grad_inf": state.grad_inf, "step_norm": state.step_norm}
+
+    finite = lambda s: tree_all_finite(s.params) & jnp.isfinite(s.value)
+    per_round = max_rounds > 1
+    return Method(
+        name=name, init=init, step=step, done=lambda s: s.done, finite=finite, log=log,
+        # a schedule of rounds has converged when it completes; a single solve only when
+        # its tolerance (not l_max) stopped it
+        converged=(lambda s: jnp.array(True)) if per_round else (lambda s: s.inner_converged),
+        params=lambda s: s.params, iterations=lambda s: s.iteration,
+        progress=(lambda s: s.round) if per_round else (lambda s: s.inner_iter + s.round *
+                                                        inner.inner_maxiter),
+        progress_total=max_rounds if per_round else inner.inner_maxiter,
+        progress_unit="round" if per_round else "it")
+
+
+def penalty_method(problem, cfg: PenaltyConfig, dtype, *, multiplier_update=False,
+                   name="penalty") -> Method:
+    return lbfgs_rounds(name, problem.loss, problem.constraints, cfg, mu0=cfg.mu0, rho=cfg.rho,
+                        mu_max=cfg.mu_limit, max_rounds=cfg.n_rounds,
+                        multiplier_update=multiplier_update, dtype=dtype)
+
+
+def auglag_method(problem, cfg: PenaltyConfig, dtype) -> Method:
+    return penalty_method(problem, cfg, dtype, multiplier_update=True, name="auglag")
+
+
+def pinn_method(problem, cfg: PinnConfig, dtype) -> Method:
+    return lbfgs_rounds("pinn", problem.loss, problem.constraints, cfg, mu0=cfg.mu, rho=1.0,
+                        mu_max=math.inf, max_rounds=1, multiplier_update=False, dtype=dtype)
+
+
+FAMILY = CONSTRAINED_LEARNING

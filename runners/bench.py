@@ -1,0 +1,130 @@
+"""Benchmarks: ``python -m runners.bench [--only NAME] [--repeats R]`` (``make bench``).
+
+Every performance figure of the project lives here, never in a timed unit test. A
+benchmark compiles its chunk once (compile time reported apart), then times
+``repeats`` calls of the compiled chunk in-process and reports the median seconds per
+iteration. Each run writes a JSON record (figures, machine, library versions, commit)
+to ``results/bench/<name>-<timestamp>.json``; ``results/tables/bench.md`` shows the
+latest record of every benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from runners.io import write_atomic, write_json
+
+BENCH_DIR = Path("results/bench")
+TABLE = Path("results/tables/bench.md")
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _machine() -> dict:
+    import jax
+
+    dev = jax.devices()[0]
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "device": f"{dev.platform}:{dev.device_kind}"}
+
+
+def penalty_lbfgs_iteration(repeats: int, chunk: int) -> dict:
+    """Seconds per inner L-BFGS iteration of ``penalty`` on reaction (α = 30), paper network.
+
+    4 × 50 tanh network (n = 7851), N = 1000 labeled points, M = 7 constraints, float64,
+    backtracking line search, memory 10. Tolerances are zero so no round ends early and
+    every timed iteration is a real L-BFGS iteration.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from methods import build_method, method_config
+    from methods.driver import make_chunk
+    from problems import build_problem
+
+    problem = build_problem("reaction", {"eval_nx": 64, "eval_nt": 16}, dtype="float64")
+    data = problem.sample_data(jax.random.PRNGKey(0))
+    params = problem.init_params(jax.random.PRNGKey(1))
+    cfg = method_config("penalty", {"inner_maxiter": 10**9, "gtol": 0.0, "ftol": 0.0},
+                        "reaction", problem.family)
+    method = build_method("penalty", cfg, problem, jnp.float64)
+    state = method.init(params, data)
+    t0 = time.perf_counter()
+    compiled = make_chunk(method, chunk, 10**9).lower(state, data).compile()
+    compile_s = time.perf_counter() - t0
+    state, _, _ = compiled(state, data)  # warm-up: the first iterations build L-BFGS memory
+    jax.block_until_ready(state)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        state, diverged, _ = compiled(state, data)
+        jax.block_until_ready(state)
+        times.append((time.perf_counter() - t0) / chunk)
+    return {"s_per_iter_median": statistics.median(times), "s_per_iter_all": times,
+            "compile_s": compile_s, "iterations_per_repeat": chunk, "repeats": repeats,
+            "n_params": sum(x.size for x in jax.tree.leaves(params)), "n_data": 1000,
+            "m_constraints": 7, "diverged": bool(diverged)}
+
+
+BENCHMARKS = {"penalty_lbfgs_iter": penalty_lbfgs_iteration}
+
+
+def render(bench_dir: Path = BENCH_DIR, table: Path = TABLE) -> str:
+    records = []
+    for p in sorted(bench_dir.glob("*.json")):
+        try:
+            records.append(json.loads(p.read_text()))
+        except (OSError, ValueError):
+            continue
+    if not records:
+        return ""
+    df = pd.DataFrame(records).sort_values("timestamp").groupby("name").tail(1)
+    cols = ["name", "s_per_iter_median", "compile_s", "repeats", "device", "cpu_count",
+            "version.jax", "commit", "timestamp"]
+    md = df[[c for c in cols if c in df.columns]].to_markdown(index=False, floatfmt=".4g")
+    write_atomic(table, "# Benchmarks (latest record of each; `make bench`)\n\n" + md + "\n")
+    return md
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m runners.bench", description=__doc__.split("\n")[0])
+    ap.add_argument("--only", choices=list(BENCHMARKS), action="append",
+                    help="run only these benchmarks")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--chunk", type=int, default=200, help="iterations per timed call")
+    args = ap.parse_args(argv)
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from runners.train import versions
+
+    for name in args.only or list(BENCHMARKS):
+        fig = BENCHMARKS[name](args.repeats, args.chunk)
+        now = datetime.now(timezone.utc)
+        record = {"name": name, **fig, **_machine(),
+                  **{f"version.{k}": v for k, v in versions().items()},
+                  "commit": _commit(), "timestamp": now.isoformat(timespec="seconds")}
+        write_json(BENCH_DIR / f"{name}-{now.strftime('%Y%m%dT%H%M%S')}.json", record)
+        print(f"{name}: {fig['s_per_iter_median'] * 1e3:.3f} ms/iteration (median of "
+              f"{args.repeats}), compile {fig['compile_s']:.1f} s")
+    print(render())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Turn a composed Hydra config into validated problem/method objects (one-line errors)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+from omegaconf import DictConfig, OmegaConf
+
+from methods import METHODS, PretrainConfig, method_config
+from problems import PROBLEMS, build_problem
+from problems.base import ConfigError, check, check_choice, check_positive_int, config_from_dict
+
+
+class Setup(NamedTuple):
+    problem: Any
+    method_name: str
+    method_cfg: Any
+    pretrain_cfg: PretrainConfig | None
+    precision: str
+    max_iter: int
+    time_s: float
+
+
+def _plain(node) -> dict:
+    return OmegaConf.to_container(node, resolve=True) if node is not None else {}
+
+
+def resolve(cfg: DictConfig) -> Setup:
+    """Validate every user-facing field; raises :class:`ConfigError` with a one-line message."""
+    check_choice(cfg.get("precision"), "precision", ["float64", "float32"])
+    seed = cfg.get("seed")
+    check(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0, "seed",
+          f"must be an integer >= 0, got {seed!r}")
+    for f in ("log_every", "eval_every"):
+        check_positive_int(cfg.get(f), f)
+    check_positive_int(cfg.budget.max_iter, "budget.max_iter")
+    time_s = cfg.budget.time_s
+    check(time_s is None or (isinstance(time_s, (int, float)) and time_s > 0), "budget.time_s",
+          f"must be null or a number of seconds > 0, got {time_s!r}")
+
+    pvals = _plain(cfg.problem)
+    pname = pvals.pop("name", None)
+    check_choice(pname, "problem.name", list(PROBLEMS))
+    problem = build_problem(pname, pvals, dtype=cfg.precision)
+
+    mvals = _plain(cfg.method)
+    mname = mvals.pop("name", None)
+    check_choice(mname, "method.name", list(METHODS))
+    method_cfg = method_config(mname, mvals, pname, problem.family)
+
+    pretrain_cfg = None
+    check(isinstance(cfg.pretrain, bool), "pretrain", f"must be true or false, got {cfg.pretrain!r}")
+    if cfg.pretrain:
+        pretrain_cfg = config_from_dict(PretrainConfig, _plain(cfg.pretraining), "pretraining")
+    return Setup(problem, mname, method_cfg, pretrain_cfg, cfg.precision, cfg.budget.max_iter,
+                 math.inf if time_s is None else float(time_s))
+
+
+__all__ = ["Setup", "resolve", "ConfigError"]

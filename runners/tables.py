@@ -1,0 +1,119 @@
+"""Collect every ``metrics.json`` under ``results/`` into one table.
+
+``python -m runners.tables [--results results] [--out results/tables] [--name summary]``
+writes ``<out>/<name>.{md,csv,tex}``: one row per (problem, method, swept values), with
+mean ± std over seeds of abs/rel error, max |c|, iterations and wall time. The swept
+values are the config fields (``problem.*``, ``method.*``, ``pretrain``, ``scale``...)
+that differ between runs of the same problem and method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from runners.io import write_atomic
+
+METRICS = {"abs_error": "abs error", "rel_error": "rel error",
+           "max_constraint_violation": "max |c|", "iterations": "iterations", "wall_s": "wall s"}
+CONFIG_PREFIXES = ("problem.", "method.", "pretraining.")
+CONFIG_KEYS = ("pretrain", "scale", "precision")
+IGNORED = {"problem.name", "method.name"}
+
+
+def collect(results: str | Path = "results") -> pd.DataFrame:
+    """Every readable metrics.json under ``results`` (benchmarks excluded), one row each."""
+    rows = []
+    for path in sorted(Path(results).rglob("metrics.json")):
+        if "bench" in path.relative_to(results).parts[:1]:
+            continue
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # a run being written, or not ours
+        if isinstance(rec, dict) and "problem" in rec and "method" in rec:
+            rec["path"] = str(path.parent)
+            rows.append(rec)
+    return pd.DataFrame(rows)
+
+
+def swept_columns(df: pd.DataFrame) -> list[str]:
+    """Config columns whose value differs between runs of one (problem, method)."""
+    cols = [c for c in df.columns
+            if (c.startswith(CONFIG_PREFIXES) or c in CONFIG_KEYS) and c not in IGNORED]
+    swept = []
+    for c in cols:
+        as_text = df[c].astype(str)
+        if (as_text.groupby([df["problem"], df["method"]]).nunique() > 1).any():
+            swept.append(c)
+    return swept
+
+
+def summarize(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(numeric table with <metric>_mean/_std columns, display table with 'mean ± std')."""
+    swept = swept_columns(df)
+    keys = ["problem", "method", *swept]
+    df = df.copy()
+    for c in swept:
+        df[c] = df[c].astype(str)
+    metrics = [m for m in METRICS if m in df.columns]
+    for m in metrics:
+        df[m] = pd.to_numeric(df[m], errors="coerce")
+    g = df.groupby(keys, dropna=False, sort=True)
+    num = g[metrics].agg(["mean", "std"])
+    num.columns = [f"{m}_{s}" for m, s in num.columns]
+    num.insert(0, "seeds", g.size())
+    if "status" in df.columns:
+        num["status"] = g["status"].agg(lambda s: ", ".join(
+            f"{k}×{v}" if v > 1 else k for k, v in s.value_counts().items()))
+    num = num.reset_index()
+    shown = num[keys + ["seeds"]].copy()
+    for m in metrics:
+        mean, std = num[f"{m}_mean"], num[f"{m}_std"].fillna(0.0)
+        fmt = (lambda a, b: f"{a:.0f} ± {b:.0f}") if m == "iterations" else \
+            (lambda a, b: f"{a:.1f} ± {b:.1f}") if m == "wall_s" else \
+            (lambda a, b: f"{a:.4g} ± {b:.2g}")
+        shown[METRICS[m]] = [fmt(a, b) for a, b in zip(mean, std)]
+    if "status" in num.columns:
+        shown["status"] = num["status"]
+    return num, shown
+
+
+def write_tables(results: str | Path = "results", out: str | Path | None = None,
+                 name: str = "summary") -> pd.DataFrame | None:
+    df = collect(results)
+    out = Path(out) if out is not None else Path(results) / "tables"
+    if df.empty:
+        return None
+    num, shown = summarize(df)
+    write_atomic(out / f"{name}.csv", num.to_csv(index=False))
+    write_atomic(out / f"{name}.md", shown.to_markdown(index=False) + "\n")
+    write_atomic(out / f"{name}.tex", shown.to_latex(index=False, escape=True))
+    return shown
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m runners.tables", description=__doc__.split("\n")[0])
+    ap.add_argument("--results", default="results", help="folder searched for metrics.json")
+    ap.add_argument("--out", default=None, help="output folder (default: <results>/tables)")
+    ap.add_argument("--name", default="summary", help="file stem of the tables")
+    args = ap.parse_args(argv)
+    if not Path(args.results).is_dir():
+        print(f"error: --results: no such folder {args.results!r}", file=sys.stderr)
+        sys.exit(2)
+    shown = write_tables(args.results, args.out, args.name)
+    if shown is None:
+        print(f"error: no metrics.json under {args.results!r}: run python -m runners.train first",
+              file=sys.stderr)
+        sys.exit(1)
+    out = Path(args.out) if args.out else Path(args.results) / "tables"
+    print(shown.to_markdown(index=False))
+    print(f"\nwrote {out}/{args.name}.{{md,csv,tex}} ({int(shown['seeds'].sum())} runs)")
+
+
+if __name__ == "__main__":
+    main()

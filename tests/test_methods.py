@@ -1,0 +1,150 @@
+"""The L-BFGS round machine (penalty / auglag / pinn / pretraining) and the chunk driver."""
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from methods import METHODS, build_method, method_config, run_chunked
+from methods.driver import DIVERGED, Method
+from methods.penalty import InnerConfig, PenaltyConfig, lbfgs_rounds
+from methods.pretrain import PretrainConfig, pretrain_method, pretrain_report
+from problems import ConfigError, build_problem
+
+# min ‖θ − a‖² s.t. θ₀ + θ₁ = 1: the constrained optimum is θ = a − s/2 (s = a₀ + a₁ − 1),
+# and the penalty subproblem min ‖θ − a‖² + μ c² has θ(μ) = a − μ s / (1 + 2μ).
+A = jnp.array([2.0, 0.5, -1.0])
+S = float(A[0] + A[1] - 1)
+toy_loss = lambda p, d: jnp.sum((p["w"] - A) ** 2)
+toy_c = lambda p, d: jnp.array([p["w"][0] + p["w"][1] - 1.0])
+TOY = {"w": jnp.zeros(3)}
+INNER = InnerConfig(inner_maxiter=200, gtol=1e-12, ftol=1e-14)
+
+
+def toy(multiplier_update, mu0=1.0, rho=2.0, mu_max=2.0**10, rounds=100):
+    return lbfgs_rounds("toy", toy_loss, toy_c, INNER, mu0=mu0, rho=rho, mu_max=mu_max,
+                        max_rounds=rounds, multiplier_update=multiplier_update,
+                        dtype=jnp.float64)
+
+
+def test_auglag_follows_the_paper_recursion_to_the_constrained_optimum():
+    """Each round solves min ‖θ − a‖² + λc + μc² exactly: c = (S − λ)/(1 + 2μ), then the
+    paper's update λ ← λ + μ c (Alg. 2; it halves the multiplier error per round)."""
+    m = toy(True, rounds=12, mu_max=2.0**12)
+    r = run_chunked(m, m.init(TOY, None), None, max_steps=10_000, log_every=50)
+    lam, mu = 0.0, 1.0
+    for _ in range(12):
+        c = (S - lam) / (1 + 2 * mu)
+        lam, mu = lam + mu * c, 2 * mu
+    assert r.status == "converged" and int(r.state.round) == 12
+    assert abs(float(r.state.lam[0]) - lam) < 1e-7
+    assert abs(float(toy_c(r.state.params, None)[0]) - c) < 1e-10
+    assert abs(lam - S) < 1e-3 * S  # → λ* = S, the constraint's Lagrange multiplier
+
+
+def test_penalty_ends_at_the_subproblem_solution_of_the_last_mu():
+    m = toy(False)
+    r = run_chunked(m, m.init(TOY, None), None, max_steps=10_000, log_every=50)
+    mu_last = float(r.state.mu) / 2.0  # θ_{k+1} solves the round at μ_k, then μ ← ρμ
+    expected = np.asarray(A) - mu_last * S / (1 + 2 * mu_last) * np.array([1.0, 1.0, 0.0])
+    np.testing.assert_allclose(np.asarray(r.state.params["w"]), expected, atol=1e-8)
+    assert float(jnp.max(jnp.abs(r.state.lam))) == 0.0
+
+
+def test_auglag_multiplier_update_rule():
+    """λ_{k+1} = λ_k + μ_k c(θ_{k+1}) and μ_{k+1} = ρ μ_k at every round transition."""
+    cfg = InnerConfig(inner_maxiter=3, gtol=0.0, ftol=0.0)
+    m = lbfgs_rounds("auglag", toy_loss, toy_c, cfg, mu0=0.5, rho=1.5, mu_max=1e9,
+                     max_rounds=100, multiplier_update=True, dtype=jnp.float64)
+    step = jax.jit(m.step)
+    s = m.init(TOY, None)
+    transitions = 0
+    for _ in range(20):
+        new = step(s, None)
+        if int(new.round) == int(s.round) + 1:
+            transitions += 1
+            expected = s.lam + s.mu * toy_c(new.params, None)
+            np.testing.assert_allclose(np.asarray(new.lam), np.asarray(expected), rtol=1e-14)
+            assert abs(float(new.mu) - 1.5 * float(s.mu)) < 1e-14
+            assert int(new.inner_iter) == 0
+        s = new
+    assert transitions == 6  # 20 steps of 3 inner iterations each round
+
+
+def test_penalty_schedule_constants():
+    assert PenaltyConfig().n_rounds == 100  # μ₀ = 1, ρ = 1.1, μ_max = ρ¹⁰⁰
+    assert PenaltyConfig(mu0=2.0).n_rounds == math.ceil(100 - math.log(2) / math.log(1.1))
+    with pytest.raises(ConfigError, match=r"^method\.rho"):
+        PenaltyConfig(rho=0.9)
+    with pytest.raises(ConfigError, match=r"^method\.linesearch"):
+        PenaltyConfig(linesearch="wolfe")
+
+
+def test_pinn_is_one_solve_at_fixed_mu():
+    m = lbfgs_rounds("pinn", toy_loss, toy_c, INNER, mu0=10.0, rho=1.0, mu_max=math.inf,
+                     max_rounds=1, multiplier_update=False, dtype=jnp.float64)
+    r = run_chunked(m, m.init(TOY, None), None, max_steps=10_000, log_every=50)
+    expected = np.asarray(A) - 10.0 * S / 21.0 * np.array([1.0, 1.0, 0.0])
+    np.testing.assert_allclose(np.asarray(r.state.params["w"]), expected, atol=1e-8)
+    assert r.status == "converged" and float(r.state.mu) == 10.0
+
+
+SMOKE = {"eval_nx": 64, "eval_nt": 11, "n_data": 200, "depth": 2, "width": 16}
+
+
+@pytest.fixture(scope="module")
+def smoke():
+    p = build_problem("reaction", {**SMOKE, "alpha": 2.0})
+    data = p.sample_data(jax.random.PRNGKey(0))
+    return p, data, p.init_params(jax.random.PRNGKey(1))
+
+
+def test_pretraining_reduces_constraint_violation_by_orders(smoke):
+    p, data, params = smoke
+    before = float(jnp.sum(p.pretrain_constraints(params, data) ** 2))
+    m = pretrain_method(p, PretrainConfig(inner_maxiter=1000, ic_weight=10.0), jnp.float64)
+    r = run_chunked(m, m.init(params, data), data, max_steps=1000, log_every=200)
+    rep = pretrain_report(p, r.state.params, data)
+    assert float(rep["pretrain_c_sq"]) < 1e-2 * before
+    assert float(rep["pretrain_ic_rel"]) < 0.1  # not the trivial solution u ≡ 0
+
+
+@pytest.mark.parametrize("name", ["penalty", "auglag"])
+def test_penalty_and_auglag_reduce_c_on_a_pde(smoke, name):
+    p, data, params = smoke
+    cfg = method_config(name, {"inner_maxiter": 30}, "reaction", p.family)
+    m = build_method(name, cfg, p, jnp.float64)
+    r = run_chunked(m, m.init(params, data), data, max_steps=300, log_every=100)
+    c0 = float(jnp.linalg.norm(p.constraints(params, data)))
+    final = p.evaluate(m.params(r.state), data)
+    assert float(final["constraint_norm"]) < 0.1 * c0
+    assert np.isfinite(float(final["abs_error"])) and float(final["rel_error"]) < 1.0
+    assert int(r.state.round) >= 5 and r.history[-1]["iteration"] == 300
+
+
+class Blowup(NamedTuple):
+    x: jax.Array
+    k: jax.Array
+
+
+def test_divergence_keeps_last_finite_iterate_and_history():
+    m = Method(name="blowup", init=lambda p, d: Blowup(jnp.float64(1.0), jnp.int32(0)),
+               step=lambda s, d: Blowup(s.x * 1e100, s.k + 1), done=lambda s: s.k < 0,
+               finite=lambda s: jnp.isfinite(s.x), converged=lambda s: True,
+               log=lambda s, d: {"x": s.x}, params=lambda s: s.x,
+               iterations=lambda s: s.k, progress=lambda s: s.k, progress_total=10)
+    r = run_chunked(m, m.init(None, None), None, max_steps=100, log_every=2)
+    assert r.status == DIVERGED
+    assert float(r.state.x) == 1e300 and int(r.state.k) == 3  # 1e400 overflowed
+    assert [row["iteration"] for row in r.history] == [0, 2, 3]
+
+
+def test_method_must_fit_the_problem_family():
+    assert set(METHODS) >= {"penalty", "auglag", "pinn"}
+    with pytest.raises(ConfigError, match=r"^method: 'penalty' does not fit problem 'tank'"):
+        method_config("penalty", {}, "tank", "neural_dae")
+    with pytest.raises(ConfigError, match=r"valid choices: penalty, auglag, pinn"):
+        method_config("trsqpx", {}, "reaction", "constrained_learning")
