@@ -40,7 +40,8 @@ def _machine() -> dict:
     import jax
 
     dev = jax.devices()[0]
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+    return {"platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(), "device": f"{dev.platform}:{dev.device_kind}"}
 
 

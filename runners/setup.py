@@ -50,7 +50,8 @@ def resolve(cfg: DictConfig) -> Setup:
     method_cfg = method_config(mname, mvals, pname, problem.family)
 
     pretrain_cfg = None
-    check(isinstance(cfg.pretrain, bool), "pretrain", f"must be true or false, got {cfg.pretrain!r}")
+    check(isinstance(cfg.pretrain, bool), "pretrain",
+          f"must be true or false, got {cfg.pretrain!r}")
     if cfg.pretrain:
         pretrain_cfg = config_from_dict(PretrainConfig, _plain(cfg.pretraining), "pretraining")
     return Setup(problem, mname, method_cfg, pretrain_cfg, cfg.precision, cfg.budget.max_iter,

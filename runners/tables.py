@@ -97,7 +97,8 @@ def write_tables(results: str | Path = "results", out: str | Path | None = None,
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m runners.tables", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m runners.tables",
+                                 description=__doc__.split("\n")[0])
     ap.add_argument("--results", default="results", help="folder searched for metrics.json")
     ap.add_argument("--out", default=None, help="output folder (default: <results>/tables)")
     ap.add_argument("--name", default="summary", help="file stem of the tables")

@@ -260,6 +260,21 @@ def _remove_if_empty(out: Path):
 
 from methods.driver import FINISHED  # noqa: E402  (light: no JAX computation at import)
 
+MAX_DIRNAME = 120
+
+
+def short_dirname(name: str) -> str:
+    """A sweep job's folder name: its overrides, shortened with a hash past 120 characters
+    (file systems refuse names over 255 bytes)."""
+    if len(name) <= MAX_DIRNAME:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:12]
+    return f"{name[:MAX_DIRNAME - 14]}~{digest}"
+
+
+if not OmegaConf.has_resolver("short_dirname"):
+    OmegaConf.register_new_resolver("short_dirname", short_dirname)
+
 
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
 def hydra_entry(cfg: DictConfig):

@@ -1,0 +1,137 @@
+"""The command line end to end, in subprocesses (tiny networks and budgets)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["problem.depth=1", "problem.width=8", "problem.n_data=64", "problem.eval_nx=32",
+        "problem.eval_nt=16", "problem.n_log=64", "problem.m_pretrain=30",
+        "problem.m_pretrain_split.ic=10", "problem.m_pretrain_split.pde=10",
+        "problem.m_pretrain_split.bc=10", "pretraining.inner_maxiter=40",
+        "method.inner_maxiter=10", "budget.max_iter=40", "log_every=20", "eval_every=1",
+        "progress=false"]
+SCHEMA = {"problem": str, "method": str, "seed": int, "status": str, "iterations": int,
+          "abs_error": float, "rel_error": float, "max_constraint_violation": float,
+          "wall_s": float, "compile_s": float, "config_hash": str, "device": str,
+          "problem.alpha": float, "method.mu0": float, "pretrain": bool}
+
+
+def train(tmp, *args, check=True):
+    env = {**os.environ, "HCSML_JAX_CACHE": str(ROOT / ".jax_cache")}
+    flags = [a for a in args if a.startswith("-")]  # Hydra wants flags before overrides
+    overrides = [a for a in args if not a.startswith("-")]
+    p = subprocess.run([sys.executable, "-m", "runners.train", *flags, f"results_dir={tmp}",
+                        *overrides],
+                       cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    if check:
+        assert p.returncode == 0, p.stderr[-3000:]
+    return p
+
+
+def metrics_files(root):
+    return sorted(Path(root).rglob("metrics.json"))
+
+
+@pytest.fixture(scope="module")
+def single_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("results")
+    p = train(tmp, *TINY, "method=auglag")
+    return tmp, p
+
+
+def test_single_run_writes_its_artifacts(single_run):
+    tmp, p = single_run
+    (m,) = metrics_files(tmp)
+    run = m.parent
+    assert run.parent.name == "auglag" and run.parent.parent.name == "reaction"
+    for f in ("history.csv", "params.msgpack", "solution.png", ".hydra/config.yaml"):
+        assert (run / f).is_file(), f
+    rec = json.loads(m.read_text())
+    for key, typ in SCHEMA.items():
+        assert isinstance(rec[key], typ), (key, rec.get(key))
+    assert rec["problem"] == "reaction" and rec["method"] == "auglag"
+    assert rec["status"] in ("converged", "max_iter") and rec["iterations"] == 40
+    assert 0 < rec["abs_error"] < 2 and 0 < rec["rel_error"] < 3
+    hist = pd.read_csv(run / "history.csv")
+    assert set(hist["phase"]) == {"pretrain", "train"}
+    assert {"objective", "constraint_norm", "mu", "abs_error_sub"} <= set(hist.columns)
+    train_rows = hist[hist["phase"] == "train"]
+    assert train_rows["iteration"].tolist() == [0, 20, 40]
+    # the last history row is the final iterate: same ‖c‖ as the final metrics
+    assert abs(train_rows["constraint_norm"].iloc[-1] - rec["constraint_norm"]) < 1e-10
+    assert "abs_error" in p.stdout and "JAX" in p.stdout + p.stderr
+
+
+def test_tables_render_the_runs(single_run):
+    tmp, _ = single_run
+    p = subprocess.run([sys.executable, "-m", "runners.tables", "--results", str(tmp)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    for ext in ("md", "csv", "tex"):
+        assert (tmp / "tables" / f"summary.{ext}").is_file()
+    df = pd.read_csv(tmp / "tables" / "summary.csv")
+    rec = json.loads(metrics_files(tmp)[0].read_text())
+    assert df.loc[0, "method"] == "auglag" and df.loc[0, "seeds"] == 1
+    assert abs(df.loc[0, "abs_error_mean"] - rec["abs_error"]) < 1e-12
+    assert "± " in (tmp / "tables" / "summary.md").read_text()
+
+
+def test_sweep_then_resume_skips_finished_runs(tmp_path):
+    args = ["-m", *TINY, "method=penalty,pinn", "seed=0", "figures=false"]
+    train(tmp_path, *args)
+    files = metrics_files(tmp_path)
+    assert len(files) == 2 and all(len(f.parent.name) <= 120 for f in files)
+    assert [json.loads(f.read_text())["method"] for f in files] == ["penalty", "pinn"]
+    stamps = [f.stat().st_mtime_ns for f in files]
+    # an interrupted sweep: one run lost its metrics.json; the re-run (in parallel, with
+    # the joblib launcher) redoes only that one
+    files[1].unlink()
+    p = train(tmp_path, *args, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    assert p.stdout.count("abs_error") == 1  # one run trained, one skipped
+    assert files[0].stat().st_mtime_ns == stamps[0] and files[1].is_file()
+    assert json.loads(files[1].read_text())["method"] == "pinn"
+
+
+@pytest.mark.parametrize("override,field", [
+    ("problem.n_data=-5", "problem.n_data"),
+    ("problem.m_split.ic=5", "problem.m_split"),
+    ("problem.activation=relu6", "problem.activation"),
+    ("method.rho=0.5", "method.rho"),
+    ("seed=-1", "seed"),
+    ("pretraining.ic_weight=0", "pretraining.ic_weight"),
+    ("budget.max_iter=0", "budget.max_iter"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, override, field):
+    p = train(tmp_path, override, check=False)
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {field}"), p.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_bad_value_in_a_sweep_stops_before_any_run(tmp_path):
+    p = train(tmp_path, "-m", "problem.n_data=10,0", check=False)
+    assert p.returncode == 2 and p.stderr.startswith("error: problem.n_data")
+    assert not any(tmp_path.iterdir())
+
+
+def test_unknown_group_option_is_hydras_error(tmp_path):
+    p = train(tmp_path, "method=nosuch", check=False)
+    assert p.returncode != 0 and "nosuch" in p.stderr
+    assert "penalty" in p.stderr  # Hydra lists the available options
+    assert not any(tmp_path.iterdir())
+
+
+def test_help_lists_config_groups():
+    p = subprocess.run([sys.executable, "-m", "runners.train", "--help"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0
+    for word in ("problem: reaction, reaction_diffusion, transport", "auglag", "pinn",
+                 "scale: paper, smoke"):
+        assert word in p.stdout, word
