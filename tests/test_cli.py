@@ -96,6 +96,21 @@ def test_sweep_then_resume_skips_finished_runs(tmp_path):
     assert p.stdout.count("abs_error") == 1  # one run trained, one skipped
     assert files[0].stat().st_mtime_ns == stamps[0] and files[1].is_file()
     assert json.loads(files[1].read_text())["method"] == "pinn"
+    p = train(tmp_path, *args)  # everything finished: nothing is trained again
+    assert "abs_error" not in p.stdout
+    assert (p.stdout + p.stderr).count("skipping finished run") == 2
+
+
+def test_divergence_ends_the_run_with_status_diverged(tmp_path):
+    # μ‖c‖² overflows to inf at the first step: the run must stop, keep the initial
+    # (last finite) iterate, and still write its metrics and history
+    train(tmp_path, *TINY, "method=pinn", "method.mu=1e308", "pretrain=false", "figures=false")
+    (m,) = metrics_files(tmp_path)
+    rec = json.loads(m.read_text())
+    assert rec["status"] == "diverged" and rec["iterations"] == 0
+    assert 0 < rec["abs_error"] < 10  # the finite initial network was evaluated
+    hist = pd.read_csv(m.parent / "history.csv")
+    assert hist["iteration"].tolist() == [0, 0] and (m.parent / "params.msgpack").is_file()
 
 
 @pytest.mark.parametrize("override,field", [
