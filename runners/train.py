@@ -64,14 +64,28 @@ def fail(message: str, code: int = 2):
 
 
 class Progress:
-    """A tqdm bar per phase plus history rows with subsampled errors every few chunks."""
+    """A tqdm bar per phase plus history rows with subsampled errors every few chunks.
 
-    def __init__(self, cfg, problem, data, history: list):
+    The history so far is also written to ``history.csv`` every ``FLUSH_S`` seconds, so a
+    long run that is killed still leaves its curve behind.
+    """
+
+    FLUSH_S = 30.0
+
+    def __init__(self, cfg, problem, data, history: list, out: Path):
         import jax
 
-        self.cfg, self.data, self.history = cfg, data, history
+        self.cfg, self.data, self.history, self.out = cfg, data, history, out
         self.log_errors = jax.jit(problem.log_errors)
         self.bar = None
+        self.flushed = time.perf_counter()
+
+    def flush(self):
+        import pandas as pd
+
+        if self.history:
+            write_atomic(self.out / "history.csv", pd.DataFrame(self.history).to_csv(index=False))
+        self.flushed = time.perf_counter()
 
     def start(self, phase, method, desc):
         from tqdm.auto import tqdm
@@ -95,6 +109,8 @@ class Progress:
             post["mu"] = row["mu"]
         self.bar.set_postfix({k: f"{v:.3g}" for k, v in post.items() if v is not None},
                              refresh=True)
+        if time.perf_counter() - self.flushed > self.FLUSH_S:
+            self.flush()
 
     def close(self):
         if self.bar is not None:
@@ -155,7 +171,6 @@ def run(cfg: DictConfig, out: Path) -> dict | None:
         jax.config.update("jax_compilation_cache_dir", str(Path(cfg.jax_cache_dir).expanduser()))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     import jax.numpy as jnp
-    import pandas as pd
     from flax import serialization
 
     from methods import build_method, pretrain_method, pretrain_report, run_chunked
@@ -171,7 +186,7 @@ def run(cfg: DictConfig, out: Path) -> dict | None:
     params = problem.init_params(k_init)
     data_s = time.perf_counter() - t_start
     history: list = []
-    progress = Progress(cfg, problem, data, history)
+    progress = Progress(cfg, problem, data, history, out)
     pre: dict = {}
     status, compile_s, train_s = None, 0.0, 0.0
     budget = setup.time_s
@@ -186,9 +201,10 @@ def run(cfg: DictConfig, out: Path) -> dict | None:
         compile_s += r.compile_s
         train_s += r.wall_s
         budget -= r.wall_s
-        pre.update({"pretrain_status": r.status, "pretrain_iterations": int(r.state.iteration),
-                       "pretrain_wall_s": r.wall_s, "pretrain_compile_s": r.compile_s,
-                       **{k: float(v) for k, v in pretrain_report(problem, params, data).items()}})
+        pre = {"pretrain_status": r.status, "pretrain_iterations": int(r.state.iteration),
+               "pretrain_wall_s": r.wall_s, "pretrain_compile_s": r.compile_s,
+               **{k: float(v) for k, v in pretrain_report(problem, params, data).items()},
+               **flatten(OmegaConf.to_container(cfg.pretraining, resolve=True), "pretraining.")}
         log.info("pretraining: %s after %d iterations, ||c~||^2 = %.3e, IC residual/||u0|| = %.3f",
                  r.status, r.state.iteration, pre["pretrain_c_sq"], pre["pretrain_ic_rel"])
         if r.status == "diverged":
@@ -200,8 +216,7 @@ def run(cfg: DictConfig, out: Path) -> dict | None:
     if status is None:
         progress.start("train", method, f"{setup.method_name} {problem.name}")
         r = run_chunked(method, state, data, max_steps=setup.max_iter, log_every=cfg.log_every,
-                        time_budget_s=budget,
-                        on_chunk=progress)
+                        time_budget_s=budget, on_chunk=progress)
         progress.close()
         state, status = r.state, r.status
         compile_s += r.compile_s
@@ -213,8 +228,7 @@ def run(cfg: DictConfig, out: Path) -> dict | None:
     final = {k: float(v) for k, v in jax.jit(problem.evaluate)(params, data).items()}
     eval_s = time.perf_counter() - t_eval
 
-    if history:
-        write_atomic(out / "history.csv", pd.DataFrame(history).to_csv(index=False))
+    progress.flush()
     write_atomic(out / "params.msgpack", serialization.to_bytes(params))
     label = f"{problem.name} / {setup.method_name}  (seed {cfg.seed}, status {status})"
     if cfg.figures:

@@ -185,3 +185,13 @@ def test_bad_problem_config_names_the_field(values, field):
     with pytest.raises(ConfigError) as e:
         build_problem("reaction", {**SMALL, **values})
     assert str(e.value).startswith(field) and "\n" not in str(e.value)
+
+
+@pytest.mark.slow
+def test_rd_reference_on_the_paper_grid_is_converged():
+    """The paper grid (2560 × 1000, 4 Strang steps per interval) vs twice the steps."""
+    x, t = np.arange(2560) * 2 * np.pi / 2560, np.linspace(0, 1, 1000)
+    u0 = np.exp(-2.0 * (x - np.pi) ** 2)
+    coarse = strang_splitting(u0, 20.0, 2.0, t, 4)
+    fine = strang_splitting(u0, 20.0, 2.0, t, 8)
+    assert np.max(np.abs(coarse - fine)) < 1e-6
