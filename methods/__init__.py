@@ -14,6 +14,7 @@ from methods.penalty import (
     pinn_method,
 )
 from methods.pretrain import PretrainConfig, pretrain_method, pretrain_report
+from methods.trsqp import TrsqpConfig, trsqp_method
 from problems.base import CONSTRAINED_LEARNING, ConfigError, config_from_dict
 
 
@@ -27,6 +28,7 @@ METHODS: dict[str, MethodSpec] = {
     "penalty": MethodSpec(CONSTRAINED_LEARNING, PenaltyConfig, penalty_method),
     "auglag": MethodSpec(CONSTRAINED_LEARNING, PenaltyConfig, auglag_method),
     "pinn": MethodSpec(CONSTRAINED_LEARNING, PinnConfig, pinn_method),
+    "trsqp": MethodSpec(CONSTRAINED_LEARNING, TrsqpConfig, trsqp_method),
 }
 
 

@@ -56,7 +56,6 @@ def penalty_lbfgs_iteration(repeats: int, chunk: int) -> dict:
     import jax.numpy as jnp
 
     from methods import build_method, method_config
-    from methods.driver import make_chunk
     from problems import build_problem
 
     problem = build_problem("reaction", {"eval_nx": 64, "eval_nt": 16}, dtype="float64")
@@ -65,25 +64,68 @@ def penalty_lbfgs_iteration(repeats: int, chunk: int) -> dict:
     cfg = method_config("penalty", {"inner_maxiter": 10**9, "gtol": 0.0, "ftol": 0.0},
                         "reaction", problem.family)
     method = build_method("penalty", cfg, problem, jnp.float64)
-    state = method.init(params, data)
-    t0 = time.perf_counter()
-    compiled = make_chunk(method, chunk, 10**9).lower(state, data).compile()
-    compile_s = time.perf_counter() - t0
-    state, _, _ = compiled(state, data)  # warm-up: the first iterations build L-BFGS memory
-    jax.block_until_ready(state)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        state, diverged, _ = compiled(state, data)
-        jax.block_until_ready(state)
-        times.append((time.perf_counter() - t0) / chunk)
+    compile_s, times, state = _time_chunks(method, method.init(params, data), data, repeats,
+                                           chunk)
+    diverged = not bool(method.finite(state))
     return {"s_per_iter_median": statistics.median(times), "s_per_iter_all": times,
             "compile_s": compile_s, "iterations_per_repeat": chunk, "repeats": repeats,
             "n_params": sum(x.size for x in jax.tree.leaves(params)), "n_data": 1000,
             "m_constraints": 7, "diverged": bool(diverged)}
 
 
-BENCHMARKS = {"penalty_lbfgs_iter": penalty_lbfgs_iteration}
+def _time_chunks(method, state, data, repeats, chunk):
+    """(compile_s, [s/iteration per repeat], final state) of ``chunk``-step compiled calls."""
+    import jax
+
+    from methods.driver import make_chunk
+
+    t0 = time.perf_counter()
+    compiled = make_chunk(method, chunk, 10**9).lower(state, data).compile()
+    compile_s = time.perf_counter() - t0
+    state, _, _ = compiled(state, data)  # warm-up
+    jax.block_until_ready(state)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        state, _, _ = compiled(state, data)
+        jax.block_until_ready(state)
+        times.append((time.perf_counter() - t0) / chunk)
+    return compile_s, times, state
+
+
+def trsqp_iteration(memory):
+    """Seconds per trSQP iteration (SR1) on reaction (α = 30), the paper network (n = 7851),
+    N = 1000, M = 7, float64, from the pretrained-free Flax initialisation. ``memory``:
+    "dense" (the paper's n × n H) or k pairs (compact L-SR1)."""
+
+    def bench(repeats: int, chunk: int) -> dict:
+        import jax
+        import jax.numpy as jnp
+
+        from methods import build_method, method_config
+        from problems import build_problem
+
+        problem = build_problem("reaction", {"eval_nx": 64, "eval_nt": 16}, dtype="float64")
+        data = problem.sample_data(jax.random.PRNGKey(0))
+        params = problem.init_params(jax.random.PRNGKey(1))
+        cfg = method_config("trsqp", {"memory": memory, "max_iter": 10**9, "gtol": 0.0,
+                                      "xtol": 0.0, "ctol": 0.0}, "reaction", problem.family)
+        method = build_method("trsqp", cfg, problem, jnp.float64)
+        chunk = chunk if memory != "dense" else max(1, chunk // 10)
+        compile_s, times, state = _time_chunks(method, method.init(params, data), data,
+                                               repeats, chunk)
+        return {"s_per_iter_median": statistics.median(times), "s_per_iter_all": times,
+                "compile_s": compile_s, "iterations_per_repeat": chunk, "repeats": repeats,
+                "n_params": int(state.theta.shape[0]), "memory": str(memory),
+                "accepted_last": bool(state.accepted), "cg_iterations_last":
+                int(state.cg_iterations)}
+
+    return bench
+
+
+BENCHMARKS = {"penalty_lbfgs_iter": penalty_lbfgs_iteration,
+              "trsqp_sr1_dense_iter": trsqp_iteration("dense"),
+              "trsqp_sr1_lm10_iter": trsqp_iteration(10)}
 
 
 def render(bench_dir: Path = BENCH_DIR, table: Path = TABLE) -> str:
