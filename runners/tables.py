@@ -77,7 +77,9 @@ def summarize(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         fmt = (lambda a, b: f"{a:.0f} ± {b:.0f}") if m == "iterations" else \
             (lambda a, b: f"{a:.1f} ± {b:.1f}") if m == "wall_s" else \
             (lambda a, b: f"{a:.4g} ± {b:.2g}")
-        shown[METRICS[m]] = [fmt(a, b) for a, b in zip(mean, std)]
+        raw = num[f"{m}_std"]  # NaN for a single seed: show the value alone
+        shown[METRICS[m]] = [fmt(a, b) if pd.notna(r) else fmt(a, 0.0).split(" ± ")[0]
+                             for a, b, r in zip(mean, std, raw)]
     if "status" in num.columns:
         shown["status"] = num["status"]
     return num, shown
