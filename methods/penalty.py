@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import optax
 
 from methods.driver import Method, tree_all_finite
-from problems.base import CONSTRAINED_LEARNING, check, check_choice, check_positive_int
+from problems.base import check, check_choice, check_positive_int
 
 LINESEARCHES = ("backtracking", "zoom")
 
@@ -225,5 +225,3 @@ def pinn_method(problem, cfg: PinnConfig, dtype) -> Method:
     return lbfgs_rounds("pinn", problem.loss, problem.constraints, cfg, mu0=cfg.mu, rho=1.0,
                         mu_max=math.inf, max_rounds=1, multiplier_update=False, dtype=dtype)
 
-
-FAMILY = CONSTRAINED_LEARNING

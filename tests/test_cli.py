@@ -150,3 +150,19 @@ def test_help_lists_config_groups():
     for word in ("problem: reaction, reaction_diffusion, transport", "auglag", "pinn",
                  "scale: paper, smoke"):
         assert word in p.stdout, word
+
+
+def test_trsqp_run_logs_its_trust_region_history(tmp_path):
+    tiny = [a for a in TINY if not a.startswith("method.inner_maxiter")]
+    train(tmp_path, *tiny, "method=trsqp", "method.memory=5", "figures=false")
+    (m,) = metrics_files(tmp_path)
+    rec = json.loads(m.read_text())
+    assert rec["method"] == "trsqp" and rec["iterations"] == 40
+    hist = pd.read_csv(m.parent / "history.csv")
+    rows = hist[hist["phase"] == "train"]
+    for col in ("radius", "eta", "accepted", "cg_iterations", "cg_reason", "kkt_residual",
+                "merit", "mu"):
+        assert rows[col].notna().iloc[1:].all(), col
+    assert (rows["radius"] > 0).all() and (rows["mu"].diff().dropna() >= 0).all()
+    # the final ‖c‖ of the history is the one the metrics report
+    assert abs(rows["constraint_norm"].iloc[-1] - rec["constraint_norm"]) < 1e-10
