@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 SCALE  ?= smoke
 
-.PHONY: install demo test test-slow lint bench tables clean-results
+.PHONY: install demo test test-slow lint bench tables table-trsqp clean-results
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,17 @@ bench: install  ## performance figures -> results/bench/*.json, results/tables/b
 
 tables: install  ## every metrics.json under results/ -> results/tables/summary.{md,csv,tex}
 	$(BIN)/python -m runners.tables
+
+# trSQP-PINN paper tables: each experiment is a Hydra sweep (resumable), then its table with
+# the paper's values beside ours -> results/tables/<experiment>.{md,csv,tex}
+TRSQP_TABLES ?= trsqp_default trsqp_hessian trsqp_pinn trsqp_pretrain
+table-trsqp: install
+	@for e in $(TRSQP_TABLES); do \
+	  $(BIN)/python -m runners.train -m experiment=$$e scale=$(SCALE) sweep_name=$$e-$(SCALE) \
+	    progress=false || exit 1; \
+	  $(BIN)/python -m runners.tables experiment=$$e --results results/sweeps/$$e-$(SCALE) \
+	    || exit 1; \
+	done
 
 clean-results:
 	rm -rf results/runs results/sweeps results/bench results/tables

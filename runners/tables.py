@@ -98,13 +98,101 @@ def write_tables(results: str | Path = "results", out: str | Path | None = None,
     return shown
 
 
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+def _label(value) -> str:
+    """How a config value names a row/column (and keys the paper's values)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(float(value))
+    return str(value)
+
+
+def experiment_spec(name: str) -> dict:
+    from omegaconf import OmegaConf
+
+    path = CONF_DIR / "experiment" / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+        raise SystemExit(f"error: experiment: unknown experiment {name!r}; valid choices: "
+                         f"{', '.join(known)}")
+    spec = OmegaConf.to_container(OmegaConf.load(path).get("table"), resolve=False)
+    if not spec:
+        raise SystemExit(f"error: experiment: {name!r} has no table section")
+    return spec
+
+
+def experiment_table(df: pd.DataFrame, spec: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The paper's layout: rows × columns of 'ours (paper)' cells, and a long numeric table.
+
+    ``spec`` is the ``table`` node of ``conf/experiment/<name>.yaml``: ``rows`` and ``cols``
+    (lists of metrics.json fields), ``metrics`` and ``paper`` (row label -> column label ->
+    one value per metric).
+    """
+    rows, cols, metrics = spec["rows"], spec["cols"], spec["metrics"]
+    paper = {str(r): {str(c): v for c, v in cs.items()} for r, cs in spec.get("paper", {}).items()}
+    df = df.copy()
+    for f in rows + cols:
+        if f not in df.columns:
+            df[f] = None
+    df["_row"] = ["/".join(_label(v) for v in vals) for vals in df[rows].itertuples(index=False)]
+    df["_col"] = ["/".join(_label(v) for v in vals) for vals in df[cols].itertuples(index=False)]
+    row_keys = list(paper) + sorted(set(df["_row"]) - set(paper))
+    col_keys = list(dict.fromkeys([c for r in paper.values() for c in r] + sorted(set(df["_col"]))))
+    long, shown = [], []
+    for r in row_keys:
+        line = {"/".join(rows): r}
+        for c in col_keys:
+            runs = df[(df["_row"] == r) & (df["_col"] == c)]
+            ref = paper.get(r, {}).get(c)
+            for i, m in enumerate(metrics):
+                vals = pd.to_numeric(runs[m], errors="coerce").dropna() if m in runs else []
+                p = ref[i] if ref is not None and i < len(ref) else None
+                mean = float(vals.mean()) if len(vals) else None
+                std = float(vals.std()) if len(vals) > 1 else None
+                long.append({"row": r, "col": c, "metric": m, "mean": mean, "std": std,
+                             "seeds": len(vals), "paper": p})
+                ours = "–" if mean is None else f"{mean:.3g}" + (f" ± {std:.1g}" if std else "")
+                line[f"{c} {METRICS.get(m, m)}"] = ours + (f" ({p:.3g})" if p is not None else "")
+        shown.append(line)
+    return pd.DataFrame(long), pd.DataFrame(shown)
+
+
+def write_experiment(name: str, results: str | Path, out: str | Path) -> pd.DataFrame:
+    spec = experiment_spec(name)
+    long, shown = experiment_table(collect(results), spec)
+    out = Path(out)
+    title = spec.get("title", name)
+    write_atomic(out / f"{name}.csv", long.to_csv(index=False))
+    write_atomic(out / f"{name}.md", f"# {title}\n\n" + shown.to_markdown(index=False) + "\n")
+    write_atomic(out / f"{name}.tex", shown.to_latex(index=False, escape=True, caption=title))
+    return shown
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m runners.tables",
                                  description=__doc__.split("\n")[0])
     ap.add_argument("--results", default="results", help="folder searched for metrics.json")
     ap.add_argument("--out", default=None, help="output folder (default: <results>/tables)")
     ap.add_argument("--name", default="summary", help="file stem of the tables")
+    ap.add_argument("experiment", nargs="?", default=None,
+                    help="experiment=<name>: render conf/experiment/<name>.yaml's paper table")
     args = ap.parse_args(argv)
+    if args.experiment is not None:
+        key, _, name = args.experiment.partition("=")
+        if key != "experiment" or not name:
+            print(f"error: expected experiment=<name>, got {args.experiment!r}", file=sys.stderr)
+            sys.exit(2)
+        if not Path(args.results).is_dir():
+            print(f"error: --results: no such folder {args.results!r}", file=sys.stderr)
+            sys.exit(2)
+        out = Path(args.out) if args.out else Path("results") / "tables"
+        shown = write_experiment(name, args.results, out)
+        print(shown.to_markdown(index=False))
+        print(f"\nwrote {out}/{name}.{{md,csv,tex}}")
+        return
     if not Path(args.results).is_dir():
         print(f"error: --results: no such folder {args.results!r}", file=sys.stderr)
         sys.exit(2)

@@ -35,7 +35,8 @@ from runners.setup import ConfigError, Setup, resolve
 log = logging.getLogger("runners.train")
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 # keys that do not change what a run computes (left out of its config hash)
-NOT_HASHED = ("resume", "progress", "results_dir", "sweep_name", "figures", "jax_cache_dir")
+NOT_HASHED = ("resume", "progress", "results_dir", "sweep_name", "figures", "jax_cache_dir",
+              "table")
 
 
 def config_hash(cfg: DictConfig) -> str:

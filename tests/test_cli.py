@@ -166,3 +166,20 @@ def test_trsqp_run_logs_its_trust_region_history(tmp_path):
     assert (rows["radius"] > 0).all() and (rows["mu"].diff().dropna() >= 0).all()
     # the final ‖c‖ of the history is the one the metrics report
     assert abs(rows["constraint_norm"].iloc[-1] - rec["constraint_norm"]) < 1e-10
+
+
+def test_experiment_table_puts_the_paper_values_beside_ours(tmp_path):
+    from runners.tables import experiment_spec, experiment_table
+
+    spec = experiment_spec("trsqp_pretrain")
+    recs = [{"problem": "reaction", "method": "penalty", "pretrain": pre, "seed": s,
+             "abs_error": a, "rel_error": 2 * a}
+            for pre, s, a in ((True, 0, 0.1), (True, 1, 0.3), (False, 0, 0.5))]
+    long, shown = experiment_table(pd.DataFrame(recs), spec)
+    row = shown[shown["problem"] == "reaction"].iloc[0]
+    assert row["penalty/true abs error"] == "0.2 ± 0.1 (0.434)"  # mean ± std over 2 seeds
+    assert row["penalty/false rel error"] == "1 (1)"
+    assert row["auglag/true abs error"] == "– (0.377)"  # no run yet: the paper's value alone
+    cell = long[(long.row == "reaction") & (long.col == "penalty/true") &
+                (long.metric == "abs_error")].iloc[0]
+    assert cell.seeds == 2 and abs(cell["mean"] - 0.2) < 1e-12 and cell.paper == 0.4339
