@@ -31,16 +31,24 @@ bench: install  ## performance figures -> results/bench/*.json, results/tables/b
 tables: install  ## every metrics.json under results/ -> results/tables/summary.{md,csv,tex}
 	$(BIN)/python -m runners.tables
 
-# trSQP-PINN paper tables: each experiment is a Hydra sweep (resumable), then its table with
-# the paper's values beside ours -> results/tables/<experiment>.{md,csv,tex}
+# trSQP-PINN paper tables and figures: each experiment is a resumable Hydra sweep, then its
+# table with the paper's values beside ours -> results/tables/<experiment>.{md,csv,tex};
+# Figure 2 heatmaps and Figure 1 error-vs-coefficient plots -> results/figures/
 TRSQP_TABLES ?= trsqp_default trsqp_hessian trsqp_pinn trsqp_pretrain
+TRSQP_FIG1 ?= transport_beta reaction_alpha reaction_diffusion_alpha reaction_diffusion_tau
 table-trsqp: install
-	@for e in $(TRSQP_TABLES); do \
+	@for e in $(TRSQP_TABLES) $(addprefix trsqp_fig1_,$(TRSQP_FIG1)); do \
 	  $(BIN)/python -m runners.train -m experiment=$$e scale=$(SCALE) sweep_name=$$e-$(SCALE) \
 	    progress=false || exit 1; \
 	  $(BIN)/python -m runners.tables experiment=$$e --results results/sweeps/$$e-$(SCALE) \
 	    || exit 1; \
 	done
+	$(BIN)/python -m runners.figures heatmaps --results results/sweeps/trsqp_default-$(SCALE) \
+	  --out results/figures/trsqp_heatmaps-$(SCALE).png
+	@for f in $(TRSQP_FIG1); do \
+	  $(BIN)/python -m runners.figures sweep --results results/sweeps/trsqp_fig1_$$f-$(SCALE) \
+	    --x problem.$${f##*_} --out results/figures/trsqp_fig1_$$f-$(SCALE).png || exit 1; \
+	done
 
 clean-results:
-	rm -rf results/runs results/sweeps results/bench results/tables
+	rm -rf results/runs results/sweeps results/bench results/tables results/figures

@@ -183,3 +183,17 @@ def test_experiment_table_puts_the_paper_values_beside_ours(tmp_path):
     cell = long[(long.row == "reaction") & (long.col == "penalty/true") &
                 (long.metric == "abs_error")].iloc[0]
     assert cell.seeds == 2 and abs(cell["mean"] - 0.2) < 1e-12 and cell.paper == 0.4339
+
+
+def test_saved_params_reproduce_the_run_metrics(single_run):
+    """params.msgpack + the config in metrics.json rebuild the run's prediction exactly."""
+    import numpy as np
+
+    from runners.figures import load_prediction
+    from runners.tables import collect
+
+    tmp, _ = single_run
+    rec = collect(tmp).iloc[0].to_dict()
+    x, t, ref, pred = load_prediction(rec)
+    assert ref.shape == (16, 32) and pred.shape == ref.shape
+    assert abs(float(np.mean(np.abs(pred - ref))) - rec["abs_error"]) < 1e-10
