@@ -113,17 +113,20 @@ def sweep_plot(results: str | Path, x: str, out: str | Path) -> Path:
         raise SystemExit(f"error: --x: no runs under {results} have {x!r}; swept fields: "
                          f"{', '.join(c for c in df.columns if c.startswith('problem.'))}")
     df = df.dropna(subset=[x])
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
-    for ax, metric in zip(axes, ("abs_error", "rel_error")):
-        for meth in _ordered(df["method"].unique()):
-            g = df[df["method"] == meth].groupby(x)[metric]
-            xs = np.asarray(g.mean().index, dtype=float)
-            ax.plot(xs, g.mean().values, "o-", label=meth)
-            ax.fill_between(xs, g.min().values, g.max().values, alpha=0.2)
-        ax.set(xlabel=x, ylabel=metric.replace("_", " "), yscale="log")
-        ax.grid(alpha=0.3)
-    axes[0].legend()
-    fig.suptitle(", ".join(sorted(df["problem"].unique())))
+    problems = sorted(df["problem"].unique())
+    fig, axes = plt.subplots(len(problems), 2, figsize=(10, 3.6 * len(problems)),
+                             squeeze=False, constrained_layout=True)
+    for row, prob in zip(axes, problems):
+        sub = df[df["problem"] == prob]
+        for ax, metric in zip(row, ("abs_error", "rel_error")):
+            for meth in _ordered(sub["method"].unique()):
+                g = sub[sub["method"] == meth].groupby(x)[metric]
+                xs = np.asarray(g.mean().index, dtype=float)
+                ax.plot(xs, g.mean().values, "o-", label=meth)
+                ax.fill_between(xs, g.min().values, g.max().values, alpha=0.2)
+            ax.set(title=prob, xlabel=x, ylabel=metric.replace("_", " "), yscale="log")
+            ax.grid(alpha=0.3)
+        row[0].legend()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
