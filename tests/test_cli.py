@@ -68,7 +68,7 @@ def test_single_run_writes_its_artifacts(single_run):
     assert "abs_error" in p.stdout and "JAX" in p.stdout + p.stderr
 
 
-def test_tables_render_the_runs(single_run):
+def test_tables_render_the_runs(single_run, tmp_path):
     tmp, _ = single_run
     p = subprocess.run([sys.executable, "-m", "runners.tables", "--results", str(tmp)],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -79,7 +79,21 @@ def test_tables_render_the_runs(single_run):
     rec = json.loads(metrics_files(tmp)[0].read_text())
     assert df.loc[0, "method"] == "auglag" and df.loc[0, "seeds"] == 1
     assert abs(df.loc[0, "abs_error_mean"] - rec["abs_error"]) < 1e-12
-    assert "± " in (tmp / "tables" / "summary.md").read_text()
+    assert f"{rec['abs_error']:.4g}" in (tmp / "tables" / "summary.md").read_text()
+    # two seeds: mean ± std over seeds
+    for seed, shift in ((0, 0.0), (1, 0.1)):
+        f = tmp_path / f"seed{seed}" / "metrics.json"
+        f.parent.mkdir()
+        f.write_text(json.dumps({**rec, "seed": seed, "abs_error": rec["abs_error"] + shift}))
+    p = subprocess.run([sys.executable, "-m", "runners.tables", "--results", str(tmp_path)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    df = pd.read_csv(tmp_path / "tables" / "summary.csv")
+    assert df.loc[0, "seeds"] == 2
+    assert abs(df.loc[0, "abs_error_mean"] - (rec["abs_error"] + 0.05)) < 1e-12
+    assert abs(df.loc[0, "abs_error_std"] - 0.1 / 2**0.5) < 1e-12
+    md = (tmp_path / "tables" / "summary.md").read_text()
+    assert f"{rec['abs_error'] + 0.05:.4g} ± 0.071" in md
 
 
 def test_sweep_then_resume_skips_finished_runs(tmp_path):
