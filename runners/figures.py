@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from runners.io import save_figure
 from runners.tables import collect
 
 METHOD_ORDER = ("penalty", "auglag", "pinn", "trsqp")
@@ -93,13 +94,7 @@ def heatmaps(results: str | Path, out: str | Path, seed: int = 0) -> Path:
             fig.colorbar(im, ax=axes[i, -1])
         else:
             axes[i, 0].axis("off")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(out)
-    return out
+    return save_figure(fig, out)
 
 
 def sweep_plot(results: str | Path, x: str, out: str | Path) -> Path:
@@ -127,13 +122,7 @@ def sweep_plot(results: str | Path, x: str, out: str | Path) -> Path:
             ax.set(title=prob, xlabel=x, ylabel=metric.replace("_", " "), yscale="log")
             ax.grid(alpha=0.3)
         row[0].legend()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(out)
-    return out
+    return save_figure(fig, out)
 
 
 def main(argv=None):

@@ -29,6 +29,19 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
         raise
 
 
+def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
+    """Save a matplotlib figure atomically (temp name + rename) and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=dpi)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
 def _json_safe(v):
     if isinstance(v, float) and not math.isfinite(v):
         return str(v)  # JSON has no inf/nan; keep them readable ("inf", "nan")

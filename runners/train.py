@@ -29,7 +29,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from runners.io import flatten, read_json, write_atomic, write_json
+from runners.io import flatten, read_json, save_figure, write_atomic, write_json
 from runners.setup import ConfigError, Setup, resolve
 
 log = logging.getLogger("runners.train")
@@ -146,10 +146,7 @@ def solution_figure(problem, params, data, path: Path, title: str):
         ax.set(title=name, xlabel="x", ylabel="t")
         fig.colorbar(im, ax=ax)
     fig.suptitle(title)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path, dpi=110)
 
 
 def run(cfg: DictConfig, out: Path) -> dict | None:
