@@ -29,6 +29,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from methods.driver import FINISHED
 from runners.io import flatten, read_json, save_figure, write_atomic, write_json
 from runners.setup import ConfigError, Setup, resolve
 
@@ -269,8 +270,6 @@ def _remove_if_empty(out: Path):
             parent.rmdir()
             parent = parent.parent
 
-
-from methods.driver import FINISHED  # noqa: E402  (light: no JAX computation at import)
 
 MAX_DIRNAME = 120
 
