@@ -33,13 +33,15 @@ tables: install  ## every metrics.json under results/ -> results/tables/summary.
 
 # trSQP-PINN paper tables and figures: each experiment is a resumable Hydra sweep, then its
 # table with the paper's values beside ours -> results/tables/<experiment>.{md,csv,tex};
-# Figure 2 heatmaps and Figure 1 error-vs-coefficient plots -> results/figures/
-TRSQP_TABLES ?= trsqp_default trsqp_hessian trsqp_pinn trsqp_pretrain
+# Figure 2 heatmaps and Figure 1 error-vs-coefficient plots -> results/figures/.
+# ARGS go to every run, e.g. ARGS=scale.trsqp_memory=10 (limited-memory SR1: a paper-budget
+# trsqp run in minutes instead of an hour) or ARGS=seed=1.
+TRSQP_TABLES ?= trsqp_default trsqp_hessian trsqp_objective trsqp_pinn trsqp_pretrain
 TRSQP_FIG1 ?= transport_beta reaction_alpha reaction_diffusion_alpha reaction_diffusion_tau
 table-trsqp: install
 	@for e in $(TRSQP_TABLES) $(addprefix trsqp_fig1_,$(TRSQP_FIG1)); do \
 	  $(BIN)/python -m runners.train -m experiment=$$e scale=$(SCALE) sweep_name=$$e-$(SCALE) \
-	    progress=false || exit 1; \
+	    progress=false $(ARGS) || exit 1; \
 	  $(BIN)/python -m runners.tables experiment=$$e --results results/sweeps/$$e-$(SCALE) \
 	    || exit 1; \
 	done

@@ -11,7 +11,8 @@ Byrd–Omojokun step with radius Δ_k, as a *descent* (normal + tangential step)
 3. Merit φ_μ = f + μ‖c‖₂. μ is raised so that μ ≥ (∇fᵀd + ½dᵀHd) / ((1 − 0.3)(‖c‖ − ‖c + Jd‖))
    (Alg. 3 line 6), which gives Pred ≥ 0.3 μ (‖c‖ − ‖c + Jd‖); η = Ared / Pred.
 4. Paper radius rule: η ≥ η_upp → accept, Δ ← ρΔ; η_low ≤ η < η_upp → accept; η < η_low →
-   reject, Δ ← Δ/ρ. (``radius_rule="scipy"``: the reference code's SciPy rule.) After an
+   reject, Δ ← Δ/ρ. (``radius_rule="scipy"``: the reference code's SciPy rule;
+   ``second_order_correction=True``: its second-order correction of rejected steps.) After an
    accepted step λ is recomputed by least squares, λ = argmin ‖∇f + Jᵀλ‖, and H is
    updated with s = θ_{k+1} − θ_k, y = ∇L(θ_{k+1}, λ_{k+1}) − ∇L(θ_k, λ_{k+1}).
 5. Stop when a step is rejected and (‖d‖ ≤ xtol or ‖∇L‖∞ ≤ gtol), or when
@@ -183,6 +184,7 @@ class TrsqpConfig:
     ctol: float = 1e-10  # on ‖c‖∞ (with gtol: a KKT point)
     max_iter: int = 20000  # K_max
     cg_maxiter: int = 500  # projected CG iterations per step
+    second_order_correction: bool = False  # SOC after a rejected step (the reference code's)
 
     def __post_init__(self):
         check_choice(self.hessian, "method.hessian", qn.HESSIANS)
@@ -209,6 +211,8 @@ class TrsqpConfig:
                   f"must be a number >= 0, got {v!r}")
         check_positive_int(self.max_iter, "method.max_iter")
         check_positive_int(self.cg_maxiter, "method.cg_maxiter")
+        check(isinstance(self.second_order_correction, bool), "method.second_order_correction",
+              f"must be true or false, got {self.second_order_correction!r}")
 
 
 class TrsqpState(NamedTuple):
@@ -229,6 +233,7 @@ class TrsqpState(NamedTuple):
     cg_iterations: jax.Array
     cg_reason: jax.Array
     qn_updated: jax.Array  # the last accepted step updated H (SR1 skip / damping guard)
+    soc: jax.Array  # the last step was saved by a second-order correction
     done: jax.Array
 
 
@@ -258,7 +263,7 @@ def trsqp_solver(f: Callable, c: Callable, n: int, cfg: TrsqpConfig, dtype):
             hess=qn.init(kind, memory, n, dtype), radius=z(cfg.radius0), mu=z(cfg.mu0),
             iteration=jnp.int32(0), eta=z(jnp.nan), accepted=jnp.array(False),
             step_norm=z(jnp.inf), cg_iterations=jnp.int32(0), cg_reason=jnp.int32(-1),
-            qn_updated=jnp.array(False), done=jnp.array(False))
+            qn_updated=jnp.array(False), soc=jnp.array(False), done=jnp.array(False))
 
     def step(s: TrsqpState, data) -> TrsqpState:
         H = lambda v: hvp(s.hess, v)
@@ -277,6 +282,25 @@ def trsqp_solver(f: Callable, c: Callable, n: int, cfg: TrsqpConfig, dtype):
         tiny = jnp.abs(pred) <= 1e-14 * (1 + jnp.abs(merit))
         eta = jnp.where(tiny, 1.0, ared / jnp.where(pred != 0, pred, 1.0))
         eta = jnp.where(jnp.isfinite(eta), eta, -jnp.inf)
+        soc = jnp.array(False)
+        if cfg.second_order_correction:
+            # Byrd, Hribar & Nocedal (1999) p. 892, as in SciPy's trust-constr: a rejected
+            # step that is mostly tangential (‖ñ‖ ≤ 0.1‖t‖) is retried from θ + d − J⁺c(θ + d),
+            # the least-norm correction of the constraint curvature (the Maratos effect).
+            def correct(_):
+                theta_c = theta_new + least_norm_newton(s.basis, c_new)
+                f_c, c_c = f(theta_c, data), c(theta_c, data)
+                eta_c = (merit - (f_c + mu * jnp.linalg.norm(c_c))) / jnp.where(
+                    pred != 0, pred, 1.0)
+                ok = jnp.isfinite(eta_c) & (eta_c >= cfg.eta_low)
+                pick = lambda a, b: jnp.where(ok, a, b)
+                return (pick(theta_c, theta_new), pick(f_c, f_new), pick(c_c, c_new),
+                        pick(eta_c, eta), ok)
+
+            try_soc = (eta < cfg.eta_low) & (
+                jnp.linalg.norm(n_step) <= 0.1 * jnp.linalg.norm(cg.t))
+            theta_new, f_new, c_new, eta, soc = jax.lax.cond(
+                try_soc, correct, lambda _: (theta_new, f_new, c_new, eta, soc), None)
         accept = eta >= cfg.eta_low
         dn = jnp.linalg.norm(d)
         if cfg.radius_rule == "paper":
@@ -295,7 +319,7 @@ def trsqp_solver(f: Callable, c: Callable, n: int, cfg: TrsqpConfig, dtype):
             b_new = basis(J_new)
             lam = multipliers(b_new, g_new)
             y = (g_new + J_new.T @ lam) - (s.g + s.J.T @ lam)
-            hess, updated = qn.update(kind, s.hess, d, y)
+            hess, updated = qn.update(kind, s.hess, theta_new - s.theta, y)
             return s._replace(theta=theta_new, lam=lam, f=f_new, c=c_new, g=g_new, J=J_new,
                               basis=b_new, hess=hess, qn_updated=updated)
 
@@ -303,7 +327,7 @@ def trsqp_solver(f: Callable, c: Callable, n: int, cfg: TrsqpConfig, dtype):
                            None)
         new = new._replace(radius=radius, mu=mu, iteration=s.iteration + 1, eta=eta,
                            accepted=accept, step_norm=dn, cg_iterations=cg.iterations,
-                           cg_reason=cg.reason)
+                           cg_reason=cg.reason, soc=soc)
         kkt = kkt_residual(new)
         stalled = (~accept) & ((dn <= cfg.xtol) | (kkt <= cfg.gtol))
         at_kkt = (kkt <= cfg.gtol) & (jnp.max(jnp.abs(new.c)) <= cfg.ctol)
@@ -327,7 +351,7 @@ def trsqp_method(problem, cfg: TrsqpConfig, dtype) -> Method:
                 "merit": s.f + s.mu * jnp.linalg.norm(s.c), "mu": s.mu, "radius": s.radius,
                 "eta": s.eta, "accepted": s.accepted, "step_norm": s.step_norm,
                 "cg_iterations": s.cg_iterations, "cg_reason": s.cg_reason,
-                "kkt_residual": kkt_residual(s)}
+                "kkt_residual": kkt_residual(s), "soc": s.soc}
 
     return Method(
         name="trsqp", init=lambda params, data: init(ravel_pytree(params)[0], data),

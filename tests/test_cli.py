@@ -132,6 +132,8 @@ def test_divergence_ends_the_run_with_status_diverged(tmp_path):
     ("problem.m_split.ic=5", "problem.m_split"),
     ("problem.activation=relu6", "problem.activation"),
     ("method.rho=0.5", "method.rho"),
+    ("method.hessian=bfgs", "method.hessian"),
+    ("method.second_order_correction=maybe", "method.second_order_correction"),
     ("seed=-1", "seed"),
     ("pretraining.ic_weight=0", "pretraining.ic_weight"),
     ("budget.max_iter=0", "budget.max_iter"),

@@ -73,20 +73,21 @@ def convex_qp(n=8, m=3, seed=0):
     return f, c, jnp.zeros(n), x_star
 
 
-VARIANTS = [(h, mem) for h in qn.HESSIANS for mem in ("dense", 5)
-            if not (h == "identity" and mem == 5)]
+VARIANTS = [(h, mem, False) for h in qn.HESSIANS for mem in ("dense", 5)
+            if not (h == "identity" and mem == 5)] + [("sr1", "dense", True), ("sr1", 5, True)]
 
 
 @pytest.mark.parametrize("problem", [circle, hs6, hs7, convex_qp])
-@pytest.mark.parametrize("hessian,memory", VARIANTS)
-def test_trsqp_solves_small_nlps(problem, hessian, memory):
+@pytest.mark.parametrize("hessian,memory,soc", VARIANTS)
+def test_trsqp_solves_small_nlps(problem, hessian, memory, soc):
     if problem is hs7 and hessian == "identity":
         # ∇²L = diag(3.15, 0.58) at the solution: H = I misjudges the curvature along the
         # constraint 3×, the steps overshoot, and once merit changes reach roundoff (‖∇L‖
         # ≈ 1e-7) the ratio test cannot tell good steps from bad ones
         pytest.skip("identity Hessian stalls at ‖∇L‖∞ ≈ 2.5e-7 on HS7 (merit roundoff)")
     f, c, x0, x_star = problem()
-    x, kkt, cmax, r = solve(f, c, x0, hessian=hessian, memory=memory)
+    x, kkt, cmax, r = solve(f, c, x0, hessian=hessian, memory=memory,
+                            second_order_correction=soc)
     assert kkt <= 1e-8 and cmax <= 1e-10, (kkt, cmax, r.status, int(r.state.iteration))
     np.testing.assert_allclose(x, x_star, atol=1e-7)
     assert r.status == "converged"
@@ -200,6 +201,29 @@ def test_merit_update_guarantees_the_predicted_reduction():
         mu_new, pred = merit_update(quad, vpred, mu, 0.3)
         assert float(mu_new) >= mu
         assert float(pred) >= 0.3 * float(mu_new) * vpred - 1e-12
+
+
+def test_second_order_correction_overcomes_the_maratos_effect():
+    """Nocedal & Wright Example 15.4: f = 2(x₁² + x₂² − 1) − x₁, c = x₁² + x₂² − 1, x* = (1, 0),
+    ∇²L(x*) = I. From x on the circle the SQP step with H = I is the exact Newton step, yet it
+    raises both f and ‖c‖ (rejected by the merit test); the SOC point is accepted."""
+    f = lambda x, d: 2 * (x @ x - 1) - x[0]
+    c = lambda x, d: jnp.array([x @ x - 1])
+    x0 = jnp.array([math.cos(0.3), math.sin(0.3)])
+    for soc in (False, True):
+        cfg = TrsqpConfig(hessian="identity", second_order_correction=soc)
+        init, step = trsqp_solver(f, c, 2, cfg, jnp.float64)
+        s0 = init(x0, None)
+        s1 = step(s0, None)
+        assert bool(s1.accepted) == soc and bool(s1.soc) == soc
+        if soc:
+            merit = lambda s: float(s.f + s.mu * jnp.linalg.norm(s.c))
+            assert merit(s1) < merit(s0)
+            err0 = np.linalg.norm(np.asarray(s0.theta) - [1, 0])
+            err1 = np.linalg.norm(np.asarray(s1.theta) - [1, 0])
+            assert err1 < 0.1 * err0  # Newton-like contraction
+        else:
+            np.testing.assert_array_equal(np.asarray(s1.theta), np.asarray(x0))
 
 
 def test_bad_trsqp_config_names_the_field():
