@@ -13,7 +13,7 @@ $(BIN)/.installed: pyproject.toml Makefile
 
 install: $(BIN)/.installed
 
-demo: install  ## the default experiment (problem=reaction, scale=smoke)
+demo: install  ## the default experiment (trsqp on reaction, scale=smoke)
 	$(BIN)/python -m runners.train scale=$(SCALE)
 
 test: install  ## fast test suite (CI)

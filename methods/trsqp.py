@@ -18,6 +18,15 @@ Byrd–Omojokun step with radius Δ_k, as a *descent* (normal + tangential step)
 5. Stop when a step is rejected and (‖d‖ ≤ xtol or ‖∇L‖∞ ≤ gtol), or when
    ‖∇L‖∞ ≤ gtol and ‖c‖∞ ≤ ctol (a KKT point), or after K_max iterations.
 
+Second-order correction (``second_order_correction=True``, our default; Algorithm 3 of
+the paper omits it, the authors' code, a port of SciPy's ``trust-constr``, has it): when a
+step is rejected and is mostly tangential (‖ñ‖ ≤ 0.1‖t‖), the point θ + d − J⁺c(θ + d)
+is tried with the same Pred, and accepted if its ratio passes η_low (Byrd, Hribar &
+Nocedal 1999, p. 892; Nocedal & Wright §15.4). Without it the non-smooth merit rejects
+good steps near feasibility (the Maratos effect) and the radius collapses: on reaction
+α = 30, L-SR1(10), the error after K_max = 2·10⁴ iterations is 0.0175 without the SOC and
+≈ 0.003 with it after 5·10³ iterations.
+
 Projections use the SVD of the M × n Jacobian (M small) with a rank cut-off, which is the
 QR-with-rank-check of the spec done with singular values. A rejected step reuses f, c,
 ∇f, J and the factorisation at the current point: only f and c are evaluated at the trial
@@ -184,7 +193,7 @@ class TrsqpConfig:
     ctol: float = 1e-10  # on ‖c‖∞ (with gtol: a KKT point)
     max_iter: int = 20000  # K_max
     cg_maxiter: int = 500  # projected CG iterations per step
-    second_order_correction: bool = False  # SOC after a rejected step (the reference code's)
+    second_order_correction: bool = True  # SOC after a rejected step (see the module doc)
 
     def __post_init__(self):
         check_choice(self.hessian, "method.hessian", qn.HESSIANS)

@@ -1,0 +1,218 @@
+"""Projected stochastic momentum SQP and its baselines (Wang, Piermarini, Zhu & Curtis;
+ICLR-2025 predecessor, Algorithm 1 and §3).
+
+min_θ f(θ) = E[F(θ, ω)] s.t. c(θ) = 0 with a few (m ≪ d) hard constraints. Every
+constrained method takes one step of the same shape (:func:`momentum_sqp_step`):
+
+1. a stochastic gradient g = ∇F(θ, batch) of the weighted objective on a mini-batch;
+2. J = ∇c(θ) (m × d, reverse mode over the m constraints) and the projector
+   P = I − Jᵀ(JJᵀ)⁻¹J onto Null(J) (never formed: one m × m solve per product);
+3. a "gradient-like" vector p and a diagonal H = diag(h) ≻ 0, which is all that differs
+   between the methods (``direction``):
+
+   ================  =====================================  =====================
+   method            p                                      h
+   ================  =====================================  =====================
+   ``sqp_sgd``       g                                      1
+   ``sqp_heavyball`` m = β m + (1 − β) P g                  1
+   ``adam_con``      p̂ (Adam's bias-corrected mean of g)    sqrt(q̂ + μ), q̂ of g∘g
+   ``sqp_adam``      p̂ of P g  (``variant=iclr``)            sqrt(q̂ + μ), of (Pg)∘(Pg)
+   ================  =====================================  =====================
+
+4. the KKT system [H Jᵀ; J 0][s; λ] = −[p; c] solved at O(m²d + m³) cost
+   (:func:`kkt_solve`), and θ ← θ + α s.
+
+``adam_unc`` drops the hard constraints and takes Adam's step θ ← θ − α m̂/sqrt(v̂ + μ) on
+the same weighted objective (``optax.scale_by_adam`` with ``eps_root = μ``, ``eps = 0``).
+
+``sqp_adam`` with ``variant=defossez`` is the paper's Défossez-style form
+[reconstructed from the text; the paper lost its formulas]: m = β₁m + Pg, r = β₂r + (Pg)²,
+α_k = α(1 − β₁) sqrt((1 − β₂ᵏ)/(1 − β₂)), H = diag(sqrt(ε + r)), RHS [α_k m; c] and
+θ ← θ + s (α_k already scales the tangential part; the normal part −J⁺c is a full
+Newton step on the linearised constraints, as in the paper's Algorithm 1 with unit
+step on c).
+
+Singular m × m systems: as the reference code does, i·I is added (i = 1, 2, …) until
+the Cholesky factor is finite; the number of such regularisations is kept in the state
+and logged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from problems.base import check, check_choice, check_positive_int
+
+KINDS = ("sqp_adam", "sqp_heavyball", "adam_con", "adam_unc", "sqp_sgd")
+MAX_REGULARIZATION = 64  # give up adding i·I after this many tries (the step is then NaN)
+
+
+# --- m × m linear algebra ------------------------------------------------------------------
+
+def solve_spd(A, b):
+    """x = A⁻¹b for a small SPD A by Cholesky; a singular A gets A + i·I, i = 1, 2, …
+
+    Returns (x, i): i = 0 when A itself was factorised.
+    """
+    eye = jnp.eye(A.shape[0], dtype=A.dtype)
+
+    def factor(i):
+        return jax.scipy.linalg.cho_factor(A + i * eye, lower=True)
+
+    def failed(i):
+        L, _ = factor(i)
+        d = jnp.diagonal(L)
+        return ~(jnp.all(jnp.isfinite(L)) & jnp.all(d > 0))
+
+    i = jax.lax.while_loop(lambda i: failed(i) & (i < MAX_REGULARIZATION), lambda i: i + 1,
+                           jnp.zeros((), A.dtype))
+    return jax.scipy.linalg.cho_solve(factor(i), b), i
+
+
+def normal_step(J, c):
+    """v = −Jᵀ(JJᵀ)⁻¹c: the least-norm solution of Jv = −c. Returns (v, regularisations)."""
+    y, reg = solve_spd(J @ J.T, c)
+    return -J.T @ y, reg
+
+
+def project(J, g):
+    """P g = g − Jᵀ(JJᵀ)⁻¹J g: the component of g in Null(J)."""
+    y, _ = solve_spd(J @ J.T, J @ g)
+    return g - J.T @ y
+
+
+def kkt_solve(J, h, p, c):
+    """Solve [H Jᵀ; J 0][s; λ] = −[p; c] for H = diag(h) ≻ 0 at O(m²d + m³) cost.
+
+    With p̃ = p/h, J̃ᵀ = H⁻¹Jᵀ and the normal step v: (J J̃ᵀ) r = J(p̃ + v),
+    u = −(p̃ + v) + J̃ᵀ r, s = u + v, λ = −r. Then Js = Jv = −c and
+    Hs + Jᵀλ = −p. Returns (s, λ, regularisations of the two m × m solves).
+    """
+    v, reg_v = normal_step(J, c)
+    p_t = p / h
+    Jt_T = J.T / h[:, None]
+    r, reg_r = solve_spd(J @ Jt_T, J @ (p_t + v))
+    s = -(p_t + v) + Jt_T @ r + v
+    return s, -r, reg_v + reg_r
+
+
+# --- configuration -------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class SqpMomentumConfig:
+    """Constants of the stochastic methods (spec sqp_momentum.md; [confirmed] unless noted)."""
+
+    lr: float = 1e-4  # α, fixed learning rate
+    batch_fraction: Any = None  # b: fraction of residual points per iteration (None: problem's)
+    full_batch: bool = False  # every iteration uses all residual points
+    beta1: float = 0.9  # β₁ (Adam first moment)
+    beta2: float = 0.999  # β₂ (Adam second moment)
+    eps_root: float = 1e-7  # μ, inside the square root: H = diag(sqrt(q̂ + μ))
+    momentum: float = 0.9  # β of sqp_heavyball [reconstructed]
+    variant: str = "iclr"  # sqp_adam: iclr (confirmed) | defossez (reconstructed)
+    epochs: int = 1000  # budget in epochs (1 epoch = int(1/b) iterations, 1 if full batch)
+
+    def __post_init__(self):
+        check(isinstance(self.lr, (int, float)) and 0 < self.lr < math.inf, "method.lr",
+              f"must be a finite number > 0, got {self.lr!r}")
+        b = self.batch_fraction
+        check(b is None or (isinstance(b, (int, float)) and 0 < b <= 1),
+              "method.batch_fraction", f"must be null or in (0, 1], got {b!r}")
+        check(isinstance(self.full_batch, bool), "method.full_batch",
+              f"must be true or false, got {self.full_batch!r}")
+        for f in ("beta1", "beta2", "momentum"):
+            v = getattr(self, f)
+            check(isinstance(v, (int, float)) and 0 <= v < 1, f"method.{f}",
+                  f"must be in [0, 1), got {v!r}")
+        check(isinstance(self.eps_root, (int, float)) and self.eps_root > 0, "method.eps_root",
+              f"must be a number > 0, got {self.eps_root!r}")
+        check_choice(self.variant, "method.variant", ["iclr", "defossez"])
+        check_positive_int(self.epochs, "method.epochs")
+
+
+def iterations_per_epoch(cfg: SqpMomentumConfig, batch_fraction: float) -> int:
+    """1 (full batch) or int(1/b) iterations per epoch, as the papers count."""
+    return 1 if cfg.full_batch else max(1, int(1.0 / batch_fraction))
+
+
+# --- the step --------------------------------------------------------------------------------
+
+class SqpMomentumState(NamedTuple):
+    theta: jax.Array  # θ_k (flat)
+    m: jax.Array  # first moment / momentum buffer (zeros for sqp_sgd)
+    v: jax.Array  # second moment (zeros where unused)
+    count: jax.Array  # k: iterations taken
+    key: jax.Array  # PRNG key of the mini-batch stream
+    step_norm: jax.Array  # ‖θ_{k+1} − θ_k‖
+    regularizations: jax.Array  # i·I added in the last step's m × m solves
+    total_regularizations: jax.Array  # ... over the whole run
+
+
+def make_solver(kind: str, f: Callable, c: Callable, cfg: SqpMomentumConfig, n_points: int,
+                batch_size: int):
+    """init/step for flat f(θ, data, idx) (the weighted objective on residual points idx)
+    and c(θ, data) -> (m,). ``batch_size == n_points`` means full batch."""
+    check_choice(kind, "method.name", KINDS)
+    full = batch_size >= n_points
+    b1, b2, mu = cfg.beta1, cfg.beta2, cfg.eps_root
+
+    def batch(key, count):
+        if full:
+            return jnp.arange(n_points)
+        k = jax.random.fold_in(key, count)
+        return jax.random.choice(k, n_points, (batch_size,), replace=False)
+
+    def init(theta, key) -> SqpMomentumState:
+        z = jnp.zeros_like(theta)
+        zero = jnp.zeros((), theta.dtype)
+        return SqpMomentumState(theta, z, z, jnp.int32(0), key, zero, zero, zero)
+
+    def step(s: SqpMomentumState, data) -> SqpMomentumState:
+        idx = batch(s.key, s.count)
+        g = jax.grad(f)(s.theta, data, idx)
+        count = s.count + 1
+        if kind == "adam_unc":
+            m = optax.tree.update_moment(g, s.m, b1, 1)
+            v = optax.tree.update_moment_per_elem_norm(g, s.v, b2, 2)
+            m_hat = optax.tree.bias_correction(m, b1, count)
+            v_hat = optax.tree.bias_correction(v, b2, count)
+            d = -cfg.lr * m_hat / jnp.sqrt(v_hat + mu)
+            return s._replace(theta=s.theta + d, m=m, v=v, count=count,
+                              step_norm=jnp.linalg.norm(d), regularizations=jnp.zeros_like(mu))
+        cv = c(s.theta, data)
+        J = jax.jacrev(c)(s.theta, data)
+        m, v, lr = s.m, s.v, cfg.lr
+        if kind == "sqp_sgd":
+            p, h = g, jnp.ones_like(g)
+        elif kind == "sqp_heavyball":
+            m = cfg.momentum * s.m + (1 - cfg.momentum) * project(J, g)
+            p, h = m, jnp.ones_like(g)
+        elif kind == "sqp_adam" and cfg.variant == "defossez":
+            gp = project(J, g)
+            m = b1 * s.m + gp
+            v = b2 * s.v + gp * gp
+            alpha_k = cfg.lr * (1 - b1) * jnp.sqrt((1 - b2 ** count) / (1 - b2))
+            p, h, lr = alpha_k * m, jnp.sqrt(mu + v), 1.0
+        else:  # adam_con (raw g) or sqp_adam iclr (projected g): Adam moments, H = diag(sqrt(q̂+μ))
+            gg = project(J, g) if kind == "sqp_adam" else g
+            m = optax.tree.update_moment(gg, s.m, b1, 1)
+            v = optax.tree.update_moment_per_elem_norm(gg, s.v, b2, 2)
+            p = optax.tree.bias_correction(m, b1, count)
+            h = jnp.sqrt(optax.tree.bias_correction(v, b2, count) + mu)
+        step_dir, _, reg = kkt_solve(J, h, p, cv)
+        d = lr * step_dir
+        return SqpMomentumState(s.theta + d, m, v, count, s.key, jnp.linalg.norm(d), reg,
+                                s.total_regularizations + reg)
+
+    return init, step
+
+
+__all__ = ["KINDS", "SqpMomentumConfig", "SqpMomentumState", "iterations_per_epoch",
+           "kkt_solve", "make_solver", "normal_step", "project", "solve_spd"]

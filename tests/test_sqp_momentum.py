@@ -1,0 +1,123 @@
+"""Projected stochastic momentum SQP: the KKT solve, one-step states, convergence."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from scipy.optimize import minimize
+
+from methods.sqp_momentum import (
+    SqpMomentumConfig,
+    kkt_solve,
+    make_solver,
+    normal_step,
+    project,
+)
+from problems import ConfigError
+
+
+def dense_kkt(J, h, p, c):
+    m, d = J.shape
+    K = np.block([[np.diag(h), J.T], [J, np.zeros((m, m))]])
+    sol = np.linalg.solve(K, -np.concatenate([p, c]))
+    return sol[:d], sol[d:]
+
+
+@pytest.mark.parametrize("diag", [False, True])
+@pytest.mark.parametrize("seed", range(3))
+def test_kkt_solve_matches_a_dense_solve(diag, seed):
+    r = np.random.default_rng(seed)
+    m, d = 4, 30
+    J, p, c = r.standard_normal((m, d)), r.standard_normal(d), r.standard_normal(m)
+    h = r.uniform(0.1, 5.0, d) if diag else np.ones(d)
+    s, lam, reg = kkt_solve(*map(jnp.asarray, (J, h, p, c)))
+    s_ref, lam_ref = dense_kkt(J, h, p, c)
+    np.testing.assert_allclose(s, s_ref, atol=1e-10)
+    np.testing.assert_allclose(lam, lam_ref, atol=1e-10)
+    np.testing.assert_allclose(J @ np.asarray(s), -c, atol=1e-10)  # Js = −c
+    assert float(reg) == 0
+
+
+def test_singular_systems_are_regularised_and_counted():
+    r = np.random.default_rng(0)
+    J = r.standard_normal((3, 10))
+    J = jnp.asarray(np.vstack([J, J[:1]]))  # a repeated constraint: JJᵀ is singular
+    c = J @ jnp.asarray(r.standard_normal(10))  # consistent right-hand side
+    v, reg = normal_step(J, -c)
+    assert float(reg) >= 1 and bool(jnp.all(jnp.isfinite(v)))
+    s, _, reg = kkt_solve(J, jnp.ones(10), jnp.asarray(r.standard_normal(10)), c)
+    assert float(reg) >= 1 and bool(jnp.all(jnp.isfinite(s)))
+
+
+# min ½‖x − a‖² on the intersection of the unit sphere and a hyperplane
+A = jnp.array([2.0, -1.0, 0.5, 1.5, -0.3])
+F = lambda x, d, idx: 0.5 * jnp.sum((x - A) ** 2)
+C = lambda x, d: jnp.array([x @ x - 1.0, x[0] + x[1] - 0.2])
+X0 = jnp.full(5, 0.3)
+
+
+def reference_solution():
+    cons = [{"type": "eq", "fun": lambda x, i=i: np.asarray(C(jnp.asarray(x), None))[i]}
+            for i in range(2)]
+    res = minimize(lambda x: float(F(jnp.asarray(x), None, None)), np.asarray(X0),
+                   constraints=cons, method="SLSQP", options={"ftol": 1e-14, "maxiter": 500})
+    return res.x
+
+
+@pytest.mark.parametrize("kind,lr", [("sqp_sgd", 1e-2), ("sqp_heavyball", 1e-2),
+                                     ("sqp_adam", 1e-3), ("adam_con", 1e-3)])
+def test_full_batch_methods_reach_the_constrained_minimum(kind, lr):
+    init, step = make_solver(kind, F, C, SqpMomentumConfig(lr=lr, full_batch=True), 1, 1)
+    run = jax.jit(lambda s: jax.lax.fori_loop(0, 20000, lambda i, s: step(s, None), s))
+    s = run(init(X0, jax.random.PRNGKey(0)))
+    J = jax.jacrev(C)(s.theta, None)
+    assert float(jnp.max(jnp.abs(C(s.theta, None)))) <= 1e-6
+    assert float(jnp.linalg.norm(project(J, jax.grad(F)(s.theta, None, None)))) <= 1e-4
+    np.testing.assert_allclose(s.theta, reference_solution(), atol=1e-5)
+
+
+def test_adam_con_averages_raw_and_sqp_adam_projected_gradients():
+    g = jax.grad(F)(X0, None, None)
+    Pg = project(jax.jacrev(C)(X0, None), g)
+    assert float(jnp.linalg.norm(g - Pg)) > 0.1  # the two differ here
+    for kind, gg in (("adam_con", g), ("sqp_adam", Pg)):
+        init, step = make_solver(kind, F, C, SqpMomentumConfig(lr=1e-3, full_batch=True), 1, 1)
+        s = step(init(X0, jax.random.PRNGKey(0)), None)
+        np.testing.assert_allclose(s.m, 0.1 * gg, atol=1e-14)  # (1 − β₁) g
+        np.testing.assert_allclose(s.v, 0.001 * gg * gg, atol=1e-14)  # (1 − β₂) g∘g
+
+
+def test_adam_unc_is_optax_adam_with_eps_inside_the_root():
+    cfg = SqpMomentumConfig(lr=1e-2, full_batch=True)
+    init, step = make_solver("adam_unc", F, C, cfg, 1, 1)
+    s = init(X0, jax.random.PRNGKey(0))
+    opt = optax.adam(1e-2, b1=0.9, b2=0.999, eps=0.0, eps_root=1e-7)
+    x, o = X0, opt.init(X0)
+    for _ in range(5):
+        s = step(s, None)
+        u, o = opt.update(jax.grad(F)(x, None, None), o)
+        x = optax.apply_updates(x, u)
+    np.testing.assert_allclose(s.theta, x, rtol=1e-12)
+
+
+def test_mini_batches_are_independent_fractions_drawn_from_the_seed():
+    seen = []
+    f = lambda x, d, idx: jnp.sum(x[idx] ** 2)  # the gradient marks the batch
+    init, step = make_solver("sqp_sgd", f, C, SqpMomentumConfig(lr=1e-3), 5, 2)
+    s = init(X0, jax.random.PRNGKey(3))
+    for _ in range(4):
+        g = jax.grad(f)(s.theta, None, jax.random.choice(
+            jax.random.fold_in(s.key, s.count), 5, (2,), replace=False))
+        seen.append(tuple(np.flatnonzero(np.asarray(g))))
+        s = step(s, None)
+    assert all(len(b) == 2 for b in seen) and len(set(seen)) > 1
+
+
+def test_bad_config_names_the_field():
+    with pytest.raises(ConfigError, match=r"^method\.lr"):
+        SqpMomentumConfig(lr=-1.0)
+    with pytest.raises(ConfigError, match=r"^method\.variant"):
+        SqpMomentumConfig(variant="adamw")
+    with pytest.raises(ConfigError, match=r"^method\.batch_fraction"):
+        SqpMomentumConfig(batch_fraction=1.5)
