@@ -47,7 +47,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jax.flatten_util import ravel_pytree
 
+from methods.driver import Method, tree_all_finite
 from problems.base import check, check_choice, check_positive_int
 
 KINDS = ("sqp_adam", "sqp_heavyball", "adam_con", "adam_unc", "sqp_sgd")
@@ -117,7 +119,8 @@ class SqpMomentumConfig:
     eps_root: float = 1e-7  # μ, inside the square root: H = diag(sqrt(q̂ + μ))
     momentum: float = 0.9  # β of sqp_heavyball [reconstructed]
     variant: str = "iclr"  # sqp_adam: iclr (confirmed) | defossez (reconstructed)
-    epochs: int = 1000  # budget in epochs (1 epoch = int(1/b) iterations, 1 if full batch)
+    epochs: int = 1000  # budget in epochs (1 epoch = int(1/b) iterations) ...
+    epochs_full_batch: int = 1000  # ... and with full_batch (1 epoch = 1 iteration)
 
     def __post_init__(self):
         check(isinstance(self.lr, (int, float)) and 0 < self.lr < math.inf, "method.lr",
@@ -135,6 +138,7 @@ class SqpMomentumConfig:
               f"must be a number > 0, got {self.eps_root!r}")
         check_choice(self.variant, "method.variant", ["iclr", "defossez"])
         check_positive_int(self.epochs, "method.epochs")
+        check_positive_int(self.epochs_full_batch, "method.epochs_full_batch")
 
 
 def iterations_per_epoch(cfg: SqpMomentumConfig, batch_fraction: float) -> int:
@@ -214,5 +218,45 @@ def make_solver(kind: str, f: Callable, c: Callable, cfg: SqpMomentumConfig, n_p
     return init, step
 
 
+def sqp_momentum_method(kind: str, problem, cfg: SqpMomentumConfig, dtype, key) -> Method:
+    """One of :data:`KINDS` on a ``stochastic_constrained`` problem (θ: flat weights).
+
+    ``key`` (from the run's seed) drives only the mini-batch stream: the data, constraint
+    points and initial weights come from the problem's ``data_seed`` and are the same for
+    every method and seed, as in the papers.
+    """
+    params0 = problem.init_params(jax.random.PRNGKey(problem.cfg.data_seed))
+    _, unravel = ravel_pytree(params0)
+    n_points = problem.n_residual_points
+    b = problem.cfg.batch_fraction if cfg.batch_fraction is None else cfg.batch_fraction
+    batch_size = n_points if cfg.full_batch else max(1, round(b * n_points))
+    per_epoch = iterations_per_epoch(cfg, b)
+    epochs = cfg.epochs_full_batch if cfg.full_batch else cfg.epochs
+    f = lambda th, data, idx: problem.objective_terms(unravel(th), data, idx)["total"]
+    c = lambda th, data: problem.constraints(unravel(th), data)
+    init, step = make_solver(kind, f, c, cfg, n_points, batch_size)
+    full = jnp.arange(n_points)
+
+    def log(s: SqpMomentumState, data) -> dict:
+        params = unravel(s.theta)
+        terms = problem.objective_terms(params, data, full)
+        cv = problem.constraints(params, data)
+        return {**{f"loss_{k}": v for k, v in terms.items()},
+                "max_abs_c": jnp.max(jnp.abs(cv)), "l1_c": jnp.sum(jnp.abs(cv)),
+                "epoch": s.count / per_epoch, "step_norm": s.step_norm,
+                "regularizations": s.regularizations,
+                "total_regularizations": s.total_regularizations}
+
+    return Method(
+        name=kind,
+        init=lambda params, data: init(ravel_pytree(params)[0], key),
+        step=step, done=lambda s: s.count >= epochs * per_epoch,
+        finite=lambda s: tree_all_finite((s.theta, s.m, s.v)),
+        converged=lambda s: jnp.array(False), log=log, params=lambda s: unravel(s.theta),
+        iterations=lambda s: s.count, progress=lambda s: s.count // per_epoch,
+        progress_total=epochs, progress_unit="epoch")
+
+
 __all__ = ["KINDS", "SqpMomentumConfig", "SqpMomentumState", "iterations_per_epoch",
-           "kkt_solve", "make_solver", "normal_step", "project", "solve_spd"]
+           "kkt_solve", "make_solver", "normal_step", "project", "solve_spd",
+           "sqp_momentum_method"]
