@@ -1,11 +1,21 @@
 """Problem definitions: physics, data generation, networks, metrics (no Hydra)."""
 
-from problems.base import CONSTRAINED_LEARNING, ConfigError, config_from_dict
+from problems.base import (
+    CONSTRAINED_LEARNING,
+    STOCHASTIC_CONSTRAINED,
+    ConfigError,
+    config_from_dict,
+)
+from problems.burgers import Burgers
+from problems.butene import Butene
+from problems.darcy import Darcy
 from problems.reaction import Reaction
 from problems.reaction_diffusion import ReactionDiffusion
+from problems.spring import Spring
 from problems.transport import Transport
 
-PROBLEMS = {cls.name: cls for cls in (Transport, Reaction, ReactionDiffusion)}
+PROBLEMS = {cls.name: cls for cls in (Transport, Reaction, ReactionDiffusion,
+                                      Spring, Butene, Burgers, Darcy)}
 
 
 def build_problem(name: str, values: dict, dtype: str | None = None):
@@ -20,4 +30,5 @@ def build_problem(name: str, values: dict, dtype: str | None = None):
     return cls(config_from_dict(cls.Config, values, "problem"))
 
 
-__all__ = ["PROBLEMS", "build_problem", "ConfigError", "CONSTRAINED_LEARNING"]
+__all__ = ["PROBLEMS", "build_problem", "ConfigError", "CONSTRAINED_LEARNING",
+           "STOCHASTIC_CONSTRAINED"]

@@ -1,0 +1,262 @@
+"""Shared machinery of the ``stochastic_constrained`` problems (SQP momentum paper §5).
+
+spring, butene, burgers and darcy subclass :class:`StochasticProblem` (the protocol is
+:class:`problems.base.StochasticConstrainedProblem`). What they share:
+
+* a config base (:class:`StochasticConfig`): ``data_seed`` (the data and constraint points
+  are the same for every method and run seed), ``batch_fraction`` b (the paper's
+  mini-batch fraction, a property of each problem) and ``dtype``;
+* mini-batches of residual-point indices: :meth:`StochasticProblem.sample_batch` draws
+  ``batch_size = round(b · n_residual_points)`` distinct indices, :meth:`full_batch` all;
+* masked means: a term whose points are a subset of the residual points (labeled points
+  on the residual grid, boundary points of the grid) is the mean over those of its points
+  that are in the batch, Σ mask·e² / max(Σ mask, 1); with the full batch it is the exact
+  mean over all its points;
+* the on-disk cache of generated data: :func:`cached_arrays` stores a dict of NumPy
+  arrays as ``<cache_dir>/<problem>-<hash>.npz``, the hash (sha256, 16 hex digits) of the
+  generating config as canonical JSON (the config minus the fields that do not change
+  the data, plus the seed and :data:`CACHE_VERSION`). The JSON is stored in the file
+  (``_key``) and checked on load; files are written to a temporary file in the same
+  folder, then ``os.replace``-d (atomic); never pickled (``allow_pickle=False``).
+
+All randomness of data generation uses ``numpy.random.default_rng(seed)``, which does not
+depend on JAX's precision flag or device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from problems.base import (
+    STOCHASTIC_CONSTRAINED,
+    check,
+    check_choice,
+)
+
+DEFAULT_CACHE_DIR = "results/cache"
+# Bump when a generator changes its output for the same config: old cache files then miss.
+CACHE_VERSION = 1
+
+
+def check_number(value, field: str, *, positive=False, nonnegative=False) -> None:
+    """A finite real number (bool excluded), optionally > 0 or >= 0."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if positive:
+        check(ok and value > 0, field, f"must be a finite number > 0, got {value!r}")
+    elif nonnegative:
+        check(ok and value >= 0, field, f"must be a finite number >= 0, got {value!r}")
+    else:
+        check(ok, field, f"must be a finite number, got {value!r}")
+
+
+def check_fraction(value, field: str) -> None:
+    """A number in (0, 1]."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1
+    check(ok, field, f"must be a number in (0, 1], got {value!r}")
+
+
+def check_int_at_least(value, field: str, low: int) -> None:
+    check(isinstance(value, int) and not isinstance(value, bool) and value >= low, field,
+          f"must be an integer >= {low}, got {value!r}")
+
+
+def check_vector(value, field: str, length: int) -> tuple:
+    """A list/tuple of ``length`` finite numbers; returned as a tuple of floats."""
+    check(isinstance(value, (list, tuple)) and len(value) == length, field,
+          f"must be a list of {length} numbers, got {value!r}")
+    for v in value:
+        check_number(v, field)
+    return tuple(float(v) for v in value)
+
+
+@dataclasses.dataclass(frozen=True)
+class StochasticConfig:
+    """Fields every stochastic-constrained problem has."""
+
+    data_seed: int = 0  # data and constraint points: the same for every method and seed
+    batch_fraction: float = 0.2  # b: a mini-batch is round(b · n_residual_points) points
+    dtype: str = "float64"
+
+    def __post_init__(self):
+        check_int_at_least(self.data_seed, "problem.data_seed", 0)
+        check_fraction(self.batch_fraction, "problem.batch_fraction")
+        check_choice(self.dtype, "problem.dtype", ["float32", "float64"])
+
+    def _set(self, name, value):
+        """Normalise a field in ``__post_init__`` (lists from YAML -> tuples)."""
+        object.__setattr__(self, name, value)
+
+
+def seed_material(seed) -> list[int]:
+    """An int seed or a JAX PRNG key (typed or raw uint32) -> entropy for NumPy / the hash."""
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        check(seed >= 0, "seed", f"must be >= 0, got {seed!r}")
+        return [int(seed)]
+    key = seed
+    dt = getattr(key, "dtype", None)
+    if dt is not None and jnp.issubdtype(dt, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    arr = np.asarray(key)
+    check(arr.dtype == np.uint32 and arr.ndim == 1, "seed",
+          f"must be an int or a PRNG key, got {seed!r}")
+    return [int(v) for v in arr]
+
+
+def masked_mean(sq: jax.Array, mask: jax.Array) -> jax.Array:
+    """Mean of ``sq`` over the points where ``mask`` (0 if there are none)."""
+    mask = mask.astype(sq.dtype)
+    return jnp.sum(mask * sq) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def cache_path(cache_dir, problem: str, key: dict) -> tuple[Path, str]:
+    text = json.dumps({"problem": problem, "version": CACHE_VERSION, **key}, sort_keys=True)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return Path(cache_dir) / f"{problem}-{digest}.npz", text
+
+
+def cached_arrays(cache_dir, problem: str, key: dict,
+                  generate: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """``generate()`` once per ``key``; later calls load ``<cache_dir>/<problem>-<hash>.npz``.
+
+    ``cache_dir=None`` disables the cache. A file that cannot be read or whose stored key
+    differs (a hash collision, a hand-edited file) is regenerated and overwritten.
+    """
+    if cache_dir is None:
+        return generate()
+    path, text = cache_path(cache_dir, problem, key)
+    if path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                if str(f["_key"]) == text:
+                    return {k: f[k] for k in f.files if k != "_key"}
+        except (OSError, ValueError, KeyError, EOFError):  # unreadable: regenerate
+            pass
+    arrays = generate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, _key=np.array(text), **arrays)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return arrays
+
+
+class StochasticProblem:
+    """Base class of spring, butene, burgers and darcy.
+
+    A subclass sets ``name``, ``Config``, ``loss_terms``, ``NOT_GENERATING`` (config
+    fields that do not change the data, left out of the cache key) and implements
+    ``_generate(rng) -> dict of NumPy arrays``, ``_to_data(arrays) -> Data``,
+    ``n_residual_points``, ``init_params``, ``predict``, ``_terms(params, data, idx)``
+    (the unweighted terms), ``constraints`` and ``_test_errors(params, data)``.
+    """
+
+    name = "stochastic"
+    family = STOCHASTIC_CONSTRAINED
+    loss_terms: tuple[str, ...] = ()
+    NOT_GENERATING: tuple[str, ...] = ()
+    heavy = True  # cache the generated data on disk (spring: closed form, nothing to cache)
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.dtype = jnp.dtype(cfg.dtype)
+
+    # --- objective weights and mini-batches ---------------------------------------------
+    @property
+    def weights(self) -> dict[str, float]:
+        return {t: float(getattr(self.cfg, f"{t}_weight")) for t in self.loss_terms}
+
+    @property
+    def n_residual_points(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def batch_size(self) -> int:
+        return max(1, round(self.cfg.batch_fraction * self.n_residual_points))
+
+    def full_batch(self) -> jax.Array:
+        return jnp.arange(self.n_residual_points)
+
+    def sample_batch(self, key) -> jax.Array:
+        return jax.random.choice(key, self.n_residual_points, (self.batch_size,),
+                                 replace=False)
+
+    # --- data ----------------------------------------------------------------------------
+    def cache_key(self, seed) -> dict:
+        fields = {f.name: getattr(self.cfg, f.name) for f in dataclasses.fields(self.cfg)}
+        for f in (*self.NOT_GENERATING, "data_seed", "batch_fraction", "dtype"):
+            fields.pop(f, None)
+        return {"seed": seed_material(seed), "config": fields}
+
+    def make_data(self, seed=None, cache_dir=DEFAULT_CACHE_DIR):
+        """The problem's data from ``seed`` (an int or a PRNG key; None: cfg.data_seed)."""
+        seed = self.cfg.data_seed if seed is None else seed
+        rng = lambda: np.random.default_rng(seed_material(seed))
+        if self.heavy:
+            arrays = cached_arrays(cache_dir, self.name, self.cache_key(seed),
+                                   lambda: self._generate(rng()))
+        else:
+            arrays = self._generate(rng())
+        return self._to_data(arrays)
+
+    def _generate(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _to_data(self, arrays: dict[str, np.ndarray]):
+        raise NotImplementedError
+
+    def _float(self, x):
+        return jnp.asarray(x, self.dtype)
+
+    # --- objective, constraints, metrics -------------------------------------------------
+    def _terms(self, params, data, batch_idx) -> dict:
+        raise NotImplementedError
+
+    def objective_terms(self, params, data, batch_idx) -> dict:
+        """The unweighted mean-squared terms on the batch and their weighted sum "total"."""
+        terms = self._terms(params, data, batch_idx)
+        terms["total"] = sum(w * terms[t] for t, w in self.weights.items())
+        return terms
+
+    def constraints(self, params, data) -> jax.Array:
+        raise NotImplementedError
+
+    def constraint_jacobian(self, params, data):
+        """∇c(θ)ᵀ: a pytree like ``params`` with a leading axis m, as ``jax.jacrev`` gives it.
+
+        A problem whose constraints are per-sample (darcy) overrides this with per-sample
+        gradients: reverse mode over a batch would cost m backward passes of the batch.
+        """
+        return jax.jacrev(self.constraints)(params, data)
+
+    def _test_errors(self, params, data) -> tuple[jax.Array, jax.Array]:
+        """(prediction − reference, reference) on the held-out inputs."""
+        raise NotImplementedError
+
+    def evaluate(self, params, data) -> dict:
+        """Full-batch terms and total, ‖c‖∞, ‖c‖₁, MSE and relative L2 error on held-out data."""
+        out = self.objective_terms(params, data, self.full_batch())
+        c = self.constraints(params, data)
+        err, ref = self._test_errors(params, data)
+        out.update(
+            max_abs_c=jnp.max(jnp.abs(c)),
+            l1_c=jnp.sum(jnp.abs(c)),
+            test_mse=jnp.mean(err**2),
+            test_rel_l2=jnp.linalg.norm(err.ravel()) / jnp.linalg.norm(ref.ravel()),
+        )
+        return out

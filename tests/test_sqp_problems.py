@@ -1,0 +1,492 @@
+"""The four problems of the SQP momentum paper: physics, references, FNO, objective, cache."""
+
+import math
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+from scipy.integrate import solve_ivp
+
+from problems import STOCHASTIC_CONSTRAINED, ConfigError, build_problem
+from problems.burgers import burgers_spectral, initial_condition
+from problems.butene import MASS_WEIGHTS, rate_matrix, reference_solution
+from problems.darcy import darcy_residual, grf_fields, solve_darcy
+from problems.fno import FNO, SpectralConv2d
+from problems.stochastic import cache_path
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "problem"
+NAMES = ("spring", "butene", "burgers", "darcy")
+# small sizes: every make_data below takes well under a second
+SMALL = {
+    "spring": {},
+    "butene": {"n_ics": 12, "n_times": 16, "n_test_ics": 2, "n_constraints": 4},
+    "burgers": {"n_ics": 3, "n_test_ics": 1, "n_x": 16, "n_t": 8, "n_data_per_ic": 20,
+                "n_constraints": 4, "n_spectral": 64},
+    "darcy": {"n_pool": 40, "n_samples": 12, "n_test": 3, "n_constraints": 5,
+              "lifting_channels": 8, "projection_channels": 8},
+}
+TINY_NET = {"depth": 1, "width": 3}
+
+
+def small(name, **kw):
+    return build_problem(name, {**SMALL[name], **kw})
+
+
+def small_data(name, tmp_path, **kw):
+    p = small(name, **kw)
+    return p, p.make_data(cache_dir=tmp_path)
+
+
+def n_params(params):
+    return sum(x.size for x in jax.tree.leaves(params))
+
+
+def random_params(init, *args, seed=0, scale=0.5):
+    """Parameters shaped as ``init(*args)`` gives them, N(0, scale²) entries.
+
+    Filling them from NumPy avoids compiling Flax's initialisers (seconds per network on
+    CPU); the real ``init_params`` is exercised by the MLP problems.
+    """
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda s: jnp.asarray(scale * rng.standard_normal(s.shape), s.dtype),
+                        jax.eval_shape(init, *args))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """(problem, data, params) per name, small networks: built once (compiles are slow)."""
+    cache, memo = tmp_path_factory.mktemp("cache"), {}
+
+    def get(name):
+        if name not in memo:
+            p = small(name, **({"n_layers": 1} if name == "darcy" else TINY_NET))
+            params = (random_params(p.init_params, jax.random.PRNGKey(3)) if name == "darcy"
+                      else p.init_params(jax.random.PRNGKey(3)))
+            memo[name] = (p, p.make_data(cache_dir=cache), params)
+        return memo[name]
+
+    return get
+
+
+# --- configs -------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", NAMES)
+def test_yaml_is_the_dataclass_default(name):
+    """conf/problem/<name>.yaml holds the paper's constants, the same as the Config defaults."""
+    values = OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml"))
+    assert values.pop("name") == name
+    p = build_problem(name, values)
+    assert p.cfg == type(p.cfg)() and p.family == STOCHASTIC_CONSTRAINED
+
+
+@pytest.mark.parametrize("name,n", [("spring", 2209), ("butene", 8964), ("burgers", 10625),
+                                    # FNO: lifting 3·256+256 + 256·4+4, 4 Fourier layers of
+                                    # 16·9 complex 4×4 modes + bias 4 + skip 16, projection
+                                    ("darcy", 2052 + 4 * (2 * 16 * 9 * 16 + 20) + 1537)])
+def test_paper_network_sizes(name, n):
+    p = build_problem(name, {})
+    assert n_params(jax.eval_shape(p.init_params, jax.random.PRNGKey(0))) == n
+
+
+@pytest.mark.parametrize("name,values,field", [
+    ("spring", {"friction": 40.0}, "problem.friction"),  # over-damped: no exact solution here
+    ("spring", {"constraint_idx": [4, 30]}, "problem.constraint_idx"),
+    ("spring", {"batch_fraction": 0.0}, "problem.batch_fraction"),
+    ("spring", {"n_data": 30}, "problem.n_data"),
+    ("butene", {"rates": [1.0, 2.0]}, "problem.rates"),
+    ("butene", {"xi_max": 0.0}, "problem.xi_max"),
+    ("butene", {"data_fraction": 1.5}, "problem.data_fraction"),
+    ("burgers", {"n_spectral": 100}, "problem.n_spectral"),
+    ("burgers", {"nu": -0.01}, "problem.nu"),
+    ("darcy", {"n_constraints": 200}, "problem.n_constraints"),
+    ("darcy", {"modes": [16]}, "problem.modes"),
+    ("darcy", {"n_pool": 50}, "problem.n_pool"),
+    ("darcy", {"bogus": 1}, "problem.bogus"),
+])
+def test_bad_config_names_the_field(name, values, field):
+    with pytest.raises(ConfigError) as e:
+        build_problem(name, values)
+    assert str(e.value).startswith(field) and "\n" not in str(e.value)
+
+
+# --- spring --------------------------------------------------------------------------------
+def test_spring_exact_solution_satisfies_ode_and_ics():
+    p = build_problem("spring", {})
+    t = jnp.linspace(0.0, 1.0, 101)
+    wrong = build_problem("spring", {"stiffness": 410.0})
+    r, r_wrong, u0, du0 = jax.jit(lambda t: (
+        jax.vmap(lambda s: p.ode_residual(p.exact, s))(t),
+        jax.vmap(lambda s: wrong.ode_residual(p.exact, s))(t),
+        p.exact(t[0]), jax.grad(p.exact)(t[0])))(t)
+    assert float(jnp.max(jnp.abs(r))) < 1e-10 * 400  # k u ~ 400: relative 1e-10
+    assert abs(float(u0) - 1.0) < 1e-14 and abs(float(du0)) < 1e-13
+    assert float(jnp.max(jnp.abs(r_wrong))) > 1.0  # the residual sees a wrong k
+
+
+def test_spring_points_are_the_papers(tmp_path):
+    p, d = small_data("spring", tmp_path)
+    np.testing.assert_allclose(d.t_data, np.arange(0, 200, 20) / 499, atol=1e-15)
+    np.testing.assert_allclose(d.t_constraint, [4 / 29, 12 / 29, 21 / 29], atol=1e-15)
+    assert d.t_residual.shape == (30,) and p.batch_size == 15
+    assert not list(tmp_path.iterdir())  # closed form: nothing cached
+
+
+# --- butene --------------------------------------------------------------------------------
+def test_butene_rate_matrix_is_the_specs():
+    a = rate_matrix((4.283, 1.191, 5.743, 10.219, 1.535))
+    np.testing.assert_allclose(a, [[-15.693, 0, 5.743, 1.535], [8.566, 0, 0, 0],
+                                   [1.191, 0, -5.743, 0], [10.219, 0, 0, -1.535]], atol=1e-12)
+    np.testing.assert_allclose(np.asarray(MASS_WEIGHTS) @ a, 0.0, atol=1e-14)
+
+
+def test_butene_reference_conserves_mass_and_matches_rk():
+    c = build_problem("butene", {}).cfg
+    a = rate_matrix(c.rates)
+    rng = np.random.default_rng(0)
+    u0 = np.asarray(c.u0) + rng.uniform(-1, 1, (5, 4))
+    t = np.arange(64) * 10 / 64
+    u = reference_solution(a, u0, t)
+    mass = u @ np.asarray(MASS_WEIGHTS)
+    assert np.max(np.abs(mass - mass[:, :1])) < 1e-10
+    for n in range(2):
+        # short steps: DOP853's dense output between steps is only ~1e-7 accurate here
+        rk = solve_ivp(lambda _, v: a @ v, (0, t[-1]), u0[n], method="DOP853", t_eval=t,
+                       rtol=1e-13, atol=1e-12, max_step=0.02).y.T
+        np.testing.assert_allclose(u[n], rk, rtol=1e-9, atol=1e-9)
+
+
+# --- burgers -------------------------------------------------------------------------------
+def test_burgers_reference_converges_under_refinement():
+    """Spectral convergence on the 32-point grid; the paper's 32-point solve is off by ~0.1."""
+    t = np.linspace(0, 1, 32)
+
+    def solve(n):
+        return burgers_spectral(initial_condition(np.arange(n) / n, 0.1), 0.01, t)[:, :: n // 32]
+
+    fine = solve(128)
+    err = {n: np.max(np.abs(solve(n) - fine)) for n in (32, 64, 96)}
+    assert err[32] > 0.05  # under-resolved front
+    assert err[64] < err[32] / 100 and err[96] < err[64] / 30 and err[96] < 2e-5, err
+
+
+def test_burgers_reference_is_translation_equivariant():
+    """ξ shifts u0 by ξ/2: ξ = 2/32 is one 32-grid cell, so the solutions are rolled copies."""
+    t = np.linspace(0, 1, 8)
+    x = np.arange(64) / 64
+    a = burgers_spectral(initial_condition(x, 0.0), 0.01, t)
+    b = burgers_spectral(initial_condition(x, 2 / 32), 0.01, t)
+    np.testing.assert_allclose(np.roll(a, -2, axis=1), b, atol=1e-9)
+    assert np.max(np.abs(a[-1] - a[0])) > 0.3  # it did evolve
+
+
+# --- darcy ---------------------------------------------------------------------------------
+def manufactured(s):
+    """u = sin(πx) sin(πy), smooth a = 1 + x² + ½ sin(πy), f = −∇·(a∇u) = −(a Δu + ∇a·∇u)."""
+    g = np.linspace(0.0, 1.0, s)
+    x, y = np.meshgrid(g, g, indexing="ij")
+    pi = np.pi
+    u = np.sin(pi * x) * np.sin(pi * y)
+    a = 1.0 + x**2 + 0.5 * np.sin(pi * y)
+    grad_a_grad_u = (2 * x * pi * np.cos(pi * x) * np.sin(pi * y)
+                     + 0.5 * pi * np.cos(pi * y) * pi * np.sin(pi * x) * np.cos(pi * y))
+    return u, a, -(a * (-2 * pi**2 * u) + grad_a_grad_u)
+
+
+def test_darcy_solver_is_second_order_on_a_manufactured_solution():
+    errs = []
+    for s in (9, 17, 33, 65):  # h = 1/8 ... 1/64
+        u, a, f = manufactured(s)
+        errs.append(np.max(np.abs(solve_darcy(a, f[1:-1, 1:-1]) - u)))
+    ratios = [e0 / e1 for e0, e1 in zip(errs, errs[1:])]
+    assert all(3.6 < r < 4.4 for r in ratios), ratios
+    assert errs[-1] < 1e-3
+
+
+def test_darcy_reference_satisfies_the_discrete_pde(tmp_path):
+    p, d = small_data("darcy", tmp_path)
+    res = darcy_residual(np.asarray(d.u_ref), np.asarray(d.a), 1.0, 1 / 15)
+    assert np.max(np.abs(res)) < 1e-10  # the residual of the model uses the same operator
+    assert np.all(np.asarray(d.u_ref)[:, [0, -1], :] == 0)
+    assert np.all(np.asarray(d.u_ref)[:, :, [0, -1]] == 0)
+    assert set(np.unique(np.asarray(d.a))) == {3.0, 12.0}
+    assert 0.002 < float(jnp.max(d.u_ref)) < 0.03  # between the a = 12 and a = 3 solutions
+
+
+def test_darcy_similar_samples_are_nearer_each_other_than_the_pool(tmp_path):
+    p, d = small_data("darcy", tmp_path)
+    g = grf_fields(np.random.default_rng(0), 40, 16, 32, 2.0, 3.0)
+    pool = (g >= 0).reshape(40, -1)
+    chosen = (np.asarray(d.a) == 12.0).reshape(12, -1)
+    spread = lambda b: np.mean(b[:, None, :] != b[None, :, :])
+    assert spread(chosen) < 0.8 * spread(pool)
+
+
+def test_grf_is_the_same_field_at_any_resolution():
+    g16 = grf_fields(np.random.default_rng(1), 2, 16, 32, 2.0, 3.0)
+    g31 = grf_fields(np.random.default_rng(1), 2, 31, 32, 2.0, 3.0)
+    np.testing.assert_allclose(g31[:, ::2, ::2], g16, atol=1e-12)
+
+
+# --- FNO -----------------------------------------------------------------------------------
+def test_fno_output_shape():
+    net = FNO(modes=(16, 16), hidden_channels=4)
+    params = jax.eval_shape(net.init, jax.random.PRNGKey(0), jnp.zeros((1, 16, 16, 3)))
+    for shape in ((5, 16, 16, 3), (2, 32, 32, 3), (8, 8, 3)):
+        out = jax.eval_shape(net.apply, params, jnp.zeros(shape))
+        assert out.shape == (*shape[:-1], 1)
+    p = build_problem("darcy", {})
+    params = jax.eval_shape(p.init_params, jax.random.PRNGKey(0))
+    assert jax.eval_shape(p.predict, params, jnp.zeros((3, 16, 16))).shape == (3, 16, 16)
+
+
+def band_limited(n, key):
+    """Two channels of a random trigonometric polynomial with |k1|, |k2| <= 5 on an n-grid."""
+    k = jnp.arange(-5, 6)
+    coef = jax.random.normal(key, (2, 11, 11, 2))
+    x = jnp.arange(n) / n
+    ph = 2 * jnp.pi * (k[:, None, None, None] * x[None, None, :, None]
+                       + k[None, :, None, None] * x[None, None, None, :])  # (11, 11, n, n)
+    return jnp.einsum("ckl,klij->ijc", coef[..., 0], jnp.cos(ph)) + jnp.einsum(
+        "ckl,klij->ijc", coef[..., 1], jnp.sin(ph))
+
+
+def test_spectral_conv_is_resolution_invariant():
+    conv = SpectralConv2d(features=3, modes=(16, 16))
+    v16, v32 = band_limited(16, jax.random.PRNGKey(0)), band_limited(32, jax.random.PRNGKey(0))
+    np.testing.assert_allclose(v32[::2, ::2], v16, atol=1e-12)  # the same field, sampled twice
+    params = random_params(conv.init, jax.random.PRNGKey(1), v16)  # nonzero bias too
+    apply = jax.jit(conv.apply)
+    y16, y32 = apply(params, v16), apply(params, v32)
+    assert y16.shape == (16, 16, 3) and float(jnp.std(y16)) > 0.1
+    np.testing.assert_allclose(y32[::2, ::2], y16, atol=1e-10)
+    # and the same weights on an 8-grid: modes are clipped to what it holds
+    assert jax.eval_shape(conv.apply, params, v16[::2, ::2]).shape == (8, 8, 3)
+
+
+def test_fno_gradient_matches_finite_differences():
+    net = FNO(modes=(6, 6), hidden_channels=3, n_layers=2, lifting_channels=5,
+              projection_channels=5)
+    v = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 8, 3))
+    params = random_params(net.init, jax.random.PRNGKey(1), v, seed=1)
+    d = random_params(net.init, jax.random.PRNGKey(1), v, seed=2, scale=1.0)  # a direction
+    value_and_grad = jax.jit(jax.value_and_grad(lambda q: jnp.sum(jnp.sin(net.apply(q, v)))))
+    _, g = value_and_grad(params)
+    eps = 1e-6
+    shift = lambda s: jax.tree.map(lambda w, dw: w + s * dw, params, d)
+    fd = (value_and_grad(shift(eps))[0] - value_and_grad(shift(-eps))[0]) / (2 * eps)
+    an = sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(d)))
+    assert abs(float(fd - an)) < 1e-7 * max(1.0, abs(float(an)))
+
+
+# --- objective terms and constraints against hand computations ------------------------------
+def mlp1(params):
+    """Weights of a 1-hidden-layer network (Dense_0, Dense_1)."""
+    q = params["params"]
+    return (np.asarray(q["Dense_0"]["kernel"]), np.asarray(q["Dense_0"]["bias"]),
+            np.asarray(q["Dense_1"]["kernel"]), np.asarray(q["Dense_1"]["bias"]))
+
+
+def test_spring_residual_matches_hand_computation(built):
+    p, d, params = built("spring")
+    w1, b1, w2, b2 = mlp1(params)
+
+    def residual(t):  # u = W2ᵀ tanh(W1 t + b1) + b2
+        h = np.tanh(w1[0] * t + b1)
+        s = 1 - h**2
+        u = h @ w2[:, 0] + b2[0]
+        du = (s * w1[0]) @ w2[:, 0]
+        ddu = (-2 * h * s * w1[0] ** 2) @ w2[:, 0]
+        return ddu + 4.0 * du + 400.0 * u
+
+    i = 7
+    terms = jax.jit(p.objective_terms)(params, d, jnp.array([i]))
+    assert abs(float(terms["residual"]) - residual(float(d.t_residual[i])) ** 2) < 1e-9 * max(
+        1.0, residual(float(d.t_residual[i])) ** 2)
+    u_data = np.tanh(np.asarray(d.t_data)[:, None] * w1[0] + b1) @ w2[:, 0] + b2[0]
+    data = np.mean((u_data - np.asarray(d.u_data)) ** 2)
+    assert abs(float(terms["data"]) - data) < 1e-13
+    assert abs(float(terms["total"]) - (1e-4 * float(terms["residual"]) + data)) < 1e-12
+    c = jax.jit(p.constraints)(params, d)
+    np.testing.assert_allclose(c, [residual(t) for t in (4 / 29, 12 / 29, 21 / 29)], rtol=1e-10)
+
+
+def test_butene_terms_match_hand_computation(built):
+    p, d, params = built("butene")
+    w1, b1, w2, b2 = mlp1(params)
+    c, a = p.cfg, rate_matrix(p.cfg.rates)
+
+    def u_du(u0, t):
+        z = np.concatenate([(u0 - np.asarray(c.u0)) / c.xi_max, [2 * t / c.t_max - 1]])
+        h = np.tanh(z @ w1 + b1)
+        return h @ w2 + b2, ((1 - h**2) * w1[4] * 2 / c.t_max) @ w2
+
+    pt = 37
+    ic, k = divmod(pt, c.n_times)
+    u, du = u_du(np.asarray(d.u0[ic]), float(d.t[k]))
+    terms = jax.jit(p.objective_terms)(params, d, jnp.array([pt]))
+    np.testing.assert_allclose(float(terms["residual"]), np.mean((du - a @ u) ** 2), rtol=1e-10)
+    np.testing.assert_allclose(float(terms["mass_balance"]), (du @ MASS_WEIGHTS) ** 2, rtol=1e-10)
+    labeled = bool(d.data_mask[pt])
+    expected = np.mean((u - np.asarray(d.u_ref[ic, k])) ** 2) if labeled else 0.0
+    np.testing.assert_allclose(float(terms["data"]), expected, rtol=1e-10)
+    # constraints: the mass-balance residual at the constraint points
+    cons = jax.jit(p.constraints)(params, d)
+    hand = [u_du(np.asarray(d.u0[q // c.n_times]), float(d.t[q % c.n_times]))[1] @ MASS_WEIGHTS
+            for q in np.asarray(d.constraint_idx)]
+    np.testing.assert_allclose(cons, hand, rtol=1e-9, atol=1e-13)
+    # full batch: the data term is the mean over exactly the labeled 20%
+    full = jax.jit(p.objective_terms)(params, d, p.full_batch())
+    mask = np.asarray(d.data_mask)
+    assert mask.sum() == round(0.2 * mask.size)
+    pred = np.asarray(p.predict(params, jnp.concatenate(
+        [jnp.repeat(d.u0, c.n_times, 0), jnp.tile(d.t, c.n_ics)[:, None]], 1)))
+    err = (pred - np.asarray(d.u_ref).reshape(-1, 4))[mask]
+    np.testing.assert_allclose(float(full["data"]), np.mean(err**2), rtol=1e-10)
+
+
+def test_burgers_terms_match_hand_computation(built):
+    p, d, params = built("burgers")
+    w1, b1, w2, b2 = mlp1(params)
+    c = p.cfg
+
+    def hand(x, t, u0):
+        h = np.tanh(np.concatenate([[x, t], u0]) @ w1 + b1)
+        s = 1 - h**2
+        u = h @ w2[:, 0] + b2[0]
+        ut, ux = (s * w1[1]) @ w2[:, 0], (s * w1[0]) @ w2[:, 0]
+        uxx = (-2 * h * s * w1[0] ** 2) @ w2[:, 0]
+        return ut + u * ux - 0.01 * uxx, u
+
+    per_ic = c.n_t * c.n_x
+    pt = per_ic + 3 * c.n_x + 5  # IC 1, t_3, x_5
+    x, t, u0 = float(d.x[5]), float(d.t[3]), np.asarray(d.u0[1])
+    terms = jax.jit(p.objective_terms)(params, d, jnp.array([pt]))
+    r, u = hand(x, t, u0)
+    np.testing.assert_allclose(float(terms["residual"]), r**2, rtol=1e-10)
+    assert float(terms["boundary"]) == 0.0  # neither x = 0 nor t = 0
+    # a point at x = 0, t = 0: periodicity and IC residuals both count
+    corner = jax.jit(p.objective_terms)(params, d, jnp.array([per_ic]))
+    u00, u10 = hand(0.0, 0.0, u0)[1], hand(1.0, 0.0, u0)[1]
+    np.testing.assert_allclose(float(corner["boundary"]), (u00 - u10) ** 2 + (u00 - u0[0]) ** 2,
+                               rtol=1e-10)
+    cons = jax.jit(p.constraints)(params, d)
+    pts = [divmod(q, per_ic) for q in np.asarray(d.constraint_idx)]
+    expected = [hand(float(d.x[rest % c.n_x]), float(d.t[rest // c.n_x]),
+                     np.asarray(d.u0[ic]))[0] for ic, rest in pts]
+    np.testing.assert_allclose(cons, expected, rtol=1e-9, atol=1e-13)
+    assert int(np.asarray(d.data_mask).reshape(c.n_ics, -1).sum(1).min()) == 20
+
+
+def test_darcy_terms_match_hand_computation(built):
+    p, d, params = built("darcy")
+    u = np.asarray(jax.jit(p.predict)(params, d.a))  # (n, 16, 16)
+    a, h = np.asarray(d.a), 1 / 15
+    hm = lambda p_, q: 2 * p_ * q / (p_ + q)
+
+    def residual(n, i, j):  # the 5-point flux form, one node at a time
+        flux = (hm(a[n, i + 1, j], a[n, i, j]) * (u[n, i + 1, j] - u[n, i, j])
+                - hm(a[n, i, j], a[n, i - 1, j]) * (u[n, i, j] - u[n, i - 1, j])
+                + hm(a[n, i, j + 1], a[n, i, j]) * (u[n, i, j + 1] - u[n, i, j])
+                - hm(a[n, i, j], a[n, i, j - 1]) * (u[n, i, j] - u[n, i, j - 1]))
+        return -flux / h**2 - 1.0
+
+    cons = jax.jit(p.constraints)(params, d)
+    hand = [residual(n, i, j) for n, (i, j) in zip(np.asarray(d.constraint_sample),
+                                                   np.asarray(d.constraint_node))]
+    np.testing.assert_allclose(cons, hand, rtol=1e-9)
+    terms = jax.jit(p.objective_terms)(params, d, jnp.array([2]))
+    res = [residual(2, i, j) ** 2 for i in range(1, 15) for j in range(1, 15)]
+    np.testing.assert_allclose(float(terms["residual"]), np.mean(res), rtol=1e-9)
+    ring = np.concatenate([u[2, 0], u[2, -1], u[2, 1:-1, 0], u[2, 1:-1, -1]])
+    assert ring.size == 60
+    np.testing.assert_allclose(float(terms["boundary"]), np.mean(ring**2), rtol=1e-10)
+    labeled = bool(d.data_mask[2])
+    np.testing.assert_allclose(float(terms["data"]), np.mean((u[2] - np.asarray(d.u_ref[2])) ** 2)
+                               if labeled else 0.0, rtol=1e-10)
+
+
+# --- batches, evaluation ------------------------------------------------------------------
+@pytest.mark.parametrize("name", NAMES)
+def test_batches_and_evaluate(name, built):
+    p, d, params = built(name)
+    idx = np.asarray(jax.jit(p.sample_batch)(jax.random.PRNGKey(5)))
+    assert idx.shape == (p.batch_size,) and len(set(idx.tolist())) == p.batch_size
+    assert idx.min() >= 0 and idx.max() < p.n_residual_points
+    assert p.batch_size == round(p.cfg.batch_fraction * p.n_residual_points)
+    terms = jax.jit(p.objective_terms)(params, d, jnp.asarray(idx))
+    assert set(terms) == {*p.loss_terms, "total"}
+    assert float(terms["total"]) == pytest.approx(
+        sum(w * float(terms[t]) for t, w in p.weights.items()), rel=1e-12)
+    evaluate = jax.jit(p.evaluate)
+    m = evaluate(params, d)
+    assert {*p.loss_terms, "total", "max_abs_c", "l1_c", "test_mse"} <= set(m)
+    assert float(m["l1_c"]) >= float(m["max_abs_c"]) > 0
+    # the zero network predicts u = 0: relative error 1, MSE = mean square of the reference
+    mz = evaluate(jax.tree.map(jnp.zeros_like, params), d)
+    assert float(mz["test_rel_l2"]) == pytest.approx(1.0, abs=1e-12)
+    assert float(mz["test_mse"]) > 1e-6
+
+
+# --- cache --------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["butene", "burgers", "darcy"])
+def test_cache_round_trip(name, tmp_path, monkeypatch):
+    p = small(name)
+    first = p.make_data(cache_dir=tmp_path)
+    files = list(tmp_path.glob(f"{name}-*.npz"))
+    assert len(files) == 1 and not list(tmp_path.glob(".*"))  # no temp file left
+    monkeypatch.setattr(type(p), "_generate", lambda *a: pytest.fail("regenerated"))
+    second = p.make_data(cache_dir=tmp_path)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+    # the network and the weights are not part of the key; data_seed and the sizes are
+    same = small(name, residual_weight=0.5).make_data(cache_dir=tmp_path)
+    for a, b in zip(first, same):
+        np.testing.assert_array_equal(a, b)
+    key = lambda q, seed=0: cache_path(tmp_path, name, q.cache_key(seed))[0]
+    assert key(small(name, data_seed=3), 3) != key(p)
+    assert key(small(name, residual_weight=0.5)) == key(p)
+    monkeypatch.undo()
+    other = small(name).make_data(seed=1, cache_dir=tmp_path)
+    assert any(not np.array_equal(a, b) for a, b in zip(first, other))
+    assert len(list(tmp_path.glob(f"{name}-*.npz"))) == 2
+
+
+def test_cache_accepts_a_prng_key_and_survives_a_corrupt_file(tmp_path):
+    p = small("butene")
+    a = p.make_data(seed=jax.random.PRNGKey(7), cache_dir=tmp_path)
+    (path,) = tmp_path.glob("butene-*.npz")
+    path.write_bytes(b"not a zip file")
+    b = p.make_data(seed=jax.random.PRNGKey(7), cache_dir=tmp_path)
+    np.testing.assert_array_equal(a.u0, b.u0)
+    c = p.make_data(seed=jax.random.PRNGKey(7), cache_dir=None)  # no cache at all
+    np.testing.assert_array_equal(a.u_ref, c.u_ref)
+
+
+def test_data_are_float32_when_asked(tmp_path):
+    p = small("burgers", dtype="float32", **TINY_NET)
+    d = p.make_data(cache_dir=tmp_path)
+    assert d.u_ref.dtype == jnp.float32 and d.constraint_idx.dtype == jnp.int32
+    params = random_params(p.init_params, jax.random.PRNGKey(0))
+    assert jax.tree.leaves(params)[0].dtype == jnp.float32
+    terms = jax.jit(p.objective_terms)(params, d, jnp.arange(8))
+    assert terms["total"].dtype == jnp.float32 and math.isfinite(float(terms["total"]))
+
+
+def test_darcy_per_sample_constraint_jacobian_is_jacrev(built):
+    p, d, params = built("darcy")
+    fast = jax.jit(p.constraint_jacobian)(params, d)
+    slow = jax.jit(jax.jacrev(p.constraints))(params, d)
+    for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(slow)):
+        assert a.shape[0] == p.cfg.n_constraints
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9 * float(jnp.max(jnp.abs(b))))
+
+
+@pytest.mark.slow
+def test_burgers_paper_reference_is_converged():
+    """The default 128-point reference vs a 512-point solve, at the paper's grid."""
+    p = build_problem("burgers", {})
+    fine = build_problem("burgers", {"n_spectral": 512})
+    xi = np.array([0.0, 0.2])
+    assert np.max(np.abs(p.reference(xi) - fine.reference(xi))) < 1e-6
