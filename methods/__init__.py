@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -14,14 +15,22 @@ from methods.penalty import (
     pinn_method,
 )
 from methods.pretrain import PretrainConfig, pretrain_method, pretrain_report
+from methods.sqp_momentum import KINDS as SQP_MOMENTUM
+from methods.sqp_momentum import SqpMomentumConfig, sqp_momentum_method
 from methods.trsqp import TrsqpConfig, trsqp_method
-from problems.base import CONSTRAINED_LEARNING, ConfigError, config_from_dict
+from problems.base import (
+    CONSTRAINED_LEARNING,
+    STOCHASTIC_CONSTRAINED,
+    ConfigError,
+    config_from_dict,
+)
 
 
 class MethodSpec(NamedTuple):
     family: str
     Config: type
-    build: Callable  # (problem, config, dtype) -> Method
+    build: Callable  # (problem, config, dtype[, key]) -> Method
+    stochastic: bool = False  # build takes a PRNG key (the run's seed: mini-batch stream)
 
 
 METHODS: dict[str, MethodSpec] = {
@@ -29,6 +38,9 @@ METHODS: dict[str, MethodSpec] = {
     "auglag": MethodSpec(CONSTRAINED_LEARNING, PenaltyConfig, auglag_method),
     "pinn": MethodSpec(CONSTRAINED_LEARNING, PinnConfig, pinn_method),
     "trsqp": MethodSpec(CONSTRAINED_LEARNING, TrsqpConfig, trsqp_method),
+    **{k: MethodSpec(STOCHASTIC_CONSTRAINED, SqpMomentumConfig,
+                     functools.partial(sqp_momentum_method, k), stochastic=True)
+       for k in SQP_MOMENTUM},
 }
 
 
@@ -44,8 +56,11 @@ def method_config(name: str, values: dict, problem_name: str, problem_family: st
     return config_from_dict(spec.Config, values, "method")
 
 
-def build_method(name: str, cfg, problem, dtype) -> Method:
-    return METHODS[name].build(problem, cfg, dtype)
+def build_method(name: str, cfg, problem, dtype, key=None) -> Method:
+    """The method's init/step over ``problem``; ``key`` seeds stochastic methods."""
+    spec = METHODS[name]
+    return spec.build(problem, cfg, dtype, key) if spec.stochastic else spec.build(
+        problem, cfg, dtype)
 
 
 __all__ = ["METHODS", "FINISHED", "Method", "RunResult", "run_chunked", "method_config",

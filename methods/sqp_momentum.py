@@ -160,10 +160,12 @@ class SqpMomentumState(NamedTuple):
 
 
 def make_solver(kind: str, f: Callable, c: Callable, cfg: SqpMomentumConfig, n_points: int,
-                batch_size: int):
+                batch_size: int, jac: Callable | None = None):
     """init/step for flat f(θ, data, idx) (the weighted objective on residual points idx)
-    and c(θ, data) -> (m,). ``batch_size == n_points`` means full batch."""
+    and c(θ, data) -> (m,); ``jac(θ, data) -> (m, d)`` defaults to reverse mode over c.
+    ``batch_size == n_points`` means full batch."""
     check_choice(kind, "method.name", KINDS)
+    jac = jax.jacrev(c) if jac is None else jac
     full = batch_size >= n_points
     b1, b2, mu = cfg.beta1, cfg.beta2, cfg.eps_root
 
@@ -191,7 +193,7 @@ def make_solver(kind: str, f: Callable, c: Callable, cfg: SqpMomentumConfig, n_p
             return s._replace(theta=s.theta + d, m=m, v=v, count=count,
                               step_norm=jnp.linalg.norm(d), regularizations=jnp.zeros_like(mu))
         cv = c(s.theta, data)
-        J = jax.jacrev(c)(s.theta, data)
+        J = jac(s.theta, data)
         m, v, lr = s.m, s.v, cfg.lr
         if kind == "sqp_sgd":
             p, h = g, jnp.ones_like(g)
@@ -234,7 +236,12 @@ def sqp_momentum_method(kind: str, problem, cfg: SqpMomentumConfig, dtype, key) 
     epochs = cfg.epochs_full_batch if cfg.full_batch else cfg.epochs
     f = lambda th, data, idx: problem.objective_terms(unravel(th), data, idx)["total"]
     c = lambda th, data: problem.constraints(unravel(th), data)
-    init, step = make_solver(kind, f, c, cfg, n_points, batch_size)
+
+    def jac(th, data):  # the problem's ∇c (per-sample for darcy), flattened like θ
+        leaves = jax.tree.leaves(problem.constraint_jacobian(unravel(th), data))
+        return jnp.concatenate([x.reshape(x.shape[0], -1) for x in leaves], axis=1)
+
+    init, step = make_solver(kind, f, c, cfg, n_points, batch_size, jac)
     full = jnp.arange(n_points)
 
     def log(s: SqpMomentumState, data) -> dict:

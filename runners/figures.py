@@ -125,6 +125,91 @@ def sweep_plot(results: str | Path, x: str, out: str | Path) -> Path:
     return save_figure(fig, out)
 
 
+# --- SQP-momentum problems: one run's loss curves and held-out prediction ----------------
+
+def loss_curves_figure(history: list, path: Path, title: str) -> Path:
+    """log10 of each full-batch loss term (and ‖c‖∞) against the epoch, one panel each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    h = pd.DataFrame(history)
+    cols = [c for c in h.columns if c.startswith("loss_")] + ["max_abs_c"]
+    fig, axes = plt.subplots(1, len(cols), figsize=(3.2 * len(cols), 3.0),
+                             constrained_layout=True)
+    for ax, col in zip(np.atleast_1d(axes), cols):
+        ax.plot(h["epoch"], np.log10(np.maximum(h[col].to_numpy(float), 1e-300)))
+        ax.set(title=col.removeprefix("loss_"), xlabel="epoch", ylabel="log10")
+    fig.suptitle(title)
+    return save_figure(fig, path, dpi=110)
+
+
+def prediction_figure(problem, params, data, path: Path, title: str) -> Path:
+    """The first held-out input: reference vs prediction (spring, butene: curves;
+    burgers: (x, t) heatmaps; darcy: fields)."""
+    import jax.numpy as jnp
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    name = problem.name
+    if name == "spring":
+        fig, ax = plt.subplots(figsize=(6, 3.4), constrained_layout=True)
+        ax.plot(data.t_test, data.u_test, "k-", label="exact u*")
+        ax.plot(data.t_test, problem.predict(params, data.t_test), "C1--", label="u_θ")
+        ax.plot(data.t_data, data.u_data, "o", color="C0", label="data")
+        for t in np.asarray(data.t_constraint):
+            ax.axvline(t, color="C2", lw=0.8, ls=":")
+        ax.set(xlabel="t", ylabel="u")
+        ax.legend()
+    elif name == "butene":
+        u0, t = data.test_u0[0], data.t
+        rows = jnp.concatenate([jnp.broadcast_to(u0, (t.shape[0], 4)), t[:, None]], axis=1)
+        pred = np.asarray(problem.predict(params, rows))
+        fig, ax = plt.subplots(figsize=(6, 3.4), constrained_layout=True)
+        for i in range(4):
+            ax.plot(t, data.test_u_ref[0][:, i], "-", color=f"C{i}", label=f"u{i + 1}*")
+            ax.plot(t, pred[:, i], "--", color=f"C{i}")
+        ax.set(xlabel="t", ylabel="u (dashed: u_θ)")
+        ax.legend(ncol=4, fontsize=8)
+    elif name == "burgers":
+        x, t, u0 = data.x, data.t, data.test_u0[0]
+        X, T = jnp.meshgrid(x, t)
+        rows = jnp.concatenate([X.reshape(-1, 1), T.reshape(-1, 1),
+                                jnp.broadcast_to(u0, (X.size, u0.shape[0]))], axis=1)
+        pred = np.asarray(problem.predict(params, rows)).reshape(X.shape)
+        ref = np.asarray(data.test_u_ref[0])
+        fig = _panels([ref, pred, np.abs(pred - ref)], ["reference u*", "u_θ", "|u_θ − u*|"],
+                      "x", "t", (0.0, 1.0, 0.0, 1.0))
+    elif name == "darcy":
+        a = data.test_a[:1]
+        pred = np.asarray(problem.predict(params, a))[0]
+        ref = np.asarray(data.test_u_ref[0])
+        fig = _panels([np.asarray(a[0]), ref, pred, np.abs(pred - ref)],
+                      ["coefficient a", "reference u*", "u_θ", "|u_θ − u*|"], "x", "y",
+                      (0.0, 1.0, 0.0, 1.0))
+    else:
+        raise ValueError(f"no prediction figure for problem {name!r}")
+    fig.suptitle(title)
+    return save_figure(fig, path, dpi=110)
+
+
+def _panels(images, names, xlabel, ylabel, extent):
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(images), figsize=(3.6 * len(images), 3.2),
+                             constrained_layout=True)
+    for ax, img, name in zip(axes, images, names):
+        im = ax.imshow(img, origin="lower", aspect="auto", extent=extent,
+                       cmap="magma" if name.startswith("|") else "viridis")
+        ax.set(title=name, xlabel=xlabel, ylabel=ylabel)
+        fig.colorbar(im, ax=ax)
+    return fig
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m runners.figures",
                                  description=__doc__.split("\n")[0])

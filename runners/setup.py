@@ -52,7 +52,9 @@ def resolve(cfg: DictConfig) -> Setup:
     pretrain_cfg = None
     check(isinstance(cfg.pretrain, bool), "pretrain",
           f"must be true or false, got {cfg.pretrain!r}")
-    if cfg.pretrain:
+    if cfg.pretrain and hasattr(problem, "pretrain_constraints"):
+        # Step 0 of trSQP-PINN; problems without pretraining constraints (the stochastic
+        # family) start from their initial weights whatever ``pretrain`` says
         pretrain_cfg = config_from_dict(PretrainConfig, _plain(cfg.pretraining), "pretraining")
     return Setup(problem, mname, method_cfg, pretrain_cfg, cfg.precision, cfg.budget.max_iter,
                  math.inf if time_s is None else float(time_s))

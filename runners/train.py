@@ -30,6 +30,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from methods.driver import FINISHED
+from problems.base import STOCHASTIC_CONSTRAINED
 from runners.io import flatten, read_json, save_figure, write_atomic, write_json
 from runners.setup import ConfigError, Setup, resolve
 
@@ -78,7 +79,7 @@ class Progress:
         import jax
 
         self.cfg, self.data, self.history, self.out = cfg, data, history, out
-        self.log_errors = jax.jit(problem.log_errors)
+        self.log_errors = jax.jit(problem.log_errors) if hasattr(problem, "log_errors") else None
         self.bar = None
         self.flushed = time.perf_counter()
 
@@ -99,14 +100,15 @@ class Progress:
                         file=sys.stderr)
 
     def __call__(self, state, row):
-        if self.chunks % self.cfg.eval_every == 0:
+        if self.log_errors is not None and self.chunks % self.cfg.eval_every == 0:
             errs = self.log_errors(self.method.params(state), self.data)
             row.update({k: float(v) for k, v in errs.items()})
         self.chunks += 1
         row["phase"] = self.phase
         self.history.append(row)
         self.bar.n = min(int(self.method.progress(state)), self.bar.total)
-        post = {"loss": row.get("objective"), "|c|": row.get("constraint_norm")}
+        post = {"loss": row.get("objective", row.get("loss_total")),
+                "|c|": row.get("constraint_norm", row.get("max_abs_c"))}
         if self.phase != "pretrain" and "mu" in row:
             post["mu"] = row["mu"]
         self.bar.set_postfix({k: f"{v:.3g}" for k, v in post.items() if v is not None},
@@ -180,9 +182,14 @@ def run(cfg: DictConfig, out: Path) -> dict | None:
     problem, dtype = setup.problem, jnp.dtype(setup.precision)
     choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
     t_start = time.perf_counter()
-    k_data, k_init = jax.random.split(jax.random.PRNGKey(cfg.seed))
-    data = problem.sample_data(k_data)
-    params = problem.init_params(k_init)
+    stochastic = problem.family == STOCHASTIC_CONSTRAINED
+    if stochastic:  # data and initial weights fixed by problem.data_seed; seed: batches only
+        data = problem.make_data(cache_dir=str(Path(cfg.results_dir) / "cache"))
+        params = problem.init_params(jax.random.PRNGKey(problem.cfg.data_seed))
+    else:
+        k_data, k_init = jax.random.split(jax.random.PRNGKey(cfg.seed))
+        data = problem.sample_data(k_data)
+        params = problem.init_params(k_init)
     data_s = time.perf_counter() - t_start
     history: list = []
     progress = Progress(cfg, problem, data, history, out)
@@ -209,7 +216,8 @@ def run(cfg: DictConfig, out: Path) -> dict | None:
         if r.status == "diverged":
             status = "diverged"
 
-    method = build_method(setup.method_name, setup.method_cfg, problem, dtype)
+    method = build_method(setup.method_name, setup.method_cfg, problem, dtype,
+                          key=jax.random.PRNGKey(cfg.seed))
     state = method.init(params, data)
     iterations = 0
     if status is None:
@@ -230,14 +238,19 @@ def run(cfg: DictConfig, out: Path) -> dict | None:
     progress.flush()
     write_atomic(out / "params.msgpack", serialization.to_bytes(params))
     label = f"{problem.name} / {setup.method_name}  (seed {cfg.seed}, status {status})"
-    if cfg.figures:
+    if cfg.figures and stochastic:
+        from runners.figures import loss_curves_figure, prediction_figure
+
+        prediction_figure(problem, params, data, out / "prediction.png", label)
+        loss_curves_figure(history, out / "losses.png", label)
+    elif cfg.figures:
         solution_figure(problem, params, data, out / "solution.png", label)
 
     last = history[-1] if history else {}
     record = {
         "problem": problem.name, "method": setup.method_name, "family": problem.family,
         "seed": cfg.seed, "scale": choices.get("scale", cfg.scale.get("name")),
-        "pretrain": bool(cfg.pretrain), "status": status, "iterations": iterations,
+        "pretrain": setup.pretrain_cfg is not None, "status": status, "iterations": iterations,
         **({"rounds": int(last["round"])} if "round" in last and last.get("phase") == "train"
            else {}),
         **final,
@@ -253,9 +266,11 @@ def run(cfg: DictConfig, out: Path) -> dict | None:
         "run_dir": str(out),
     }
     write_json(out / "metrics.json", record)
-    print(f"{label}: iterations {iterations}, abs_error {final['abs_error']:.4g}, "
-          f"rel_error {final['rel_error']:.4g}, max|c| {final['max_constraint_violation']:.3g}, "
-          f"wall {train_s:.1f}s (+ compile {compile_s:.1f}s) -> {out}", flush=True)
+    shown = ("abs_error", "rel_error", "max_constraint_violation", "total", "test_mse",
+             "max_abs_c")
+    figures = ", ".join(f"{k} {final[k]:.4g}" for k in shown if k in final)
+    print(f"{label}: iterations {iterations}, {figures}, wall {train_s:.1f}s "
+          f"(+ compile {compile_s:.1f}s) -> {out}", flush=True)
     return record
 
 
