@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 SCALE  ?= smoke
 
-.PHONY: install demo test test-slow lint bench tables table-trsqp clean-results
+.PHONY: install demo test test-slow lint bench tables table-trsqp table-sqp-momentum clean-results
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,23 @@ table-trsqp: install
 	  $(BIN)/python -m runners.figures sweep --results results/sweeps/trsqp_fig1_$$f-$(SCALE) \
 	    --x problem.$${f##*_} --out results/figures/trsqp_fig1_$$f-$(SCALE).png || exit 1; \
 	done
+
+# SQP momentum paper: per problem, 4 methods x 2 learning rates x 5 seeds (mini-batch) and
+# 1 full-batch run per method and rate, one resumable sweep folder per scale; then the table
+# of final losses (mean ± std over seeds) -> results/tables/sqp_momentum-<scale>.{md,csv,tex},
+# loss curves and held-out predictions -> results/figures/sqp_momentum_*.png
+SQP_PROBLEMS ?= spring butene burgers darcy
+table-sqp-momentum: install
+	@for p in $(SQP_PROBLEMS); do \
+	  for extra in "" "seed=0 method.full_batch=true"; do \
+	    $(BIN)/python -m runners.train -m experiment=sqp_momentum_$$p scale=$(SCALE) \
+	      sweep_name=sqp_momentum-$(SCALE) progress=false $$extra $(ARGS) || exit 1; \
+	  done; \
+	done
+	$(BIN)/python -m runners.tables --results results/sweeps/sqp_momentum-$(SCALE) \
+	  --out results/tables --name sqp_momentum-$(SCALE)
+	$(BIN)/python -m runners.figures curves --results results/sweeps/sqp_momentum-$(SCALE)
+	$(BIN)/python -m runners.figures predictions --results results/sweeps/sqp_momentum-$(SCALE)
 
 clean-results:
 	rm -rf results/runs results/sweeps results/bench results/tables results/figures

@@ -6,6 +6,9 @@
   ``metrics.json`` (data, not pickle: nothing in a results folder runs code).
 * ``sweep --results DIR --x problem.alpha``: trSQP-PINN Figure 1: abs and rel error against
   a swept coefficient, one line per method (mean over seeds, min–max band).
+* ``curves --results DIR``: SQP momentum Figures 1–7: log10 loss terms against the epoch,
+  mean ± std over seeds, one figure per problem, learning rate and batch mode.
+* ``predictions --results DIR``: SQP momentum: held-out predictions, one figure per method.
 """
 
 from __future__ import annotations
@@ -210,6 +213,94 @@ def _panels(images, names, xlabel, ylabel, extent):
     return fig
 
 
+SQP_ORDER = ("sqp_adam", "sqp_heavyball", "adam_con", "adam_unc", "sqp_sgd")
+
+
+def _sqp_runs(results):
+    """The runs of the stochastic_constrained family under ``results`` (a DataFrame)."""
+    df = collect(results)
+    if df.empty or "family" not in df:
+        return df.iloc[0:0]
+    df = df[df["family"] == "stochastic_constrained"].copy()
+    if "method.full_batch" not in df:
+        df["method.full_batch"] = False
+    df["method.full_batch"] = df["method.full_batch"].fillna(False).astype(bool)
+    return df
+
+
+def loss_curves(results, out_dir: str | Path) -> list[Path]:
+    """SQP momentum Figures 1–7 style: per (problem, learning rate, batch mode), log10 of
+    each full-batch loss term and ‖c‖∞ against the epoch, one line per method: mean over
+    seeds with a ± std band (of log10 values)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    df, paths = _sqp_runs(results), []
+    for (prob, lr, full), runs in df.groupby(["problem", "method.lr", "method.full_batch"]):
+        hist = {m: [pd.read_csv(Path(p) / "history.csv") for p in r["path"]]
+                for m, r in runs.groupby("method")}
+        cols = [c for c in next(iter(hist.values()))[0].columns if c.startswith("loss_")]
+        cols += ["max_abs_c"]
+        fig, axes = plt.subplots(1, len(cols), figsize=(3.3 * len(cols), 3.1),
+                                 constrained_layout=True)
+        for i, m in enumerate(sorted(hist, key=lambda m: (SQP_ORDER + (m,)).index(m))):
+            n = min(len(h) for h in hist[m])
+            epoch = hist[m][0]["epoch"].to_numpy()[:n]
+            for ax, col in zip(axes, cols):
+                y = np.log10(np.maximum(np.stack([h[col].to_numpy(float)[:n]
+                                                  for h in hist[m]]), 1e-300))
+                mean, std = y.mean(0), y.std(0)
+                ax.plot(epoch, mean, color=f"C{i}", label=f"{m} ({len(hist[m])})")
+                ax.fill_between(epoch, mean - std, mean + std, color=f"C{i}", alpha=0.2)
+                ax.set(title=col.removeprefix("loss_"), xlabel="epoch", ylabel="log10")
+        axes[0].legend(fontsize=7)
+        mode = "full batch" if full else "mini-batch"
+        fig.suptitle(f"{prob}: lr {lr:g}, {mode} (mean ± std over seeds)")
+        path = Path(out_dir) / f"sqp_momentum_{prob}_lr{lr:g}_{'full' if full else 'mini'}.png"
+        paths.append(save_figure(fig, path, dpi=110))
+    return paths
+
+
+def load_run(path: Path):
+    """(problem, params, data) of one finished run, from its .hydra/config.yaml (YAML) and
+    params.msgpack (msgpack): loading a results folder runs no code."""
+    import jax
+    from flax import serialization
+    from omegaconf import OmegaConf
+
+    from problems import build_problem
+
+    cfg = OmegaConf.load(Path(path) / ".hydra" / "config.yaml")
+    values = OmegaConf.to_container(cfg.problem, resolve=True)
+    name = values.pop("name")
+    jax.config.update("jax_enable_x64", cfg.precision == "float64")
+    problem = build_problem(name, values, dtype=cfg.precision)
+    data = problem.make_data(cache_dir=str(Path(cfg.results_dir) / "cache"))
+    template = problem.init_params(jax.random.PRNGKey(problem.cfg.data_seed))
+    params = serialization.from_bytes(template, (Path(path) / "params.msgpack").read_bytes())
+    return problem, params, data
+
+
+def predictions(results, out_dir: str | Path, seed: int = 0) -> list[Path]:
+    """Per problem and method: the held-out prediction of the mini-batch run with the
+    largest learning rate and ``seed`` (one figure per run, then one per problem)."""
+    df, paths = _sqp_runs(results), []
+    df = df[(~df["method.full_batch"]) & (df["seed"] == seed)]
+    for prob, runs in df.groupby("problem"):
+        runs = runs[runs["method.lr"] == runs["method.lr"].max()]
+        for _, r in runs.iterrows():
+            problem, params, data = load_run(r["path"])
+            paths.append(prediction_figure(
+                problem, params, data,
+                Path(out_dir) / f"sqp_momentum_{prob}_prediction_{r['method']}.png",
+                f"{prob} / {r['method']} (lr {r['method.lr']:g}, seed {seed}): "
+                f"test MSE {r['test_mse']:.3g}"))
+    return paths
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m runners.figures",
                                  description=__doc__.split("\n")[0])
@@ -222,6 +313,13 @@ def main(argv=None):
     s.add_argument("--results", required=True)
     s.add_argument("--x", required=True, help="the swept field, e.g. problem.alpha")
     s.add_argument("--out", default="results/figures/sweep.png")
+    c = sub.add_parser("curves", help="SQP momentum: loss curves, mean ± std over seeds")
+    c.add_argument("--results", required=True)
+    c.add_argument("--out-dir", default="results/figures")
+    p = sub.add_parser("predictions", help="SQP momentum: held-out predictions per method")
+    p.add_argument("--results", required=True)
+    p.add_argument("--out-dir", default="results/figures")
+    p.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     if not Path(args.results).is_dir():
         print(f"error: --results: no such folder {args.results!r}", file=sys.stderr)
@@ -229,9 +327,16 @@ def main(argv=None):
     if collect(args.results).empty:
         print(f"error: no metrics.json under {args.results!r}", file=sys.stderr)
         sys.exit(1)
-    path = heatmaps(args.results, args.out, args.seed) if args.kind == "heatmaps" else \
-        sweep_plot(args.results, args.x, args.out)
-    print(f"wrote {path}")
+    if args.kind == "curves":
+        paths = loss_curves(args.results, args.out_dir)
+    elif args.kind == "predictions":
+        paths = predictions(args.results, args.out_dir, args.seed)
+    elif args.kind == "heatmaps":
+        paths = [heatmaps(args.results, args.out, args.seed)]
+    else:
+        paths = [sweep_plot(args.results, args.x, args.out)]
+    for path in paths:
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

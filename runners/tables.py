@@ -19,7 +19,12 @@ import pandas as pd
 from runners.io import write_atomic
 
 METRICS = {"abs_error": "abs error", "rel_error": "rel error",
-           "max_constraint_violation": "max |c|", "iterations": "iterations", "wall_s": "wall s"}
+           "max_constraint_violation": "max |c|",
+           # the stochastic_constrained family (SQP momentum): full-batch loss terms at the end
+           "total": "total loss", "residual": "residual loss", "data": "data loss",
+           "boundary": "boundary loss", "mass_balance": "mass-balance loss",
+           "max_abs_c": "‖c‖∞", "test_mse": "test MSE",
+           "iterations": "iterations", "wall_s": "wall s"}
 CONFIG_PREFIXES = ("problem.", "method.", "pretraining.")
 CONFIG_KEYS = ("pretrain", "scale", "precision")
 IGNORED = {"problem.name", "method.name"}
@@ -60,7 +65,7 @@ def summarize(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     df = df.copy()
     for c in swept:
         df[c] = df[c].astype(str)
-    metrics = [m for m in METRICS if m in df.columns]
+    metrics = [m for m in METRICS if m in df.columns and df[m].notna().any()]
     for m in metrics:
         df[m] = pd.to_numeric(df[m], errors="coerce")
     g = df.groupby(keys, dropna=False, sort=True)
