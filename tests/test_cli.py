@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -214,3 +215,34 @@ def test_saved_params_reproduce_the_run_metrics(single_run):
     x, t, ref, pred = load_prediction(rec)
     assert ref.shape == (16, 32) and pred.shape == ref.shape
     assert abs(float(np.mean(np.abs(pred - ref))) - rec["abs_error"]) < 1e-10
+
+
+SPRING_TINY = ["problem=spring", "problem.width=8", "problem.depth=1", "method.epochs=20",
+               "log_every=10", "progress=false"]
+
+
+def test_stochastic_family_run_contracts_the_constraints(tmp_path):
+    # sqp_sgd with α = 0.1: each step takes 0.1 of the normal step −J⁺c, so ‖c‖ shrinks
+    # about 0.9× per iteration (40 iterations: 2 per epoch, b = 0.5)
+    train(tmp_path, *SPRING_TINY, "method=sqp_sgd", "method.lr=0.1")
+    (m,) = metrics_files(tmp_path)
+    rec = json.loads(m.read_text())
+    assert rec["family"] == "stochastic_constrained" and rec["iterations"] == 40
+    assert rec["pretrain"] is False and np.isfinite(rec["test_mse"])
+    hist = pd.read_csv(m.parent / "history.csv")
+    assert hist["epoch"].iloc[-1] == 20
+    assert rec["max_abs_c"] < 0.1 * hist["max_abs_c"].iloc[0]
+    # the history's last full-batch loss is the one the metrics report
+    assert abs(hist["loss_total"].iloc[-1] - rec["total"]) < 1e-10 * max(1, rec["total"])
+    for f in ("losses.png", "prediction.png", "params.msgpack"):
+        assert (m.parent / f).is_file(), f
+
+
+@pytest.mark.parametrize("pair", [("method=sqp_adam", "problem=reaction"),
+                                  ("method=trsqp", "problem=spring")])
+def test_a_method_of_another_family_is_refused(tmp_path, pair):
+    p = train(tmp_path, *pair, check=False)
+    assert p.returncode == 2
+    line = p.stderr.strip()
+    assert line.startswith("error: method:") and "valid methods" in line and "\n" not in line
+    assert not any(tmp_path.iterdir())
