@@ -58,46 +58,50 @@ MAX_REGULARIZATION = 64  # give up adding i·I after this many tries (the step i
 
 # --- m × m linear algebra ------------------------------------------------------------------
 
-def solve_spd(A, b):
-    """x = A⁻¹b for a small SPD A by Cholesky; a singular A gets A + i·I, i = 1, 2, …
-
-    Returns (x, i): i = 0 when A itself was factorised.
-    """
+def spd_factor(A):
+    """Cholesky factor of a small SPD A; a singular A gets A + i·I, i = 1, 2, … (as the
+    reference code does). Returns (factor, i), i = 0 when A itself was factorised."""
     eye = jnp.eye(A.shape[0], dtype=A.dtype)
+    factor = lambda i: jnp.linalg.cholesky(A + i * eye)  # lower triangular L
+    failed = lambda L: ~(jnp.all(jnp.isfinite(L)) & jnp.all(jnp.diagonal(L) > 0))
 
-    def factor(i):
-        return jax.scipy.linalg.cho_factor(A + i * eye, lower=True)
+    def regularise(_):
+        i = jax.lax.while_loop(lambda i: failed(factor(i)) & (i < MAX_REGULARIZATION),
+                               lambda i: i + 1, jnp.ones((), A.dtype))
+        return factor(i), i
 
-    def failed(i):
-        L, _ = factor(i)
-        d = jnp.diagonal(L)
-        return ~(jnp.all(jnp.isfinite(L)) & jnp.all(d > 0))
-
-    i = jax.lax.while_loop(lambda i: failed(i) & (i < MAX_REGULARIZATION), lambda i: i + 1,
-                           jnp.zeros((), A.dtype))
-    return jax.scipy.linalg.cho_solve(factor(i), b), i
-
-
-def normal_step(J, c):
-    """v = −Jᵀ(JJᵀ)⁻¹c: the least-norm solution of Jv = −c. Returns (v, regularisations)."""
-    y, reg = solve_spd(J @ J.T, c)
-    return -J.T @ y, reg
+    first = factor(jnp.zeros((), A.dtype))
+    return jax.lax.cond(failed(first), regularise, lambda _: (first, jnp.zeros((), A.dtype)),
+                        None)
 
 
-def project(J, g):
+def solve_spd(A, b):
+    """x = A⁻¹b by :func:`spd_factor`; returns (x, regularisations)."""
+    L, reg = spd_factor(A)
+    return jax.scipy.linalg.cho_solve((L, True), b), reg
+
+
+def normal_step(J, c, gram=None):
+    """v = −Jᵀ(JJᵀ)⁻¹c: the least-norm solution of Jv = −c. Returns (v, regularisations).
+    ``gram``: ``spd_factor(J @ J.T)`` when the caller has it already."""
+    L, reg = spd_factor(J @ J.T) if gram is None else gram
+    return -J.T @ jax.scipy.linalg.cho_solve((L, True), c), reg
+
+
+def project(J, g, gram=None):
     """P g = g − Jᵀ(JJᵀ)⁻¹J g: the component of g in Null(J)."""
-    y, _ = solve_spd(J @ J.T, J @ g)
-    return g - J.T @ y
+    L, _ = spd_factor(J @ J.T) if gram is None else gram
+    return g - J.T @ jax.scipy.linalg.cho_solve((L, True), J @ g)
 
 
-def kkt_solve(J, h, p, c):
+def kkt_solve(J, h, p, c, gram=None):
     """Solve [H Jᵀ; J 0][s; λ] = −[p; c] for H = diag(h) ≻ 0 at O(m²d + m³) cost.
 
     With p̃ = p/h, J̃ᵀ = H⁻¹Jᵀ and the normal step v: (J J̃ᵀ) r = J(p̃ + v),
     u = −(p̃ + v) + J̃ᵀ r, s = u + v, λ = −r. Then Js = Jv = −c and
     Hs + Jᵀλ = −p. Returns (s, λ, regularisations of the two m × m solves).
     """
-    v, reg_v = normal_step(J, c)
+    v, reg_v = normal_step(J, c, gram)
     p_t = p / h
     Jt_T = J.T / h[:, None]
     r, reg_r = solve_spd(J @ Jt_T, J @ (p_t + v))
@@ -194,25 +198,26 @@ def make_solver(kind: str, f: Callable, c: Callable, cfg: SqpMomentumConfig, n_p
                               step_norm=jnp.linalg.norm(d), regularizations=jnp.zeros_like(mu))
         cv = c(s.theta, data)
         J = jac(s.theta, data)
+        gram = spd_factor(J @ J.T)  # JJᵀ factorised once: projection and normal step
         m, v, lr = s.m, s.v, cfg.lr
         if kind == "sqp_sgd":
             p, h = g, jnp.ones_like(g)
         elif kind == "sqp_heavyball":
-            m = cfg.momentum * s.m + (1 - cfg.momentum) * project(J, g)
+            m = cfg.momentum * s.m + (1 - cfg.momentum) * project(J, g, gram)
             p, h = m, jnp.ones_like(g)
         elif kind == "sqp_adam" and cfg.variant == "defossez":
-            gp = project(J, g)
+            gp = project(J, g, gram)
             m = b1 * s.m + gp
             v = b2 * s.v + gp * gp
             alpha_k = cfg.lr * (1 - b1) * jnp.sqrt((1 - b2 ** count) / (1 - b2))
             p, h, lr = alpha_k * m, jnp.sqrt(mu + v), 1.0
         else:  # adam_con (raw g) or sqp_adam iclr (projected g): Adam moments, H = diag(sqrt(q̂+μ))
-            gg = project(J, g) if kind == "sqp_adam" else g
+            gg = project(J, g, gram) if kind == "sqp_adam" else g
             m = optax.tree.update_moment(gg, s.m, b1, 1)
             v = optax.tree.update_moment_per_elem_norm(gg, s.v, b2, 2)
             p = optax.tree.bias_correction(m, b1, count)
             h = jnp.sqrt(optax.tree.bias_correction(v, b2, count) + mu)
-        step_dir, _, reg = kkt_solve(J, h, p, cv)
+        step_dir, _, reg = kkt_solve(J, h, p, cv, gram)
         d = lr * step_dir
         return SqpMomentumState(s.theta + d, m, v, count, s.key, jnp.linalg.norm(d), reg,
                                 s.total_regularizations + reg)
@@ -265,5 +270,5 @@ def sqp_momentum_method(kind: str, problem, cfg: SqpMomentumConfig, dtype, key) 
 
 
 __all__ = ["KINDS", "SqpMomentumConfig", "SqpMomentumState", "iterations_per_epoch",
-           "kkt_solve", "make_solver", "normal_step", "project", "solve_spd",
+           "kkt_solve", "make_solver", "normal_step", "project", "solve_spd", "spd_factor",
            "sqp_momentum_method"]
