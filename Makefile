@@ -52,14 +52,15 @@ table-trsqp: install
 	    --x problem.$${f##*_} --out results/figures/trsqp_fig1_$$f-$(SCALE).png || exit 1; \
 	done
 
-# SQP momentum paper: per problem, 4 methods x 2 learning rates x 5 seeds (mini-batch) and
+# SQP momentum paper: per problem, 4 methods x 2 learning rates x 5 seeds (SQP_SEEDS) and
 # 1 full-batch run per method and rate, one resumable sweep folder per scale; then the table
 # of final losses (mean ± std over seeds) -> results/tables/sqp_momentum-<scale>.{md,csv,tex},
 # loss curves and held-out predictions -> results/figures/sqp_momentum_*.png
 SQP_PROBLEMS ?= spring butene burgers darcy
+SQP_SEEDS ?= 0,1,2,3,4
 table-sqp-momentum: install
 	@for p in $(SQP_PROBLEMS); do \
-	  for extra in "" "seed=0 method.full_batch=true"; do \
+	  for extra in "seed=$(SQP_SEEDS)" "seed=0 method.full_batch=true"; do \
 	    $(BIN)/python -m runners.train -m experiment=sqp_momentum_$$p scale=$(SCALE) \
 	      sweep_name=sqp_momentum-$(SCALE) progress=false $$extra $(ARGS) || exit 1; \
 	  done; \
