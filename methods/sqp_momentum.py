@@ -2,13 +2,13 @@
 ICLR-2025 predecessor, Algorithm 1 and §3).
 
 min_θ f(θ) = E[F(θ, ω)] s.t. c(θ) = 0 with a few (m ≪ d) hard constraints. Every
-constrained method takes one step of the same shape (:func:`momentum_sqp_step`):
+constrained method takes one step of the same shape (the ``step`` of :func:`make_solver`):
 
 1. a stochastic gradient g = ∇F(θ, batch) of the weighted objective on a mini-batch;
 2. J = ∇c(θ) (m × d, reverse mode over the m constraints) and the projector
    P = I − Jᵀ(JJᵀ)⁻¹J onto Null(J) (never formed: one m × m solve per product);
 3. a "gradient-like" vector p and a diagonal H = diag(h) ≻ 0, which is all that differs
-   between the methods (``direction``):
+   between the methods:
 
    ================  =====================================  =====================
    method            p                                      h
@@ -236,7 +236,8 @@ def sqp_momentum_method(kind: str, problem, cfg: SqpMomentumConfig, dtype, key) 
     _, unravel = ravel_pytree(params0)
     n_points = problem.n_residual_points
     b = problem.cfg.batch_fraction if cfg.batch_fraction is None else cfg.batch_fraction
-    batch_size = n_points if cfg.full_batch else max(1, round(b * n_points))
+    batch_size = (n_points if cfg.full_batch else problem.batch_size
+                  if cfg.batch_fraction is None else max(1, round(b * n_points)))
     per_epoch = iterations_per_epoch(cfg, b)
     epochs = cfg.epochs_full_batch if cfg.full_batch else cfg.epochs
     f = lambda th, data, idx: problem.objective_terms(unravel(th), data, idx)["total"]
@@ -247,7 +248,7 @@ def sqp_momentum_method(kind: str, problem, cfg: SqpMomentumConfig, dtype, key) 
         return jnp.concatenate([x.reshape(x.shape[0], -1) for x in leaves], axis=1)
 
     init, step = make_solver(kind, f, c, cfg, n_points, batch_size, jac)
-    full = jnp.arange(n_points)
+    full = problem.full_batch()
 
     def log(s: SqpMomentumState, data) -> dict:
         params = unravel(s.theta)
