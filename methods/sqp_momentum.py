@@ -51,6 +51,7 @@ from jax.flatten_util import ravel_pytree
 
 from methods.driver import Method, tree_all_finite
 from problems.base import check, check_choice, check_positive_int
+from problems.stochastic import random_subset
 
 KINDS = ("sqp_adam", "sqp_heavyball", "adam_con", "adam_unc", "sqp_sgd")
 MAX_REGULARIZATION = 64  # give up adding i·I after this many tries (the step is then NaN)
@@ -177,7 +178,7 @@ def make_solver(kind: str, f: Callable, c: Callable, cfg: SqpMomentumConfig, n_p
         if full:
             return jnp.arange(n_points)
         k = jax.random.fold_in(key, count)
-        return jax.random.choice(k, n_points, (batch_size,), replace=False)
+        return random_subset(k, n_points, batch_size)
 
     def init(theta, key) -> SqpMomentumState:
         z = jnp.zeros_like(theta)
@@ -240,6 +241,7 @@ def sqp_momentum_method(kind: str, problem, cfg: SqpMomentumConfig, dtype, key) 
                   if cfg.batch_fraction is None else max(1, round(b * n_points)))
     per_epoch = iterations_per_epoch(cfg, b)
     epochs = cfg.epochs_full_batch if cfg.full_batch else cfg.epochs
+    total_steps = min(epochs * per_epoch, 2**31 - 1)  # the step counter is int32 without x64
     f = lambda th, data, idx: problem.objective_terms(unravel(th), data, idx)["total"]
     c = lambda th, data: problem.constraints(unravel(th), data)
 
@@ -263,7 +265,7 @@ def sqp_momentum_method(kind: str, problem, cfg: SqpMomentumConfig, dtype, key) 
     return Method(
         name=kind,
         init=lambda params, data: init(ravel_pytree(params)[0], key),
-        step=step, done=lambda s: s.count >= epochs * per_epoch,
+        step=step, done=lambda s: s.count >= total_steps,
         finite=lambda s: tree_all_finite((s.theta, s.m, s.v)),
         converged=lambda s: jnp.array(False), log=log, params=lambda s: unravel(s.theta),
         iterations=lambda s: s.count, progress=lambda s: s.count // per_epoch,

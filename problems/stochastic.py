@@ -156,6 +156,17 @@ def cached_arrays(cache_dir, problem: str, key: dict,
     return arrays
 
 
+def random_subset(key: jax.Array, n: int, k: int) -> jax.Array:
+    """k distinct indices of range(n), every k-subset equally likely (jittable).
+
+    The indices of the k largest of n iid uniform 32-bit keys (``lax.top_k``, a partial
+    sort). Same distribution as ``jax.random.choice(key, n, (k,), replace=False)``, whose
+    full permutation of n = 64000 points cost 34 ms on 2 CPU cores, against 6 ms here (the
+    chance of a tie among the keys, broken by index, is about n²/2³³: 0.5 for n = 64000).
+    """
+    return jax.lax.top_k(jax.random.bits(key, (n,), jnp.uint32), k)[1]
+
+
 class StochasticProblem:
     """Base class of spring, butene, burgers and darcy.
 
@@ -193,8 +204,7 @@ class StochasticProblem:
         return jnp.arange(self.n_residual_points)
 
     def sample_batch(self, key) -> jax.Array:
-        return jax.random.choice(key, self.n_residual_points, (self.batch_size,),
-                                 replace=False)
+        return random_subset(key, self.n_residual_points, self.batch_size)
 
     # --- data ----------------------------------------------------------------------------
     def cache_key(self, seed) -> dict:
