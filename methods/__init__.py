@@ -6,6 +6,7 @@ import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
+from methods.collocation import CollocationConfig, train_collocation
 from methods.driver import FINISHED, Method, RunResult, run_chunked
 from methods.penalty import (
     PenaltyConfig,
@@ -15,6 +16,7 @@ from methods.penalty import (
     pinn_method,
 )
 from methods.pretrain import PretrainConfig, pretrain_method, pretrain_report
+from methods.sequential import SequentialConfig, sequential_method
 from methods.sqp_momentum import KINDS as SQP_MOMENTUM
 from methods.sqp_momentum import SqpMomentumConfig, sqp_momentum_method
 from methods.trsqp import TrsqpConfig, trsqp_method
@@ -24,6 +26,7 @@ from problems.base import (
     ConfigError,
     config_from_dict,
 )
+from problems.dae import NEURAL_DAE
 
 
 class MethodSpec(NamedTuple):
@@ -41,6 +44,9 @@ METHODS: dict[str, MethodSpec] = {
     **{k: MethodSpec(STOCHASTIC_CONSTRAINED, SqpMomentumConfig,
                      functools.partial(sqp_momentum_method, k), stochastic=True)
        for k in SQP_MOMENTUM},
+    # neural DAE: not chunked JAX steppers; runners/dae.py calls these directly
+    "collocation": MethodSpec(NEURAL_DAE, CollocationConfig, train_collocation),
+    "sequential": MethodSpec(NEURAL_DAE, SequentialConfig, sequential_method),
 }
 
 

@@ -1,21 +1,28 @@
 """Problem definitions: physics, data generation, networks, metrics (no Hydra)."""
 
+import dataclasses
+
 from problems.base import (
     CONSTRAINED_LEARNING,
     STOCHASTIC_CONSTRAINED,
     ConfigError,
     config_from_dict,
 )
+from problems.bioreactor import Bioreactor
 from problems.burgers import Burgers
 from problems.butene import Butene
+from problems.dae import NEURAL_DAE
 from problems.darcy import Darcy
+from problems.population import Population
 from problems.reaction import Reaction
 from problems.reaction_diffusion import ReactionDiffusion
 from problems.spring import Spring
+from problems.tank_manifold import TankManifold
 from problems.transport import Transport
 
 PROBLEMS = {cls.name: cls for cls in (Transport, Reaction, ReactionDiffusion,
-                                      Spring, Butene, Burgers, Darcy)}
+                                      Spring, Butene, Burgers, Darcy,
+                                      TankManifold, Population, Bioreactor)}
 
 
 def build_problem(name: str, values: dict, dtype: str | None = None):
@@ -25,10 +32,11 @@ def build_problem(name: str, values: dict, dtype: str | None = None):
                           f"{', '.join(PROBLEMS)}")
     cls = PROBLEMS[name]
     values = dict(values)
-    if dtype is not None:
+    has_dtype = any(f.name == "dtype" for f in dataclasses.fields(cls.Config))
+    if dtype is not None and has_dtype:  # the neural DAE problems are float64 CasADi models
         values.setdefault("dtype", dtype)
     return cls(config_from_dict(cls.Config, values, "problem"))
 
 
-__all__ = ["PROBLEMS", "build_problem", "ConfigError", "CONSTRAINED_LEARNING",
+__all__ = ["PROBLEMS", "build_problem", "ConfigError", "CONSTRAINED_LEARNING", "NEURAL_DAE",
            "STOCHASTIC_CONSTRAINED"]

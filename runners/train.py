@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from methods.driver import FINISHED
 from problems.base import STOCHASTIC_CONSTRAINED
+from problems.dae import NEURAL_DAE
 from runners.io import flatten, read_json, save_figure, write_atomic, write_json
 from runners.setup import ConfigError, Setup, resolve
 
@@ -161,7 +162,8 @@ def run(cfg: DictConfig, out: Path) -> dict | None:
         fail(str(e))
     chash = config_hash(cfg)
     old = read_json(out / "metrics.json")
-    if cfg.resume and old and old.get("status") in FINISHED and old.get("config_hash") == chash:
+    finished = old and str(old.get("status")).split(":")[0] in FINISHED
+    if cfg.resume and finished and old.get("config_hash") == chash:
         log.info("skipping finished run (%s) in %s", old["status"], out)
         return old
 
@@ -181,6 +183,23 @@ def run(cfg: DictConfig, out: Path) -> dict | None:
              dev.device_kind, setup.precision)
     problem, dtype = setup.problem, jnp.dtype(setup.precision)
     choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    if problem.family == NEURAL_DAE:  # CasADi + IPOPT or diffrax: runners/dae.py
+        from runners.dae import run_neural_dae
+
+        record, summary = run_neural_dae(cfg, setup, out, {
+            "problem": problem.name, "method": setup.method_name, "family": problem.family,
+            "seed": cfg.seed, "scale": choices.get("scale", cfg.scale.get("name")),
+            **flatten(OmegaConf.to_container(cfg.problem, resolve=True), "problem."),
+            **flatten(OmegaConf.to_container(cfg.method, resolve=True), "method."),
+            "precision": setup.precision,
+            "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized()
+            else [],
+            "config_hash": chash, "device": f"{dev.platform}:{dev.device_kind}",
+            **{f"version.{k}": v for k, v in versions().items()},
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "run_dir": str(out)})
+        print(summary, flush=True)
+        return record
     t_start = time.perf_counter()
     stochastic = problem.family == STOCHASTIC_CONSTRAINED
     if stochastic:  # data and initial weights fixed by problem.data_seed; seed: batches only

@@ -1,0 +1,444 @@
+"""Simultaneous training of a neural DAE by collocation + IPOPT (neural DAE paper §2–4).
+
+The pipeline (spec neural_dae.md, "Method collocation"):
+
+1. **Smoothing** (auxiliary problem, paper §4.2): the discretized DAE of every training
+   trajectory with the closure z(t) free (collocated like a state, so dz/dt = Z M), objective
+   data fit + λ_s · T · mean over the collocation points of (dz/dt)²; exact Hessian.
+   Gives smooth x, y, z and the network's input/output standardisation (mean/std of the
+   smoothed x and z over all collocation points).
+2. **Pretraining**: the MLP fitted to the smoother's (x, z) pairs in standardized coordinates,
+   optax Adam (lr 1e-3, 200 epochs, batch 32) on MSE + α_r(‖W‖² + ‖b‖²).
+3. **Main NLP**: z = NN(x; θ) as equations at every collocation point, θ (shared by all
+   trajectories) a decision variable; warm start from steps 1–2; IPOPT with
+   ``hessian_approximation=limited-memory`` (L-BFGS) at tol ε1, or the exact Hessian.
+4. **Refinement** (optional): exact Hessian at tol ε2 = 1e-6, warm-started primal and dual.
+
+Objective of steps 1 and 3 (paper eq. 10): Σ over trajectories of the mean over its
+observations of the squared standardized error ((x̂(t_m) − x_m)/σ_x)², σ_x the std of the
+observations of each state, + α_r (‖W‖² + ‖b‖²) in step 3. [reconstructed] x̂(t_m) is the
+collocation polynomial evaluated at the measurement times (a fixed linear map of the
+collocated states, :meth:`RadauGrid.interpolation_matrix`), not the data interpolated onto
+the collocation times: no interpolation error enters the data.
+
+Without smoothing (ablation B, C) the states start from the observations interpolated
+linearly onto the collocation times, y and z from zero; without pretraining θ starts
+from Flax's initialisation (``init_seed``) in the standardisation of the smoother (B: of the
+observations for x and unit scale for z).
+
+Built with ``casadi.Opti`` (MX; the problem's f, g are SX functions mapped over the points).
+IPOPT's own printing is off; progress goes to ``on_iteration(step, iteration, objective,
+infeasibility)``. Statuses: ``converged`` (Solve_Succeeded / Solved_To_Acceptable_Level),
+``max_iter``, ``solver_failed: <IPOPT status>``; a failed step keeps its last iterate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+
+import casadi as ca
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from problems.base import check, check_choice, check_positive_int
+from problems.collocation import RadauGrid
+from problems.dae import (
+    DaeProblem,
+    Trajectories,
+    casadi_mlp,
+    flax_to_layers,
+    layer_shapes,
+    layers_to_flax,
+)
+from problems.networks import MLP
+
+HESSIANS = ("lbfgs", "exact")
+LINEAR_SOLVERS = ("mumps", "ma27", "ma57", "ma86", "ma97")
+IPOPT_HESSIAN = {"lbfgs": "limited-memory", "exact": "exact"}
+
+
+@dataclasses.dataclass(frozen=True)
+class CollocationConfig:
+    n_fe: int | None = None  # finite elements (null: the problem's training grid)
+    K: int | None = None  # Radau points per element (null: the problem's)
+    hessian: str = "lbfgs"  # step 3: lbfgs (IPOPT limited-memory) | exact
+    smoothing: bool = True  # step 1
+    pretrain: bool = True  # step 2
+    refine: bool = False  # step 4: exact Hessian at refine_tol
+    tol: float = 1e-3  # ε1 of step 3
+    refine_tol: float = 1e-6  # ε2
+    smoothing_tol: float = 1e-6
+    max_iter: int = 3000  # IPOPT iterations per step
+    linear_solver: str = "mumps"  # ma27/ma57 need the HSL library
+    pretrain_epochs: int = 200
+    pretrain_lr: float = 1e-3
+    pretrain_batch: int = 32
+    init_seed: int = 0  # the network's initial weights
+    ipopt_options: dict | None = None  # extra IPOPT options, e.g. {print_timing_statistics: yes}
+
+    def __post_init__(self):
+        for f in ("n_fe", "K"):
+            v = getattr(self, f)
+            if v is not None:
+                check_positive_int(v, f"method.{f}")
+        check_choice(self.hessian, "method.hessian", HESSIANS)
+        check_choice(self.linear_solver, "method.linear_solver", LINEAR_SOLVERS)
+        for f in ("smoothing", "pretrain", "refine"):
+            check(isinstance(getattr(self, f), bool), f"method.{f}",
+                  f"must be true or false, got {getattr(self, f)!r}")
+        for f in ("tol", "refine_tol", "smoothing_tol", "pretrain_lr"):
+            v = getattr(self, f)
+            check(isinstance(v, (int, float)) and 0 < v < 1, f"method.{f}",
+                  f"must be a number in (0, 1), got {v!r}")
+        for f in ("max_iter", "pretrain_epochs", "pretrain_batch"):
+            check_positive_int(getattr(self, f), f"method.{f}")
+        check(isinstance(self.init_seed, int) and self.init_seed >= 0, "method.init_seed",
+              f"must be an integer >= 0, got {self.init_seed!r}")
+        check(self.ipopt_options is None or isinstance(self.ipopt_options, dict),
+              "method.ipopt_options", f"must be a mapping, got {self.ipopt_options!r}")
+
+
+@dataclasses.dataclass
+class Standardization:
+    x_mean: np.ndarray
+    x_std: np.ndarray
+    z_mean: np.ndarray
+    z_std: np.ndarray
+
+    def to_dict(self) -> dict:
+        return {k: np.asarray(v).tolist() for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclasses.dataclass
+class StepReport:
+    name: str
+    status: str
+    iterations: int
+    wall_s: float
+    objective: float
+    max_violation: float
+    return_status: str = ""
+
+
+@dataclasses.dataclass
+class CollocationResult:
+    layers: list  # [(W, b)] of the trained network (standardized coordinates)
+    scaling: Standardization
+    X: list  # per trajectory (n_x, N+1) collocated states
+    Y: list
+    Z: list
+    steps: list[StepReport]
+    grid: RadauGrid
+
+    @property
+    def status(self) -> str:
+        return self.steps[-1].status if self.steps else "not_run"
+
+
+def ipopt_status(return_status: str, success: bool) -> str:
+    if success or return_status in ("Solve_Succeeded", "Solved_To_Acceptable_Level"):
+        return "converged"
+    if return_status == "Maximum_Iterations_Exceeded":
+        return "max_iter"
+    return f"solver_failed: {return_status}"
+
+
+def _bounds(values, n):
+    return None if values is None else np.asarray(values, float).reshape(n, 1)
+
+
+class _Builder:
+    """The discretized DAE of every trajectory in one casadi.Opti (steps 1 and 3)."""
+
+    def __init__(self, problem: DaeProblem, grid: RadauGrid, data: Trajectories,
+                 free_closure: bool):
+        self.opti = ca.Opti()
+        self.problem, self.grid, self.data = problem, grid, data
+        f, g, _ = problem.casadi_functions()
+        n = grid.n_points
+        self.f, self.g = f.map(n), g.map(n)
+        self.x_std = np.maximum(data.x_obs.std(axis=(0, 2)), 1e-12)  # σ_x per state
+        self.B = grid.interpolation_matrix(data.t)  # (N+1, T): x̂(t_m) = X B
+        opti = self.opti
+        self.X, self.Y, self.Z = [], [], []
+        for p in data.p:
+            X = opti.variable(problem.n_x, n + 1)
+            Y = opti.variable(problem.n_y, n) if problem.n_y else ca.MX(0, n)
+            Z = opti.variable(problem.n_z, n + 1 if free_closure else n)
+            Zc = Z[:, 1:] if free_closure else Z
+            P = ca.repmat(ca.DM(p), 1, n) if problem.n_p else ca.DM(0, n)
+            xc = X[:, 1:]
+            dxdt = self.f(xc, Y, Zc, P)
+            opti.subject_to(ca.vec(grid.collocation_residual(X, dxdt)) == 0)
+            if problem.n_y:
+                opti.subject_to(ca.vec(self.g(xc, Y, Zc, P)) == 0)
+            init = problem.initial_equations(X[:, 0])
+            if init.numel():
+                opti.subject_to(init == 0)
+            self._lower(X, problem.x_lower, problem.n_x)
+            if problem.n_y:
+                self._lower(Y, problem.y_lower, problem.n_y)
+            self._lower(Zc, getattr(problem, "z_lower", None), problem.n_z)
+            path = [problem.path_constraints(xc[:, k], Y[:, k] if problem.n_y else ca.MX(0, 1),
+                                             Zc[:, k], P[:, k], dxdt[:, k])
+                    for k in range(n)]
+            if any(e.numel() for e in path):
+                opti.subject_to(ca.vertcat(*path) <= 0)
+            self.X.append(X)
+            self.Y.append(Y)
+            self.Z.append(Z)
+
+    def _lower(self, var, lower, n):
+        lb = _bounds(lower, n)
+        if lb is None:
+            return
+        rows = [i for i in range(n) if np.isfinite(lb[i, 0])]
+        for i in rows:
+            self.opti.subject_to(var[i, :] >= lb[i, 0])
+
+    def data_fit(self):
+        """Σ_traj mean_m Σ_states ((x̂(t_m) − x_m)/σ_x)² / n_x (eq. 10)."""
+        total = 0
+        w = ca.DM(1.0 / self.x_std)
+        for X, obs in zip(self.X, self.data.x_obs):
+            err = (X @ ca.DM(self.B) - ca.DM(obs)) * ca.repmat(w, 1, obs.shape[1])
+            total += ca.sumsqr(err) / obs.size
+        return total
+
+    def solve(self, name, objective, hessian, tol, cfg: CollocationConfig, on_iteration,
+              warm_dual=None, expand=True):
+        """IPOPT on the Opti problem. ``expand``: turn the MX graph into SX first (fast for
+        the scalar DAE equations; the network equations stay MX over a mapped SX point
+        function, whose dense θ-Jacobian would otherwise be built symbolically)."""
+        opti = self.opti
+        opti.minimize(objective)
+        opts = {"expand": expand, "print_time": False, "ipopt.print_level": 0, "ipopt.sb": "yes",
+                "ipopt.tol": tol, "ipopt.max_iter": cfg.max_iter,
+                "ipopt.hessian_approximation": IPOPT_HESSIAN[hessian],
+                "ipopt.linear_solver": cfg.linear_solver,
+                **{f"ipopt.{k}": v for k, v in (cfg.ipopt_options or {}).items()}}
+        if warm_dual is not None:
+            opts.update({"ipopt.warm_start_init_point": "yes",
+                         "ipopt.warm_start_bound_push": 1e-9,
+                         "ipopt.warm_start_mult_bound_push": 1e-9, "ipopt.mu_init": 1e-6})
+            opti.set_initial(opti.lam_g, warm_dual)
+        opti.solver("ipopt", opts)
+        if on_iteration is not None:
+            def cb(k):
+                g = np.asarray(opti.debug.value(opti.g)).ravel()
+                lbg = np.asarray(opti.debug.value(opti.lbg)).ravel()
+                ubg = np.asarray(opti.debug.value(opti.ubg)).ravel()
+                inf = float(np.max(np.maximum(lbg - g, g - ubg), initial=0.0))
+                on_iteration(name, int(k), float(opti.debug.value(opti.f)), inf)
+            opti.callback(cb)
+        t = time.perf_counter()
+        try:
+            sol = opti.solve()
+            ok, view = True, sol
+        except RuntimeError:
+            ok, view = False, opti.debug
+        wall = time.perf_counter() - t
+        stats = opti.stats()
+        ret = str(stats.get("return_status", "unknown"))
+        g = np.asarray(view.value(opti.g)).ravel()
+        lbg = np.asarray(view.value(opti.lbg)).ravel()
+        ubg = np.asarray(view.value(opti.ubg)).ravel()
+        report = StepReport(name=name, status=ipopt_status(ret, ok and stats.get("success", ok)),
+                            iterations=int(stats.get("iter_count", 0)), wall_s=wall,
+                            objective=float(view.value(opti.f)),
+                            max_violation=float(np.max(np.maximum(lbg - g, g - ubg), initial=0)),
+                            return_status=ret)
+        return view, report
+
+
+def _linear_initial(problem, grid, data):
+    """States from the observations interpolated linearly onto the collocation times."""
+    return [np.stack([np.interp(grid.times, data.t, obs[i]) for i in range(problem.n_x)])
+            for obs in data.x_obs]
+
+
+def _set_initial(b: _Builder, xs, ys, zs):
+    for X, Y, Z, x, y, z in zip(b.X, b.Y, b.Z, xs, ys, zs):
+        b.opti.set_initial(X, x)
+        if b.problem.n_y:
+            b.opti.set_initial(Y, y)
+        b.opti.set_initial(Z, z[:, -Z.shape[1]:] if z.shape[1] >= Z.shape[1] else
+                           np.concatenate([z[:, :1], z], axis=1))
+
+
+def smoothing_step(problem, grid, data, cfg, on_iteration=None):
+    """Step 1: (X, Y, Z with a t0 column, report)."""
+    b = _Builder(problem, grid, data, free_closure=True)
+    x_init = _linear_initial(problem, grid, data)
+    n = grid.n_points
+    _set_initial(b, x_init, [np.zeros((problem.n_y, n))] * len(x_init),
+                 [np.zeros((problem.n_z, n + 1))] * len(x_init))
+    m = ca.DM(grid.derivative_matrix)
+    span = grid.tf - grid.t0
+    smooth = sum(span * ca.sumsqr(Z @ m) / (n * problem.n_z) for Z in b.Z)
+    view, report = b.solve("smoothing", b.data_fit() + problem.cfg.smoothing_weight * smooth,
+                           "exact", cfg.smoothing_tol, cfg, on_iteration)
+    xs = [np.asarray(view.value(X)).reshape(problem.n_x, -1) for X in b.X]
+    ys = [np.asarray(view.value(Y)).reshape(problem.n_y, -1) if problem.n_y else
+          np.zeros((0, n)) for Y in b.Y]
+    zs = [np.asarray(view.value(Z)).reshape(problem.n_z, -1) for Z in b.Z]
+    return xs, ys, zs, report
+
+
+def pretrain_network(layers, v, z, activation: str, cfg: CollocationConfig, l2: float, key):
+    """Step 2: Adam on mean((NN(v) − z)²) + α_r (‖W‖² + ‖b‖²) over the (v, z) rows, in
+    minibatches of ``pretrain_batch`` (a fresh permutation per epoch; the last batch wraps
+    around). Returns the layers and the loss after each epoch."""
+    net = MLP(len(layers) - 1, layers[0][0].shape[1], activation, out_features=z.shape[1])
+    params = jax.tree.map(jnp.asarray, layers_to_flax(layers))
+    v, z = jnp.asarray(v), jnp.asarray(z)
+
+    def loss(params, v, z):
+        reg = sum(jnp.sum(x**2) for x in jax.tree.leaves(params))
+        return jnp.mean((net.apply(params, v) - z) ** 2) + l2 * reg
+
+    opt = optax.adam(cfg.pretrain_lr)
+    n, bs = v.shape[0], cfg.pretrain_batch
+    batches = max(1, -(-n // bs))
+
+    def epoch(carry, key):
+        perm = jax.random.permutation(key, n)
+        idx = jnp.concatenate([perm, perm[: batches * bs - n]]).reshape(batches, bs)
+
+        def step(c, i):
+            p, s = c
+            u, s = opt.update(jax.grad(loss)(p, v[i], z[i]), s, p)
+            return (optax.apply_updates(p, u), s), None
+
+        carry, _ = jax.lax.scan(step, carry, idx)
+        return carry, loss(carry[0], v, z)
+
+    run = jax.jit(lambda p, keys: jax.lax.scan(epoch, (p, opt.init(p)), keys))
+    (params, _), losses = run(params, jax.random.split(key, cfg.pretrain_epochs))
+    return flax_to_layers(params), np.asarray(losses)
+
+
+def init_layers(problem: DaeProblem, seed: int):
+    """Flax's initialisation of the problem's MLP (float64), as [(W, b)]."""
+    c = problem.cfg
+    widths = set(c.hidden)
+    check(len(widths) == 1, "problem.hidden", f"hidden layers of one width, got {c.hidden}")
+    net = MLP(len(c.hidden), c.hidden[0], c.activation, out_features=problem.n_z)
+    with jax.enable_x64(True):
+        params = net.init(jax.random.PRNGKey(seed), jnp.zeros(problem.network_inputs))
+    layers = flax_to_layers(params)
+    assert [w.shape for w, _ in layers] == layer_shapes(problem.network_inputs, c.hidden,
+                                                        problem.n_z)
+    return layers
+
+
+def _stack_columns(mats, drop_first=False):
+    return np.concatenate([m[:, 1:] if drop_first else m for m in mats], axis=1).T
+
+
+def train_collocation(problem: DaeProblem, cfg: CollocationConfig, data: Trajectories,
+                      on_iteration: Callable | None = None,
+                      on_step: Callable | None = None) -> CollocationResult:
+    """Steps 1–4 of the pipeline on ``data``; ``on_step(report)`` after each step."""
+    grid = problem.train_grid(cfg.n_fe, cfg.K)
+    n, steps = grid.n_points, []
+    note = on_step or (lambda r: None)
+    layers = init_layers(problem, cfg.init_seed)
+    if cfg.smoothing:
+        xs, ys, zs, rep = smoothing_step(problem, grid, data, cfg, on_iteration)
+        steps.append(rep)
+        note(rep)
+        zs = [z[:, 1:] for z in zs]  # the closure at the collocation points
+        xc, zc = _stack_columns(xs, drop_first=True), _stack_columns(zs)
+        scaling = Standardization(xc.mean(0), np.maximum(xc.std(0), 1e-8), zc.mean(0),
+                                  np.maximum(zc.std(0), 1e-8))
+    else:
+        xs = _linear_initial(problem, grid, data)
+        ys = [np.zeros((problem.n_y, n)) for _ in xs]
+        zs = [np.zeros((problem.n_z, n)) for _ in xs]
+        obs = np.concatenate(list(data.x_obs), axis=1).T
+        scaling = Standardization(obs.mean(0), np.maximum(obs.std(0), 1e-8),
+                                  np.zeros(problem.n_z), np.ones(problem.n_z))
+    if cfg.pretrain and cfg.smoothing:
+        t = time.perf_counter()
+        v = (xc - scaling.x_mean) / scaling.x_std
+        zt = (zc - scaling.z_mean) / scaling.z_std
+        with jax.enable_x64(True):
+            layers, losses = pretrain_network(layers, v, zt, problem.cfg.activation, cfg,
+                                              problem.cfg.l2_weight,
+                                              jax.random.PRNGKey(cfg.init_seed))
+        rep = StepReport("pretraining", "converged", cfg.pretrain_epochs,
+                         time.perf_counter() - t, float(losses[-1]), 0.0)
+        steps.append(rep)
+        note(rep)
+    # --- step 3: the main NLP ------------------------------------------------------------
+    b = _Builder(problem, grid, data, free_closure=False)
+    opti = b.opti
+    theta = opti.variable(sum(w.size + bias.size for w, bias in layers))  # θ, flat
+    opti.set_initial(theta, pack_layers(layers))
+    nn = network_function(problem, layers, scaling).map(n)  # one SX point, mapped
+    for X, Z in zip(b.X, b.Z):
+        opti.subject_to(ca.vec(Z - nn(X[:, 1:], theta)) == 0)
+    _set_initial(b, xs, ys, zs)
+    reg = ca.sumsqr(theta)
+    objective = b.data_fit() + problem.cfg.l2_weight * reg
+    view, rep = b.solve("main", objective, cfg.hessian, cfg.tol, cfg, on_iteration,
+                        expand=False)
+    steps.append(rep)
+    note(rep)
+    if cfg.refine:
+        x0 = view.value(opti.x)
+        lam = view.value(opti.lam_g)
+        opti.set_initial(opti.x, x0)
+        view, rep = b.solve("refinement", objective, "exact", cfg.refine_tol, cfg,
+                            on_iteration, warm_dual=lam, expand=False)
+        steps.append(rep)
+        note(rep)
+    layers = unpack_layers(np.asarray(view.value(theta)).ravel(), layers)
+    value = lambda m, k: np.asarray(view.value(m)).reshape(k, -1)
+    return CollocationResult(
+        layers=layers, scaling=scaling, X=[value(X, problem.n_x) for X in b.X],
+        Y=[value(Y, problem.n_y) if problem.n_y else np.zeros((0, n)) for Y in b.Y],
+        Z=[value(Z, problem.n_z) for Z in b.Z], steps=steps, grid=grid)
+
+
+def pack_layers(layers) -> np.ndarray:
+    """[(W, b)] -> θ: each layer's W row by row, then b."""
+    return np.concatenate([np.concatenate([w.ravel(), b.ravel()]) for w, b in layers])
+
+
+def unpack_layers(theta: np.ndarray, like) -> list:
+    out, k = [], 0
+    for w, b in like:
+        out.append((theta[k:k + w.size].reshape(w.shape), theta[k + w.size:k + w.size + b.size]))
+        k += w.size + b.size
+    return out
+
+
+def network_function(problem: DaeProblem, like, scaling: Standardization) -> ca.Function:
+    """z = z̄ + σ_z ⊙ NN((x − x̄)/σ_x; θ) at one point, a CasADi SX Function of (x, θ)."""
+    x = ca.SX.sym("x", problem.network_inputs)
+    theta = ca.SX.sym("theta", int(sum(w.size + b.size for w, b in like)))
+    layers, k = [], 0
+    for w, b in like:
+        wk = ca.reshape(theta[k:k + w.size], w.shape[1], w.shape[0]).T  # row-major W
+        layers.append((wk, theta[k + w.size:k + w.size + b.size]))
+        k += w.size + b.size
+    v = (x - ca.DM(scaling.x_mean)) / ca.DM(scaling.x_std)
+    z = ca.DM(scaling.z_mean) + ca.DM(scaling.z_std) * casadi_mlp(layers, v,
+                                                                  problem.cfg.activation)
+    return ca.Function("nn", [x, theta], [z])
+
+
+def learned_closure(problem: DaeProblem, result: CollocationResult):
+    s = result.scaling
+    return problem.network_closure(result.layers, s.x_mean, s.x_std, s.z_mean, s.z_std)
+
+
+__all__ = ["CollocationConfig", "CollocationResult", "HESSIANS", "LINEAR_SOLVERS",
+           "StepReport", "init_layers", "ipopt_status", "learned_closure", "pretrain_network",
+           "smoothing_step", "train_collocation"]

@@ -1,0 +1,216 @@
+"""The ``neural_dae`` branch of ``runners.train``: collocation (CasADi + IPOPT) or sequential.
+
+Writes into the run folder, besides Hydra's ``.hydra/``:
+
+    metrics.json    status (converged | max_iter | solver_failed: <IPOPT status> | diverged),
+                    per-step IPOPT iterations / wall time / status / objective / violation,
+                    train_mse, test_mse, problem extras (bioreactor min_S, hours_S_negative),
+                    config, versions
+    history.csv     one row per IPOPT iteration (step, iteration, objective, infeasibility)
+                    or per logged chunk of the sequential method
+    network.npz     the closure network: W_k, b_k (Flax layout) and the standardisation
+    trajectories.png  data, truth and the learned model per training trajectory, and the
+                    test simulation(s) beyond the training horizon
+
+A failed IPOPT solve still writes all of these, from its last iterate.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+
+from runners.io import save_figure, write_atomic, write_json
+
+
+class IpoptProgress:
+    """A live line per IPOPT step: iteration, objective, infeasibility (IPOPT prints nothing)."""
+
+    def __init__(self, enabled: bool, max_iter: int, history: list):
+        self.enabled, self.max_iter, self.history = enabled, max_iter, history
+        self.bar, self.step = None, None
+
+    def __call__(self, step, k, objective, inf):
+        from tqdm.auto import tqdm
+
+        if step != self.step:
+            self.close()
+            self.step = step
+            self.bar = tqdm(total=self.max_iter, desc=f"IPOPT {step}", unit="it",
+                            disable=not self.enabled, dynamic_ncols=True, mininterval=0.3,
+                            file=sys.stderr)
+        self.history.append({"phase": step, "iteration": k, "objective": objective,
+                             "infeasibility": inf})
+        self.bar.n = k
+        self.bar.set_postfix({"obj": f"{objective:.4g}", "inf": f"{inf:.2g}"}, refresh=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _simulated_train_mse(problem, closure, data) -> float:
+    """The learned model simulated from each training IC, at the observation times, against
+    the (noisy) observations; original units."""
+    grid = problem.truth_grid()
+    errs = []
+    for x0, obs in zip(data.x0, data.x_obs):
+        x, _, _, ok = problem.simulate(closure, x0, grid)
+        if not ok:
+            return float("nan")
+        errs.append((grid.interpolate(x, data.t) - obs) ** 2)
+    return float(np.mean(errs))
+
+
+def trajectories_figure(problem, data, learned, sims, path: Path, title: str):
+    """Rows: training trajectories then test simulations; columns: states."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = len(data.x0) + len(sims)
+    fig, axes = plt.subplots(rows, problem.n_x, figsize=(3.2 * problem.n_x, 2.3 * rows),
+                             squeeze=False, sharex="row")
+    grid = problem.truth_grid()
+    for r, (x0, obs) in enumerate(zip(data.x0, data.x_obs)):
+        truth, *_ = problem.simulate_truth(x0, grid)
+        t_l, x_l = learned[r]
+        for i, name in enumerate(problem.state_names):
+            ax = axes[r, i]
+            ax.plot(grid.times, truth[i], "k-", lw=1, label="truth")
+            ax.plot(data.t, obs[i], "o", ms=3, color="tab:gray", label="data")
+            ax.plot(t_l, x_l[i], "--", color="tab:red", lw=1.5, label="learned")
+            ax.set_title(f"train {r + 1}: {name}", fontsize=9)
+    for k, (t, xl, xt, _) in enumerate(sims):
+        r = len(data.x0) + k
+        for i, name in enumerate(problem.state_names):
+            ax = axes[r, i]
+            ax.plot(t, xt[i], "k-", lw=1, label="truth")
+            ax.plot(t, xl[i], "--", color="tab:blue", lw=1.5, label="learned (test)")
+            ax.axvline(problem.tf, color="0.6", lw=0.8, ls=":")
+            ax.set_title(f"test {k + 1}: {name}", fontsize=9)
+    for ax in axes[-1]:
+        ax.set_xlabel("t")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def run_neural_dae(cfg: DictConfig, setup, out: Path, base_record: dict) -> tuple[dict, str]:
+    """Train, evaluate, write the artifacts; returns (record, one-line summary)."""
+    import pandas as pd
+
+    from methods.collocation import learned_closure, train_collocation
+
+    problem = setup.problem
+    t0 = time.perf_counter()
+    data = problem.make_data()
+    data_s = time.perf_counter() - t0
+    history: list = []
+    record: dict = {}
+    if setup.method_name == "collocation":
+        mcfg = setup.method_cfg
+        bar = IpoptProgress(bool(cfg.progress), mcfg.max_iter, history)
+        try:
+            res = train_collocation(problem, mcfg, data, on_iteration=bar)
+        finally:
+            bar.close()
+        closure = learned_closure(problem, res)
+        layers, sc = res.layers, res.scaling
+        status = res.status
+        for s in res.steps:
+            record.update({f"{s.name}.status": s.status, f"{s.name}.iterations": s.iterations,
+                           f"{s.name}.wall_s": s.wall_s, f"{s.name}.objective": s.objective,
+                           f"{s.name}.max_violation": s.max_violation})
+            if s.return_status:
+                record[f"{s.name}.ipopt_status"] = s.return_status
+        main = [s for s in res.steps if s.name in ("main", "refinement")][-1]
+        record.update(iterations=sum(s.iterations for s in res.steps if s.name != "pretraining"),
+                      objective=main.objective, max_violation=main.max_violation,
+                      wall_s=sum(s.wall_s for s in res.steps),
+                      nlp_train_mse=float(np.mean([(res.grid.interpolate(x, data.t) - obs) ** 2
+                                                   for x, obs in zip(res.X, data.x_obs)])))
+        learned = [(res.grid.times, x) for x in res.X]
+        scaling = {"x_mean": sc.x_mean, "x_std": sc.x_std, "z_mean": sc.z_mean,
+                   "z_std": sc.z_std}
+    else:  # sequential
+        import jax
+
+        from methods.driver import run_chunked
+        from methods.sequential import (
+            initial_params,
+            make_model,
+            sequential_method,
+            to_sequential_data,
+        )
+        from problems.dae import flax_to_layers
+
+        mcfg = setup.method_cfg
+        method = sequential_method(problem, mcfg, data)
+        sdata = to_sequential_data(data)
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=mcfg.epochs, desc=f"sequential {problem.name}", unit="epoch",
+                   disable=not cfg.progress, dynamic_ncols=True, mininterval=0.5,
+                   file=sys.stderr)
+
+        def on_chunk(state, row):
+            row["phase"] = "train"
+            history.append(row)
+            bar.n = int(method.progress(state))
+            bar.set_postfix({"loss": f"{row.get('objective', float('nan')):.4g}"}, refresh=True)
+
+        r = run_chunked(method, method.init(initial_params(problem, mcfg), sdata), sdata,
+                        max_steps=min(setup.max_iter, mcfg.epochs), log_every=cfg.log_every,
+                        time_budget_s=setup.time_s, on_chunk=on_chunk)
+        bar.close()
+        status = r.status
+        _, xm, xs = make_model(problem, data)
+        layers = flax_to_layers(jax.device_get(method.params(r.state)))
+        scaling = {"x_mean": np.asarray(xm), "x_std": np.asarray(xs),
+                   "z_mean": np.zeros(problem.n_z), "z_std": np.ones(problem.n_z)}
+        closure = problem.network_closure(layers, *scaling.values())
+        record.update(iterations=int(method.iterations(r.state)),
+                      objective=float(r.state.loss), wall_s=r.wall_s, compile_s=r.compile_s)
+        grid = problem.truth_grid()
+        learned = [(grid.times, problem.simulate(closure, x0, grid)[0]) for x0 in data.x0]
+
+    t_eval = time.perf_counter()
+    test, sims = problem.evaluate_closure(closure)
+    record.update(train_mse=_simulated_train_mse(problem, closure, data), **test,
+                  eval_s=time.perf_counter() - t_eval, data_s=data_s)
+    if history:
+        write_atomic(out / "history.csv", pd.DataFrame(history).to_csv(index=False))
+    arrays = {**{f"W{k}": w for k, (w, _) in enumerate(layers)},
+              **{f"b{k}": b for k, (_, b) in enumerate(layers)},
+              **{k: np.asarray(v, float) for k, v in scaling.items()}}
+    _write_npz(out / "network.npz", arrays)
+    label = f"{problem.name} / {setup.method_name}  (seed {cfg.seed}, status {status})"
+    if cfg.figures:
+        trajectories_figure(problem, data, learned, sims, out / "trajectories.png", label)
+    full = {**base_record, "status": status, **record}
+    write_json(out / "metrics.json", full)
+    shown = ", ".join(f"{k} {full[k]:.4g}" for k in ("objective", "train_mse", "test_mse",
+                                                      "max_violation", "min_S") if k in full)
+    summary = (f"{label}: iterations {full.get('iterations')}, {shown}, "
+               f"wall {full.get('wall_s', 0):.1f}s -> {out}")
+    return full, summary
+
+
+def _write_npz(path: Path, arrays: dict):
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    write_atomic(path, buf.getvalue())
+
+
+__all__ = ["IpoptProgress", "run_neural_dae", "trajectories_figure"]
