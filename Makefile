@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 SCALE  ?= smoke
 
-.PHONY: install demo test test-slow lint bench tables table-trsqp table-sqp-momentum clean-results
+.PHONY: install demo test test-slow lint bench tables table-trsqp table-sqp-momentum table-neural-dae clean-results
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,19 @@ table-sqp-momentum: install
 	  --out results/tables --name sqp_momentum-$(SCALE)
 	$(BIN)/python -m runners.figures curves --results results/sweeps/sqp_momentum-$(SCALE)
 	$(BIN)/python -m runners.figures predictions --results results/sweeps/sqp_momentum-$(SCALE)
+
+# Neural DAE paper: (a) tank-manifold ablation A-D, (b) bioreactor simultaneous vs sequential,
+# (c) predator-prey with / without the Lyapunov constraint, at the spec's full settings (the
+# problems are small: SCALE only sets the sequential method's epochs) -> results/tables/
+# neural_dae_<exp>.{md,csv,tex}; every run folder has trajectories.png.
+DAE_TABLES ?= neural_dae_tank neural_dae_bioreactor neural_dae_population
+table-neural-dae: install
+	@for e in $(DAE_TABLES); do \
+	  $(BIN)/python -m runners.train -m experiment=$$e scale=$(SCALE) sweep_name=$$e-$(SCALE) \
+	    progress=false $(ARGS) || exit 1; \
+	  $(BIN)/python -m runners.tables experiment=$$e --results results/sweeps/$$e-$(SCALE) \
+	    || exit 1; \
+	done
 
 clean-results:
 	rm -rf results/runs results/sweeps results/bench results/tables results/figures

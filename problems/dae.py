@@ -94,6 +94,8 @@ class DaeConfig:
     smoothing_weight: float = 10.0  # λ_s of the smoothing problem (step 1)
     l2_weight: float = 1e-2  # α_r: weight of ‖W‖² + ‖b‖²
     test_horizon: float | None = None  # null: the training horizon
+    ipopt_tol: float = 1e-3  # the paper's IPOPT tolerance of step 3 (the method's default)
+    ipopt_max_iter: int = 3000  # the paper's IPOPT iteration limit (the method's default)
 
     def __post_init__(self):
         for f in ("n_fe", "K", "truth_n_fe", "truth_K", "subsample"):
@@ -110,6 +112,9 @@ class DaeConfig:
                   f"must be a number >= 0, got {v!r}")
         std = np.atleast_1d(np.asarray(self.noise_std, float))
         check(bool(np.all(std >= 0)), "problem.noise_std", f"must be >= 0, got {self.noise_std!r}")
+        check(isinstance(self.ipopt_tol, (int, float)) and 0 < self.ipopt_tol < 1,
+              "problem.ipopt_tol", f"must be a number in (0, 1), got {self.ipopt_tol!r}")
+        check_positive_int(self.ipopt_max_iter, "problem.ipopt_max_iter")
         check(self.test_horizon is None or self.test_horizon > 0, "problem.test_horizon",
               f"must be null or > 0, got {self.test_horizon!r}")
 
@@ -292,6 +297,8 @@ class DaeProblem:
             xl, _, _, ok = self.simulate(closure, x0, grid)
             sims.append((grid.times, xl, xt, ok))
             errs.append((xl - xt) ** 2)
+            if len(self.test_x0) > 1:
+                extras[f"test_mse_{k}"] = float(np.mean(errs[-1]))
             for key, v in self.test_metrics(grid, xl).items():
                 extras[f"{key}" if len(self.test_x0) == 1 else f"{key}_{k}"] = v
         err = np.concatenate([e.ravel() for e in errs])

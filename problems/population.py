@@ -96,8 +96,15 @@ class Population(DaeProblem):
     def path_constraints(self, x, y, z, p, dxdt):
         if not self.cfg.lyapunov:
             return super().path_constraints(x, y, z, p, dxdt)
-        v = self.lyapunov_function(x)
-        return ca.jtimes(v, x, dxdt)  # dV/dt = ∇V · dx/dt ≤ 0
+        return self.lyapunov_rate(x, dxdt)
+
+    def lyapunov_rate(self, x, dxdt):
+        """dV/dt = ∇V(x) · dx/dt, ∂V/∂x0 = 1/x0 − x0*/x0², ∂V/∂x1 = k (1/x1 − x1*/x1²),
+        k = a1 x0*/a2 (CasADi or NumPy)."""
+        e0, e1 = self.equilibrium
+        k = self.cfg.a1 * e0 / self.cfg.a2
+        return ((1 / x[0] - e0 / x[0] ** 2) * dxdt[0]
+                + k * (1 / x[1] - e1 / x[1] ** 2) * dxdt[1])
 
     def test_metrics(self, grid, x) -> dict:
         """Distance to the equilibrium at the end and the largest rise of V along the test

@@ -24,7 +24,13 @@ METRICS = {"abs_error": "abs error", "rel_error": "rel error",
            "total": "total loss", "residual": "residual loss", "data": "data loss",
            "boundary": "boundary loss", "mass_balance": "mass-balance loss",
            "max_abs_c": "‖c‖∞", "test_mse": "test MSE",
-           "iterations": "iterations", "wall_s": "wall s"}
+           "iterations": "iterations", "wall_s": "wall s",
+           # the neural_dae family (collocation / sequential)
+           "smoothing.iterations": "step 1 it", "main.iterations": "step 3 it",
+           "smoothing.wall_s": "step 1 s", "pretraining.wall_s": "step 2 s",
+           "main.wall_s": "step 3 s", "objective": "objective", "train_mse": "train MSE",
+           "max_violation": "max violation", "min_S": "min S (test)",
+           "hours_S_negative": "h with S < 0"}
 CONFIG_PREFIXES = ("problem.", "method.", "pretraining.")
 CONFIG_KEYS = ("pretrain", "scale", "precision")
 IGNORED = {"problem.name", "method.name"}
@@ -153,8 +159,12 @@ def experiment_table(df: pd.DataFrame, spec: dict) -> tuple[pd.DataFrame, pd.Dat
             runs = df[(df["_row"] == r) & (df["_col"] == c)]
             ref = paper.get(r, {}).get(c)
             for i, m in enumerate(metrics):
-                vals = pd.to_numeric(runs[m], errors="coerce").dropna() if m in runs else []
                 p = ref[i] if ref is not None and i < len(ref) else None
+                if m == "status":  # text: the statuses of the runs
+                    st = runs[m].dropna().astype(str) if m in runs else pd.Series([], dtype=str)
+                    line[f"{c} status"] = ", ".join(st.unique()) or "–"
+                    continue
+                vals = pd.to_numeric(runs[m], errors="coerce").dropna() if m in runs else []
                 mean = float(vals.mean()) if len(vals) else None
                 std = float(vals.std()) if len(vals) > 1 else None
                 long.append({"row": r, "col": c, "metric": m, "mean": mean, "std": std,

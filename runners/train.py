@@ -189,6 +189,7 @@ def run(cfg: DictConfig, out: Path) -> dict | None:
         record, summary = run_neural_dae(cfg, setup, out, {
             "problem": problem.name, "method": setup.method_name, "family": problem.family,
             "seed": cfg.seed, "scale": choices.get("scale", cfg.scale.get("name")),
+            "tag": cfg.get("tag"),
             **flatten(OmegaConf.to_container(cfg.problem, resolve=True), "problem."),
             **flatten(OmegaConf.to_container(cfg.method, resolve=True), "method."),
             "precision": setup.precision,
@@ -269,7 +270,8 @@ def run(cfg: DictConfig, out: Path) -> dict | None:
     record = {
         "problem": problem.name, "method": setup.method_name, "family": problem.family,
         "seed": cfg.seed, "scale": choices.get("scale", cfg.scale.get("name")),
-        "pretrain": setup.pretrain_cfg is not None, "status": status, "iterations": iterations,
+        "tag": cfg.get("tag"), "pretrain": setup.pretrain_cfg is not None, "status": status,
+        "iterations": iterations,
         **({"rounds": int(last["round"])} if "round" in last and last.get("phase") == "train"
            else {}),
         **final,

@@ -67,6 +67,16 @@ def test_population_truth_lyapunov_decreases():
     assert v[-1] == pytest.approx(1 + p.cfg.a1 * e0 / p.cfg.a2, abs=1e-4)  # V(x*) = 1.9756
 
 
+def test_population_lyapunov_rate_is_the_derivative_of_v():
+    p = Population(PopulationConfig(lyapunov=True))
+    x, d, h = np.array([0.7, 0.4]), np.array([0.3, -0.2]), 1e-6
+    fd = (p.lyapunov_function(x + h * d) - p.lyapunov_function(x - h * d)) / (2 * h)
+    assert float(p.lyapunov_rate(x, d)) == pytest.approx(fd, rel=1e-7)
+    xs = ca.SX.sym("x", 2)
+    f = ca.Function("r", [xs], [p.path_constraints(xs, None, None, None, ca.DM(d))])
+    assert float(f(x)) == pytest.approx(fd, rel=1e-7)
+
+
 def test_bioreactor_truth_end_states():
     p = Bioreactor(BioreactorConfig())
     x, _, _, ok = p.simulate_truth(np.asarray(p.train_x0[0]), p.truth_grid())
