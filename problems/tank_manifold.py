@@ -76,14 +76,15 @@ class TankManifold(DaeProblem):
         Index reduction: differentiating x0 = x1 gives dx0/dt = dx1/dt, i.e.
         (y1 − y3)/φ0 = y2/φ1; with y1 = y0 − y2 this is y2 = (y0 − y3)/(1 + φ0/φ1). From an
         IC with x0 = x1 the equal-height constraint then holds for all t (up to the
-        integrator's drift, measured in the tests)."""
+        integrator's drift, measured in the tests). √ sees max(x, 1e-12): a poor model that
+        drains a tank keeps a finite gradient instead of NaN."""
         import jax.numpy as jnp
 
         phi, c = self.cfg.phi, self.cfg
         y0, y3 = z[0], z[1]
         y2 = (y0 - y3) / (1 + phi[0] / phi[1])
         y1 = y0 - y2
-        y4 = c.a2 * jnp.sqrt(jnp.maximum(x[2], 0.0))
+        y4 = c.a2 * jnp.sqrt(jnp.maximum(x[2], 1e-12))
         return jnp.stack([(y1 - y3) / phi[0], y2 / phi[1], (y3 - y4) / phi[2],
                           (y4 - y0) / phi[3]])
 
@@ -91,7 +92,7 @@ class TankManifold(DaeProblem):
         import jax.numpy as jnp
 
         return jnp.stack([self.cfg.c_pump * x[0] * x[3],
-                          self.cfg.a1 * jnp.sqrt(jnp.maximum(x[0], 0.0))])
+                          self.cfg.a1 * jnp.sqrt(jnp.maximum(x[0], 1e-12))])
 
     def volume(self, x: np.ndarray) -> np.ndarray:
         """Σ φ_i x_i for states x (4, ...)."""
