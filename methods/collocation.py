@@ -59,6 +59,7 @@ from problems.networks import MLP
 HESSIANS = ("lbfgs", "exact")
 LINEAR_SOLVERS = ("mumps", "ma27", "ma57", "ma86", "ma97")
 IPOPT_HESSIAN = {"lbfgs": "limited-memory", "exact": "exact"}
+EXPAND = {"lbfgs": False, "exact": False}  # SX Hessian of the network: 750 s to build
 
 
 @dataclasses.dataclass(frozen=True)
@@ -387,7 +388,7 @@ def train_collocation(problem: DaeProblem, cfg: CollocationConfig, data: Traject
     reg = ca.sumsqr(theta)
     objective = b.data_fit() + problem.cfg.l2_weight * reg
     view, rep = b.solve("main", objective, cfg.hessian, cfg.tol, cfg, on_iteration,
-                        expand=False)
+                        expand=EXPAND[cfg.hessian])
     steps.append(rep)
     note(rep)
     if cfg.refine:
@@ -395,7 +396,7 @@ def train_collocation(problem: DaeProblem, cfg: CollocationConfig, data: Traject
         lam = view.value(opti.lam_g)
         opti.set_initial(opti.x, x0)
         view, rep = b.solve("refinement", objective, "exact", cfg.refine_tol, cfg,
-                            on_iteration, warm_dual=lam, expand=False)
+                            on_iteration, warm_dual=lam, expand=EXPAND["exact"])
         steps.append(rep)
         note(rep)
     layers = unpack_layers(np.asarray(view.value(theta)).ravel(), layers)
