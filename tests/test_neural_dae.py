@@ -72,9 +72,10 @@ class Decay(DaeProblem):
 def test_collocation_identifies_a_decay_rate():
     p = Decay(DecayConfig())
     data = p.make_data()
-    res = train_collocation(p, CollocationConfig(tol=1e-10, max_iter=500), data)
-    assert [s.name for s in res.steps] == ["smoothing", "pretraining", "main"]
-    assert res.status == "converged"
+    res = train_collocation(p, CollocationConfig(tol=1e-4, refine=True, refine_tol=1e-10,
+                                                 max_iter=500), data)
+    assert [s.name for s in res.steps] == ["smoothing", "pretraining", "main", "refinement"]
+    assert res.status == "converged" and res.steps[-1].max_violation < 1e-9
     closure = learned_closure(p, res)
     learned = [float(closure(np.array([x]), np.zeros(0), np.zeros(0))) for x in (0.3, 1.0, 2.0)]
     np.testing.assert_allclose(learned, K_TRUE, atol=1e-5)
