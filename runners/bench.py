@@ -243,7 +243,9 @@ def render(bench_dir: Path = BENCH_DIR, table: Path = TABLE) -> str:
         for _, r in sqp.iterrows():
             for m in SQP_MOMENTUM_METHODS:
                 rows.append({"problem": r["name"].removeprefix("sqp_momentum_").removesuffix(
-                    "_f32").removesuffix("_iter"), "precision": r.get("precision", "float64"),
+                    "_f32").removesuffix("_iter"),
+                    "precision": r.get("precision") if isinstance(r.get("precision"), str)
+                    else "float64",  # records from before the float32 variants
                     "method": m, "s_per_iter": r.get(f"{m}.s_per_iter"),
                     "ratio_to_adam_unc": r.get(f"{m}.ratio_to_adam_unc"),
                     "paper_gpu_s_per_iter": r.get(f"{m}.paper_gpu_s_per_iter"),
