@@ -1,0 +1,79 @@
+"""LISCO's test problems: DC3's instance generator and the optimality residual F."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import osqp
+import pytest
+import scipy.sparse as sp
+
+from problems.dc3 import Residual, dc3_instance
+
+
+@pytest.fixture(scope="module")
+def inst():
+    return dc3_instance(17)
+
+
+def osqp_solve(inst, x, tight: bool):
+    s = osqp.OSQP()
+    settings = (dict(eps_abs=1e-10, eps_rel=1e-10, polishing=True, max_iter=100000) if tight
+                else dict(eps_prim_inf=1e-4))  # DC3's call: defaults + eps_prim_inf
+    s.setup(P=sp.csc_matrix(inst.Q), q=inst.p, A=sp.csc_matrix(np.vstack([inst.A, inst.G])),
+            l=np.hstack([x, -np.inf * np.ones(len(inst.h))]), u=np.hstack([x, inst.h]),
+            verbose=False, **settings)
+    return s.solve(raise_error=False)
+
+
+def test_seed_17_is_dc3s_instance(inst):
+    """DC3's recorded test-set mean objectives of the QP: tight −15.0468585935, and OSQP's
+    defaults (DC3's own call) −15.04695075496364 to every printed digit."""
+    assert inst.test.shape == (833, 50) and inst.train.shape == (8334, 50)
+    f = lambda y: 0.5 * y @ inst.Q @ y + inst.p @ y
+    tight = [f(osqp_solve(inst, x, True).x) for x in inst.test]
+    assert np.mean(tight) == pytest.approx(-15.0468585935, abs=1e-9)
+    loose = [f(osqp_solve(inst, x, False).x) for x in inst.test[:833]]
+    assert np.mean(loose) == pytest.approx(-15.04695075496364, abs=1e-12)
+
+
+def test_residual_vanishes_at_a_tight_solution(inst):
+    """½‖F‖² ≤ 1e-10 at OSQP's tight solution with its multipliers (ν, λ) = y_osqp."""
+    res = Residual("qp", inst)
+    merit = jax.jit(res.merit)
+    for x in inst.test[:5]:
+        r = osqp_solve(inst, x, True)
+        z = jnp.concatenate([jnp.asarray(r.x), jnp.asarray(r.y)])
+        assert float(merit(z, jnp.asarray(x))) <= 1e-10
+        assert np.min(r.y[50:]) > -1e-8  # λ ≥ 0 in OSQP's sign convention too
+
+
+@pytest.mark.parametrize("kind", ["qp", "nonconvex_qp", "rosenbrock"])
+def test_residual_jacobian_matches_finite_differences(inst, kind):
+    res = Residual(kind, inst)
+    rng = np.random.default_rng(0)
+    z, x = jnp.asarray(rng.normal(size=200)), jnp.asarray(inst.test[0])
+    jac = jax.jacfwd(res)(z, x)
+    d = jnp.asarray(rng.normal(size=200))
+    h = 1e-6
+    fd = (res(z + h * d, x) - res(z - h * d, x)) / (2 * h)
+    np.testing.assert_allclose(jac @ d, fd, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.slow
+def test_nonconvex_reference_objective_with_dc3s_ipopt_setting(inst):
+    """DC3's recorded nonconvex QP test mean, IPOPT L-BFGS tol 1e-4 from y0 = A⁺x:
+    −11.5922510290 (833 solves)."""
+    import casadi as ca
+
+    y = ca.MX.sym("y", 100)
+    xp = ca.MX.sym("x", 50)
+    f = 0.5 * ca.dot(y, ca.DM(inst.Q) @ y) + ca.dot(ca.DM(inst.p), ca.sin(y))
+    g = ca.vertcat(ca.DM(inst.A) @ y - xp, ca.DM(inst.G) @ y)
+    solver = ca.nlpsol("s", "ipopt", {"x": y, "p": xp, "f": f, "g": g},
+                       {"print_time": False, "ipopt.print_level": 0, "ipopt.sb": "yes",
+                        "ipopt.tol": 1e-4, "ipopt.hessian_approximation": "limited-memory"})
+    pinv = np.linalg.pinv(inst.A)
+    lbg = np.hstack([np.zeros(50), -np.inf * np.ones(50)])
+    ubg = np.hstack([np.zeros(50), inst.h])
+    objs = [float(solver(x0=pinv @ x, p=x, lbg=lbg, ubg=ubg)["f"]) for x in inst.test]
+    assert np.mean(objs) == pytest.approx(-11.5922510290, abs=1e-8)
