@@ -49,10 +49,11 @@ from problems.collocation import RadauGrid
 from problems.dae import (
     DaeProblem,
     Trajectories,
-    casadi_mlp,
     flax_to_layers,
     layer_shapes,
     layers_to_flax,
+    pack_layers,
+    unpack_layers,
 )
 from problems.networks import MLP
 
@@ -166,6 +167,7 @@ class _Builder:
         self.B = grid.interpolation_matrix(data.t)  # (N+1, T): x̂(t_m) = X B
         opti = self.opti
         self.X, self.Y, self.Z = [], [], []
+        path = self._path_function(n)
         for p in data.p:
             X = opti.variable(problem.n_x, n + 1)
             Y = opti.variable(problem.n_y, n) if problem.n_y else ca.MX(0, n)
@@ -184,14 +186,20 @@ class _Builder:
             if problem.n_y:
                 self._lower(Y, problem.y_lower, problem.n_y)
             self._lower(Zc, getattr(problem, "z_lower", None), problem.n_z)
-            path = [problem.path_constraints(xc[:, k], Y[:, k] if problem.n_y else ca.MX(0, 1),
-                                             Zc[:, k], P[:, k], dxdt[:, k])
-                    for k in range(n)]
-            if any(e.numel() for e in path):
-                opti.subject_to(ca.vertcat(*path) <= 0)
+            if path is not None:
+                opti.subject_to(ca.vec(path(xc, Y, Zc, P, dxdt)) <= 0)
             self.X.append(X)
             self.Y.append(Y)
             self.Z.append(Z)
+
+    def _path_function(self, n):
+        """The problem's path constraints (≤ 0) at one point as an SX Function of
+        (x, y, z, p, dx/dt), mapped over the n collocation points; None without any."""
+        pr = self.problem
+        syms = [ca.SX.sym(name, k) for name, k in (("x", pr.n_x), ("y", pr.n_y), ("z", pr.n_z),
+                                                    ("p", pr.n_p), ("dxdt", pr.n_x))]
+        expr = pr.path_constraints(*syms)
+        return ca.Function("path", syms, [expr]).map(n) if expr.numel() else None
 
     def _lower(self, var, lower, n):
         lb = _bounds(lower, n)
@@ -267,8 +275,7 @@ def _set_initial(b: _Builder, xs, ys, zs):
         b.opti.set_initial(X, x)
         if b.problem.n_y:
             b.opti.set_initial(Y, y)
-        b.opti.set_initial(Z, z[:, -Z.shape[1]:] if z.shape[1] >= Z.shape[1] else
-                           np.concatenate([z[:, :1], z], axis=1))
+        b.opti.set_initial(Z, z)
 
 
 def smoothing_step(problem, grid, data, cfg, on_iteration=None):
@@ -381,7 +388,8 @@ def train_collocation(problem: DaeProblem, cfg: CollocationConfig, data: Traject
     opti = b.opti
     theta = opti.variable(sum(w.size + bias.size for w, bias in layers))  # θ, flat
     opti.set_initial(theta, pack_layers(layers))
-    nn = network_function(problem, layers, scaling).map(n)  # one SX point, mapped
+    nn = problem.network_function(layers, scaling.x_mean, scaling.x_std, scaling.z_mean,
+                                  scaling.z_std).map(n)  # one SX point, mapped
     for X, Z in zip(b.X, b.Z):
         opti.subject_to(ca.vec(Z - nn(X[:, 1:], theta)) == 0)
     _set_initial(b, xs, ys, zs)
@@ -407,39 +415,11 @@ def train_collocation(problem: DaeProblem, cfg: CollocationConfig, data: Traject
         Z=[value(Z, problem.n_z) for Z in b.Z], steps=steps, grid=grid)
 
 
-def pack_layers(layers) -> np.ndarray:
-    """[(W, b)] -> θ: each layer's W row by row, then b."""
-    return np.concatenate([np.concatenate([w.ravel(), b.ravel()]) for w, b in layers])
-
-
-def unpack_layers(theta: np.ndarray, like) -> list:
-    out, k = [], 0
-    for w, b in like:
-        out.append((theta[k:k + w.size].reshape(w.shape), theta[k + w.size:k + w.size + b.size]))
-        k += w.size + b.size
-    return out
-
-
-def network_function(problem: DaeProblem, like, scaling: Standardization) -> ca.Function:
-    """z = z̄ + σ_z ⊙ NN((x − x̄)/σ_x; θ) at one point, a CasADi SX Function of (x, θ)."""
-    x = ca.SX.sym("x", problem.network_inputs)
-    theta = ca.SX.sym("theta", int(sum(w.size + b.size for w, b in like)))
-    layers, k = [], 0
-    for w, b in like:
-        wk = ca.reshape(theta[k:k + w.size], w.shape[1], w.shape[0]).T  # row-major W
-        layers.append((wk, theta[k + w.size:k + w.size + b.size]))
-        k += w.size + b.size
-    v = (x - ca.DM(scaling.x_mean)) / ca.DM(scaling.x_std)
-    z = ca.DM(scaling.z_mean) + ca.DM(scaling.z_std) * casadi_mlp(layers, v,
-                                                                  problem.cfg.activation)
-    return ca.Function("nn", [x, theta], [z])
-
-
 def learned_closure(problem: DaeProblem, result: CollocationResult):
     s = result.scaling
     return problem.network_closure(result.layers, s.x_mean, s.x_std, s.z_mean, s.z_std)
 
 
 __all__ = ["CollocationConfig", "CollocationResult", "HESSIANS", "LINEAR_SOLVERS",
-           "StepReport", "init_layers", "ipopt_status", "learned_closure", "pretrain_network",
-           "smoothing_step", "train_collocation"]
+           "StepReport", "init_layers", "ipopt_status", "learned_closure", "pack_layers",
+           "pretrain_network", "smoothing_step", "train_collocation", "unpack_layers"]

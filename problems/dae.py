@@ -73,6 +73,20 @@ def layers_to_flax(layers) -> dict:
                        for k, (w, b) in enumerate(layers)}}
 
 
+def pack_layers(layers) -> np.ndarray:
+    """[(W, b)] -> θ: each layer's W row by row, then b."""
+    return np.concatenate([np.concatenate([np.ravel(w), np.ravel(b)]) for w, b in layers])
+
+
+def unpack_layers(theta: np.ndarray, like) -> list:
+    """θ -> [(W, b)] shaped like ``like`` (the inverse of :func:`pack_layers`)."""
+    out, k = [], 0
+    for w, b in like:
+        out.append((theta[k:k + w.size].reshape(w.shape), theta[k + w.size:k + w.size + b.size]))
+        k += w.size + b.size
+    return out
+
+
 def layer_shapes(n_in: int, hidden: tuple, n_out: int) -> list[tuple[int, int]]:
     sizes = (n_in, *hidden, n_out)
     return list(zip(sizes[:-1], sizes[1:]))
@@ -208,13 +222,25 @@ class DaeProblem:
         zs = ca.Function("z_true", [x, y, p], [self.true_closure(x, y, p)])
         return f, g, zs
 
-    def network_closure(self, layers, x_mean, x_std, z_mean, z_std):
-        """z = NN(x) with input/output standardisation, a CasADi Function of (x, y, p)."""
-        x, y, p = ca.SX.sym("x", self.n_x), ca.SX.sym("y", self.n_y), ca.SX.sym("p", self.n_p)
+    def network_function(self, like, x_mean, x_std, z_mean, z_std) -> ca.Function:
+        """z = z̄ + σ_z ⊙ NN((x − x̄)/σ_x; θ) at one point: an SX Function of (x, θ), θ the
+        flat weights of :func:`pack_layers` for layers shaped like ``like``."""
+        x = ca.SX.sym("x", self.network_inputs)
+        theta = ca.SX.sym("theta", int(sum(w.size + b.size for w, b in like)))
+        layers, k = [], 0
+        for w, b in like:
+            wk = ca.reshape(theta[k:k + w.size], w.shape[1], w.shape[0]).T  # row-major W
+            layers.append((wk, theta[k + w.size:k + w.size + b.size]))
+            k += w.size + b.size
         v = (x - ca.DM(x_mean)) / ca.DM(x_std)
-        z = ca.DM(z_mean) + ca.DM(z_std) * casadi_mlp(
-            [(ca.DM(w), ca.DM(b)) for w, b in layers], v, self.cfg.activation)
-        return ca.Function("z_nn", [x, y, p], [z])
+        z = ca.DM(z_mean) + ca.DM(z_std) * casadi_mlp(layers, v, self.cfg.activation)
+        return ca.Function("nn", [x, theta], [z])
+
+    def network_closure(self, layers, x_mean, x_std, z_mean, z_std):
+        """The trained network as a closure z(x, y, p) (a CasADi Function, for simulate)."""
+        x, y, p = ca.SX.sym("x", self.n_x), ca.SX.sym("y", self.n_y), ca.SX.sym("p", self.n_p)
+        nn = self.network_function(layers, x_mean, x_std, z_mean, z_std)
+        return ca.Function("z_nn", [x, y, p], [nn(x, ca.DM(pack_layers(layers)))])
 
     # --- simulation -----------------------------------------------------------------------
     def simulate(self, closure, x0, grid: RadauGrid, p=None):
@@ -329,4 +355,5 @@ class DaeProblem:
 
 
 __all__ = ["CASADI_ACTIVATIONS", "DaeConfig", "DaeProblem", "NEURAL_DAE", "Trajectories",
-           "casadi_mlp", "flax_to_layers", "layer_shapes", "layers_to_flax"]
+           "casadi_mlp", "flax_to_layers", "layer_shapes", "layers_to_flax", "pack_layers",
+           "unpack_layers"]
