@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 from methods.collocation import CollocationConfig, train_collocation
 from methods.driver import FINISHED, Method, RunResult, run_chunked
+from methods.lisco import IpoptConfig, LiscoConfig, OsqpConfig
 from methods.penalty import (
     PenaltyConfig,
     PinnConfig,
@@ -27,6 +28,7 @@ from problems.base import (
     config_from_dict,
 )
 from problems.dae import NEURAL_DAE
+from problems.parametric_opt import PARAMETRIC_OPT
 
 
 class MethodSpec(NamedTuple):
@@ -47,6 +49,10 @@ METHODS: dict[str, MethodSpec] = {
     # neural DAE: not chunked JAX steppers; runners/dae.py calls these directly
     "collocation": MethodSpec(NEURAL_DAE, CollocationConfig, train_collocation),
     "sequential": MethodSpec(NEURAL_DAE, SequentialConfig, sequential_method),
+    # parametric optimization (LISCO paper): runners/lisco.py drives these
+    "lisco": MethodSpec(PARAMETRIC_OPT, LiscoConfig, None),
+    "ipopt": MethodSpec(PARAMETRIC_OPT, IpoptConfig, None),
+    "osqp": MethodSpec(PARAMETRIC_OPT, OsqpConfig, None),
 }
 
 

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 CONVERGED, MAX_ITER, TIME_BUDGET, DIVERGED = "converged", "max_iter", "time_budget", "diverged"
-FINISHED = (CONVERGED, MAX_ITER, TIME_BUDGET, DIVERGED, "solver_failed")
+FINISHED = (CONVERGED, MAX_ITER, TIME_BUDGET, DIVERGED, "solver_failed", "evaluated")
 
 
 class Method(NamedTuple):

@@ -30,6 +30,7 @@ class InferenceResult(NamedTuple):
     iterations: jax.Array  # (B,) iterations until convergence (N_max if not)
     converged: jax.Array  # (B,) T ≤ tol
     resets: jax.Array  # (B,) ω-resets taken
+    hits: jax.Array  # (B, len(thresholds)) first iteration with T ≤ threshold (n_max+1: never)
 
 
 class _State(NamedTuple):
@@ -40,19 +41,26 @@ class _State(NamedTuple):
     done: jax.Array
     iterations: jax.Array
     resets: jax.Array
+    hits: jax.Array
     k: jax.Array
 
 
 def infer(step: Callable, residual: Callable, z0: jax.Array, x: jax.Array, *,
           n_max: int | jax.Array = 500, tol: float = 1e-8, omega: float = 10.0,
-          alpha0: float = 1.0, shrink: float = 0.95) -> InferenceResult:
+          alpha0: float = 1.0, shrink: float = 0.95,
+          thresholds: tuple = ()) -> InferenceResult:
     """Run the loop (jittable; ``n_max`` may be traced). ``residual(z, x)`` is F for one
-    sample; it is vmapped here."""
+    sample; it is vmapped here. ``thresholds``: levels of T whose first-hit iteration is
+    recorded per sample (the convergence curves; 0 = already at the start)."""
     norms = lambda z: jnp.linalg.norm(jax.vmap(residual)(z, x), axis=1)
     n0 = norms(z0)
     b = z0.shape[0]
+    levels = jnp.asarray(thresholds, z0.dtype).reshape(1, -1)
+    never = jnp.iinfo(jnp.int32).max
+    hit = lambda nrm: (0.5 * nrm**2)[:, None] <= levels
     init = _State(z0, z0, n0, jnp.full((b,), alpha0, z0.dtype), 0.5 * n0**2 <= tol,
-                  jnp.zeros((b,), jnp.int32), jnp.zeros((b,), jnp.int32), jnp.int32(0))
+                  jnp.zeros((b,), jnp.int32), jnp.zeros((b,), jnp.int32),
+                  jnp.where(hit(n0), 0, never).astype(jnp.int32), jnp.int32(0))
 
     def cond(s: _State):
         return (s.k < n_max) & ~jnp.all(s.done)
@@ -70,12 +78,14 @@ def infer(step: Callable, residual: Callable, z0: jax.Array, x: jax.Array, *,
         z = jnp.where(active[:, None], z, s.z)
         alpha = jnp.where(reset, s.alpha * shrink, s.alpha)
         done = s.done | (0.5 * best_norm**2 <= tol)
+        hits = jnp.where(hit(best_norm) & (s.hits == never), s.k + 1, s.hits)
         return _State(z, best_z, best_norm, alpha, done, s.iterations + active,
-                      s.resets + reset, s.k + 1)
+                      s.resets + reset, hits, s.k + 1)
 
     s = jax.lax.while_loop(cond, body, init)
     merit = 0.5 * s.best_norm**2
-    return InferenceResult(s.best_z, merit, s.iterations, merit <= tol, s.resets)
+    hits = jnp.where(s.hits == never, jnp.asarray(n_max, jnp.int32) + 1, s.hits)
+    return InferenceResult(s.best_z, merit, s.iterations, merit <= tol, s.resets, hits)
 
 
 def newton_step(residual: Callable) -> Callable:

@@ -13,6 +13,7 @@ from problems.burgers import Burgers
 from problems.butene import Butene
 from problems.dae import NEURAL_DAE
 from problems.darcy import Darcy
+from problems.parametric_opt import PARAMETRIC_OPT, NonconvexQp, Qp, Rosenbrock
 from problems.population import Population
 from problems.reaction import Reaction
 from problems.reaction_diffusion import ReactionDiffusion
@@ -22,7 +23,8 @@ from problems.transport import Transport
 
 PROBLEMS = {cls.name: cls for cls in (Transport, Reaction, ReactionDiffusion,
                                       Spring, Butene, Burgers, Darcy,
-                                      TankManifold, Population, Bioreactor)}
+                                      TankManifold, Population, Bioreactor,
+                                      Qp, NonconvexQp, Rosenbrock)}
 
 
 def build_problem(name: str, values: dict, dtype: str | None = None):
@@ -39,4 +41,4 @@ def build_problem(name: str, values: dict, dtype: str | None = None):
 
 
 __all__ = ["PROBLEMS", "build_problem", "ConfigError", "CONSTRAINED_LEARNING", "NEURAL_DAE",
-           "STOCHASTIC_CONSTRAINED"]
+           "PARAMETRIC_OPT", "STOCHASTIC_CONSTRAINED"]

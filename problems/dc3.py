@@ -22,7 +22,7 @@ T(z; x) = ½‖F‖². ∇f by JAX autodiff; everything vmaps over a batch of x.
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -70,10 +70,10 @@ def dc3_instance(seed: int = 17, n: int = 100, n_eq: int = 50, n_ineq: int = 50,
     return Dc3Instance(q, p, a, g, h, x)
 
 
-def objective(kind: str, inst: Dc3Instance):
-    """f(y) of ``kind`` (jnp; the same y ↦ f for every x)."""
+def objective(kind: str, inst: Dc3Instance, dtype=None):
+    """f(y) of ``kind`` (jnp; the same y ↦ f for every x), constants cast to ``dtype``."""
     check_choice(kind, "problem.objective", OBJECTIVES)
-    q, p = jnp.asarray(inst.Q), jnp.asarray(inst.p)
+    q, p = jnp.asarray(inst.Q, dtype), jnp.asarray(inst.p, dtype)
     if kind == "qp":
         return lambda y: 0.5 * y @ q @ y + p @ y
     if kind == "nonconvex_qp":
@@ -89,19 +89,37 @@ class Residual:
     kind: str
     inst: Dc3Instance
     eps: float = 1e-6  # ε of the smoothed Fischer–Burmeister function
+    dtype: Any = None  # dtype of the constants (None: JAX's default float)
 
     def split(self, z):
         n, m = self.inst.A.shape[1], self.inst.A.shape[0]
         return z[:n], z[n:n + m], z[n + m:]
 
-    def __call__(self, z, x):
-        f = objective(self.kind, self.inst)
-        a, g_mat, h = (jnp.asarray(v) for v in (self.inst.A, self.inst.G, self.inst.h))
+    def __call__(self, z, x, grad_f=None):
+        """F(z; x). ``grad_f(y)`` replaces ∇f (the convexified residual of training)."""
+        grad_f = jax.grad(objective(self.kind, self.inst, self.dtype)) if grad_f is None \
+            else grad_f
+        a, g_mat, h = (jnp.asarray(v, self.dtype) for v in (self.inst.A, self.inst.G,
+                                                             self.inst.h))
         y, nu, lam = self.split(z)
         g = g_mat @ y - h
-        grad_l = jax.grad(f)(y) + a.T @ nu + g_mat.T @ lam  # ∇_y L
+        grad_l = grad_f(y) + a.T @ nu + g_mat.T @ lam  # ∇_y L
         fb = lam - g - jnp.sqrt(lam**2 + g**2 + self.eps**2)  # φ(λ, g)
         return jnp.concatenate([grad_l, a @ y - x, fb])
+
+    def convexified(self, z, x, y_k, rho: float):
+        """F with ∇f(y) replaced by ∇f(y_k) + 2ρ(y − y_k), y_k the (detached) current
+        iterate: LISCO's convexification for training on non-convex problems (paper §3.2).
+        Equal to F at y = y_k; ρ = 0 gives the exact F."""
+        if rho == 0:
+            return self(z, x)
+        y_k = jax.lax.stop_gradient(y_k)
+        g_k = jax.grad(objective(self.kind, self.inst, self.dtype))(y_k)
+        return self(z, x, grad_f=lambda y: g_k + 2.0 * rho * (y - y_k))
+
+    def objective(self, y):
+        """f(y)."""
+        return objective(self.kind, self.inst, self.dtype)(y)
 
     def merit(self, z, x):
         """T(z; x) = ½‖F(z; x)‖²."""

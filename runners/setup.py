@@ -48,6 +48,8 @@ def resolve(cfg: DictConfig) -> Setup:
     mname = mvals.pop("name", None)
     check_choice(mname, "method.name", list(METHODS))
     method_cfg = method_config(mname, mvals, pname, problem.family)
+    check(mname != "osqp" or getattr(problem, "convex", True), "method",
+          f"'osqp' solves convex QPs only, not problem {pname!r}; valid methods: lisco, ipopt")
 
     pretrain_cfg = None
     check(isinstance(cfg.pretrain, bool), "pretrain",

@@ -32,6 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from methods.driver import FINISHED
 from problems.base import STOCHASTIC_CONSTRAINED
 from problems.dae import NEURAL_DAE
+from problems.parametric_opt import PARAMETRIC_OPT
 from runners.io import flatten, read_json, save_figure, write_atomic, write_json
 from runners.setup import ConfigError, Setup, resolve
 
@@ -108,7 +109,7 @@ class Progress:
         row["phase"] = self.phase
         self.history.append(row)
         self.bar.n = min(int(self.method.progress(state)), self.bar.total)
-        post = {"loss": row.get("objective", row.get("loss_total")),
+        post = {"loss": row.get("objective", row.get("loss_total", row.get("loss"))),
                 "|c|": row.get("constraint_norm", row.get("max_abs_c"))}
         if self.phase != "pretrain" and "mu" in row:
             post["mu"] = row["mu"]
@@ -183,10 +184,8 @@ def run(cfg: DictConfig, out: Path) -> dict | None:
              dev.device_kind, setup.precision)
     problem, dtype = setup.problem, jnp.dtype(setup.precision)
     choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
-    if problem.family == NEURAL_DAE:  # CasADi + IPOPT or diffrax: runners/dae.py
-        from runners.dae import run_neural_dae
-
-        record, summary = run_neural_dae(cfg, setup, out, {
+    if problem.family in (NEURAL_DAE, PARAMETRIC_OPT):  # CasADi / IPOPT / LISCO branches
+        base = {
             "problem": problem.name, "method": setup.method_name, "family": problem.family,
             "seed": cfg.seed, "scale": choices.get("scale", cfg.scale.get("name")),
             "tag": cfg.get("tag"),
@@ -198,7 +197,16 @@ def run(cfg: DictConfig, out: Path) -> dict | None:
             "config_hash": chash, "device": f"{dev.platform}:{dev.device_kind}",
             **{f"version.{k}": v for k, v in versions().items()},
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "run_dir": str(out)})
+            "run_dir": str(out)}
+        if problem.family == NEURAL_DAE:  # collocation (CasADi + IPOPT) or sequential
+            from runners.dae import run_neural_dae as branch
+        else:  # LISCO, IPOPT, OSQP on DC3's problems
+            from runners.lisco import run_parametric_opt as branch
+        try:
+            record, summary = branch(cfg, setup, out, base)
+        except ConfigError as e:  # found only once the run looks at files (a checkpoint)
+            _remove_if_empty(out)
+            fail(str(e))
         print(summary, flush=True)
         return record
     t_start = time.perf_counter()

@@ -1,0 +1,341 @@
+"""LISCO: a learned predictor and a learned iterative solver for parametric optimization
+(Lüken & Lucia, arXiv 2409.08066 v1; spec lisco.md). Pure JAX/Flax/optax, no IO.
+
+Both networks are trained without solutions, on the optimality residual F(z; x) of
+``problems.dc3.Residual`` (z = (y, ν, λ), T = ½‖F‖²):
+
+* **Predictor** Π_pred: x ↦ z₀ (one hidden layer of ``hidden`` LeakyReLU units, paper §3.1).
+  Loss mean_x T(Π_pred(x), x)/n_z over a batch of fresh x ~ U[−1, 1]^{n_eq} every step;
+  AdamW (lr 1e-3, weight decay 1e-3) with reduce-on-plateau (factor 0.1, patience 1000,
+  cooldown 100: optax.contrib.reduce_on_plateau on the loss); stops when the learning rate
+  reaches ``min_lr`` (1e-8) or after ``predictor_steps``.
+* **Solver** Π_sol: [x, F/‖F‖, log10‖F‖] ↦ direction, step Δz = ‖F‖·Π_sol (paper §3.2).
+  Loss mean log10(T̃(z + Δz; x)/n_z): one-step look-ahead on the residual, where T̃ uses the
+  convexified gradient ∇f(y_k) + 2ρ(y − y_k) for the non-convex problems (ρ = 1; exact F on
+  the QP). AdamW lr 1e-4, weight decay 1e-3. A persistent batch of (x, z) iterates: after the
+  first ``warmup`` steps each sample moves to z + Δz (detached) unless its T would exceed
+  ``reject_factor``·T₀ (T₀ its starting merit); a sample is resampled (fresh x, z₀ from the
+  predictor or N(0, 1)) once T ≤ ``resample_tol`` or after ``max_age`` steps.
+
+Inference (``methods.lisco_inference.infer``) iterates z ← z + αΔz with the exact F.
+
+Choices where the paper is silent (reconstructed): the log in the solver's input is log10
+(like the loss); the solver keeps its learning rate fixed (the paper names the plateau
+schedule for the predictor only); fresh x for training come from DC3's distribution
+U[−1, 1]^{n_eq} rather than the fixed 8334-point training split (the split's validation part
+is used for logging).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from optax.contrib import reduce_on_plateau
+
+from methods.driver import Method
+from methods.lisco_inference import infer
+from problems.base import check, check_choice, check_positive_int
+
+ACTIVATIONS = {"leaky_relu": nn.leaky_relu, "gelu": nn.gelu, "relu": nn.relu}
+
+
+@dataclasses.dataclass(frozen=True)
+class LiscoConfig:
+    predictor: bool = True  # solver starts from Π_pred(x) ("with Pred.") or N(0, 1) ("w/o")
+    train: bool = True  # false: load the networks of ``checkpoint`` and only evaluate
+    checkpoint: str | None = None  # a run folder with predictor.msgpack / solver.msgpack
+    hidden: tuple = (2048,)  # hidden layer widths of both networks (v1: one of 2048)
+    activation: str = "leaky_relu"  # v1 LeakyReLU (slope 0.01); v2 gelu
+    weight_decay: float = 1e-3
+    predictor_steps: int = 150000
+    predictor_batch: int = 4096
+    predictor_lr: float = 1e-3
+    plateau_factor: float = 0.1
+    plateau_patience: int = 1000
+    plateau_cooldown: int = 100
+    min_lr: float = 1e-8
+    solver_steps: int = 100000
+    solver_batch: int = 4096
+    solver_lr: float = 1e-4
+    warmup: int = 100  # steps before the training iterates start moving
+    reject_factor: float = 1000.0  # reject an update when T > reject_factor · T₀
+    resample_tol: float = 1e-8  # resample a sample once T ≤ this ...
+    max_age: int = 2000  # ... or after this many steps
+    rho: float = 1.0  # convexification of non-convex problems (0: exact F)
+    n_max: int = 500  # inference iterations
+    tol: float = 1e-8  # success: ½‖F‖² ≤ tol
+    omega: float = 10.0  # reset to the best iterate when ‖F‖ > ω‖F_best‖ ...
+    shrink: float = 0.95  # ... and α ← shrink·α
+    init_seed: int = 0  # network initialisation and training samples (the run's seed is added)
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden", tuple(self.hidden))
+        for f in ("predictor_steps", "predictor_batch", "plateau_patience", "solver_steps",
+                  "solver_batch", "max_age", "n_max"):
+            check_positive_int(getattr(self, f), f"method.{f}")
+        check(len(self.hidden) > 0 and all(isinstance(w, int) and w > 0 for w in self.hidden),
+              "method.hidden", f"must be a list of positive integers, got {list(self.hidden)}")
+        check_choice(self.activation, "method.activation", list(ACTIVATIONS))
+        for f in ("predictor_lr", "solver_lr", "reject_factor", "tol", "resample_tol",
+                  "min_lr", "omega"):
+            v = getattr(self, f)
+            check(isinstance(v, (int, float)) and v > 0, f"method.{f}",
+                  f"must be a number > 0, got {v!r}")
+        for f in ("weight_decay", "rho"):
+            v = getattr(self, f)
+            check(isinstance(v, (int, float)) and v >= 0, f"method.{f}",
+                  f"must be a number >= 0, got {v!r}")
+        check(0 < self.plateau_factor < 1, "method.plateau_factor",
+              f"must be in (0, 1), got {self.plateau_factor!r}")
+        check(0 < self.shrink <= 1, "method.shrink", f"must be in (0, 1], got {self.shrink!r}")
+        check(self.train or bool(self.checkpoint), "method.checkpoint",
+              "method.train=false needs method.checkpoint=<run folder of a trained lisco run>")
+
+
+@dataclasses.dataclass(frozen=True)
+class IpoptConfig:
+    """Baseline ``ipopt``: CasADi IPOPT from y0 = A⁺x (spec "Baselines")."""
+
+    tol: float = 1e-10
+    hessian: str = "exact"  # exact | lbfgs (DC3's setting, with tol 1e-4)
+    max_iter: int = 3000
+    linear_solver: str = "mumps"
+
+    def __post_init__(self):
+        check(isinstance(self.tol, (int, float)) and self.tol > 0, "method.tol",
+              f"must be a number > 0, got {self.tol!r}")
+        check_choice(self.hessian, "method.hessian", ["exact", "lbfgs"])
+        check_positive_int(self.max_iter, "method.max_iter")
+        check_choice(self.linear_solver, "method.linear_solver",
+                     ["mumps", "ma27", "ma57", "ma86", "ma97"])
+
+
+@dataclasses.dataclass(frozen=True)
+class OsqpConfig:
+    """Baseline ``osqp`` (convex QP only): defaults (DC3's call) or tight with polishing."""
+
+    tight: bool = False
+
+    def __post_init__(self):
+        check(isinstance(self.tight, bool), "method.tight",
+              f"must be true or false, got {self.tight!r}")
+
+
+class Net(nn.Module):
+    """Hidden layers of ``hidden`` units with ``activation``, linear output (paper §3)."""
+
+    hidden: tuple
+    out: int
+    activation: str = "leaky_relu"
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, v):
+        act = ACTIVATIONS[self.activation]
+        for w in self.hidden:
+            v = act(nn.Dense(w, dtype=self.dtype, param_dtype=self.dtype)(v))
+        return nn.Dense(self.out, dtype=self.dtype, param_dtype=self.dtype)(v)
+
+
+def networks(problem, cfg: LiscoConfig, dtype) -> tuple[Net, Net]:
+    """(Π_pred: n_x → n_z, Π_sol: n_x + n_z + 1 → n_z)."""
+    mk = lambda: Net(cfg.hidden, problem.n_z, cfg.activation, dtype)
+    return mk(), mk()
+
+
+def init_networks(problem, cfg: LiscoConfig, dtype, key) -> tuple[Any, Any]:
+    pred, sol = networks(problem, cfg, dtype)
+    k1, k2 = jax.random.split(key)
+    return (pred.init(k1, jnp.zeros((1, problem.n_x), dtype)),
+            sol.init(k2, jnp.zeros((1, problem.n_x + problem.n_z + 1), dtype)))
+
+
+def solver_features(x, f):
+    """Π_sol's input [x, F/‖F‖, log10‖F‖] and ‖F‖ (batched)."""
+    nrm = jnp.linalg.norm(f, axis=-1, keepdims=True)
+    nrm_safe = jnp.maximum(nrm, jnp.finfo(f.dtype).tiny)
+    return jnp.concatenate([x, f / nrm_safe, jnp.log10(nrm_safe)], axis=-1), nrm
+
+
+def solver_step(sol: Net, sol_params, residual):
+    """Δz(z, x) = ‖F‖·Π_sol([x, F/‖F‖, log10‖F‖]) with the exact F (batched)."""
+    def step(z, x):
+        feats, nrm = solver_features(x, jax.vmap(residual)(z, x))
+        return nrm * sol.apply(sol_params, feats)
+    return step
+
+
+# --- predictor training -------------------------------------------------------------------
+
+class PredictorState(NamedTuple):
+    params: Any
+    opt_state: Any
+    key: jax.Array
+    step: jax.Array
+    loss: jax.Array
+
+
+def _plateau_scale(opt_state) -> jax.Array:
+    return opt_state[1].scale
+
+
+def predictor_method(problem, cfg: LiscoConfig, dtype, key) -> Method:
+    """Π_pred training as a driver Method (params: the predictor's initial parameters)."""
+    pred, _ = networks(problem, cfg, dtype)
+    res = problem.residual(dtype)
+    opt = optax.chain(optax.adamw(cfg.predictor_lr, weight_decay=cfg.weight_decay),
+                      reduce_on_plateau(cfg.plateau_factor, cfg.plateau_patience,
+                                        cooldown=cfg.plateau_cooldown))
+    n_z = problem.n_z
+
+    def loss_fn(params, x):
+        z = pred.apply(params, x)
+        return jnp.mean(jax.vmap(res.merit)(z, x)) / n_z
+
+    def init(params, data):
+        return PredictorState(params, opt.init(params), key, jnp.int32(0),
+                              jnp.asarray(jnp.inf, dtype))
+
+    def step(s: PredictorState, data):
+        k, sub = jax.random.split(s.key)
+        x = problem.sample_x(sub, cfg.predictor_batch, dtype)
+        loss, grads = jax.value_and_grad(loss_fn)(s.params, x)
+        updates, opt_state = opt.update(grads, s.opt_state, s.params, value=loss)
+        return PredictorState(optax.apply_updates(s.params, updates), opt_state, k, s.step + 1,
+                              loss)
+
+    def lr(s):
+        return cfg.predictor_lr * _plateau_scale(s.opt_state)
+
+    def done(s):
+        return lr(s) <= cfg.min_lr * (1 + 1e-6)
+
+    def log(s, data):
+        xv = data["valid_x"]
+        merit = jax.vmap(res.merit)(pred.apply(s.params, xv), xv)
+        return {"loss": s.loss, "lr": lr(s), "valid_loss": jnp.mean(merit) / n_z,
+                "valid_T_median": jnp.median(merit)}
+
+    return Method("lisco_predictor", init, step, done,
+                  lambda s: jnp.all(jnp.isfinite(s.loss)) | (s.step == 0),
+                  lambda s: jnp.array(True), log, lambda s: s.params, lambda s: s.step,
+                  lambda s: s.step, cfg.predictor_steps)
+
+
+# --- solver training ----------------------------------------------------------------------
+
+class SolverState(NamedTuple):
+    params: Any
+    opt_state: Any
+    key: jax.Array
+    step: jax.Array
+    x: jax.Array  # (B, n_x) the persistent training batch ...
+    z: jax.Array  # (B, n_z) ... its iterates
+    merit: jax.Array  # (B,) T at z
+    merit0: jax.Array  # (B,) T at each sample's start
+    age: jax.Array  # (B,) steps since each sample's start
+    loss: jax.Array
+    resampled: jax.Array  # samples resampled so far (all steps)
+    solved: jax.Array  # of these, resampled because T ≤ resample_tol
+
+
+def solver_method(problem, cfg: LiscoConfig, dtype, key, pred_params=None) -> Method:
+    """Π_sol training as a driver Method; starts from Π_pred(x) when ``pred_params`` is
+    given ("with Pred."), else from z₀ ~ N(0, 1) ("w/o Pred.")."""
+    pred, sol = networks(problem, cfg, dtype)
+    res = problem.residual(dtype)
+    rho = 0.0 if problem.convex else cfg.rho
+    opt = optax.adamw(cfg.solver_lr, weight_decay=cfg.weight_decay)
+    n_z, b = problem.n_z, cfg.solver_batch
+    merits = jax.vmap(res.merit)
+
+    def starts(k, n):
+        kx, kz = jax.random.split(k)
+        x = problem.sample_x(kx, n, dtype)
+        z = (pred.apply(pred_params, x) if pred_params is not None
+             else jax.random.normal(kz, (n, n_z), dtype))
+        return x, z
+
+    def loss_fn(params, x, z):
+        f = jax.vmap(res)(z, x)
+        feats, nrm = solver_features(x, f)
+        dz = nrm * sol.apply(params, feats)
+        y_k = z[:, :problem.n_y]
+        fc = jax.vmap(lambda zz, xx, yk: res.convexified(zz, xx, yk, rho))(z + dz, x, y_k)
+        t = 0.5 * jnp.sum(fc**2, axis=1) / n_z
+        t = jnp.maximum(t, jnp.finfo(dtype).tiny)
+        return jnp.mean(jnp.log10(t)), dz
+
+    def init(params, data):
+        k, sub = jax.random.split(key)
+        x, z = starts(sub, b)
+        t = merits(z, x)
+        return SolverState(params, opt.init(params), k, jnp.int32(0), x, z, t, t,
+                           jnp.zeros((b,), jnp.int32), jnp.asarray(jnp.inf, dtype),
+                           jnp.int32(0), jnp.int32(0))
+
+    def step(s: SolverState, data):
+        (loss, dz), grads = jax.value_and_grad(loss_fn, has_aux=True)(s.params, s.x, s.z)
+        updates, opt_state = opt.update(grads, s.opt_state, s.params)
+        params = optax.apply_updates(s.params, updates)
+        z_new = s.z + jax.lax.stop_gradient(dz)
+        t_new = merits(z_new, s.x)
+        accept = (s.step >= cfg.warmup) & jnp.isfinite(t_new) & (t_new <= cfg.reject_factor
+                                                                   * s.merit0)
+        z = jnp.where(accept[:, None], z_new, s.z)
+        t = jnp.where(accept, t_new, s.merit)
+        age = s.age + 1
+        solved = t <= cfg.resample_tol
+        again = solved | (age >= cfg.max_age)
+        k, sub = jax.random.split(s.key)
+        x0, z0 = starts(sub, b)
+        x = jnp.where(again[:, None], x0, s.x)
+        z = jnp.where(again[:, None], z0, z)
+        t0 = merits(z0, x0)
+        t = jnp.where(again, t0, t)
+        merit0 = jnp.where(again, t0, s.merit0)
+        return SolverState(params, opt_state, k, s.step + 1, x, z, t, merit0,
+                           jnp.where(again, 0, age), loss,
+                           s.resampled + jnp.sum(again, dtype=jnp.int32),
+                           s.solved + jnp.sum(solved, dtype=jnp.int32))
+
+    def log(s, data):
+        return {"loss": s.loss, "batch_T_median": jnp.median(s.merit), "resampled": s.resampled,
+                "solved": s.solved}
+
+    return Method("lisco_solver", init, step, lambda s: jnp.array(False),
+                  lambda s: jnp.isfinite(s.loss) | (s.step == 0), lambda s: jnp.array(True),
+                  log, lambda s: s.params, lambda s: s.step, lambda s: s.step, cfg.solver_steps)
+
+
+# --- evaluation ---------------------------------------------------------------------------
+
+def start_points(problem, cfg: LiscoConfig, dtype, pred_params, x, key):
+    """z₀ for inference: Π_pred(x), or N(0, 1) draws without a predictor."""
+    pred, _ = networks(problem, cfg, dtype)
+    if pred_params is not None:
+        return pred.apply(pred_params, x)
+    return jax.random.normal(key, (x.shape[0], problem.n_z), dtype)
+
+
+def make_inference(problem, cfg: LiscoConfig, dtype, thresholds=(1e-6, 1e-8)):
+    """``run(sol_params, z0, x) -> InferenceResult`` (jitted; one compile per batch size)."""
+    _, sol = networks(problem, cfg, dtype)
+    res = problem.residual(dtype)
+
+    @jax.jit
+    def run(sol_params, z0, x):
+        return infer(solver_step(sol, sol_params, res), res, z0, x, n_max=cfg.n_max,
+                     tol=cfg.tol, omega=cfg.omega, shrink=cfg.shrink, thresholds=thresholds)
+
+    return run
+
+
+__all__ = ["LiscoConfig", "IpoptConfig", "OsqpConfig", "Net", "networks", "init_networks",
+           "predictor_method", "solver_method", "solver_step", "solver_features", "start_points",
+           "make_inference"]

@@ -1,0 +1,133 @@
+"""Classical baselines for DC3's parametric problems (spec lisco.md, "Baselines").
+
+* ``ipopt_solve``: CasADi ``nlpsol('ipopt')``, built once with the parameter x as ``p``:
+
+      min_y f(y)  s.t.  g(y; x) = [A y − x; G y],   [0; −∞] ≤ g ≤ [0; h],
+
+  started at y₀ = A⁺x. The spec's setting is the exact Hessian, MUMPS, tol 1e-10; DC3's own
+  setting (L-BFGS, tol 1e-4) is ``hessian="lbfgs", tol=1e-4``. CasADi's ``lam_g`` for this g
+  is exactly (ν, λ) of L = f + νᵀ(Ay − x) + λᵀ(Gy − h), so z = (y, ν, λ) plugs straight into
+  ``problems.dc3.Residual``.
+* ``osqp_solve`` (convex QP only): the osqp package's own API, a new solver per instance,
+  DC3's call (defaults + ``eps_prim_inf=1e-4``) or tight tolerances with polishing. OSQP's
+  dual y for the stacked rows [A; G] is (ν, λ) in the same convention.
+
+Per instance: iterations, the solver's status string, success, the wall time of the solve
+call alone (``solve_s``, perf_counter around it) and with per-instance setup (``total_s``:
+OSQP setup + solve; for IPOPT, built once, equal to ``solve_s``). Numpy in, numpy out.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+import casadi as ca
+import numpy as np
+import osqp
+import scipy.sparse as sp
+
+from problems.base import check_choice
+from problems.dc3 import OBJECTIVES, Dc3Instance
+
+HESSIANS = ("exact", "lbfgs")
+
+
+class BaselineResult(NamedTuple):
+    y: np.ndarray  # (N, n)
+    nu: np.ndarray  # (N, n_eq) multipliers of A y = x
+    lam: np.ndarray  # (N, n_ineq) multipliers of G y <= h, >= 0
+    iterations: np.ndarray  # (N,) int
+    status: list[str]  # per instance, the solver's return status
+    success: np.ndarray  # (N,) bool, the solver reported success
+    solve_s: np.ndarray  # (N,) seconds of the solve call alone
+    total_s: np.ndarray  # (N,) seconds including per-instance setup
+
+
+def casadi_objective(kind: str, inst: Dc3Instance, y):
+    """f(y) of ``kind`` as a CasADi expression (the formulas of ``problems.dc3.objective``)."""
+    check_choice(kind, "problem.objective", OBJECTIVES)
+    q, p = ca.DM(np.diag(inst.Q)), ca.DM(inst.p)  # Q is diagonal (DC3)
+    if kind == "qp":
+        return 0.5 * ca.dot(y, q * y) + ca.dot(p, y)
+    if kind == "nonconvex_qp":
+        return 0.5 * ca.dot(y, q * y) + ca.dot(p, ca.sin(y))
+    return (ca.sum1((y[1:] - y[:-1] ** 2) ** 2 + 0.01 * (1 - y[:-1]) ** 2)
+            + 5.0 * ca.dot(p, y))
+
+
+def _result(ys, nus, lams, iters, status, success, solve_s, total_s) -> BaselineResult:
+    return BaselineResult(np.array(ys), np.array(nus), np.array(lams),
+                          np.array(iters, dtype=int), list(status),
+                          np.array(success, dtype=bool), np.array(solve_s), np.array(total_s))
+
+
+def ipopt_solve(kind: str, inst: Dc3Instance, X: np.ndarray, *, tol: float = 1e-10,
+                hessian: str = "exact", max_iter: int = 3000, linear_solver: str = "mumps",
+                on_instance: Callable[[int], None] | None = None) -> BaselineResult:
+    """IPOPT on every row x of ``X`` with one CasADi solver (x is its parameter p).
+
+    ``on_instance(i)`` is called after instance i (e.g. to advance a progress bar)."""
+    check_choice(kind, "baseline.objective", OBJECTIVES)
+    check_choice(hessian, "baseline.hessian", HESSIANS)
+    n_eq, n = inst.A.shape
+    n_ineq = inst.G.shape[0]
+    y, xp = ca.SX.sym("y", n), ca.SX.sym("x", n_eq)
+    g = ca.vertcat(ca.mtimes(ca.DM(inst.A), y) - xp, ca.mtimes(ca.DM(inst.G), y))
+    opts = {"print_time": False, "ipopt.print_level": 0, "ipopt.sb": "yes",
+            "ipopt.tol": tol, "ipopt.max_iter": max_iter,
+            "ipopt.linear_solver": linear_solver}
+    if hessian == "lbfgs":
+        opts["ipopt.hessian_approximation"] = "limited-memory"
+    solver = ca.nlpsol("ipopt", "ipopt",
+                       {"x": y, "p": xp, "f": casadi_objective(kind, inst, y), "g": g}, opts)
+    pinv = np.linalg.pinv(inst.A)
+    lbg = np.concatenate([np.zeros(n_eq), np.full(n_ineq, -np.inf)])
+    ubg = np.concatenate([np.zeros(n_eq), inst.h])
+    out = ([], [], [], [], [], [], [])
+    for i, x in enumerate(np.asarray(X)):
+        t0 = time.perf_counter()
+        sol = solver(x0=pinv @ x, p=x, lbg=lbg, ubg=ubg)
+        dt = time.perf_counter() - t0
+        st = solver.stats()
+        lam_g = np.asarray(sol["lam_g"]).ravel()
+        for acc, v in zip(out, (np.asarray(sol["x"]).ravel(), lam_g[:n_eq], lam_g[n_eq:],
+                                st["iter_count"], st["return_status"], st["success"], dt)):
+            acc.append(v)
+        if on_instance is not None:
+            on_instance(i)
+    return _result(*out, out[-1])
+
+
+def osqp_solve(inst: Dc3Instance, X: np.ndarray, *, tight: bool = False,
+               on_instance: Callable[[int], None] | None = None) -> BaselineResult:
+    """OSQP on the convex QP for every row x of ``X``, a new solver per instance.
+
+    Default: DC3's call (OSQP defaults + ``eps_prim_inf=1e-4``); ``tight``: eps_abs = eps_rel
+    = 1e-10, polishing, max_iter 100000."""
+    n_eq, n_ineq = inst.A.shape[0], inst.G.shape[0]
+    settings = (dict(eps_abs=1e-10, eps_rel=1e-10, polishing=True, max_iter=100000) if tight
+                else dict(eps_prim_inf=1e-4))
+    p_mat = sp.csc_matrix(inst.Q)
+    a_mat = sp.csc_matrix(np.vstack([inst.A, inst.G]))
+    lo_ineq, hi_ineq = np.full(n_ineq, -np.inf), np.asarray(inst.h)
+    out = ([], [], [], [], [], [], [], [])
+    for i, x in enumerate(np.asarray(X)):
+        t0 = time.perf_counter()
+        solver = osqp.OSQP()
+        solver.setup(P=p_mat, q=inst.p, A=a_mat, l=np.concatenate([x, lo_ineq]),
+                     u=np.concatenate([x, hi_ineq]), verbose=False, **settings)
+        t1 = time.perf_counter()
+        r = solver.solve(raise_error=False)
+        t2 = time.perf_counter()
+        for acc, v in zip(out, (np.array(r.x), r.y[:n_eq].copy(), r.y[n_eq:].copy(),
+                                r.info.iter, r.info.status, r.info.status == "solved",
+                                t2 - t1, t2 - t0)):
+            acc.append(v)
+        if on_instance is not None:
+            on_instance(i)
+    return _result(*out)
+
+
+__all__ = ["HESSIANS", "BaselineResult", "casadi_objective", "ipopt_solve", "osqp_solve"]

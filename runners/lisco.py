@@ -1,0 +1,332 @@
+"""The ``parametric_opt`` branch of ``runners.train``: LISCO and its baselines (spec lisco.md).
+
+``method=lisco`` trains the predictor (``method.predictor=true``) and the solver, or loads both
+from ``method.checkpoint`` (``method.train=false``), then evaluates on the test split;
+``method=ipopt`` / ``method=osqp`` solve the same points. Every method writes the same files:
+
+    metrics.json     status, the summary metrics of Tables 1–4 (gap, violations, ½‖F‖²
+                     percentiles, success, iterations, batch-1 time per instance, batch
+                     throughput, fraction converged after k iterations), training times,
+                     the predictor's own metrics under ``pred.`` (lisco with predictor)
+    samples.csv      one row per test point: objective, gap, violations, ½‖F‖², iterations,
+                     seconds
+    convergence.csv  (lisco) fraction of test points with ½‖F‖² ≤ 1e-6 / 1e-8 after k iterations
+    convergence.png  the same as a figure
+    predictor.msgpack, solver.msgpack, networks.json   (lisco) Flax serialization: data only
+    history.csv      (lisco) one row per logged training chunk
+
+The optimality gap is against IPOPT at tol 1e-10 (exact Hessian) from y0 = A⁺x, computed
+once per instance and cached as ``<results_dir>/cache/lisco_ref_*.npz``. Metrics are computed
+in float64 (the runner enables x64 for this family) whatever precision trained the networks.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+
+from runners.io import save_figure, write_atomic, write_json
+
+THRESHOLDS = (1e-6, 1e-8)  # Table 4 / the convergence figure
+TABLE4_ITERS = (10, 20, 50, 100)
+
+
+def _bar(enabled: bool, total: int, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, dynamic_ncols=True,
+                mininterval=0.5, file=sys.stderr)
+
+
+def reference(problem, x: np.ndarray, cache_dir: Path, progress: bool) -> dict:
+    """IPOPT tol 1e-10 (exact Hessian) solutions of the test points, cached (npz, no pickle)."""
+    from methods.lisco_baselines import ipopt_solve
+
+    c = problem.cfg
+    path = cache_dir / (f"lisco_ref_{problem.kind}_s{problem.seed}_{c.n}x{c.n_eq}x{c.n_ineq}"
+                        f"_{c.n_examples}_{len(x)}.npz")
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    bar = _bar(progress, len(x), "IPOPT reference (tol 1e-10)")
+    r = ipopt_solve(problem.kind, problem.inst, x, tol=1e-10, on_instance=lambda i: bar.update())
+    bar.close()
+    y = r.y
+    out = {"y": y, "nu": r.nu, "lam": r.lam, "success": r.success,
+           "objective": problem.sample_metrics(np.hstack([y, r.nu, r.lam]), x, None)["objective"]}
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **out)
+    write_atomic(path, buf.getvalue())
+    return out
+
+
+def summarize(sm: dict, iterations=None, seconds=None, hits=None, n_max=None,
+              tol: float = 1e-8) -> dict:
+    """Table 1–4 figures from per-sample metrics (``sm``: arrays per test point)."""
+    t = sm["merit"]
+    rec = {"objective_mean": float(np.mean(sm["objective"])),
+           "eq_max": float(np.max(sm["eq_max"])), "eq_mean": float(np.mean(sm["eq_mean"])),
+           "ineq_max": float(np.max(sm["ineq_max"])),
+           "ineq_mean": float(np.mean(sm["ineq_mean"])),
+           "T_max": float(np.max(t)), "T_p99": float(np.percentile(t, 99)),
+           "T_p50": float(np.median(t)), "T_min": float(np.min(t)),
+           "success": float(np.mean(t <= tol))}
+    if "gap_pct" in sm:
+        rec.update(gap_mean=float(np.mean(sm["gap_pct"])), gap_max=float(np.max(sm["gap_pct"])),
+                   gap_abs_max=float(np.max(np.abs(sm["gap_pct"]))))
+    if iterations is not None:
+        rec.update(it_median=float(np.median(iterations)), it_max=int(np.max(iterations)))
+    if seconds is not None:
+        rec.update(time_median_s=float(np.median(seconds)), time_max_s=float(np.max(seconds)))
+    if hits is not None:
+        for j, thr in enumerate(THRESHOLDS):
+            for k in TABLE4_ITERS:
+                rec[f"frac{int(round(-np.log10(thr)))}_it{k}"] = float(np.mean(hits[:, j] <= k))
+    return rec
+
+
+def _samples_csv(out: Path, sm: dict, **extra):
+    import pandas as pd
+
+    df = pd.DataFrame({**{k: np.asarray(v) for k, v in sm.items()},
+                       **{k: np.asarray(v) for k, v in extra.items() if v is not None}})
+    write_atomic(out / "samples.csv", df.to_csv(index_label="test_index"))
+
+
+def convergence_figure(curves: dict, path: Path, title: str):
+    """Fraction of test points with ½‖F‖² below each threshold vs iteration."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    for label, (k, fr) in curves.items():
+        ax.plot(k, fr, label=label)
+    ax.set(xscale="symlog", xlabel="iteration", ylabel="fraction of test points",
+           ylim=(-0.02, 1.02), title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    save_figure(fig, path, dpi=110)
+
+
+def _convergence(hits: np.ndarray, n_max: int):
+    k = np.arange(n_max + 1)
+    return k, {thr: (hits[:, j][None, :] <= k[:, None]).mean(1)
+               for j, thr in enumerate(THRESHOLDS)}
+
+
+# --- lisco ---------------------------------------------------------------------------------
+
+def _save_networks(out: Path, pred_params, sol_params, cfg, problem, dtype):
+    from flax import serialization
+
+    if pred_params is not None:
+        write_atomic(out / "predictor.msgpack", serialization.to_bytes(pred_params))
+    if sol_params is not None:
+        write_atomic(out / "solver.msgpack", serialization.to_bytes(sol_params))
+    write_json(out / "networks.json", {
+        "hidden": list(cfg.hidden), "activation": cfg.activation, "dtype": str(np.dtype(dtype)),
+        "n_x": problem.n_x, "n_z": problem.n_z, "problem": problem.name,
+        "instance": problem.cfg.instance, "predictor": pred_params is not None})
+
+
+def _load_networks(ckpt: Path, cfg, problem, dtype, templates):
+    from flax import serialization
+
+    from runners.setup import ConfigError
+
+    meta_path = ckpt / "networks.json"
+    if not meta_path.is_file():
+        raise ConfigError(f"method.checkpoint: no networks.json in {str(ckpt)!r}: give the run "
+                          "folder of a trained lisco run")
+    meta = json.loads(meta_path.read_text())
+    want = {"hidden": list(cfg.hidden), "activation": cfg.activation, "n_x": problem.n_x,
+            "n_z": problem.n_z, "dtype": str(np.dtype(dtype))}
+    for k, v in want.items():
+        if meta.get(k) != v:
+            raise ConfigError(f"method.checkpoint: networks in {str(ckpt)!r} have {k}="
+                              f"{meta.get(k)!r}, this run has {v!r}")
+    pred_t, sol_t = templates
+    pred = None
+    if cfg.predictor:
+        if not (ckpt / "predictor.msgpack").is_file():
+            raise ConfigError(f"method.checkpoint: no predictor.msgpack in {str(ckpt)!r} "
+                              "(trained with method.predictor=false?)")
+        pred = serialization.from_bytes(pred_t, (ckpt / "predictor.msgpack").read_bytes())
+    sol = serialization.from_bytes(sol_t, (ckpt / "solver.msgpack").read_bytes())
+    return pred, sol
+
+
+def _train(cfg, setup, problem, dtype, out, history, key):
+    """Predictor then solver, each through the chunked driver with a progress bar."""
+    import jax
+
+    from methods import run_chunked
+    from methods.lisco import init_networks, predictor_method, solver_method
+    from runners.train import Progress
+
+    mc = setup.method_cfg
+    k_init, k_pred, k_sol = jax.random.split(key, 3)
+    pred_params, sol_params = init_networks(problem, mc, dtype, k_init)
+    data = {"valid_x": jax.numpy.asarray(problem.valid_x, dtype)}
+    progress = Progress(cfg, problem, data, history, out)
+    budget, info = setup.time_s, {}
+    if mc.predictor:
+        m = predictor_method(problem, mc, dtype, k_pred)
+        progress.start("predictor", m, f"predictor {problem.name}")
+        r = run_chunked(m, m.init(pred_params, data), data, max_steps=mc.predictor_steps,
+                        log_every=cfg.log_every, time_budget_s=budget, on_chunk=progress)
+        progress.close()
+        pred_params, budget = m.params(r.state), budget - r.wall_s
+        info.update({"predictor_status": r.status, "predictor_steps_done": int(r.state.step),
+                     "predictor_train_s": r.wall_s, "predictor_compile_s": r.compile_s,
+                     "predictor_final_lr": float(r.history[-1]["lr"])})
+        if r.status == "diverged":
+            return pred_params, sol_params, "diverged", info
+    else:
+        pred_params = None
+    m = solver_method(problem, mc, dtype, k_sol, pred_params)
+    progress.start("solver", m, f"solver {problem.name}")
+    r = run_chunked(m, m.init(sol_params, data), data, max_steps=mc.solver_steps,
+                    log_every=cfg.log_every, time_budget_s=max(budget, 1e-9), on_chunk=progress)
+    progress.close()
+    progress.flush()
+    info.update({"solver_status": r.status, "solver_steps_done": int(r.state.step),
+                 "solver_train_s": r.wall_s, "solver_compile_s": r.compile_s})
+    return pred_params, m.params(r.state), r.status, info
+
+
+def run_lisco(cfg: DictConfig, setup, out: Path, x: np.ndarray, ref: dict) -> tuple[dict, str]:
+    import jax
+    import jax.numpy as jnp
+
+    from methods.lisco import init_networks, make_inference, start_points
+
+    problem, mc = setup.problem, setup.method_cfg
+    dtype = jnp.dtype(setup.precision)
+    key = jax.random.PRNGKey(mc.init_seed + cfg.seed)
+    history: list = []
+    if mc.train:
+        pred_params, sol_params, status, info = _train(cfg, setup, problem, dtype, out,
+                                                        history, key)
+        _save_networks(out, pred_params, sol_params, mc, problem, dtype)
+    else:
+        templates = init_networks(problem, mc, dtype, key)
+        pred_params, sol_params = _load_networks(Path(mc.checkpoint), mc, problem, dtype,
+                                                 templates)
+        _save_networks(out, pred_params, sol_params, mc, problem, dtype)
+        status, info = "evaluated", {"checkpoint": str(mc.checkpoint)}
+    rec: dict = {**info}
+    xj = jnp.asarray(x, dtype)
+    k_start = jax.random.PRNGKey(10_000 + cfg.seed)  # z₀ ~ N(0, 1) draws without a predictor
+
+    if pred_params is not None:  # Table 1 "Pred.": the predictor alone
+        z0 = np.asarray(start_points(problem, mc, dtype, pred_params, xj, k_start))
+        sm0 = problem.sample_metrics(z0, x, ref["objective"])
+        rec.update({f"pred.{k}": v for k, v in summarize(sm0).items()})
+
+    run = make_inference(problem, mc, dtype, THRESHOLDS)
+
+    def solve(xb, kb):  # z₀ and the loop: what a user calls per batch
+        return run(sol_params, start_points(problem, mc, dtype, pred_params, xb, kb), xb)
+
+    solve = jax.jit(solve)
+    t0 = time.perf_counter()
+    solve.lower(xj, k_start).compile()
+    rec["eval_compile_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    result = jax.block_until_ready(solve(xj, k_start))
+    batch_s = time.perf_counter() - t0
+    rec.update(batch_size=len(x), batch_s=batch_s, throughput=len(x) / batch_s)
+    # batch 1: per-instance latency (z₀ + loop), one compiled program, timed per point
+    keys = jax.random.split(k_start, len(x))
+    jax.block_until_ready(solve(xj[:1], keys[0]))
+    secs = np.empty(len(x))
+    for i in range(len(x)):
+        t0 = time.perf_counter()
+        jax.block_until_ready(solve(xj[i:i + 1], keys[i]))
+        secs[i] = time.perf_counter() - t0
+    z = np.asarray(result.z)
+    sm = problem.sample_metrics(z, x, ref["objective"])
+    its, hits = np.asarray(result.iterations), np.asarray(result.hits)
+    rec.update(summarize(sm, its, secs, hits, mc.n_max, mc.tol))
+    rec["success_loop"] = float(np.mean(np.asarray(result.converged)))  # T in dtype ≤ tol
+    rec["resets_mean"] = float(np.mean(np.asarray(result.resets)))
+    _samples_csv(out, sm, iterations=its, seconds=secs, resets=np.asarray(result.resets))
+    k, fr = _convergence(hits, mc.n_max)
+    import pandas as pd
+
+    write_atomic(out / "convergence.csv", pd.DataFrame(
+        {"iteration": k, **{f"frac_T_le_{thr:g}": f for thr, f in fr.items()}}).to_csv(
+        index=False))
+    if history:
+        write_atomic(out / "history.csv", pd.DataFrame(history).to_csv(index=False))
+    if cfg.figures:
+        variant = "with Pred." if pred_params is not None else "w/o Pred."
+        convergence_figure({f"½‖F‖² ≤ {thr:g}": (k, f) for thr, f in fr.items()},
+                           out / "convergence.png", f"LISCO {variant}, {problem.name}")
+    return rec, status
+
+
+# --- baselines -----------------------------------------------------------------------------
+
+def run_baseline(cfg: DictConfig, setup, out: Path, x: np.ndarray, ref: dict):
+    from methods.lisco_baselines import ipopt_solve, osqp_solve
+
+    problem, mc = setup.problem, setup.method_cfg
+    bar = _bar(cfg.progress, len(x), f"{setup.method_name} {problem.name}")
+    if setup.method_name == "ipopt":
+        r = ipopt_solve(problem.kind, problem.inst, x, tol=mc.tol, hessian=mc.hessian,
+                        max_iter=mc.max_iter, linear_solver=mc.linear_solver,
+                        on_instance=lambda i: bar.update())
+    else:
+        r = osqp_solve(problem.inst, x, tight=mc.tight, on_instance=lambda i: bar.update())
+    bar.close()
+    z = np.hstack([r.y, r.nu, r.lam])
+    sm = problem.sample_metrics(z, x, ref["objective"])
+    secs = r.solve_s if setup.method_name == "ipopt" else r.total_s
+    rec = summarize(sm, r.iterations, secs)
+    rec.update(solve_only_median_s=float(np.median(r.solve_s)),
+               solver_success=float(np.mean(r.success)),
+               throughput=len(x) / float(np.sum(secs)), batch_size=1)
+    _samples_csv(out, sm, iterations=r.iterations, seconds=secs, status=np.asarray(r.status))
+    failed = int(np.sum(~np.asarray(r.success)))
+    status = "converged" if failed == 0 else f"solver_failed: {failed}/{len(x)} instances"
+    return rec, status
+
+
+def run_parametric_opt(cfg: DictConfig, setup, out: Path, base: dict) -> tuple[dict, str]:
+    """One run of the family; returns (metrics record, one-line summary)."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)  # metrics in float64; networks in method dtype
+    problem = setup.problem
+    x = problem.test_x
+    t0 = time.perf_counter()
+    ref = reference(problem, x, Path(cfg.results_dir) / "cache", cfg.progress)
+    ref_s = time.perf_counter() - t0
+    if setup.method_name == "lisco":
+        rec, status = run_lisco(cfg, setup, out, x, ref)
+    else:
+        rec, status = run_baseline(cfg, setup, out, x, ref)
+    record = {**{k: v for k, v in base.items() if k not in ("finished_at", "run_dir")},
+              "status": status, "n_test": len(x), "reference_s": ref_s, **rec,
+              "finished_at": base["finished_at"], "run_dir": str(out)}
+    write_json(out / "metrics.json", record)
+    summary = (f"{problem.name} / {setup.method_name} (seed {cfg.seed}, {status}): "
+               f"success {record['success']:.3f}, median ½‖F‖² {record['T_p50']:.2e}, "
+               f"gap {record.get('gap_mean', float('nan')):+.2e}%, median it "
+               f"{record.get('it_median', float('nan')):.0f}, median time "
+               f"{record['time_median_s'] * 1e3:.2f} ms -> {out}")
+    return record, summary
+
+
+__all__ = ["run_parametric_opt", "summarize", "reference", "THRESHOLDS"]
