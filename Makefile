@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 SCALE  ?= smoke
 
-.PHONY: install demo test test-slow lint bench tables table-trsqp table-sqp-momentum table-neural-dae clean-results
+.PHONY: install demo test test-slow lint bench tables table-trsqp table-sqp-momentum table-neural-dae table-lisco clean-results
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -82,6 +82,25 @@ table-neural-dae: install
 	  $(BIN)/python -m runners.tables experiment=$$e --results results/sweeps/$$e-$(SCALE) \
 	    || exit 1; \
 	done
+
+# LISCO paper Tables 1-5 (gaps and violations; batch-1 solve times, success and iterations
+# against IPOPT / OSQP; 1/2||F||^2 percentiles; fraction converged after k iterations;
+# training times) and the convergence figure, in one resumable sweep folder per scale:
+# lisco with and without predictor on each problem, IPOPT on each, OSQP on the QP.
+# -> results/tables/lisco-<scale>/lisco_table{1..5}.{md,csv,tex}, results/figures/lisco_convergence-<scale>.png
+LISCO_PROBLEMS ?= qp,nonconvex_qp,rosenbrock
+table-lisco: install
+	$(BIN)/python -m runners.train -m experiment=lisco scale=$(SCALE) problem=$(LISCO_PROBLEMS) \
+	  sweep_name=lisco-$(SCALE) $(ARGS)
+	$(BIN)/python -m runners.train -m experiment=lisco_baselines scale=$(SCALE) \
+	  problem=$(LISCO_PROBLEMS) sweep_name=lisco-$(SCALE) $(ARGS)
+	@if echo "$(LISCO_PROBLEMS)" | grep -qw qp; then \
+	  $(BIN)/python -m runners.train -m experiment=lisco_baselines scale=$(SCALE) problem=qp \
+	    method=osqp sweep_name=lisco-$(SCALE) $(ARGS); fi
+	$(BIN)/python -m runners.tables experiment=lisco --results results/sweeps/lisco-$(SCALE) \
+	  --out results/tables/lisco-$(SCALE)
+	$(BIN)/python -m runners.lisco --results results/sweeps/lisco-$(SCALE) \
+	  --out results/figures/lisco_convergence-$(SCALE).png
 
 clean-results:
 	rm -rf results/runs results/sweeps results/bench results/tables results/figures

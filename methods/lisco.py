@@ -23,7 +23,12 @@ Choices where the paper is silent (reconstructed): the log in the solver's input
 (like the loss); the solver keeps its learning rate fixed (the paper names the plateau
 schedule for the predictor only); fresh x for training come from DC3's distribution
 U[−1, 1]^{n_eq} rather than the fixed 8334-point training split (the split's validation part
-is used for logging).
+is used for logging). Deviation (``solver_zero_init``, default on): Π_sol's output layer
+starts at zero, so the untrained solver proposes Δz = 0. With the default initialisation the
+steps of the first few hundred training steps raise the iterates' T by ~1000× (measured on
+the QP and the non-convex QP), up to the rejection bound, where they sit until resampled
+after 2000 steps; starting from Δz = 0 the first gradient is the steepest-descent direction
+of T in the output space. v2's step scale 0.01·min(‖F‖, 1) is ``step_scale="v2"``.
 """
 
 from __future__ import annotations
@@ -62,6 +67,8 @@ class LiscoConfig:
     solver_steps: int = 100000
     solver_batch: int = 4096
     solver_lr: float = 1e-4
+    step_scale: str = "v1"  # Δz = ‖F‖·Π (v1) | 0.01·min(‖F‖, 1)·Π (v2 code)
+    solver_zero_init: bool = True  # Π_sol's output layer starts at 0 (reconstructed; see above)
     warmup: int = 100  # steps before the training iterates start moving
     reject_factor: float = 1000.0  # reject an update when T > reject_factor · T₀
     resample_tol: float = 1e-8  # resample a sample once T ≤ this ...
@@ -81,6 +88,7 @@ class LiscoConfig:
         check(len(self.hidden) > 0 and all(isinstance(w, int) and w > 0 for w in self.hidden),
               "method.hidden", f"must be a list of positive integers, got {list(self.hidden)}")
         check_choice(self.activation, "method.activation", list(ACTIVATIONS))
+        check_choice(self.step_scale, "method.step_scale", ["v1", "v2"])
         for f in ("predictor_lr", "solver_lr", "reject_factor", "tol", "resample_tol",
                   "min_lr", "omega"):
             v = getattr(self, f)
@@ -133,19 +141,22 @@ class Net(nn.Module):
     out: int
     activation: str = "leaky_relu"
     dtype: Any = jnp.float32
+    zero_output: bool = False  # output layer initialised to 0 (the solver: Δz = 0 at start)
 
     @nn.compact
     def __call__(self, v):
         act = ACTIVATIONS[self.activation]
         for w in self.hidden:
             v = act(nn.Dense(w, dtype=self.dtype, param_dtype=self.dtype)(v))
-        return nn.Dense(self.out, dtype=self.dtype, param_dtype=self.dtype)(v)
+        init = nn.initializers.zeros if self.zero_output else nn.linear.default_kernel_init
+        return nn.Dense(self.out, dtype=self.dtype, param_dtype=self.dtype,
+                        kernel_init=init)(v)
 
 
 def networks(problem, cfg: LiscoConfig, dtype) -> tuple[Net, Net]:
     """(Π_pred: n_x → n_z, Π_sol: n_x + n_z + 1 → n_z)."""
-    mk = lambda: Net(cfg.hidden, problem.n_z, cfg.activation, dtype)
-    return mk(), mk()
+    return (Net(cfg.hidden, problem.n_z, cfg.activation, dtype),
+            Net(cfg.hidden, problem.n_z, cfg.activation, dtype, cfg.solver_zero_init))
 
 
 def init_networks(problem, cfg: LiscoConfig, dtype, key) -> tuple[Any, Any]:
@@ -162,11 +173,16 @@ def solver_features(x, f):
     return jnp.concatenate([x, f / nrm_safe, jnp.log10(nrm_safe)], axis=-1), nrm
 
 
-def solver_step(sol: Net, sol_params, residual):
-    """Δz(z, x) = ‖F‖·Π_sol([x, F/‖F‖, log10‖F‖]) with the exact F (batched)."""
+def step_size(nrm, kind: str):
+    """The factor of Π_sol in Δz: ‖F‖ (v1, eq. (10)) or 0.01·min(‖F‖, 1) (v2 code)."""
+    return nrm if kind == "v1" else 0.01 * jnp.minimum(nrm, 1.0)
+
+
+def solver_step(sol: Net, sol_params, residual, kind: str = "v1"):
+    """Δz(z, x) = s(‖F‖)·Π_sol([x, F/‖F‖, log10‖F‖]) with the exact F (batched)."""
     def step(z, x):
         feats, nrm = solver_features(x, jax.vmap(residual)(z, x))
-        return nrm * sol.apply(sol_params, feats)
+        return step_size(nrm, kind) * sol.apply(sol_params, feats)
     return step
 
 
@@ -264,7 +280,7 @@ def solver_method(problem, cfg: LiscoConfig, dtype, key, pred_params=None) -> Me
     def loss_fn(params, x, z):
         f = jax.vmap(res)(z, x)
         feats, nrm = solver_features(x, f)
-        dz = nrm * sol.apply(params, feats)
+        dz = step_size(nrm, cfg.step_scale) * sol.apply(params, feats)
         y_k = z[:, :problem.n_y]
         fc = jax.vmap(lambda zz, xx, yk: res.convexified(zz, xx, yk, rho))(z + dz, x, y_k)
         t = 0.5 * jnp.sum(fc**2, axis=1) / n_z
@@ -330,7 +346,7 @@ def make_inference(problem, cfg: LiscoConfig, dtype, thresholds=(1e-6, 1e-8)):
 
     @jax.jit
     def run(sol_params, z0, x):
-        return infer(solver_step(sol, sol_params, res), res, z0, x, n_max=cfg.n_max,
+        return infer(solver_step(sol, sol_params, res, cfg.step_scale), res, z0, x, n_max=cfg.n_max,
                      tol=cfg.tol, omega=cfg.omega, shrink=cfg.shrink, thresholds=thresholds)
 
     return run

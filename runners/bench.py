@@ -214,13 +214,104 @@ def neural_dae_tank(repeats: int, chunk: int) -> dict:
             "paper_A_wall_s": 37.0, "paper_D_wall_s": 227.0, **steps}
 
 
+def _latest_lisco_checkpoint(problem_name: str) -> Path | None:
+    """The newest lisco run folder (with predictor) for ``problem_name`` under results/."""
+    best = None
+    for meta in Path("results").rglob("networks.json"):
+        try:
+            info = json.loads(meta.read_text())
+        except (OSError, ValueError):
+            continue
+        if (info.get("problem") == problem_name and info.get("predictor")
+                and (meta.parent / "solver.msgpack").is_file()
+                and (best is None or meta.stat().st_mtime > best.stat().st_mtime)):
+            best = meta
+    return best.parent if best is not None else None
+
+
+def lisco_vs_baseline(problem_name: str):
+    """LISCO against IPOPT (OSQP on the QP) on the 833 test points, in the same process.
+
+    The baseline: per-instance solve times (IPOPT exact Hessian tol 1e-10 from A⁺x; OSQP
+    defaults, setup + solve). LISCO: the newest trained lisco run with predictor under
+    results/ (``checkpoint``), batch 1 per instance (median / max) and the whole batch
+    (throughput), success = ½‖F‖² ≤ 1e-8 in 500 iterations. Also the cost of one loop
+    iteration (predictor + 500 iterations with an unreachable tol), at batch 1
+    and batch 833: the speed figure that does not depend on how well the networks trained.
+    Targets (issue): LISCO's batch-1 median ≤ 1/3 of IPOPT's; throughput ≥ 100× IPOPT's.
+    Without a trained checkpoint only the per-iteration figures are meaningful."""
+
+    def bench(repeats: int, chunk: int) -> dict:
+        import dataclasses
+
+        import jax
+        import jax.numpy as jnp
+        import numpy as np
+
+        from methods.lisco import LiscoConfig, init_networks
+        from methods.lisco_baselines import ipopt_solve, osqp_solve
+        from problems import build_problem
+        from runners.lisco import _load_networks, time_lisco
+
+        problem = build_problem(problem_name, {})
+        x = problem.test_x
+        if problem_name == "qp":
+            base = osqp_solve(problem.inst, x)
+            base_s, base_name = base.total_s, "osqp"
+        else:
+            base = ipopt_solve(problem.kind, problem.inst, x, tol=1e-10)
+            base_s, base_name = base.solve_s, "ipopt"
+        ckpt = _latest_lisco_checkpoint(problem_name)
+        dtype = jnp.float32
+        if ckpt is not None:
+            meta = json.loads((ckpt / "networks.json").read_text())
+            dtype = jnp.dtype(meta["dtype"])
+            mc = LiscoConfig(hidden=tuple(meta["hidden"]), activation=meta["activation"])
+            pred, sol = _load_networks(ckpt, mc, problem, dtype,
+                                       init_networks(problem, mc, dtype, jax.random.PRNGKey(0)))
+        else:
+            mc = LiscoConfig()
+            pred, sol = init_networks(problem, mc, dtype, jax.random.PRNGKey(0))
+        key = jax.random.PRNGKey(10_000)
+        t = time_lisco(problem, mc, dtype, pred, sol, x, key)
+        merit = np.asarray(problem.sample_metrics(np.asarray(t["result"].z), x, None)["merit"])
+        ok = merit <= mc.tol
+        secs = t["seconds"]
+        # one loop iteration (every run does all 500), batch 1 and the full batch
+        full = dataclasses.replace(mc, tol=1e-30)  # unreachable: all 500 iterations
+        f1 = time_lisco(problem, full, dtype, pred, sol, x[:max(1, min(repeats, 20))], key)
+        fb = time_lisco(problem, full, dtype, pred, sol, x, key, batch1=False)
+        it1 = float(np.median(f1["seconds"])) / full.n_max
+        itb = fb["batch_s"] / full.n_max
+        lisco_med = float(np.median(secs[ok])) if ok.any() else float("nan")
+        base_tp = len(x) / float(np.sum(base_s))
+        return {"s_per_iter_median": it1, "compile_s": t["eval_compile_s"], "repeats": 1,
+                "checkpoint": str(ckpt) if ckpt else None, "trained": ckpt is not None,
+                "baseline": base_name, "baseline_median_s": float(np.median(base_s)),
+                "baseline_max_s": float(np.max(base_s)),
+                "baseline_median_iterations": float(np.median(base.iterations)),
+                "baseline_throughput": base_tp,
+                "lisco_success": float(np.mean(ok)),
+                "lisco_median_s": lisco_med,
+                "lisco_max_s": float(np.max(secs[ok])) if ok.any() else float("nan"),
+                "lisco_median_iterations": float(np.median(np.asarray(t["result"].iterations))),
+                "lisco_throughput": t["throughput"], "lisco_batch_s": t["batch_s"],
+                "median_ratio_baseline_over_lisco": float(np.median(base_s)) / lisco_med,
+                "throughput_ratio": t["throughput"] / base_tp,
+                "lisco_s_per_iter_batch1": it1, "lisco_s_per_iter_batch833": itb,
+                "lisco_s_per_instance_iter_batch833": itb / len(x)}
+
+    return bench
+
+
 BENCHMARKS = {"penalty_lbfgs_iter": penalty_lbfgs_iteration,
               "trsqp_sr1_dense_iter": trsqp_iteration("dense"),
               "trsqp_sr1_lm10_iter": trsqp_iteration(10),
               **{f"sqp_momentum_{p}_iter": sqp_momentum_iteration(p) for p in PAPER_GPU_S},
               **{f"sqp_momentum_{p}_iter_f32": sqp_momentum_iteration(p, "float32")
                  for p in PAPER_GPU_S},
-              "neural_dae_tank_pipeline": neural_dae_tank}
+              "neural_dae_tank_pipeline": neural_dae_tank,
+              **{f"lisco_{p}": lisco_vs_baseline(p) for p in ("qp", "nonconvex_qp", "rosenbrock")}}
 
 
 def render(bench_dir: Path = BENCH_DIR, table: Path = TABLE) -> str:
@@ -261,6 +352,17 @@ def render(bench_dir: Path = BENCH_DIR, table: Path = TABLE) -> str:
         text += (f"\n## Neural DAE, tank manifold: A {r['A_wall_s']:.1f} s (paper 37 s), "
                  f"D {r['D_wall_s']:.1f} s (paper 227 s), D/A {r['D_over_A']:.2f} (paper ≈ 6)\n\n"
                  + pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g") + "\n")
+    lisco = df[df["name"].str.startswith("lisco_")]
+    if len(lisco):
+        keys = ["baseline", "baseline_median_s", "baseline_max_s", "lisco_median_s",
+                "lisco_max_s", "median_ratio_baseline_over_lisco", "baseline_throughput",
+                "lisco_throughput", "throughput_ratio", "lisco_success",
+                "lisco_s_per_iter_batch1", "lisco_s_per_instance_iter_batch833", "trained"]
+        rows = [{"problem": r["name"].removeprefix("lisco_"), **{k: r.get(k) for k in keys}}
+                for _, r in lisco.iterrows()]
+        text += ("\n## LISCO vs IPOPT / OSQP on the 833 test points (targets: median ratio ≥ 3, "
+                 "throughput ratio ≥ 100)\n\n"
+                 + pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g") + "\n")
     write_atomic(table, text)
     return text
 
@@ -284,7 +386,13 @@ def main(argv=None):
                   **{f"version.{k}": v for k, v in versions().items()},
                   "commit": _commit(), "timestamp": now.isoformat(timespec="seconds")}
         write_json(BENCH_DIR / f"{name}-{now.strftime('%Y%m%dT%H%M%S')}.json", record)
-        if name == "neural_dae_tank_pipeline":
+        if name.startswith("lisco_"):
+            print(f"{name}: {fig['baseline']} median {fig['baseline_median_s'] * 1e3:.1f} ms, "
+                  f"LISCO batch-1 median {fig['lisco_median_s'] * 1e3:.2f} ms (success "
+                  f"{fig['lisco_success']:.3f}, trained={fig['trained']}), throughput ratio "
+                  f"{fig['throughput_ratio']:.0f}x, {fig['lisco_s_per_iter_batch1'] * 1e6:.0f} "
+                  f"us/iteration at batch 1")
+        elif name == "neural_dae_tank_pipeline":
             print(f"{name}: A {fig['A_wall_s']:.1f} s (paper 37 s), D {fig['D_wall_s']:.1f} s, "
                   f"D/A {fig['D_over_A']:.1f} (paper ≈ 6)")
         else:

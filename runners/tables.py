@@ -30,7 +30,17 @@ METRICS = {"abs_error": "abs error", "rel_error": "rel error",
            "smoothing.wall_s": "step 1 s", "pretraining.wall_s": "step 2 s",
            "main.wall_s": "step 3 s", "objective": "objective", "train_mse": "train MSE",
            "max_violation": "max violation", "min_S": "min S (test)",
-           "hours_S_negative": "h with S < 0"}
+           "hours_S_negative": "h with S < 0",
+           # the parametric_opt family (LISCO, IPOPT, OSQP): over the test split
+           "gap_max": "max gap %", "gap_mean": "gap %", "eq_max": "max |Ay−x|",
+           "ineq_max": "max relu(Gy−h)", "eq_mean": "mean |Ay−x|",
+           "ineq_mean": "mean relu(Gy−h)", "time_median_s": "median s", "time_max_s": "max s",
+           "success": "success", "it_median": "median it", "it_max": "max it",
+           "throughput": "inst/s", "T_max": "max ½‖F‖²", "T_p99": "99th ½‖F‖²",
+           "T_p50": "median ½‖F‖²", "T_min": "min ½‖F‖²",
+           **{f"frac{e}_it{k}": f"≤1e-{e} @{k}" for e in (6, 8) for k in (10, 20, 50, 100)},
+           "predictor_train_s": "pred. train s", "predictor_steps_done": "pred. steps",
+           "solver_train_s": "solver train s", "solver_steps_done": "solver steps"}
 CONFIG_PREFIXES = ("problem.", "method.", "pretraining.")
 CONFIG_KEYS = ("pretrain", "scale", "precision")
 IGNORED = {"problem.name", "method.name"}
@@ -114,6 +124,8 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 def _label(value) -> str:
     """How a config value names a row/column (and keys the paper's values)."""
+    if value is None or (isinstance(value, float) and value != value):  # missing: None / NaN
+        return "None"
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -121,7 +133,9 @@ def _label(value) -> str:
     return str(value)
 
 
-def experiment_spec(name: str) -> dict:
+def experiment_specs(name: str) -> dict[str, dict]:
+    """The experiment's table specs by output name: ``table`` -> {name: spec}, or
+    ``tables: {key: spec}`` (several tables from one sweep) -> {name_key: spec}."""
     from omegaconf import OmegaConf
 
     path = CONF_DIR / "experiment" / f"{name}.yaml"
@@ -129,10 +143,19 @@ def experiment_spec(name: str) -> dict:
         known = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
         raise SystemExit(f"error: experiment: unknown experiment {name!r}; valid choices: "
                          f"{', '.join(known)}")
-    spec = OmegaConf.to_container(OmegaConf.load(path).get("table"), resolve=False)
+    node = OmegaConf.load(path)
+    if node.get("tables"):
+        specs = OmegaConf.to_container(node.get("tables"), resolve=False)
+        return {f"{name}_{k}": v for k, v in specs.items()}
+    spec = OmegaConf.to_container(node.get("table"), resolve=False) if node.get("table") else None
     if not spec:
         raise SystemExit(f"error: experiment: {name!r} has no table section")
-    return spec
+    return {name: spec}
+
+
+def experiment_spec(name: str) -> dict:
+    """The single table of an experiment (the first, for a multi-table one)."""
+    return next(iter(experiment_specs(name).values()))
 
 
 def experiment_table(df: pd.DataFrame, spec: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -149,12 +172,26 @@ def experiment_table(df: pd.DataFrame, spec: dict) -> tuple[pd.DataFrame, pd.Dat
         if f not in df.columns:
             df[f] = None
     df["_row"] = ["/".join(_label(v) for v in vals) for vals in df[rows].itertuples(index=False)]
+    # derived rows: metrics a run stores under a prefix (LISCO's predictor alone: "pred.")
+    for d in spec.get("derived", []):
+        mask = pd.Series(True, index=df.index)
+        for f, v in d.get("where", {}).items():
+            mask &= df[f].map(_label) == _label(v) if f in df.columns else False
+        extra = df[mask & (df["_row"] != d["label"])].copy()
+        for m in metrics:
+            extra[m] = extra[d["prefix"] + m] if d["prefix"] + m in extra.columns else None
+        extra["_row"] = d["label"]
+        df = pd.concat([df, extra], ignore_index=True)
+    names = {str(k): v for k, v in spec.get("row_names", {}).items()}
+    if spec.get("only_rows"):  # keep the rows the paper's table has (others in other tables)
+        keep = {str(r) for r in spec["only_rows"]}
+        df = df[df["_row"].isin(keep)]
     df["_col"] = ["/".join(_label(v) for v in vals) for vals in df[cols].itertuples(index=False)]
     row_keys = list(paper) + sorted(set(df["_row"]) - set(paper))
     col_keys = list(dict.fromkeys([c for r in paper.values() for c in r] + sorted(set(df["_col"]))))
     long, shown = [], []
     for r in row_keys:
-        line = {"/".join(rows): r}
+        line = {"/".join(rows): names.get(r, r)}
         for c in col_keys:
             runs = df[(df["_row"] == r) & (df["_col"] == c)]
             ref = paper.get(r, {}).get(c)
@@ -175,15 +212,19 @@ def experiment_table(df: pd.DataFrame, spec: dict) -> tuple[pd.DataFrame, pd.Dat
     return pd.DataFrame(long), pd.DataFrame(shown)
 
 
-def write_experiment(name: str, results: str | Path, out: str | Path) -> pd.DataFrame:
-    spec = experiment_spec(name)
-    long, shown = experiment_table(collect(results), spec)
-    out = Path(out)
-    title = spec.get("title", name)
-    write_atomic(out / f"{name}.csv", long.to_csv(index=False))
-    write_atomic(out / f"{name}.md", f"# {title}\n\n" + shown.to_markdown(index=False) + "\n")
-    write_atomic(out / f"{name}.tex", shown.to_latex(index=False, escape=True, caption=title))
-    return shown
+def write_experiment(name: str, results: str | Path, out: str | Path) -> dict:
+    """Every table of experiment ``name`` -> <out>/<table>.{md,csv,tex}; {table: shown}."""
+    df, out, written = collect(results), Path(out), {}
+    for table, spec in experiment_specs(name).items():
+        long, shown = experiment_table(df, spec)
+        title = spec.get("title", table)
+        write_atomic(out / f"{table}.csv", long.to_csv(index=False))
+        write_atomic(out / f"{table}.md", f"# {title}\n\n" + shown.to_markdown(index=False)
+                     + "\n")
+        write_atomic(out / f"{table}.tex", shown.to_latex(index=False, escape=True,
+                                                          caption=title))
+        written[table] = shown
+    return written
 
 
 def main(argv=None):
@@ -204,9 +245,9 @@ def main(argv=None):
             print(f"error: --results: no such folder {args.results!r}", file=sys.stderr)
             sys.exit(2)
         out = Path(args.out) if args.out else Path("results") / "tables"
-        shown = write_experiment(name, args.results, out)
-        print(shown.to_markdown(index=False))
-        print(f"\nwrote {out}/{name}.{{md,csv,tex}}")
+        for table, shown in write_experiment(name, args.results, out).items():
+            print(shown.to_markdown(index=False))
+            print(f"\nwrote {out}/{table}.{{md,csv,tex}}\n")
         return
     if not Path(args.results).is_dir():
         print(f"error: --results: no such folder {args.results!r}", file=sys.stderr)

@@ -150,3 +150,48 @@ def test_cli_bad_input_is_one_line(tmp_path, args, field):
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and lines[0].startswith(f"error: {field}:"), r.stderr[-1000:]
     assert "Traceback" not in r.stderr and not (tmp_path / "runs").exists()
+
+
+def test_solver_starts_with_zero_steps(ncqp):
+    """Π_sol's output layer starts at zero: the untrained solver leaves every iterate where it
+    is (T unchanged), so the first training steps cannot blow the iterates up."""
+    from methods.lisco import networks, solver_step
+
+    cfg = LiscoConfig(hidden=(16,))
+    _, sol_params = init_networks(ncqp, cfg, jnp.float64, jax.random.PRNGKey(0))
+    _, sol = networks(ncqp, cfg, jnp.float64)
+    res = ncqp.residual(jnp.float64)
+    z = jnp.asarray(np.random.default_rng(0).normal(size=(4, 200)))
+    x = jnp.asarray(ncqp.test_x[:4])
+    for kind in ("v1", "v2"):
+        np.testing.assert_array_equal(solver_step(sol, sol_params, res, kind)(z, x), 0.0)
+
+
+def test_experiment_tables_derive_the_predictor_row():
+    """Table 1's "Pred." row reads a lisco run's ``pred.*`` metrics; baselines without a
+    ``method.predictor`` field get the row label <method>/None; the paper's value sits beside."""
+    import pandas as pd
+
+    from runners.tables import experiment_specs, experiment_table
+
+    specs = experiment_specs("lisco")
+    assert set(specs) == {f"lisco_table{i}" for i in range(1, 6)}
+    df = pd.DataFrame([
+        {"problem": "qp", "method": "lisco", "method.predictor": True, "T_max": 1e-9,
+         "pred.T_max": 2e-4, "T_p99": 1, "T_p50": 1, "T_min": 1},
+        {"problem": "qp", "method": "ipopt", "T_max": 3e-12, "T_p99": 1, "T_p50": 1,
+         "T_min": 1}])
+    long, shown = experiment_table(df, specs["lisco_table3"])
+    cell = long[(long.metric == "T_max") & (long.col == "qp")].set_index("row")
+    assert cell.loc["Pred.", "mean"] == 2e-4 and cell.loc["Pred.", "paper"] == 9.05e-4
+    assert cell.loc["lisco/true", "mean"] == 1e-9 and cell.loc["ipopt/None", "mean"] == 3e-12
+    assert "LISCO with Pred." in set(shown.iloc[:, 0]) and "IPOPT" in set(shown.iloc[:, 0])
+
+
+def test_cli_osqp_tight_baseline(tmp_path):
+    """method=osqp method.tight=true on the QP: ½‖F‖² ≤ 1e-10 with OSQP's multipliers and a
+    gap to IPOPT's tol-1e-10 reference below 1e-6 %."""
+    r = _train(tmp_path, "method=osqp", "problem=qp", "problem.n_test=10", "method.tight=true")
+    assert r.returncode == 0, r.stderr[-2000:]
+    rec, _ = _metrics(tmp_path, "qp", "osqp")
+    assert rec["success"] == 1.0 and rec["T_max"] <= 1e-10 and abs(rec["gap_max"]) < 1e-6
