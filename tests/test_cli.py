@@ -167,9 +167,10 @@ def test_help_lists_config_groups():
     p = subprocess.run([sys.executable, "-m", "runners.train", "--help"], cwd=ROOT,
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0
-    for word in ("problem: bioreactor, burgers, butene, darcy, population, reaction, "
-                 "reaction_diffusion, spring, tank_manifold, transport", "auglag", "pinn",
-                 "collocation", "sequential", "scale: cpu, paper, smoke"):
+    for word in ("problem: bioreactor, burgers, butene, darcy, nonconvex_qp, population, qp, "
+                 "reaction, reaction_diffusion, rosenbrock, spring, tank_manifold, transport",
+                 "auglag", "pinn", "collocation", "sequential", "lisco", "ipopt", "osqp",
+                 "scale: cpu, paper, smoke"):
         assert word in p.stdout, word
 
 
