@@ -43,7 +43,7 @@ import optax
 from optax.contrib import reduce_on_plateau
 
 from methods.driver import Method
-from methods.lisco_inference import infer
+from methods.lisco_inference import compacted_runner, infer
 from problems.base import check, check_choice, check_positive_int
 
 ACTIVATIONS = {"leaky_relu": nn.leaky_relu, "gelu": nn.gelu, "relu": nn.relu}
@@ -352,6 +352,18 @@ def make_inference(problem, cfg: LiscoConfig, dtype, thresholds=(1e-6, 1e-8)):
     return run
 
 
+def make_batch_inference(problem, cfg: LiscoConfig, dtype, thresholds=(1e-6, 1e-8),
+                         chunk: int = 25):
+    """``run(sol_params, z0, x)`` for a large batch: the same loop in compiled chunks,
+    converged samples dropped between chunks (``infer_compacted``)."""
+    _, sol = networks(problem, cfg, dtype)
+    res = problem.residual(dtype)
+    return compacted_runner(
+        lambda sol_params, z, x: solver_step(sol, sol_params, res, cfg.step_scale)(z, x), res,
+        n_max=cfg.n_max, tol=cfg.tol, omega=cfg.omega, shrink=cfg.shrink,
+        thresholds=thresholds, chunk=chunk)
+
+
 __all__ = ["LiscoConfig", "IpoptConfig", "OsqpConfig", "Net", "networks", "init_networks",
            "predictor_method", "solver_method", "solver_step", "solver_features", "start_points",
-           "make_inference"]
+           "make_inference", "make_batch_inference"]

@@ -45,6 +45,59 @@ class _State(NamedTuple):
     k: jax.Array
 
 
+def _loop(step: Callable, residual: Callable, *, tol: float, omega: float, shrink: float,
+          thresholds: tuple):
+    """(init(z0, x, alpha0) -> state, advance(state, x, k_end) -> state): the loop's pieces.
+    ``advance`` iterates while k < k_end and some sample is still running."""
+    never = jnp.iinfo(jnp.int32).max
+
+    def norms(z, x):
+        return jnp.linalg.norm(jax.vmap(residual)(z, x), axis=1)
+
+    def hit(nrm):
+        levels = jnp.asarray(thresholds, nrm.dtype).reshape(1, -1)
+        return (0.5 * nrm**2)[:, None] <= levels
+
+    def init(z0, x, alpha0):
+        n0 = norms(z0, x)
+        b = z0.shape[0]
+        return _State(z0, z0, n0, jnp.full((b,), alpha0, z0.dtype), 0.5 * n0**2 <= tol,
+                      jnp.zeros((b,), jnp.int32), jnp.zeros((b,), jnp.int32),
+                      jnp.where(hit(n0), 0, never).astype(jnp.int32), jnp.int32(0))
+
+    def advance(s: _State, x, k_end):
+        def cond(s: _State):
+            return (s.k < k_end) & ~jnp.all(s.done)
+
+        def body(s: _State):
+            active = ~s.done
+            z_new = s.z + s.alpha[:, None] * step(s.z, x)
+            nrm = norms(z_new, x)
+            nrm = jnp.where(jnp.isfinite(nrm), nrm, jnp.inf)
+            better = active & (nrm < s.best_norm)
+            best_z = jnp.where(better[:, None], z_new, s.best_z)
+            best_norm = jnp.where(better, nrm, s.best_norm)
+            reset = active & (nrm > omega * best_norm)
+            z = jnp.where(reset[:, None], best_z, z_new)
+            z = jnp.where(active[:, None], z, s.z)
+            alpha = jnp.where(reset, s.alpha * shrink, s.alpha)
+            done = s.done | (0.5 * best_norm**2 <= tol)
+            hits = jnp.where(hit(best_norm) & (s.hits == never), s.k + 1, s.hits)
+            return _State(z, best_z, best_norm, alpha, done, s.iterations + active,
+                          s.resets + reset, hits, s.k + 1)
+
+        return jax.lax.while_loop(cond, body, s)
+
+    return init, advance
+
+
+def _result(s: _State, n_max, tol: float) -> InferenceResult:
+    never = jnp.iinfo(jnp.int32).max
+    merit = 0.5 * s.best_norm**2
+    hits = jnp.where(s.hits == never, jnp.asarray(n_max, jnp.int32) + 1, s.hits)
+    return InferenceResult(s.best_z, merit, s.iterations, merit <= tol, s.resets, hits)
+
+
 def infer(step: Callable, residual: Callable, z0: jax.Array, x: jax.Array, *,
           n_max: int | jax.Array = 500, tol: float = 1e-8, omega: float = 10.0,
           alpha0: float = 1.0, shrink: float = 0.95,
@@ -52,40 +105,53 @@ def infer(step: Callable, residual: Callable, z0: jax.Array, x: jax.Array, *,
     """Run the loop (jittable; ``n_max`` may be traced). ``residual(z, x)`` is F for one
     sample; it is vmapped here. ``thresholds``: levels of T whose first-hit iteration is
     recorded per sample (the convergence curves; 0 = already at the start)."""
-    norms = lambda z: jnp.linalg.norm(jax.vmap(residual)(z, x), axis=1)
-    n0 = norms(z0)
-    b = z0.shape[0]
-    levels = jnp.asarray(thresholds, z0.dtype).reshape(1, -1)
-    never = jnp.iinfo(jnp.int32).max
-    hit = lambda nrm: (0.5 * nrm**2)[:, None] <= levels
-    init = _State(z0, z0, n0, jnp.full((b,), alpha0, z0.dtype), 0.5 * n0**2 <= tol,
-                  jnp.zeros((b,), jnp.int32), jnp.zeros((b,), jnp.int32),
-                  jnp.where(hit(n0), 0, never).astype(jnp.int32), jnp.int32(0))
+    init, advance = _loop(step, residual, tol=tol, omega=omega, shrink=shrink,
+                          thresholds=thresholds)
+    return _result(advance(init(z0, x, alpha0), x, n_max), n_max, tol)
 
-    def cond(s: _State):
-        return (s.k < n_max) & ~jnp.all(s.done)
 
-    def body(s: _State):
-        active = ~s.done
-        z_new = s.z + s.alpha[:, None] * step(s.z, x)
-        nrm = norms(z_new)
-        nrm = jnp.where(jnp.isfinite(nrm), nrm, jnp.inf)
-        better = active & (nrm < s.best_norm)
-        best_z = jnp.where(better[:, None], z_new, s.best_z)
-        best_norm = jnp.where(better, nrm, s.best_norm)
-        reset = active & (nrm > omega * best_norm)
-        z = jnp.where(reset[:, None], best_z, z_new)
-        z = jnp.where(active[:, None], z, s.z)
-        alpha = jnp.where(reset, s.alpha * shrink, s.alpha)
-        done = s.done | (0.5 * best_norm**2 <= tol)
-        hits = jnp.where(hit(best_norm) & (s.hits == never), s.k + 1, s.hits)
-        return _State(z, best_z, best_norm, alpha, done, s.iterations + active,
-                      s.resets + reset, hits, s.k + 1)
+def compacted_runner(step: Callable, residual: Callable, *, n_max: int = 500,
+                     tol: float = 1e-8, omega: float = 10.0, alpha0: float = 1.0,
+                     shrink: float = 0.95, thresholds: tuple = (), chunk: int = 25,
+                     min_bucket: int = 8) -> Callable:
+    """``run(params, z0, x) -> InferenceResult``: :func:`infer` for a large batch, in compiled
+    chunks of ``chunk`` iterations; between chunks the samples still running are gathered
+    into a smaller batch (padded to a power of two: at most log2(B) shapes compile, once), so
+    converged samples stop costing work. ``step(params, z, x)``. The same per-sample iterates
+    as :func:`infer` (up to floating-point reassociation in the batched products): one
+    sample's arithmetic never depends on the others."""
+    import numpy as np
 
-    s = jax.lax.while_loop(cond, body, init)
-    merit = 0.5 * s.best_norm**2
-    hits = jnp.where(s.hits == never, jnp.asarray(n_max, jnp.int32) + 1, s.hits)
-    return InferenceResult(s.best_z, merit, s.iterations, merit <= tol, s.resets, hits)
+    def loop(params):
+        return _loop(lambda z, x: step(params, z, x), residual, tol=tol, omega=omega,
+                     shrink=shrink, thresholds=thresholds)
+
+    init = jax.jit(lambda params, z0, x: loop(params)[0](z0, x, alpha0))
+    advance = jax.jit(lambda params, s, x, k_end: loop(params)[1](s, x, k_end))
+
+    def run(params, z0, x) -> InferenceResult:
+        state = _State(*[np.array(a) for a in jax.device_get(init(params, z0, x))])
+        x = np.asarray(x)
+        b, k = x.shape[0], 0
+        while k < n_max:
+            idx = np.flatnonzero(~state.done)
+            if idx.size == 0:
+                break
+            size = min(b, max(min_bucket, 1 << int(np.ceil(np.log2(idx.size)))))
+            rows = np.concatenate([idx, np.full(size - idx.size, idx[0])])
+            sub = _State(*[a[rows] for a in state[:-1]], np.int32(k))
+            k = min(k + chunk, n_max)
+            sub = jax.device_get(advance(params, sub, x[rows], np.int32(k)))
+            for a, a_sub in zip(state[:-1], sub[:-1]):
+                a[idx] = a_sub[:idx.size]
+        return _result(state._replace(k=np.int32(k)), n_max, tol)
+
+    return run
+
+
+def infer_compacted(step: Callable, residual: Callable, z0, x, **kw) -> InferenceResult:
+    """:func:`compacted_runner` for a ``step(z, x)`` without parameters (tests, Newton)."""
+    return compacted_runner(lambda params, z, xx: step(z, xx), residual, **kw)(None, z0, x)
 
 
 def newton_step(residual: Callable) -> Callable:
@@ -95,4 +161,5 @@ def newton_step(residual: Callable) -> Callable:
     return jax.vmap(one)
 
 
-__all__ = ["InferenceResult", "infer", "newton_step"]
+__all__ = ["InferenceResult", "infer", "infer_compacted", "compacted_runner",
+           "newton_step"]
