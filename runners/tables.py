@@ -1,5 +1,8 @@
 """Collect every ``metrics.json`` under ``results/`` into one table.
 
+``python -m runners.tables --compare results/A results/B`` lists what changed between two
+result sets, run by run (regression checks after a code change).
+
 ``python -m runners.tables [--results results] [--out results/tables] [--name summary]``
 writes ``<out>/<name>.{md,csv,tex}``: one row per (problem, method, swept values), with
 mean ± std over seeds of abs/rel error, max |c|, iterations and wall time. The swept
@@ -227,15 +230,78 @@ def write_experiment(name: str, results: str | Path, out: str | Path) -> dict:
     return written
 
 
+def compare(a: str | Path, b: str | Path, rtol: float = 0.01) -> pd.DataFrame:
+    """Run-by-run differences between two result sets (regression checks after a change).
+
+    Runs are matched by ``config_hash`` (the whole resolved config, seed included); for every
+    metric of :data:`METRICS` present in either, one row with A, B, B/A and ``changed`` when
+    the relative difference exceeds ``rtol`` (or a value appears / disappears). Timings
+    (``*_s``, ``throughput``) vary between machines and runs: they count as changed only
+    beyond a factor 1.5. Runs found in one set only get a row with ``metric = "(run)"``.
+    """
+    da, db = collect(a), collect(b)
+    for d in (da, db):
+        if not d.empty and "config_hash" not in d.columns:
+            d["config_hash"] = d["path"]
+    label = lambda r: (f"{r.get('problem')}/{r.get('method')} seed {r.get('seed')}"
+                       + (f" tag {r['tag']}" if isinstance(r.get("tag"), str) else "")
+                       + f" [{Path(str(r.get('path'))).name}]")
+    ia = {h: r for h, r in (da.set_index("config_hash").iterrows() if not da.empty else [])}
+    ib = {h: r for h, r in (db.set_index("config_hash").iterrows() if not db.empty else [])}
+    rows = []
+    for h in sorted(set(ia) | set(ib), key=lambda h: label(ia.get(h, ib.get(h)))):
+        ra, rb = ia.get(h), ib.get(h)
+        name = label(ra if ra is not None else rb)
+        if ra is None or rb is None:
+            rows.append({"run": name, "metric": "(run)", "A": "present" if ra is not None
+                         else "missing", "B": "present" if rb is not None else "missing",
+                         "B/A": None, "changed": True})
+            continue
+        for m in ["status", *METRICS]:
+            va, vb = ra.get(m), rb.get(m)
+            na, nb = (v is None or (isinstance(v, float) and v != v) for v in (va, vb))
+            if na and nb:
+                continue
+            if m == "status" or isinstance(va, str) or isinstance(vb, str):
+                rows.append({"run": name, "metric": m, "A": va, "B": vb, "B/A": None,
+                             "changed": str(va) != str(vb)})
+                continue
+            ratio = vb / va if not (na or nb) and va != 0 else None
+            tol = 1 / 3 if m.endswith("_s") or m == "throughput" else rtol  # 1.5x for timings
+            changed = na != nb or (not na and abs(vb - va) > tol * max(abs(va), abs(vb)))
+            rows.append({"run": name, "metric": m, "A": va, "B": vb, "B/A": ratio,
+                         "changed": bool(changed)})
+    return pd.DataFrame(rows, columns=["run", "metric", "A", "B", "B/A", "changed"])
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m runners.tables",
                                  description=__doc__.split("\n")[0])
     ap.add_argument("--results", default="results", help="folder searched for metrics.json")
     ap.add_argument("--out", default=None, help="output folder (default: <results>/tables)")
     ap.add_argument("--name", default="summary", help="file stem of the tables")
+    ap.add_argument("--compare", nargs=2, metavar=("A", "B"), default=None,
+                    help="what changed between two result folders (runs matched by config)")
+    ap.add_argument("--rtol", type=float, default=0.01,
+                    help="--compare: relative difference counted as a change")
     ap.add_argument("experiment", nargs="?", default=None,
                     help="experiment=<name>: render conf/experiment/<name>.yaml's paper table")
     args = ap.parse_args(argv)
+    if args.compare is not None:
+        for f in args.compare:
+            if not Path(f).is_dir():
+                print(f"error: --compare: no such folder {f!r}", file=sys.stderr)
+                sys.exit(2)
+        diff = compare(*args.compare, rtol=args.rtol)
+        changed = diff[diff["changed"]]
+        out = Path(args.out) if args.out else Path("results") / "tables"
+        write_atomic(out / "compare.csv", diff.to_csv(index=False))
+        n_runs = diff["run"].nunique()
+        print(changed.to_markdown(index=False, floatfmt=".4g") if len(changed)
+              else "no differences")
+        print(f"\n{len(changed)} of {len(diff)} values differ (rtol {args.rtol:g}) across "
+              f"{n_runs} runs; all values: {out}/compare.csv")
+        return
     if args.experiment is not None:
         key, _, name = args.experiment.partition("=")
         if key != "experiment" or not name:

@@ -3,6 +3,8 @@
 import os
 import stat
 
+import pytest
+
 from runners.io import flatten, read_json, write_atomic, write_json
 
 
@@ -24,3 +26,33 @@ def test_flatten_names_nested_fields_with_dots():
     flat = flatten({"m_split": {"ic": 2, "pde": 3}, "alpha": 30.0, "xs": [1, 2]}, "problem.")
     assert flat == {"problem.m_split.ic": 2, "problem.m_split.pde": 3, "problem.alpha": 30.0,
                     "problem.xs": "[1, 2]"}
+
+
+def test_tables_compare_lists_changed_and_missing_runs(tmp_path):
+    """--compare matches runs by config hash: an error that moved by 10% is a change, one
+    that moved by 0.01% is not, a timing within 1.5x is not, and a run present only in A is
+    reported as missing in B."""
+    import json
+    import subprocess
+    import sys
+
+    from runners.tables import compare
+
+    def run(root, name, **rec):
+        d = tmp_path / root / name
+        d.mkdir(parents=True)
+        (d / "metrics.json").write_text(json.dumps({"problem": "reaction", "method": "trsqp",
+                                                    "seed": 0, "status": "converged", **rec}))
+
+    run("A", "r1", config_hash="h1", rel_error=0.100, abs_error=1.0, wall_s=10.0)
+    run("B", "r1", config_hash="h1", rel_error=0.110, abs_error=1.0001, wall_s=13.0)
+    run("A", "r2", config_hash="h2", rel_error=0.2, seed=1)
+    diff = compare(tmp_path / "A", tmp_path / "B").set_index("metric")
+    changed = set(diff.index[diff["changed"]])
+    assert changed == {"rel_error", "(run)"}, diff
+    assert diff.loc["rel_error", "B/A"] == pytest.approx(1.1)
+    assert diff.loc["(run)", "B"] == "missing"
+    p = subprocess.run([sys.executable, "-m", "runners.tables", "--compare",
+                        str(tmp_path / "A"), str(tmp_path / "B"), "--out", str(tmp_path / "t")],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and "2 of" in p.stdout and (tmp_path / "t/compare.csv").is_file()
