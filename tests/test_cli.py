@@ -250,3 +250,28 @@ def test_a_method_of_another_family_is_refused(tmp_path, pair):
     line = p.stderr.strip()
     assert line.startswith("error: method:") and "valid methods" in line and "\n" not in line
     assert not any(tmp_path.iterdir())
+
+
+def test_submitit_local_sweep_runs_jobs_and_resumes(tmp_path):
+    """A two-job sweep through Hydra's submitit launcher (real subprocess jobs) writes both
+    records; submitting it again skips both (their metrics.json are not rewritten)."""
+    args = ["-m", "hydra/launcher=submitit_local", *SPRING_TINY, "method=sqp_adam",
+            "method.epochs=20", "figures=false", "seed=0,1"]
+    train(tmp_path, *args)
+    files = metrics_files(tmp_path)
+    assert sorted(json.loads(f.read_text())["seed"] for f in files) == [0, 1]
+    assert all(json.loads(f.read_text())["status"] in ("converged", "max_iter") for f in files)
+    stamps = [f.stat().st_mtime_ns for f in files]
+    train(tmp_path, *args)
+    assert [f.stat().st_mtime_ns for f in metrics_files(tmp_path)] == stamps
+
+
+def test_cluster_config_sets_the_slurm_launcher():
+    """+cluster=example fills the submitit SLURM launcher (partition, GPUs, time, array)."""
+    p = subprocess.run([sys.executable, "-m", "runners.train", "hydra/launcher=submitit_slurm",
+                        "+cluster=example", "--cfg", "hydra", "-p", "hydra.launcher"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    for line in ("partition: gpu", "gpus_per_node: 1", "timeout_min: 240",
+                 "array_parallelism: 16", "SlurmLauncher"):
+        assert line in p.stdout, line
