@@ -44,31 +44,27 @@ def _bar(enabled: bool, total: int, desc: str):
 
 
 def reference(problem, x: np.ndarray, cache_dir: Path, progress: bool) -> dict:
-    """IPOPT tol 1e-10 (exact Hessian) solutions of the test points, cached (npz, no pickle)."""
+    """IPOPT tol 1e-10 (exact Hessian) solutions of the test points, cached once per
+    instance and point count (``problems.stochastic.cached_arrays``: keyed npz, no pickle)."""
     from methods.lisco_baselines import ipopt_solve
+    from problems.stochastic import cached_arrays
+
+    def solve():
+        bar = _bar(progress, len(x), "IPOPT reference (tol 1e-10)")
+        r = ipopt_solve(problem.kind, problem.inst, x, tol=1e-10,
+                        on_instance=lambda i: bar.update())
+        bar.close()
+        z = np.hstack([r.y, r.nu, r.lam])
+        return {"y": r.y, "nu": r.nu, "lam": r.lam, "success": r.success,
+                "objective": problem.sample_metrics(z, x, None)["objective"]}
 
     c = problem.cfg
-    path = cache_dir / (f"lisco_ref_{problem.kind}_s{problem.seed}_{c.n}x{c.n_eq}x{c.n_ineq}"
-                        f"_{c.n_examples}_{len(x)}.npz")
-    if path.is_file():
-        with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
-    bar = _bar(progress, len(x), "IPOPT reference (tol 1e-10)")
-    r = ipopt_solve(problem.kind, problem.inst, x, tol=1e-10, on_instance=lambda i: bar.update())
-    bar.close()
-    y = r.y
-    out = {"y": y, "nu": r.nu, "lam": r.lam, "success": r.success,
-           "objective": problem.sample_metrics(np.hstack([y, r.nu, r.lam]), x, None)["objective"]}
-    import io
-
-    buf = io.BytesIO()
-    np.savez(buf, **out)
-    write_atomic(path, buf.getvalue())
-    return out
+    key = {"seed": problem.seed, "n": c.n, "n_eq": c.n_eq, "n_ineq": c.n_ineq,
+           "n_examples": c.n_examples, "n_points": len(x), "tol": 1e-10}
+    return cached_arrays(cache_dir, f"lisco_ref_{problem.kind}", key, solve)
 
 
-def summarize(sm: dict, iterations=None, seconds=None, hits=None, n_max=None,
-              tol: float = 1e-8) -> dict:
+def summarize(sm: dict, iterations=None, seconds=None, hits=None, tol: float = 1e-8) -> dict:
     """Table 1–4 figures from per-sample metrics (``sm``: arrays per test point)."""
     t = sm["merit"]
     rec = {"objective_mean": float(np.mean(sm["objective"])),
@@ -284,7 +280,7 @@ def run_lisco(cfg: DictConfig, setup, out: Path, x: np.ndarray, ref: dict) -> tu
     # Table 2 counts converged runs only (the paper's rule); all runs if none converged
     ok = np.asarray(result.converged)
     sel = ok if ok.any() else np.ones_like(ok)
-    rec.update(summarize(sm, its[sel], secs[sel], hits, mc.n_max, mc.tol))
+    rec.update(summarize(sm, its[sel], secs[sel], hits, mc.tol))
     rec["timing_over"] = "converged" if ok.any() else "all"
     rec["success_loop"] = float(np.mean(np.asarray(result.converged)))  # T in dtype ≤ tol
     rec["resets_mean"] = float(np.mean(np.asarray(result.resets)))
