@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 SCALE  ?= smoke
 
-.PHONY: install demo test test-slow lint bench tables table-trsqp table-sqp-momentum table-neural-dae table-lisco clean-results
+.PHONY: install demo test test-slow lint bench tables table-trsqp table-sqp-momentum table-neural-dae table-lisco reproduce clean-results
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -52,23 +52,26 @@ table-trsqp: install
 	    --x problem.$${f##*_} --out results/figures/trsqp_fig1_$$f-$(SCALE).png || exit 1; \
 	done
 
-# SQP momentum paper: per problem, 4 methods x 2 learning rates x 5 seeds (SQP_SEEDS) and
-# 1 full-batch run per method and rate, one resumable sweep folder per scale; then the table
-# of final losses (mean ± std over seeds) -> results/tables/sqp_momentum-<scale>.{md,csv,tex},
-# loss curves and held-out predictions -> results/figures/sqp_momentum_*.png
+# SQP momentum paper: per problem, 4 methods x 2 learning rates x SQP_SEEDS seeds (one
+# vmapped program per method and rate: seeds=N) and 1 full-batch run per method and rate,
+# one resumable sweep folder per scale; then the table of final losses (mean ± std over
+# seeds) -> results/tables/sqp_momentum-<scale>.{md,csv,tex}, loss curves and held-out
+# predictions -> results/figures/sqp_momentum-<scale>/*.png
 SQP_PROBLEMS ?= spring butene burgers darcy
-SQP_SEEDS ?= 0,1,2,3,4
+SQP_SEEDS ?= 5
 table-sqp-momentum: install
 	@for p in $(SQP_PROBLEMS); do \
-	  for extra in "seed=$(SQP_SEEDS)" "seed=0 method.full_batch=true"; do \
+	  for extra in "seed=0 seeds=$(SQP_SEEDS)" "seed=0 method.full_batch=true"; do \
 	    $(BIN)/python -m runners.train -m experiment=sqp_momentum_$$p scale=$(SCALE) \
 	      sweep_name=sqp_momentum-$(SCALE) progress=false $$extra $(ARGS) || exit 1; \
 	  done; \
 	done
 	$(BIN)/python -m runners.tables --results results/sweeps/sqp_momentum-$(SCALE) \
 	  --out results/tables --name sqp_momentum-$(SCALE)
-	$(BIN)/python -m runners.figures curves --results results/sweeps/sqp_momentum-$(SCALE)
-	$(BIN)/python -m runners.figures predictions --results results/sweeps/sqp_momentum-$(SCALE)
+	$(BIN)/python -m runners.figures curves --results results/sweeps/sqp_momentum-$(SCALE) \
+	  --out-dir results/figures/sqp_momentum-$(SCALE)
+	$(BIN)/python -m runners.figures predictions --results results/sweeps/sqp_momentum-$(SCALE) \
+	  --out-dir results/figures/sqp_momentum-$(SCALE)
 
 # Neural DAE paper: (a) tank-manifold ablation A-D, (b) bioreactor simultaneous vs sequential,
 # (c) predator-prey with / without the Lyapunov constraint, at the spec's full settings (the
@@ -101,6 +104,22 @@ table-lisco: install
 	  --out results/tables/lisco-$(SCALE)
 	$(BIN)/python -m runners.lisco --results results/sweeps/lisco-$(SCALE) \
 	  --out results/figures/lisco_convergence-$(SCALE).png
+
+# Every paper's tables and figures, then results/REPORT.md and REPORT.html (ours beside the
+# paper's, ratio, ✗ where ours is > 2x worse, missing runs named, environment, the wall time
+# of each target from results/reproduce-<scale>-times.txt). A failing target does not stop
+# the others; the report says what is missing and make exits non-zero. Resumable: finished
+# runs are skipped on a rerun.
+REPRODUCE_TARGETS ?= table-lisco table-neural-dae table-sqp-momentum table-trsqp
+reproduce: install
+	@mkdir -p results; t=results/reproduce-$(SCALE)-times.txt; : > $$t; failed=0; \
+	for target in $(REPRODUCE_TARGETS); do \
+	  s=$$(date +%s); $(MAKE) --no-print-directory $$target SCALE=$(SCALE) ARGS="$(ARGS)"; \
+	  rc=$$?; [ $$rc -eq 0 ] || failed=1; \
+	  echo "$$target $$(( $$(date +%s) - s )) $$rc" >> $$t; \
+	done; \
+	$(BIN)/python -m runners.report --scale $(SCALE) --times $$t || exit 1; \
+	exit $$failed
 
 clean-results:
 	rm -rf results/runs results/sweeps results/bench results/tables results/figures

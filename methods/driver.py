@@ -5,6 +5,18 @@ One compile per run: ``chunk(state, data)`` runs ``log_every`` steps inside one
 checks the stopping test, the iteration cap and the time budget. Inside the chunk a
 step whose result is not finite is *not* taken: the chunk keeps the last finite state
 and raises a flag, and the run ends with status ``diverged``.
+
+Seeds vectorized (``seeds=N``): the same chunk under ``jax.vmap`` over a leading axis of
+the state (and of the data leaves that differ between seeds, ``data_axes``): N runs as one
+program, each seed with its own stopping test, divergence flag and status; the program
+runs until every seed has stopped.
+
+Checkpoints: every ``checkpoint_every`` chunks, and after the chunk during which
+``should_stop()`` became true (a SIGTERM / SIGUSR from a scheduler), the driver hands
+``(state, diverged, history)`` to ``on_checkpoint``; on a stop it then raises
+:class:`Interrupted`. Resuming means calling ``run_chunked`` again with that state,
+flags and history: the chunks are the same compiled program from the same boundary, so
+the resumed run ends bit-for-bit where the uninterrupted one does (on one device).
 """
 
 from __future__ import annotations
@@ -40,10 +52,18 @@ class Method(NamedTuple):
 
 class RunResult(NamedTuple):
     state: Any
-    status: str
+    status: Any  # str; a list of str (one per seed) when vectorized
     history: list
     compile_s: float
     wall_s: float
+
+
+class Interrupted(Exception):
+    """A stop was requested (signal); the state was checkpointed at ``iteration``."""
+
+    def __init__(self, iteration: int):
+        super().__init__(f"stopped at iteration {iteration}")
+        self.iteration = iteration
 
 
 def tree_all_finite(tree) -> jax.Array:
@@ -52,10 +72,13 @@ def tree_all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
-def make_chunk(method: Method, length: int, max_steps: int):
-    """``chunk(state, data) -> (state, diverged, log_row)``: ``length`` guarded steps.
+def make_chunk(method: Method, length: int, max_steps: int, *, vectorized: bool = False,
+               data_axes: Any = None):
+    """``chunk(state, data[, diverged]) -> (state, diverged, log_row)``: ``length`` guarded
+    steps. A step is skipped once the method is done, has diverged or reached ``max_steps``.
 
-    A step is skipped once the method is done, has diverged or reached ``max_steps``.
+    ``vectorized``: the chunk is vmapped over axis 0 of the state and of the ``diverged``
+    flags, and over ``data_axes`` (a prefix pytree of 0 / None) of the data.
     """
 
     def guarded(carry, _):
@@ -66,51 +89,96 @@ def make_chunk(method: Method, length: int, max_steps: int):
         state = jax.lax.cond(ok, lambda: new, lambda: state)
         return (state, diverged | ~ok, data), None
 
-    def chunk(state, data):
-        (state, diverged, _), _ = jax.lax.scan(guarded, (state, jnp.array(False), data), None,
+    def chunk(state, data, diverged=None):
+        diverged = jnp.array(False) if diverged is None else diverged
+        (state, diverged, _), _ = jax.lax.scan(guarded, (state, diverged, data), None,
                                                length=length)
         return state, diverged, method.log(state, data)
 
+    if vectorized:
+        return jax.jit(jax.vmap(chunk, in_axes=(0, data_axes, 0)))
     return jax.jit(chunk)
 
 
 def run_chunked(method: Method, state, data, *, max_steps: int, log_every: int,
                 time_budget_s: float = math.inf,
-                on_chunk: Callable[[Any, dict], None] | None = None) -> RunResult:
+                on_chunk: Callable[[Any, Any], None] | None = None,
+                seeds: int | None = None, data_axes: Any = None,
+                diverged: Any = None, history: list | None = None,
+                checkpoint_every: int = 0,
+                on_checkpoint: Callable[[Any, Any, list], None] | None = None,
+                should_stop: Callable[[], bool] | None = None) -> RunResult:
     """Drive ``method`` from ``state`` until it stops; returns the final state and status.
 
     ``on_chunk(state, row)`` is called after every chunk (and once for the initial
-    state) with the history row so far; it may add entries to ``row``.
+    state) with the history row so far; it may add entries to ``row``. With ``seeds=N``
+    the state carries a leading axis of N seeds, ``row`` is a list of N rows (each with
+    ``seed_index``) and the status is a list. ``diverged`` and ``history`` continue a
+    checkpointed run (the initial row is then not recorded again).
     """
+    vec = seeds is not None
     length = max(1, min(log_every, max_steps))
+    done_fn, conv_fn, it_fn = method.done, method.converged, method.iterations
+    if vec:
+        done_fn, conv_fn, it_fn = (jax.vmap(f) for f in (done_fn, conv_fn, it_fn))
+    done_fn, conv_fn, it_fn = jax.jit(done_fn), jax.jit(conv_fn), jax.jit(it_fn)
+    resumed = history is not None
+    history = list(history) if resumed else []
+    if diverged is None:
+        diverged = jnp.zeros((seeds,), bool) if vec else jnp.array(False)
     t0 = time.perf_counter()
-    compiled = make_chunk(method, length, max_steps).lower(state, data).compile()
+    compiled = make_chunk(method, length, max_steps, vectorized=vec,
+                          data_axes=data_axes).lower(state, data, diverged).compile()
     compile_s = time.perf_counter() - t0
-    history = []
+    log_fn = jax.jit(jax.vmap(method.log, in_axes=(0, data_axes)) if vec else method.log)
 
     def record(state, row, wall):
-        row = {"iteration": int(method.iterations(state)), "wall_s": wall,
-               **{k: float(v) for k, v in jax.device_get(row).items()}}
+        row = jax.device_get(row)
+        its = jax.device_get(it_fn(state))
+        if vec:
+            rows = [{"seed_index": i, "iteration": int(its[i]), "wall_s": wall,
+                     **{k: float(v[i]) for k, v in row.items()}} for i in range(seeds)]
+        else:
+            rows = {"iteration": int(its), "wall_s": wall,
+                    **{k: float(v) for k, v in row.items()}}
         if on_chunk is not None:
-            on_chunk(state, row)
-        history.append(row)
+            on_chunk(state, rows)
+        history.extend(rows if vec else [rows])
 
-    record(state, jax.jit(method.log)(state, data), 0.0)
-    t0 = time.perf_counter()
-    status = MAX_ITER
+    if not resumed:
+        record(state, log_fn(state, data), 0.0)
+    wall0 = history[-1]["wall_s"] if history else 0.0  # seconds already spent (a resumed run)
+    t0 = time.perf_counter() - wall0
+    chunks = 0
+    timed_out = False
     while True:
-        if bool(method.done(state)):
-            status = CONVERGED if bool(method.converged(state)) else MAX_ITER
-            break
-        if int(method.iterations(state)) >= max_steps:
-            status = MAX_ITER
+        stopped = jax.device_get(done_fn(state) | (it_fn(state) >= max_steps) | diverged)
+        if bool(stopped.all()):
             break
         if time.perf_counter() - t0 > time_budget_s:
-            status = TIME_BUDGET
+            timed_out = True
             break
-        state, diverged, row = compiled(state, data)
+        state, diverged, row = compiled(state, data, diverged)
+        chunks += 1
         record(state, row, time.perf_counter() - t0)
-        if bool(diverged):
-            status = DIVERGED
+        stop_now = should_stop is not None and should_stop()
+        if on_checkpoint is not None and (stop_now or (
+                checkpoint_every and chunks % checkpoint_every == 0)):
+            on_checkpoint(state, diverged, history)
+        if stop_now:
+            raise Interrupted(int(jnp.max(it_fn(state))))
+        if not vec and bool(diverged):
             break
-    return RunResult(state, status, history, compile_s, time.perf_counter() - t0)
+    done, conv, div, its = (jax.device_get(x) for x in (done_fn(state), conv_fn(state),
+                                                         diverged, it_fn(state)))
+
+    def status(done, conv, div, it):
+        if div:
+            return DIVERGED
+        if done:
+            return CONVERGED if conv else MAX_ITER
+        return TIME_BUDGET if timed_out and it < max_steps else MAX_ITER
+
+    st = ([status(bool(a), bool(b), bool(c), int(d)) for a, b, c, d in zip(done, conv, div, its)]
+          if vec else status(bool(done), bool(conv), bool(div), int(its)))
+    return RunResult(state, st, history, compile_s, time.perf_counter() - t0)

@@ -22,6 +22,7 @@ import logging
 import platform
 import sys
 import time
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -40,7 +41,7 @@ log = logging.getLogger("runners.train")
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 # keys that do not change what a run computes (left out of its config hash)
 NOT_HASHED = ("resume", "progress", "results_dir", "sweep_name", "figures", "jax_cache_dir",
-              "table")
+              "table", "seeds", "checkpoint_every")
 
 
 def config_hash(cfg: DictConfig) -> str:
@@ -72,16 +73,21 @@ class Progress:
     """A tqdm bar per phase plus history rows with subsampled errors every few chunks.
 
     The history so far is also written to ``history.csv`` every ``FLUSH_S`` seconds, so a
-    long run that is killed still leaves its curve behind.
+    long run that is killed still leaves its curve behind. With seeds vectorized the driver
+    hands over one row per seed; the bar follows the slowest seed.
     """
 
     FLUSH_S = 30.0
 
-    def __init__(self, cfg, problem, data, history: list, out: Path):
+    def __init__(self, cfg, problem, data, history: list, out: Path, data_axes=None,
+                 vectorized: bool = False):
         import jax
 
         self.cfg, self.data, self.history, self.out = cfg, data, history, out
-        self.log_errors = jax.jit(problem.log_errors) if hasattr(problem, "log_errors") else None
+        self.vec = vectorized
+        fn = getattr(problem, "log_errors", None)
+        self.log_errors = None if fn is None else jax.jit(
+            jax.vmap(fn, in_axes=(0, data_axes)) if vectorized else fn)
         self.bar = None
         self.flushed = time.perf_counter()
 
@@ -93,22 +99,34 @@ class Progress:
         self.flushed = time.perf_counter()
 
     def start(self, phase, method, desc):
+        import jax
         from tqdm.auto import tqdm
 
         self.close()
-        self.phase, self.method, self.chunks = phase, method, 0
+        self.phase, self.method = phase, method
+        self.chunks = sum(1 for r in self.history if r.get("phase") == phase
+                          and r.get("seed_index", 0) == 0)  # a resumed phase
+        self.params = jax.jit(jax.vmap(method.params) if self.vec else method.params)
+        self.count = jax.jit(jax.vmap(method.progress) if self.vec else method.progress)
         self.bar = tqdm(total=method.progress_total, desc=desc, unit=method.progress_unit,
                         disable=not self.cfg.progress, dynamic_ncols=True, mininterval=0.5,
                         file=sys.stderr)
 
-    def __call__(self, state, row):
+    def __call__(self, state, rows):
+        import numpy as np
+
+        rows = rows if self.vec else [rows]
         if self.log_errors is not None and self.chunks % self.cfg.eval_every == 0:
-            errs = self.log_errors(self.method.params(state), self.data)
-            row.update({k: float(v) for k, v in errs.items()})
+            errs = self.log_errors(self.params(state), self.data)
+            for i, row in enumerate(rows):
+                row.update({k: float(np.asarray(v)[i] if self.vec else v)
+                            for k, v in errs.items()})
         self.chunks += 1
-        row["phase"] = self.phase
-        self.history.append(row)
-        self.bar.n = min(int(self.method.progress(state)), self.bar.total)
+        for row in rows:
+            row["phase"] = self.phase
+        self.history.extend(rows)
+        self.bar.n = min(int(np.min(np.asarray(self.count(state)))), self.bar.total)
+        row = max(rows, key=lambda r: r.get("constraint_norm", r.get("max_abs_c", 0.0)))
         post = {"loss": row.get("objective", row.get("loss_total", row.get("loss"))),
                 "|c|": row.get("constraint_norm", row.get("max_abs_c"))}
         if self.phase != "pretrain" and "mu" in row:
@@ -154,19 +172,45 @@ def solution_figure(problem, params, data, path: Path, title: str):
     save_figure(fig, path, dpi=110)
 
 
-def run(cfg: DictConfig, out: Path) -> dict | None:
-    """One run of ``cfg`` writing into ``out``; returns the metrics record."""
+def seed_config(cfg: DictConfig, seed: int) -> DictConfig:
+    """The config of the separate run with this seed (``seeds=N`` writes one record per
+    seed with this config's hash, so its records compare with separate runs')."""
+    from omegaconf import open_dict
+
+    c = cfg.copy()
+    with open_dict(c):
+        c.seed, c.seeds = seed, 1
+    return c
+
+
+def _finished(out: Path, chash: str) -> dict | None:
+    old = read_json(out / "metrics.json")
+    if old and str(old.get("status")).split(":")[0] in FINISHED \
+            and old.get("config_hash") == chash:
+        return old
+    return None
+
+
+def run(cfg: DictConfig, out: Path) -> dict | list | None:
+    """One run of ``cfg`` writing into ``out``; returns the metrics record.
+
+    ``seeds=N`` (N > 1) runs seeds ``seed .. seed+N-1`` and writes each one's folder
+    ``out/seed=<s>/``; it returns the list of records.
+    """
     try:
         setup: Setup = resolve(cfg)
     except ConfigError as e:
         _remove_if_empty(out)
         fail(str(e))
-    chash = config_hash(cfg)
-    old = read_json(out / "metrics.json")
-    finished = old and str(old.get("status")).split(":")[0] in FINISHED
-    if cfg.resume and finished and old.get("config_hash") == chash:
-        log.info("skipping finished run (%s) in %s", old["status"], out)
-        return old
+    seeds = list(range(cfg.seed, cfg.seed + cfg.get("seeds", 1)))
+    vec = len(seeds) > 1
+    outs = [out / f"seed={s}" for s in seeds] if vec else [out]
+    hashes = [config_hash(seed_config(cfg, s) if vec else cfg) for s in seeds]
+    old = [_finished(o, h) for o, h in zip(outs, hashes)]
+    if cfg.resume and all(old):
+        log.info("skipping finished run%s (%s) in %s", "s" if vec else "",
+                 ", ".join(r["status"] for r in old), out)
+        return old if vec else old[0]
 
     import jax
 
@@ -174,117 +218,35 @@ def run(cfg: DictConfig, out: Path) -> dict | None:
     if cfg.jax_cache_dir:  # persistent compilation cache: repeated runs skip XLA compiles
         jax.config.update("jax_compilation_cache_dir", str(Path(cfg.jax_cache_dir).expanduser()))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-    import jax.numpy as jnp
-    from flax import serialization
-
-    from methods import build_method, pretrain_method, pretrain_report, run_chunked
 
     dev = jax.devices()[0]
     log.info("JAX %s on %s (%s); precision %s", jax.__version__, dev.platform.upper(),
              dev.device_kind, setup.precision)
-    problem, dtype = setup.problem, jnp.dtype(setup.precision)
+    if setup.problem.family in (NEURAL_DAE, PARAMETRIC_OPT):  # CasADi / IPOPT / LISCO branches
+        if vec:
+            print(f"note: seeds={len(seeds)}: {setup.method_name} on {setup.problem.name} is not "
+                  "a vectorizable JAX stepper; running the seeds one after another", flush=True)
+        records = []
+        for s, o, h, done in zip(seeds, outs, hashes, old):
+            if done and cfg.resume:
+                records.append(done)
+                continue
+            records.append(_run_branch(seed_config(cfg, s) if vec else cfg, setup, o, h, dev))
+        return records if vec else records[0]
+    try:
+        records = _run_jax(cfg, setup, seeds, outs, hashes, dev)
+    except ConfigError as e:  # a checkpoint that does not fit this run
+        fail(str(e))
+    return records if vec else records[0]
+
+
+def _record_base(cfg, setup, chash, dev, out) -> dict:
+    """The fields every record has: names, config (flattened), versions, provenance."""
     choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
-    if problem.family in (NEURAL_DAE, PARAMETRIC_OPT):  # CasADi / IPOPT / LISCO branches
-        base = {
-            "problem": problem.name, "method": setup.method_name, "family": problem.family,
-            "seed": cfg.seed, "scale": choices.get("scale", cfg.scale.get("name")),
-            "tag": cfg.get("tag"),
-            **flatten(OmegaConf.to_container(cfg.problem, resolve=True), "problem."),
-            **flatten(OmegaConf.to_container(cfg.method, resolve=True), "method."),
-            "precision": setup.precision,
-            "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized()
-            else [],
-            "config_hash": chash, "device": f"{dev.platform}:{dev.device_kind}",
-            **{f"version.{k}": v for k, v in versions().items()},
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "run_dir": str(out)}
-        if problem.family == NEURAL_DAE:  # collocation (CasADi + IPOPT) or sequential
-            from runners.dae import run_neural_dae as branch
-        else:  # LISCO, IPOPT, OSQP on DC3's problems
-            from runners.lisco import run_parametric_opt as branch
-        try:
-            record, summary = branch(cfg, setup, out, base)
-        except ConfigError as e:  # found only once the run looks at files (a checkpoint)
-            _remove_if_empty(out)
-            fail(str(e))
-        print(summary, flush=True)
-        return record
-    t_start = time.perf_counter()
-    stochastic = problem.family == STOCHASTIC_CONSTRAINED
-    if stochastic:  # data and initial weights fixed by problem.data_seed; seed: batches only
-        data = problem.make_data(cache_dir=str(Path(cfg.results_dir) / "cache"))
-        params = problem.init_params(jax.random.PRNGKey(problem.cfg.data_seed))
-    else:
-        k_data, k_init = jax.random.split(jax.random.PRNGKey(cfg.seed))
-        data = problem.sample_data(k_data)
-        params = problem.init_params(k_init)
-    data_s = time.perf_counter() - t_start
-    history: list = []
-    progress = Progress(cfg, problem, data, history, out)
-    pre: dict = {}
-    status, compile_s, train_s = None, 0.0, 0.0
-    budget = setup.time_s
-
-    if setup.pretrain_cfg is not None:
-        pm = pretrain_method(problem, setup.pretrain_cfg, dtype)
-        progress.start("pretrain", pm, f"pretrain {problem.name}")
-        r = run_chunked(pm, pm.init(params, data), data, max_steps=setup.pretrain_cfg.inner_maxiter,
-                        log_every=cfg.log_every, time_budget_s=budget, on_chunk=progress)
-        progress.close()
-        params = pm.params(r.state)
-        compile_s += r.compile_s
-        train_s += r.wall_s
-        budget -= r.wall_s
-        pre = {"pretrain_status": r.status, "pretrain_iterations": int(r.state.iteration),
-               "pretrain_wall_s": r.wall_s, "pretrain_compile_s": r.compile_s,
-               **{k: float(v) for k, v in pretrain_report(problem, params, data).items()},
-               **flatten(OmegaConf.to_container(cfg.pretraining, resolve=True), "pretraining.")}
-        log.info("pretraining: %s after %d iterations, ||c~||^2 = %.3e, IC residual/||u0|| = %.3f",
-                 r.status, r.state.iteration, pre["pretrain_c_sq"], pre["pretrain_ic_rel"])
-        if r.status == "diverged":
-            status = "diverged"
-
-    method = build_method(setup.method_name, setup.method_cfg, problem, dtype,
-                          key=jax.random.PRNGKey(cfg.seed))
-    state = method.init(params, data)
-    iterations = 0
-    if status is None:
-        progress.start("train", method, f"{setup.method_name} {problem.name}")
-        r = run_chunked(method, state, data, max_steps=setup.max_iter, log_every=cfg.log_every,
-                        time_budget_s=budget, on_chunk=progress)
-        progress.close()
-        state, status = r.state, r.status
-        compile_s += r.compile_s
-        train_s += r.wall_s
-        iterations = int(method.iterations(state))
-        params = method.params(state)
-
-    t_eval = time.perf_counter()
-    final = {k: float(v) for k, v in jax.jit(problem.evaluate)(params, data).items()}
-    eval_s = time.perf_counter() - t_eval
-
-    progress.flush()
-    write_atomic(out / "params.msgpack", serialization.to_bytes(params))
-    label = f"{problem.name} / {setup.method_name}  (seed {cfg.seed}, status {status})"
-    if cfg.figures and stochastic:
-        from runners.figures import loss_curves_figure, prediction_figure
-
-        prediction_figure(problem, params, data, out / "prediction.png", label)
-        loss_curves_figure(history, out / "losses.png", label)
-    elif cfg.figures:
-        solution_figure(problem, params, data, out / "solution.png", label)
-
-    last = history[-1] if history else {}
-    record = {
-        "problem": problem.name, "method": setup.method_name, "family": problem.family,
-        "seed": cfg.seed, "scale": choices.get("scale", cfg.scale.get("name")),
-        "tag": cfg.get("tag"), "pretrain": setup.pretrain_cfg is not None, "status": status,
-        "iterations": iterations,
-        **({"rounds": int(last["round"])} if "round" in last and last.get("phase") == "train"
-           else {}),
-        **final,
-        "wall_s": train_s, "compile_s": compile_s, "data_s": data_s, "eval_s": eval_s,
-        **pre,
+    return {
+        "problem": setup.problem.name, "method": setup.method_name,
+        "family": setup.problem.family, "seed": cfg.seed,
+        "scale": choices.get("scale", cfg.scale.get("name")), "tag": cfg.get("tag"),
         **flatten(OmegaConf.to_container(cfg.problem, resolve=True), "problem."),
         **flatten(OmegaConf.to_container(cfg.method, resolve=True), "method."),
         "precision": setup.precision,
@@ -292,15 +254,239 @@ def run(cfg: DictConfig, out: Path) -> dict | None:
         "config_hash": chash, "device": f"{dev.platform}:{dev.device_kind}",
         **{f"version.{k}": v for k, v in versions().items()},
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "run_dir": str(out),
-    }
-    write_json(out / "metrics.json", record)
-    shown = ("abs_error", "rel_error", "max_constraint_violation", "total", "test_mse",
-             "max_abs_c")
-    figures = ", ".join(f"{k} {final[k]:.4g}" for k in shown if k in final)
-    print(f"{label}: iterations {iterations}, {figures}, wall {train_s:.1f}s "
-          f"(+ compile {compile_s:.1f}s) -> {out}", flush=True)
+        "run_dir": str(out)}
+
+
+def _run_branch(cfg, setup, out: Path, chash: str, dev) -> dict:
+    """Neural DAE (collocation / sequential) or parametric optimization (LISCO, IPOPT, OSQP)."""
+    base = _record_base(cfg, setup, chash, dev, out)
+    if setup.problem.family == NEURAL_DAE:  # collocation (CasADi + IPOPT) or sequential
+        from runners.dae import run_neural_dae as branch
+    else:  # LISCO, IPOPT, OSQP on DC3's problems
+        from runners.lisco import run_parametric_opt as branch
+    try:
+        record, summary = branch(cfg, setup, out, base)
+    except ConfigError as e:  # found only once the run looks at files (a checkpoint)
+        _remove_if_empty(out)
+        fail(str(e))
+    print(summary, flush=True)
     return record
+
+
+def _stack(trees):
+    import jax
+    import jax.numpy as jnp
+
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def _stack_data(trees):
+    """(stacked data, vmap in_axes): leaves equal across seeds stay one copy (axis None)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    flat = [jax.tree.flatten(t) for t in trees]
+    treedef = flat[0][1]
+    leaves, axes = [], []
+    for xs in zip(*(f[0] for f in flat)):
+        same = all(np.array_equal(np.asarray(xs[0]), np.asarray(x)) for x in xs[1:])
+        leaves.append(xs[0] if same else jnp.stack(xs))
+        axes.append(None if same else 0)
+    return jax.tree.unflatten(treedef, leaves), jax.tree.unflatten(treedef, axes)
+
+
+def _take(tree, i, axes=None):
+    """Seed ``i`` of a stacked tree (``axes``: the in_axes of ``_stack_data``; None: all 0)."""
+    import jax
+
+    if axes is None:
+        return jax.tree.map(lambda x: x[i], tree)
+    flat, treedef = jax.tree.flatten(tree)
+    ax = jax.tree.flatten(axes, is_leaf=lambda x: x is None)[0]
+    return jax.tree.unflatten(treedef, [x if a is None else x[i] for x, a in zip(flat, ax)])
+
+
+def _run_jax(cfg, setup, seeds, outs, hashes, dev) -> list[dict]:
+    """The chunked JAX steppers (constrained learning, stochastic constrained): one program,
+    vmapped over the seeds when there are several; checkpoints and stop signals."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from flax import serialization
+
+    from methods import build_method, pretrain_method, pretrain_report, run_chunked
+    from methods.driver import Interrupted
+    from runners.checkpoint import EXIT_INTERRUPTED, Checkpoint, StopSignals, find_interrupted
+
+    problem, dtype = setup.problem, jnp.dtype(setup.precision)
+    vec = len(seeds) > 1
+    n = len(seeds) if vec else None
+    out = outs[0].parent if vec else outs[0]
+    t_start = time.perf_counter()
+    stochastic = problem.family == STOCHASTIC_CONSTRAINED
+    if stochastic:  # data and initial weights fixed by problem.data_seed; seed: batches only
+        data = problem.make_data(cache_dir=str(Path(cfg.results_dir) / "cache"))
+        params0 = problem.init_params(jax.random.PRNGKey(problem.cfg.data_seed))
+        datas, inits = [data] * len(seeds), [params0] * len(seeds)
+    else:
+        datas, inits = [], []
+        for s in seeds:
+            k_data, k_init = jax.random.split(jax.random.PRNGKey(s))
+            datas.append(problem.sample_data(k_data))
+            inits.append(problem.init_params(k_init))
+    if vec:
+        data, data_axes = _stack_data(datas)
+        params = _stack(inits)
+    else:
+        data, data_axes, params = datas[0], None, inits[0]
+    data_s = time.perf_counter() - t_start
+    history: list = []
+    progress = Progress(cfg, problem, data, history, out, data_axes, vec)
+    run_hash = config_hash(cfg)  # seeds included: a seeds=5 checkpoint is not a seeds=1 one
+    if vec:
+        run_hash = hashlib.sha256(f"{run_hash}-seeds{len(seeds)}".encode()).hexdigest()[:16]
+    multirun = HydraConfig.initialized() and str(HydraConfig.get().mode) == "RunMode.MULTIRUN"
+    previous = None
+    if not multirun and not (out / "checkpoint" / "checkpoint.json").exists():
+        previous = find_interrupted(out.parent, run_hash, exclude=out)
+    ckpt = Checkpoint(out, run_hash, previous)
+    meta = ckpt.meta()
+    if meta is not None:
+        print(f"resuming {ckpt.source} from its {meta['phase']} checkpoint at iteration "
+              f"{meta['iteration']}", flush=True)
+        history.extend(meta["history"])
+    every = int(cfg.get("checkpoint_every", 0) or 0)
+    timing = {"compile_s": 0.0, "train_s": 0.0, **(meta or {}).get("timing", {})}
+    pre = (meta or {}).get("pre", [{} for _ in seeds])
+    vmap = (lambda f, axes=(0, data_axes): jax.vmap(f, in_axes=axes)) if vec else \
+        (lambda f, axes=None: f)
+    zero_flags = jnp.zeros((n,), bool) if vec else jnp.array(False)
+
+    def phase(name, method, state, max_steps, budget, diverged):
+        """One resumable phase of the driver; returns the driver's result."""
+        hist = None  # this phase's rows so far (a resumed phase)
+        if meta is not None and meta["phase"] == name:
+            try:
+                state, diverged, _ = ckpt.load((state, diverged))
+            except ValueError as e:
+                raise ConfigError(f"checkpoint: {e}") from None
+            hist = [r for r in history if r.get("phase") == name]
+
+        def save(st, div, _):
+            ckpt.save(st, div, {"phase": name, "iteration": int(np.max(np.asarray(
+                jax.vmap(method.iterations)(st) if vec else method.iterations(st)))),
+                "history": history, "pre": pre, "timing": timing})
+
+        progress.start(name, method, f"{method.name} {problem.name}"
+                       + (f" ×{n} seeds" if vec else ""))
+        r = run_chunked(method, state, data, max_steps=max_steps, log_every=cfg.log_every,
+                        time_budget_s=budget, on_chunk=progress, seeds=n, data_axes=data_axes,
+                        diverged=diverged, history=hist, checkpoint_every=every,
+                        on_checkpoint=save, should_stop=stop)
+        progress.close()
+        timing["compile_s"] += r.compile_s
+        timing["train_s"] += r.wall_s  # a resumed phase's wall includes its earlier part
+        return r
+
+    statuses = [None] * len(seeds)
+    iterations = [0] * len(seeds)
+    with StopSignals() as stop:
+        try:
+            pre_flags = zero_flags
+            if setup.pretrain_cfg is not None and (meta is None or meta["phase"] == "pretrain"):
+                pm = pretrain_method(problem, setup.pretrain_cfg, dtype)
+                r = phase("pretrain", pm, vmap(pm.init)(params, data),
+                          setup.pretrain_cfg.inner_maxiter, setup.time_s, zero_flags)
+                params = vmap(pm.params, 0)(r.state)
+                st = r.status if vec else [r.status]
+                its = np.atleast_1d(np.asarray(vmap(pm.iterations, 0)(r.state)))
+                pre = []
+                for i in range(len(seeds)):
+                    p_i = _take(params, i) if vec else params
+                    d_i = _take(data, i, data_axes) if vec else data
+                    pre.append({
+                        "pretrain_status": st[i], "pretrain_iterations": int(its[i]),
+                        "pretrain_wall_s": r.wall_s, "pretrain_compile_s": r.compile_s,
+                        **{k: float(v) for k, v in pretrain_report(problem, p_i, d_i).items()},
+                        **flatten(OmegaConf.to_container(cfg.pretraining, resolve=True),
+                                  "pretraining.")})
+                    log.info("pretraining (seed %d): %s after %d iterations, ||c~||^2 = %.3e, "
+                             "IC residual/||u0|| = %.3f", seeds[i], st[i], its[i],
+                             pre[i]["pretrain_c_sq"], pre[i]["pretrain_ic_rel"])
+                pre_flags = jnp.asarray([x == "diverged" for x in st]) if vec else \
+                    jnp.asarray(st[0] == "diverged")
+            method = build_method(setup.method_name, setup.method_cfg, problem, dtype,
+                                  key=jax.random.PRNGKey(seeds[0]))
+            if vec:  # each seed's own init (its mini-batch key), as in a separate run
+                state = _stack([build_method(setup.method_name, setup.method_cfg, problem,
+                                             dtype, key=jax.random.PRNGKey(s)).init(
+                    _take(params, i), _take(data, i, data_axes)) for i, s in enumerate(seeds)])
+            else:
+                state = method.init(params, data)
+            if not vec and bool(pre_flags):
+                statuses = ["diverged"]
+            else:
+                r = phase("train", method, state, setup.max_iter,
+                          setup.time_s - timing["train_s"], pre_flags)
+                state = r.state
+                statuses = r.status if vec else [r.status]
+                iterations = [int(x) for x in np.atleast_1d(np.asarray(
+                    vmap(method.iterations, 0)(state)))]
+                params = vmap(method.params, 0)(state)
+        except Interrupted as e:
+            progress.close()
+            progress.flush()
+            print(f"interrupted by {stop.requested} at iteration {e.iteration}: checkpoint in "
+                  f"{ckpt.dir}; run the same command again to continue", file=sys.stderr,
+                  flush=True)
+            sys.exit(EXIT_INTERRUPTED)
+    progress.flush()
+
+    records = []
+    evaluate = jax.jit(problem.evaluate)
+    for i, (s, o, h) in enumerate(zip(seeds, outs, hashes)):
+        p_i = _take(params, i) if vec else params
+        d_i = _take(data, i, data_axes) if vec else data
+        t_eval = time.perf_counter()
+        final = {k: float(v) for k, v in evaluate(p_i, d_i).items()}
+        eval_s = time.perf_counter() - t_eval
+        hist_i = [{k: v for k, v in r.items() if k != "seed_index"} for r in history
+                  if r.get("seed_index", i) == i]
+        if vec:
+            import pandas as pd
+
+            write_atomic(o / "history.csv", pd.DataFrame(hist_i).to_csv(index=False))
+        write_atomic(o / "params.msgpack", serialization.to_bytes(p_i))
+        label = f"{problem.name} / {setup.method_name}  (seed {s}, status {statuses[i]})"
+        if cfg.figures and stochastic:
+            from runners.figures import loss_curves_figure, prediction_figure
+
+            prediction_figure(problem, p_i, d_i, o / "prediction.png", label)
+            loss_curves_figure(hist_i, o / "losses.png", label)
+        elif cfg.figures:
+            solution_figure(problem, p_i, d_i, o / "solution.png", label)
+        last = next((r for r in reversed(hist_i) if r.get("phase") == "train"), {})
+        base = _record_base(seed_config(cfg, s) if vec else cfg, setup, h, dev, o)
+        record = {
+            **{k: base[k] for k in ("problem", "method", "family", "seed", "scale", "tag")},
+            "pretrain": setup.pretrain_cfg is not None, "status": statuses[i],
+            "iterations": iterations[i],
+            **({"rounds": int(last["round"])} if "round" in last else {}),
+            **final,
+            "wall_s": timing["train_s"], "compile_s": timing["compile_s"], "data_s": data_s,
+            "eval_s": eval_s, **(pre[i] if i < len(pre) else {}),
+            **({"vectorized_seeds": len(seeds)} if vec else {}),
+            **base}
+        write_json(o / "metrics.json", record)
+        records.append(record)
+        shown = ("abs_error", "rel_error", "max_constraint_violation", "total", "test_mse",
+                 "max_abs_c")
+        figures = ", ".join(f"{k} {final[k]:.4g}" for k in shown if k in final)
+        print(f"{label}: iterations {iterations[i]}, {figures}, wall {timing['train_s']:.1f}s "
+              f"(+ compile {timing['compile_s']:.1f}s) -> {o}", flush=True)
+    ckpt.finish()
+    return records
 
 
 def _remove_if_empty(out: Path):
@@ -327,8 +513,23 @@ def short_dirname(name: str) -> str:
     return f"{name[:MAX_DIRNAME - 14]}~{digest}"
 
 
+def default_n_jobs() -> int:
+    """Parallel jobs of the joblib launcher: half the usable cores, at least 2 (1 on one
+    core); each JAX process already runs large operations on several threads."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return 1 if (cores or 1) <= 1 else max(2, cores // 2)
+
+
 if not OmegaConf.has_resolver("short_dirname"):
     OmegaConf.register_new_resolver("short_dirname", short_dirname)
+if not OmegaConf.has_resolver("default_n_jobs"):
+    OmegaConf.register_new_resolver("default_n_jobs", default_n_jobs)
+# conf/hydra/launcher/joblib.yaml shadows the plugin's node of the same name to set n_jobs;
+# Hydra 1.3 (pinned <1.4) validates it against the plugin's schema and warns that this
+# matching is deprecated: the file is complete, so the warning is noise for users.
+warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/joblib' is validated against")
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")

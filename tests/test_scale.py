@@ -1,0 +1,150 @@
+"""Running at scale: seeds vectorized, checkpoints and resume after a stop signal.
+
+The runs are in-process (``runners.train.run`` on a composed config) with tiny networks,
+so the comparisons cost seconds, not subprocess start-ups.
+"""
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from runners import train as train_mod
+
+CACHE = Path(__file__).resolve().parent.parent / ".jax_cache"
+TINY_PINN = ["problem.depth=1", "problem.width=8", "problem.n_data=64", "problem.eval_nx=32",
+             "problem.eval_nt=16", "problem.n_log=64", "problem.m_pretrain=30",
+             "problem.m_pretrain_split.ic=10", "problem.m_pretrain_split.pde=10",
+             "problem.m_pretrain_split.bc=10", "pretraining.inner_maxiter=40",
+             "budget.max_iter=40", "log_every=10", "eval_every=1", "progress=false",
+             "figures=false"]
+TINY_SPRING = ["problem=spring", "problem.width=8", "problem.depth=1", "method=sqp_adam",
+               "method.epochs=30", "log_every=10", "progress=false", "figures=false"]
+
+
+def compose_cfg(tmp, *overrides):
+    with initialize_config_dir(config_dir=str(train_mod.CONF_DIR), version_base="1.3"):
+        return compose("train", overrides=[f"results_dir={tmp}", f"jax_cache_dir={CACHE}",
+                                          *overrides])
+
+
+def run(tmp, out, *overrides):
+    return train_mod.run(compose_cfg(tmp, *overrides), Path(out))
+
+
+COMPARED = ("abs_error", "rel_error", "max_constraint_violation", "pretrain_c_sq", "total",
+            "test_mse", "max_abs_c")
+
+
+@pytest.mark.parametrize("case", [("method=trsqp", *TINY_PINN), TINY_SPRING],
+                         ids=["trsqp", "sqp_adam"])
+def test_vectorized_seeds_match_separate_runs(tmp_path, case):
+    recs = run(tmp_path, tmp_path / "vec", *case, "seed=3", "seeds=2")
+    assert [r["seed"] for r in recs] == [3, 4]
+    assert all(r["vectorized_seeds"] == 2 for r in recs)
+    for r in recs:
+        single = run(tmp_path, tmp_path / f"single{r['seed']}", *case, f"seed={r['seed']}")
+        # the same config hash as the separate run: result sets compare run by run
+        assert r["config_hash"] == single["config_hash"]
+        assert r["iterations"] == single["iterations"] and r["status"] == single["status"]
+        for k in COMPARED:
+            if k in single:
+                assert r[k] == pytest.approx(single[k], rel=1e-5, abs=1e-9), k
+        assert (Path(r["run_dir"]) / "params.msgpack").is_file()
+    # seed 3 and seed 4 are different runs (the mini-batch stream / the data differ)
+    key = "abs_error" if "abs_error" in recs[0] else "test_mse"
+    assert recs[0][key] != recs[1][key]
+    # rerunning skips the finished seeds
+    again = run(tmp_path, tmp_path / "vec", *case, "seed=3", "seeds=2")
+    assert [a["finished_at"] for a in again] == [r["finished_at"] for r in recs]
+
+
+def _stop_after(monkeypatch, phase: str, chunks: int):
+    """Send this process a real SIGTERM once ``phase`` has run ``chunks`` chunks."""
+    original = train_mod.Progress.__call__
+
+    def call(self, state, rows):
+        original(self, state, rows)
+        if self.phase == phase and self.chunks == chunks + 1:  # + the initial row
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(train_mod.Progress, "__call__", call)
+
+
+@pytest.mark.parametrize("phase", ["pretrain", "train"])
+def test_interrupted_run_resumes_to_the_same_parameters(tmp_path, monkeypatch, phase):
+    case = ("method=trsqp", *TINY_PINN, "seed=1", "checkpoint_every=1")
+    full = run(tmp_path, tmp_path / "runs" / "full", *case)
+    with monkeypatch.context() as m:
+        _stop_after(m, phase, 2)
+        with pytest.raises(SystemExit) as stop:
+            run(tmp_path, tmp_path / "runs" / "a", *case)
+    assert stop.value.code == 143
+    meta = json.loads((tmp_path / "runs" / "a" / "checkpoint" / "checkpoint.json").read_text())
+    assert meta["phase"] == phase and 0 < meta["iteration"] < 40
+    assert not (tmp_path / "runs" / "a" / "metrics.json").exists()
+    # a single run's rerun gets a new folder; it finds the interrupted one and continues it
+    resumed = run(tmp_path, tmp_path / "runs" / "b", *case)
+    assert not (tmp_path / "runs" / "a" / "checkpoint").exists()
+    a = (tmp_path / "runs" / "full" / "params.msgpack").read_bytes()
+    b = (tmp_path / "runs" / "b" / "params.msgpack").read_bytes()
+    assert a == b  # bit for bit
+    assert resumed["iterations"] == full["iterations"]
+    assert resumed["abs_error"] == full["abs_error"]
+    assert resumed["pretrain_iterations"] == full["pretrain_iterations"]
+    import pandas as pd
+
+    h_full = pd.read_csv(tmp_path / "runs" / "full" / "history.csv")
+    h_res = pd.read_csv(tmp_path / "runs" / "b" / "history.csv")
+    assert list(h_full["iteration"]) == list(h_res["iteration"])
+    assert list(h_full["phase"]) == list(h_res["phase"])
+
+
+def test_vectorized_seeds_resume_after_a_stop(tmp_path, monkeypatch):
+    case = (*TINY_SPRING, "seed=0", "seeds=2", "checkpoint_every=0")
+    full = run(tmp_path, tmp_path / "full", *case)
+    with monkeypatch.context() as m:
+        _stop_after(m, "train", 3)
+        with pytest.raises(SystemExit):
+            run(tmp_path, tmp_path / "sweep", *case)
+    resumed = run(tmp_path, tmp_path / "sweep", *case)
+    for f, r in zip(full, resumed):
+        assert (Path(f["run_dir"]) / "params.msgpack").read_bytes() == \
+            (Path(r["run_dir"]) / "params.msgpack").read_bytes()
+
+
+def test_a_checkpoint_of_another_shape_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    from runners.checkpoint import Checkpoint
+
+    case = ("method=trsqp", *TINY_PINN, "checkpoint_every=1")
+    with monkeypatch.context() as m:
+        _stop_after(m, "train", 1)
+        with pytest.raises(SystemExit):
+            run(tmp_path, tmp_path / "s", *case)
+    ck = Checkpoint(tmp_path / "s", "x")
+    meta = json.loads((ck.dir / "checkpoint.json").read_text())
+    import numpy as np
+    from flax import serialization
+
+    # a state of another run (other shapes) under this run's config hash
+    blob = serialization.msgpack_serialize({"0": np.zeros(3)})
+    (ck.dir / meta["state_file"]).write_bytes(blob)
+    with pytest.raises(SystemExit) as e:
+        run(tmp_path, tmp_path / "s", *case)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: checkpoint:") and "does not match" in err
+
+
+def test_joblib_launcher_defaults_to_half_the_cores(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    with initialize_config_dir(config_dir=str(train_mod.CONF_DIR), version_base="1.3"):
+        c = compose("train", overrides=["hydra/launcher=joblib"], return_hydra_config=True)
+    assert c.hydra.launcher.n_jobs == 8 and "Joblib" in c.hydra.launcher._target_
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert train_mod.default_n_jobs() == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert train_mod.default_n_jobs() == 1
