@@ -36,12 +36,18 @@ tables: install  ## every metrics.json under results/ -> results/tables/summary.
 # Figure 2 heatmaps and Figure 1 error-vs-coefficient plots -> results/figures/.
 # ARGS go to every run, e.g. ARGS=scale.trsqp_memory=10 (limited-memory SR1: a paper-budget
 # trsqp run in minutes instead of an hour) or ARGS=seed=1.
+# FIG1_VALUES / FIG1_TAU_VALUES (e.g. -30,1,30 / 2,6,10) run Figure 1 at fewer coefficients
+# than the paper's 12 (β, α) / 5 (τ).
 TRSQP_TABLES ?= trsqp_default trsqp_hessian trsqp_objective trsqp_pinn trsqp_pretrain
 TRSQP_FIG1 ?= transport_beta reaction_alpha reaction_diffusion_alpha reaction_diffusion_tau
+FIG1_VALUES ?=
+FIG1_TAU_VALUES ?=
 table-trsqp: install
 	@for e in $(TRSQP_TABLES) $(addprefix trsqp_fig1_,$(TRSQP_FIG1)); do \
+	  k=$${e##*_}; v="$(FIG1_VALUES)"; [ "$$k" = tau ] && v="$(FIG1_TAU_VALUES)"; \
+	  case $$e in trsqp_fig1_*) [ -n "$$v" ] && v="problem.$$k=$$v" ;; *) v="" ;; esac; \
 	  $(BIN)/python -m runners.train -m experiment=$$e scale=$(SCALE) sweep_name=$$e-$(SCALE) \
-	    progress=false $(ARGS) || exit 1; \
+	    progress=false $$v $(ARGS) || exit 1; \
 	  $(BIN)/python -m runners.tables experiment=$$e --results results/sweeps/$$e-$(SCALE) \
 	    || exit 1; \
 	done
@@ -110,11 +116,27 @@ table-lisco: install
 # of each target from results/reproduce-<scale>-times.txt). A failing target does not stop
 # the others; the report says what is missing and make exits non-zero. Resumable: finished
 # runs are skipped on a rerun.
+# SCALE=smoke is a pipeline check sized for < 30 min on 2 cores: sweeps run as 2 parallel
+# single-threaded jobs (joblib; LISCO stays sequential: it times batch-1 solves), trsqp uses
+# limited-memory SR1 (10 pairs) and every PDE method 1000 iterations, Figure 1 runs at 3
+# coefficients, IPOPT in the neural DAE pipeline stops after 60 s per solve. SCALE=cpu|paper
+# run everything as configured.
 REPRODUCE_TARGETS ?= table-lisco table-neural-dae table-sqp-momentum table-trsqp
+PARALLEL ?= hydra/launcher=joblib hydra.launcher.n_jobs=2
+REPRODUCE_smoke = FIG1_VALUES=-30,1,30 FIG1_TAU_VALUES=2,6,10 XLA_FLAGS=--xla_cpu_multi_thread_eigen=false
+ARGS_smoke_table-trsqp = $(PARALLEL) scale.trsqp_memory=10 scale.max_iter=1000
+ARGS_smoke_table-sqp-momentum = $(PARALLEL)
+ARGS_smoke_table-neural-dae = $(PARALLEL) method.ipopt_options={max_wall_time:60.0}
 reproduce: install
 	@mkdir -p results; t=results/reproduce-$(SCALE)-times.txt; : > $$t; failed=0; \
 	for target in $(REPRODUCE_TARGETS); do \
-	  s=$$(date +%s); $(MAKE) --no-print-directory $$target SCALE=$(SCALE) ARGS="$(ARGS)"; \
+	  case $$target in \
+	    table-trsqp) extra="$(ARGS_$(SCALE)_table-trsqp)" ;; \
+	    table-sqp-momentum) extra="$(ARGS_$(SCALE)_table-sqp-momentum)" ;; \
+	    table-neural-dae) extra="$(ARGS_$(SCALE)_table-neural-dae)" ;; \
+	    *) extra="" ;; esac; \
+	  s=$$(date +%s); $(MAKE) --no-print-directory $$target SCALE=$(SCALE) \
+	    $(REPRODUCE_$(SCALE)) ARGS="$$extra $(ARGS)"; \
 	  rc=$$?; [ $$rc -eq 0 ] || failed=1; \
 	  echo "$$target $$(( $$(date +%s) - s )) $$rc" >> $$t; \
 	done; \

@@ -35,7 +35,8 @@ def resolve(cfg: DictConfig) -> Setup:
     check_positive_int(cfg.get("seeds", 1), "seeds")
     every = cfg.get("checkpoint_every", 0)
     check(isinstance(every, int) and not isinstance(every, bool) and every >= 0,
-          "checkpoint_every", f"must be an integer >= 0 (chunks; 0: on signals only), got {every!r}")
+          "checkpoint_every",
+          f"must be an integer >= 0 (chunks; 0: on signals only), got {every!r}")
     for f in ("log_every", "eval_every"):
         check_positive_int(cfg.get(f), f)
     check_positive_int(cfg.budget.max_iter, "budget.max_iter")
