@@ -304,7 +304,7 @@ def lisco_vs_baseline(problem_name: str):
     return bench
 
 
-def seeds_vectorized(method: str, problem: str, n: int = 5):
+def seeds_vectorized(method: str, problem: str, n: int = 5, extra: tuple = ()):
     """Wall time of ``seeds=n`` (one vmapped program) against n sequential runs, scale=smoke.
 
     Both sides run the CLI as a user would (``python -m runners.train ... progress=false
@@ -321,7 +321,7 @@ def seeds_vectorized(method: str, problem: str, n: int = 5):
         from runners.tables import collect
 
         base = [f"method={method}", f"problem={problem}", "scale=smoke", "progress=false",
-                "figures=false"]
+                "figures=false", *extra]
 
         def timed(tmp, *args):
             env = {**os.environ, "HCSML_JAX_CACHE": str(Path(tmp) / "jax_cache")}
@@ -338,7 +338,8 @@ def seeds_vectorized(method: str, problem: str, n: int = 5):
             rb = collect(b).sort_values("seed").reset_index(drop=True)
         key = "abs_error" if "abs_error" in ra.columns else "test_mse"
         diff = float(((ra[key] - rb[key]).abs() / rb[key].abs()).max())
-        return {"method": method, "problem": problem, "seeds": n, "vectorized_s": vec_s,
+        return {"method": method, "problem": problem, "args": " ".join(extra), "seeds": n,
+                "vectorized_s": vec_s,
                 "sequential_s": sum(seq), "sequential_runs_s": seq,
                 "speedup": sum(seq) / vec_s,
                 "vectorized_train_s": float(ra["wall_s"].iloc[0]),
@@ -361,6 +362,8 @@ BENCHMARKS = {"penalty_lbfgs_iter": penalty_lbfgs_iteration,
               "neural_dae_tank_pipeline": neural_dae_tank,
               **{f"lisco_{p}": lisco_vs_baseline(p) for p in ("qp", "nonconvex_qp", "rosenbrock")},
               "seeds5_trsqp_reaction": seeds_vectorized("trsqp", "reaction"),
+              "seeds5_trsqp_lm10_reaction": seeds_vectorized(
+                  "trsqp", "reaction", extra=("scale.trsqp_memory=10",)),
               "seeds5_sqp_adam_spring": seeds_vectorized("sqp_adam", "spring")}
 
 
@@ -415,7 +418,7 @@ def render(bench_dir: Path = BENCH_DIR, table: Path = TABLE) -> str:
                  + pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g") + "\n")
     seeds = df[df["name"].str.startswith("seeds")]
     if len(seeds):
-        keys = ["method", "problem", "seeds", "vectorized_s", "sequential_s", "speedup",
+        keys = ["method", "problem", "args", "seeds", "vectorized_s", "sequential_s", "speedup",
                 "vectorized_train_s", "sequential_train_s", "vectorized_compile_s",
                 "sequential_compile_s", "metric", "max_rel_diff"]
         text += ("\n## seeds=5 as one vmapped program vs 5 sequential runs, scale=smoke, whole "

@@ -20,7 +20,6 @@ the same command continues from there.
 
 from __future__ import annotations
 
-import json
 import shutil
 import signal
 import threading
@@ -69,6 +68,10 @@ class StopSignals:
 
     def __call__(self) -> bool:
         return self.requested is not None
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint whose arrays do not fit this run's state."""
 
 
 def _leaves(tree) -> list[np.ndarray]:
@@ -129,7 +132,7 @@ class Checkpoint:
         if len(stored) != len(ref) or any(
                 a is None or np.shape(a) != r.shape or np.asarray(a).dtype != r.dtype
                 for a, r in zip(arrays, ref)):
-            raise ValueError(f"checkpoint {self.source} does not match this run's state "
+            raise CheckpointMismatch(f"checkpoint {self.source} does not match this run's state "
                              "(shapes or dtypes differ); delete it to start over")
         treedef = jax.tree.structure(template)
         state, diverged = jax.tree.unflatten(treedef, [jax.numpy.asarray(a) for a in arrays])
@@ -144,6 +147,61 @@ class Checkpoint:
         if self.previous is not None and self.previous != self.dir:
             shutil.rmtree(self.previous, ignore_errors=True)
             self.previous = None
+
+
+class Phases:
+    """The resumable phases of one run (pretrain → train; predictor → solver): each phase is
+    one :func:`methods.driver.run_chunked` call whose state is checkpointed every
+    ``every`` chunks and on a stop signal, with the history so far, the run's ``extra``
+    figures (JSON) and the seconds spent (``timing``).
+
+    ``current`` is the phase a checkpoint was written in (None: a fresh start); phases
+    before it are done and the caller skips them, restoring what it needs from ``extra``.
+    """
+
+    def __init__(self, ckpt: Checkpoint, history: list, progress, *, log_every: int,
+                 every: int, stop, seeds: int | None = None, data_axes=None):
+        self.ckpt, self.history, self.progress = ckpt, history, progress
+        self.log_every, self.every, self.stop = log_every, every, stop
+        self.seeds, self.data_axes = seeds, data_axes
+        self.meta = ckpt.meta()
+        self.current = self.meta["phase"] if self.meta else None
+        self.extra = dict(self.meta.get("extra", {})) if self.meta else {}
+        self.timing = {"compile_s": 0.0, "train_s": 0.0,
+                       **(self.meta.get("timing", {}) if self.meta else {})}
+        if self.meta:
+            history.extend(self.meta["history"])
+
+    def run(self, name: str, method, state, data, *, max_steps: int, budget: float,
+            desc: str, diverged=None):
+        """Run (or continue) phase ``name``; returns the driver's result."""
+        from methods.driver import run_chunked
+
+        vec = self.seeds is not None
+        if diverged is None:
+            diverged = jax.numpy.zeros((self.seeds,), bool) if vec else jax.numpy.array(False)
+        hist = None  # this phase's rows so far (a resumed phase)
+        if self.current == name:
+            state, diverged, _ = self.ckpt.load((state, diverged))
+            hist = [r for r in self.history if r.get("phase") == name]
+        its = jax.jit(jax.vmap(method.iterations) if vec else method.iterations)
+
+        def save(st, div, _):
+            self.ckpt.save(st, div, {"phase": name, "iteration": int(np.max(its(st))),
+                                     "history": self.history, "extra": self.extra,
+                                     "timing": self.timing})
+
+        self.progress.start(name, method, desc)
+        r = run_chunked(method, state, data, max_steps=max_steps, log_every=self.log_every,
+                        time_budget_s=budget, on_chunk=self.progress, seeds=self.seeds,
+                        data_axes=self.data_axes, diverged=diverged, history=hist,
+                        checkpoint_every=self.every, on_checkpoint=save,
+                        should_stop=self.stop)
+        self.progress.close()
+        self.current = None  # a later phase starts fresh
+        self.timing["compile_s"] += r.compile_s
+        self.timing["train_s"] += r.wall_s  # a resumed phase's wall includes its earlier part
+        return r
 
 
 def find_interrupted(runs_dir: str | Path, config_hash: str, exclude: Path) -> Path | None:
@@ -161,8 +219,5 @@ def find_interrupted(runs_dir: str | Path, config_hash: str, exclude: Path) -> P
     return best
 
 
-def history_from_meta(meta: dict) -> list:
-    return json.loads(json.dumps(meta.get("history", [])))
-
-
-__all__ = ["Checkpoint", "StopSignals", "find_interrupted", "EXIT_INTERRUPTED", "DIRNAME"]
+__all__ = ["Checkpoint", "CheckpointMismatch", "Phases", "StopSignals", "find_interrupted",
+           "EXIT_INTERRUPTED", "DIRNAME"]

@@ -204,39 +204,60 @@ def _load_networks(ckpt: Path, cfg, problem, dtype, templates):
 
 
 def _train(cfg, setup, problem, dtype, out, history, key):
-    """Predictor then solver, each through the chunked driver with a progress bar."""
+    """Predictor then solver, each through the chunked driver with a progress bar, as
+    resumable phases: checkpoints every ``checkpoint_every`` chunks and on SIGTERM/SIGUSR;
+    the same command continues an interrupted training (the predictor of a run stopped in
+    its solver phase is kept in the checkpoint folder)."""
     import jax
+    from flax import serialization
 
-    from methods import run_chunked
+    from methods.driver import Interrupted
     from methods.lisco import init_networks, predictor_method, solver_method
-    from runners.train import Progress
+    from runners.checkpoint import CheckpointMismatch, Phases, StopSignals
+    from runners.setup import ConfigError
+    from runners.train import Progress, config_hash, interrupted, open_checkpoint
 
     mc = setup.method_cfg
     k_init, k_pred, k_sol = jax.random.split(key, 3)
     pred_params, sol_params = init_networks(problem, mc, dtype, k_init)
     data = {"valid_x": jax.numpy.asarray(problem.valid_x, dtype)}
     progress = Progress(cfg, problem, data, history, out)
-    budget, info = setup.time_s, {}
-    if mc.predictor:
-        m = predictor_method(problem, mc, dtype, k_pred)
-        progress.start("predictor", m, f"predictor {problem.name}")
-        r = run_chunked(m, m.init(pred_params, data), data, max_steps=mc.predictor_steps,
-                        log_every=cfg.log_every, time_budget_s=budget, on_chunk=progress)
-        progress.close()
-        pred_params, budget = m.params(r.state), budget - r.wall_s
-        info.update({"predictor_status": r.status, "predictor_steps_done": int(r.state.step),
-                     "predictor_train_s": r.wall_s, "predictor_compile_s": r.compile_s,
-                     "predictor_final_lr": float(r.history[-1]["lr"])})
-        if r.status == "diverged":
-            return pred_params, sol_params, "diverged", info
-    else:
-        pred_params = None
-    m = solver_method(problem, mc, dtype, k_sol, pred_params)
-    progress.start("solver", m, f"solver {problem.name}")
-    r = run_chunked(m, m.init(sol_params, data), data, max_steps=mc.solver_steps,
-                    log_every=cfg.log_every, time_budget_s=max(budget, 1e-9), on_chunk=progress)
-    progress.close()
+    ckpt = open_checkpoint(cfg, out, config_hash(cfg))
+    with StopSignals() as stop:
+        phases = Phases(ckpt, history, progress, log_every=cfg.log_every,
+                        every=cfg.get("checkpoint_every", 0), stop=stop)
+        try:
+            if mc.predictor and phases.current in (None, "predictor"):
+                m = predictor_method(problem, mc, dtype, k_pred)
+                r = phases.run("predictor", m, m.init(pred_params, data), data,
+                               max_steps=mc.predictor_steps, budget=setup.time_s,
+                               desc=f"predictor {problem.name}")
+                pred_params = m.params(r.state)
+                phases.extra["info"] = {
+                    "predictor_status": r.status, "predictor_steps_done": int(r.state.step),
+                    "predictor_train_s": r.wall_s, "predictor_compile_s": r.compile_s,
+                    "predictor_final_lr": float(r.history[-1]["lr"])}
+                write_atomic(ckpt.dir / "predictor.msgpack", serialization.to_bytes(pred_params))
+                if r.status == "diverged":
+                    return pred_params, sol_params, "diverged", phases.extra["info"]
+            elif mc.predictor:  # resumed in the solver phase: the trained predictor
+                blob = (ckpt.source / "predictor.msgpack").read_bytes()
+                write_atomic(ckpt.dir / "predictor.msgpack", blob)
+                pred_params = serialization.from_bytes(pred_params, blob)
+            else:
+                pred_params = None
+            info = dict(phases.extra.get("info", {}))
+            m = solver_method(problem, mc, dtype, k_sol, pred_params)
+            r = phases.run("solver", m, m.init(sol_params, data), data,
+                           max_steps=mc.solver_steps,
+                           budget=max(setup.time_s - phases.timing["train_s"], 1e-9),
+                           desc=f"solver {problem.name}")
+        except CheckpointMismatch as e:
+            raise ConfigError(f"checkpoint: {e}") from None
+        except Interrupted as e:
+            interrupted(progress, stop, ckpt, e)
     progress.flush()
+    ckpt.finish()
     info.update({"solver_status": r.status, "solver_steps_done": int(r.state.step),
                  "solver_train_s": r.wall_s, "solver_compile_s": r.compile_s})
     return pred_params, m.params(r.state), r.status, info

@@ -101,7 +101,7 @@ def build(scale: str, results: str | Path = "results", times: str | Path | None 
     blocks.append(("table", pd.DataFrame({"": list(env), "value": list(env.values())})))
     if times is not None and Path(times).is_file():
         t = pd.read_csv(times, sep=r"\s+", header=None, names=["target", "seconds", "exit"])
-        t["minutes"] = (t["seconds"] / 60).round(1)
+        t["minutes"] = [f"{s / 60:.1f} min" for s in t["seconds"]]
         blocks.append(("h2", "Wall time of each target"))
         blocks.append(("table", t[["target", "minutes", "exit"]]))
     missing_all = []

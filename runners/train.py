@@ -307,6 +307,36 @@ def _take(tree, i, axes=None):
     return jax.tree.unflatten(treedef, [x if a is None else x[i] for x, a in zip(flat, ax)])
 
 
+def open_checkpoint(cfg, out: Path, chash: str, n_seeds: int = 1):
+    """The run's checkpoint folder; a single run (its folder is new on every invocation)
+    continues the newest interrupted run of the same config under the same parent."""
+    from runners.checkpoint import Checkpoint, find_interrupted
+
+    if n_seeds > 1:  # a seeds=5 checkpoint is not a seeds=1 one
+        chash = hashlib.sha256(f"{chash}-seeds{n_seeds}".encode()).hexdigest()[:16]
+    multirun = HydraConfig.initialized() and str(HydraConfig.get().mode) == "RunMode.MULTIRUN"
+    previous = None
+    if not multirun and not (out / "checkpoint" / "checkpoint.json").exists():
+        previous = find_interrupted(out.parent, chash, exclude=out)
+    ckpt = Checkpoint(out, chash, previous)
+    meta = ckpt.meta()
+    if meta is not None:
+        print(f"resuming {ckpt.source} from its {meta['phase']} checkpoint at iteration "
+              f"{meta['iteration']}", flush=True)
+    return ckpt
+
+
+def interrupted(progress, stop, ckpt, e):
+    """A stop signal arrived: the state is checkpointed; leave with exit code 143."""
+    from runners.checkpoint import EXIT_INTERRUPTED
+
+    progress.close()
+    progress.flush()
+    print(f"interrupted by {stop.requested} at iteration {e.iteration}: checkpoint in "
+          f"{ckpt.dir}; run the same command again to continue", file=sys.stderr, flush=True)
+    sys.exit(EXIT_INTERRUPTED)
+
+
 def _run_jax(cfg, setup, seeds, outs, hashes, dev) -> list[dict]:
     """The chunked JAX steppers (constrained learning, stochastic constrained): one program,
     vmapped over the seeds when there are several; checkpoints and stop signals."""
@@ -315,9 +345,9 @@ def _run_jax(cfg, setup, seeds, outs, hashes, dev) -> list[dict]:
     import numpy as np
     from flax import serialization
 
-    from methods import build_method, pretrain_method, pretrain_report, run_chunked
+    from methods import build_method, pretrain_method, pretrain_report
     from methods.driver import Interrupted
-    from runners.checkpoint import EXIT_INTERRUPTED, Checkpoint, StopSignals, find_interrupted
+    from runners.checkpoint import CheckpointMismatch, Phases, StopSignals
 
     problem, dtype = setup.problem, jnp.dtype(setup.precision)
     vec = len(seeds) > 1
@@ -343,61 +373,23 @@ def _run_jax(cfg, setup, seeds, outs, hashes, dev) -> list[dict]:
     data_s = time.perf_counter() - t_start
     history: list = []
     progress = Progress(cfg, problem, data, history, out, data_axes, vec)
-    run_hash = config_hash(cfg)  # seeds included: a seeds=5 checkpoint is not a seeds=1 one
-    if vec:
-        run_hash = hashlib.sha256(f"{run_hash}-seeds{len(seeds)}".encode()).hexdigest()[:16]
-    multirun = HydraConfig.initialized() and str(HydraConfig.get().mode) == "RunMode.MULTIRUN"
-    previous = None
-    if not multirun and not (out / "checkpoint" / "checkpoint.json").exists():
-        previous = find_interrupted(out.parent, run_hash, exclude=out)
-    ckpt = Checkpoint(out, run_hash, previous)
-    meta = ckpt.meta()
-    if meta is not None:
-        print(f"resuming {ckpt.source} from its {meta['phase']} checkpoint at iteration "
-              f"{meta['iteration']}", flush=True)
-        history.extend(meta["history"])
-    every = int(cfg.get("checkpoint_every", 0) or 0)
-    timing = {"compile_s": 0.0, "train_s": 0.0, **(meta or {}).get("timing", {})}
-    pre = (meta or {}).get("pre", [{} for _ in seeds])
+    ckpt = open_checkpoint(cfg, out, config_hash(cfg), len(seeds))
     vmap = (lambda f, axes=(0, data_axes): jax.vmap(f, in_axes=axes)) if vec else \
         (lambda f, axes=None: f)
-    zero_flags = jnp.zeros((n,), bool) if vec else jnp.array(False)
-
-    def phase(name, method, state, max_steps, budget, diverged):
-        """One resumable phase of the driver; returns the driver's result."""
-        hist = None  # this phase's rows so far (a resumed phase)
-        if meta is not None and meta["phase"] == name:
-            try:
-                state, diverged, _ = ckpt.load((state, diverged))
-            except ValueError as e:
-                raise ConfigError(f"checkpoint: {e}") from None
-            hist = [r for r in history if r.get("phase") == name]
-
-        def save(st, div, _):
-            ckpt.save(st, div, {"phase": name, "iteration": int(np.max(np.asarray(
-                jax.vmap(method.iterations)(st) if vec else method.iterations(st)))),
-                "history": history, "pre": pre, "timing": timing})
-
-        progress.start(name, method, f"{method.name} {problem.name}"
-                       + (f" ×{n} seeds" if vec else ""))
-        r = run_chunked(method, state, data, max_steps=max_steps, log_every=cfg.log_every,
-                        time_budget_s=budget, on_chunk=progress, seeds=n, data_axes=data_axes,
-                        diverged=diverged, history=hist, checkpoint_every=every,
-                        on_checkpoint=save, should_stop=stop)
-        progress.close()
-        timing["compile_s"] += r.compile_s
-        timing["train_s"] += r.wall_s  # a resumed phase's wall includes its earlier part
-        return r
-
     statuses = [None] * len(seeds)
     iterations = [0] * len(seeds)
     with StopSignals() as stop:
+        phases = Phases(ckpt, history, progress, log_every=cfg.log_every,
+                        every=cfg.get("checkpoint_every", 0), stop=stop, seeds=n,
+                        data_axes=data_axes)
+        suffix = f" ×{n} seeds" if vec else ""
         try:
-            pre_flags = zero_flags
-            if setup.pretrain_cfg is not None and (meta is None or meta["phase"] == "pretrain"):
+            pre_flags = None
+            if setup.pretrain_cfg is not None and phases.current in (None, "pretrain"):
                 pm = pretrain_method(problem, setup.pretrain_cfg, dtype)
-                r = phase("pretrain", pm, vmap(pm.init)(params, data),
-                          setup.pretrain_cfg.inner_maxiter, setup.time_s, zero_flags)
+                r = phases.run("pretrain", pm, vmap(pm.init)(params, data), data,
+                               max_steps=setup.pretrain_cfg.inner_maxiter, budget=setup.time_s,
+                               desc=f"pretrain {problem.name}{suffix}")
                 params = vmap(pm.params, 0)(r.state)
                 st = r.status if vec else [r.status]
                 its = np.atleast_1d(np.asarray(vmap(pm.iterations, 0)(r.state)))
@@ -414,6 +406,7 @@ def _run_jax(cfg, setup, seeds, outs, hashes, dev) -> list[dict]:
                     log.info("pretraining (seed %d): %s after %d iterations, ||c~||^2 = %.3e, "
                              "IC residual/||u0|| = %.3f", seeds[i], st[i], its[i],
                              pre[i]["pretrain_c_sq"], pre[i]["pretrain_ic_rel"])
+                phases.extra["pre"] = pre
                 pre_flags = jnp.asarray([x == "diverged" for x in st]) if vec else \
                     jnp.asarray(st[0] == "diverged")
             method = build_method(setup.method_name, setup.method_cfg, problem, dtype,
@@ -424,23 +417,24 @@ def _run_jax(cfg, setup, seeds, outs, hashes, dev) -> list[dict]:
                     _take(params, i), _take(data, i, data_axes)) for i, s in enumerate(seeds)])
             else:
                 state = method.init(params, data)
-            if not vec and bool(pre_flags):
+            if not vec and pre_flags is not None and bool(pre_flags):
                 statuses = ["diverged"]
             else:
-                r = phase("train", method, state, setup.max_iter,
-                          setup.time_s - timing["train_s"], pre_flags)
+                r = phases.run("train", method, state, data, max_steps=setup.max_iter,
+                               budget=setup.time_s - phases.timing["train_s"],
+                               desc=f"{setup.method_name} {problem.name}{suffix}",
+                               diverged=pre_flags)
                 state = r.state
                 statuses = r.status if vec else [r.status]
                 iterations = [int(x) for x in np.atleast_1d(np.asarray(
                     vmap(method.iterations, 0)(state)))]
                 params = vmap(method.params, 0)(state)
+        except CheckpointMismatch as e:  # a checkpoint that does not fit this run
+            raise ConfigError(f"checkpoint: {e}") from None
         except Interrupted as e:
-            progress.close()
-            progress.flush()
-            print(f"interrupted by {stop.requested} at iteration {e.iteration}: checkpoint in "
-                  f"{ckpt.dir}; run the same command again to continue", file=sys.stderr,
-                  flush=True)
-            sys.exit(EXIT_INTERRUPTED)
+            interrupted(progress, stop, ckpt, e)
+    pre = phases.extra.get("pre", [{} for _ in seeds])
+    timing = phases.timing
     progress.flush()
 
     records = []

@@ -148,3 +148,34 @@ def test_joblib_launcher_defaults_to_half_the_cores(monkeypatch):
     assert train_mod.default_n_jobs() == 2
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
     assert train_mod.default_n_jobs() == 1
+
+
+def test_lisco_training_resumes_to_the_same_networks(tmp_path, monkeypatch):
+    import jax
+
+    case = ("method=lisco", "problem=qp", "problem.n_test=5", "method.hidden=[16]",
+            "method.predictor_steps=60", "method.solver_steps=60", "method.predictor_batch=32",
+            "method.solver_batch=32", "log_every=10", "checkpoint_every=2", "progress=false",
+            "figures=false")
+    try:
+        run(tmp_path, tmp_path / "runs" / "full", *case)
+        with monkeypatch.context() as m:
+            _stop_after(m, "solver", 3)
+            with pytest.raises(SystemExit):
+                run(tmp_path, tmp_path / "runs" / "a", *case)
+        meta = json.loads((tmp_path / "runs" / "a" / "checkpoint" / "checkpoint.json")
+                          .read_text())
+        assert meta["phase"] == "solver" and meta["iteration"] == 30
+        rec = run(tmp_path, tmp_path / "runs" / "b", *case)
+    finally:
+        jax.config.update("jax_enable_x64", True)  # lisco runs in float32; conftest's x64
+    assert rec["predictor_steps_done"] == 60 and rec["solver_steps_done"] == 60
+    import numpy as np
+    from flax import serialization
+
+    for f in ("predictor.msgpack", "solver.msgpack"):
+        a, b = (jax.tree.leaves_with_path(serialization.msgpack_restore(
+            (tmp_path / "runs" / r / f).read_bytes())) for r in ("full", "b"))
+        assert [k for k, _ in a] == [k for k, _ in b]
+        for (k, x), (_, y) in zip(a, b):
+            assert np.array_equal(x, y), (f, k)  # bit for bit

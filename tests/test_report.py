@@ -1,0 +1,71 @@
+"""results/REPORT.md: every paper table, ours beside the paper's, missing runs said, not fatal."""
+
+import json
+
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from runners import report
+from runners.tables import experiment_specs
+
+
+def _run(folder, **rec):
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({"status": "max_iter", "seed": 0, **rec}))
+
+
+def test_report_lists_every_table_and_says_what_is_missing(tmp_path):
+    res = tmp_path / "results"
+    sweep = res / "sweeps" / "trsqp_default-smoke"
+    # transport / trsqp: abs error 0.1 against the paper's 0.00724 (13.8x worse: marked),
+    # rel error 0.0321 as in the paper (not marked); every other cell has no run
+    _run(sweep / "a", problem="transport", method="trsqp", abs_error=0.1, rel_error=0.0321,
+         device="cpu:cpu")
+    times = tmp_path / "times.txt"
+    times.write_text("table-trsqp 600 0\ntable-lisco 120 2\n")
+    out = report.write_report("smoke", res, times)
+    md = out.read_text()
+    # every table of every experiment the report config names, with its title
+    spec = OmegaConf.to_container(OmegaConf.load(report.CONF))
+    n_tables = 0
+    for paper in spec["papers"]:
+        assert paper["title"] in md
+        for t in paper["tables"]:
+            if "experiment" in t:
+                for name, tspec in experiment_specs(t["experiment"]).items():
+                    assert tspec["title"] in md, name
+                    n_tables += 1
+    assert n_tables >= 5 + 4 + 3 + 5  # trSQP tables + Figure 1 sweeps, DAE, LISCO Tables 1-5
+    # the one run: ratio and mark
+    lines = [ln for ln in md.splitlines() if ln.startswith("| transport") and "trsqp" in ln]
+    cells = lambda ln: [c.strip() for c in ln.strip("|").split("|")]
+    abs_cells = cells(next(ln for ln in lines if "abs error" in ln))
+    rel_cells = cells(next(ln for ln in lines if "rel error" in ln))
+    assert abs_cells[-2:] == ["13.8", "✗"]
+    assert rel_cells[-2:] == ["1", ""]
+    # cells of the same table without runs, and sweeps never run, are named, not fatal
+    assert "**missing runs** (8 cells)" in md
+    assert "no sweep folder" in md and "make table-lisco SCALE=smoke" in md
+    assert "missing figure" in md
+    # environment and the target times
+    assert "commit" in md and "jax" in md and "cpu:cpu" in md
+    assert "table-trsqp" in md and "10.0" in md  # 600 s -> 10.0 min
+    html = (res / "REPORT.html").read_text()
+    assert html.count("<h3>") == md.count("\n### ") and "13.8" in html and "✗" in html
+
+
+def test_worse_by_knows_which_way_is_better():
+    assert report.worse_by("abs_error", 0.3, 0.1) == pytest.approx(3.0)  # lower is better
+    assert report.worse_by("success", 0.4, 0.999) > 2  # higher is better
+    assert report.worse_by("success", 1.0, 0.999) < 1
+    assert report.worse_by("frac8_it100", 0.9, 0.987) < 2
+    assert report.worse_by("solver_steps_done", 1e3, 1e5) is None  # a count: not judged
+    assert report.worse_by("abs_error", None, 0.1) is None
+    cells = report.report_cells(pd.DataFrame([
+        {"row": "r", "col": "c", "metric": "abs_error", "mean": 0.5, "std": None, "seeds": 1,
+         "paper": 0.1},
+        {"row": "r", "col": "d", "metric": "abs_error", "mean": None, "std": None, "seeds": 0,
+         "paper": 0.1}]))
+    assert list(cells["> 2× worse"]) == ["✗", ""] and list(cells["ours"]) == ["0.5", "missing"]
+    assert cells["ours/paper"].iloc[0] == "5"
