@@ -22,7 +22,6 @@ import logging
 import platform
 import sys
 import time
-import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -520,10 +519,6 @@ if not OmegaConf.has_resolver("short_dirname"):
     OmegaConf.register_new_resolver("short_dirname", short_dirname)
 if not OmegaConf.has_resolver("default_n_jobs"):
     OmegaConf.register_new_resolver("default_n_jobs", default_n_jobs)
-# conf/hydra/launcher/joblib.yaml shadows the plugin's node of the same name to set n_jobs;
-# Hydra 1.3 (pinned <1.4) validates it against the plugin's schema and warns that this
-# matching is deprecated: the file is complete, so the warning is noise for users.
-warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/joblib' is validated against")
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")

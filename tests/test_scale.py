@@ -179,3 +179,14 @@ def test_lisco_training_resumes_to_the_same_networks(tmp_path, monkeypatch):
         assert [k for k, _ in a] == [k for k, _ in b]
         for (k, x), (_, y) in zip(a, b):
             assert np.array_equal(x, y), (f, k)  # bit for bit
+
+
+@pytest.mark.parametrize("override, field", [("seeds=0", "seeds"), ("seeds=two", "seeds"),
+                                             ("checkpoint_every=-1", "checkpoint_every")])
+def test_bad_seeds_or_checkpoint_interval_is_a_one_line_error(tmp_path, override, field):
+    from runners.setup import ConfigError, resolve
+
+    with pytest.raises(ConfigError) as e:
+        resolve(compose_cfg(tmp_path, override))
+    msg = str(e.value)
+    assert msg.startswith(f"{field}:") and "\n" not in msg
