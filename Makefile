@@ -120,23 +120,30 @@ table-lisco: install
 # of each target from results/reproduce-<scale>-times.txt). A failing target does not stop
 # the others; the report says what is missing and make exits non-zero. Resumable: finished
 # runs are skipped on a rerun.
-# SCALE=smoke is a pipeline check sized for < 30 min on 2 cores: sweeps run as 2 parallel
-# single-threaded jobs (joblib; LISCO stays sequential: it times batch-1 solves), trsqp uses
-# limited-memory SR1 (10 pairs) and every PDE method 1000 iterations, Figure 1 runs at 3
-# coefficients, the tank ablation runs A-C (D, the exact Hessian, alone takes ~12 min) and
-# IPOPT in the neural DAE pipeline stops after 60 s per solve. SCALE=cpu|paper run
-# everything as configured.
+# SCALE=smoke is a pipeline check sized for < 30 min on 2 cores (measured: 25-30 min; XLA
+# compiles are a third of it): sweeps run as 2 parallel single-threaded jobs (joblib; LISCO
+# stays sequential: it times batch-1 solves) and it runs fewer, shorter runs than
+# `make table-*` SCALE=smoke: no Figure 1 coefficient sweeps (TRSQP_FIG1 empty: the report
+# lists them as missing), limited-memory trsqp (10 pairs) and 1000 iterations for every PDE
+# method, 2 vectorized seeds and 2 / 5 epochs (mini-batch / full batch) on Burgers and
+# Darcy for the SQP-momentum paper, the tank ablation A-C (D, the exact Hessian, alone takes
+# ~12 min) with IPOPT stopped after 60 s per solve, LISCO evaluated on 200 test points.
+# SCALE=cpu|paper run every target as configured.
 REPRODUCE_TARGETS ?= table-lisco table-neural-dae table-sqp-momentum table-trsqp
 PARALLEL ?= hydra/launcher=joblib hydra.launcher.n_jobs=2
-REPRODUCE_smoke = FIG1_VALUES=-30,1,30 FIG1_TAU_VALUES=2,6,10 DAE_ABLATIONS=A,B,C \
+REPRODUCE_smoke = TRSQP_FIG1= SQP_SEEDS=2 DAE_ABLATIONS=A,B,C \
   XLA_FLAGS=--xla_cpu_multi_thread_eigen=false
+ARGS_smoke_table-lisco = scale.lisco.n_test=200
 ARGS_smoke_table-trsqp = $(PARALLEL) scale.trsqp_memory=10 scale.max_iter=1000
-ARGS_smoke_table-sqp-momentum = $(PARALLEL)
+ARGS_smoke_table-sqp-momentum = $(PARALLEL) scale.sqp_epochs.burgers.mini_batch=2 \
+  scale.sqp_epochs.burgers.full_batch=5 scale.sqp_epochs.darcy.mini_batch=2 \
+  scale.sqp_epochs.darcy.full_batch=5
 ARGS_smoke_table-neural-dae = $(PARALLEL) method.ipopt_options={max_wall_time:60.0}
 reproduce: install
 	@mkdir -p results; t=results/reproduce-$(SCALE)-times.txt; : > $$t; failed=0; \
 	for target in $(REPRODUCE_TARGETS); do \
 	  case $$target in \
+	    table-lisco) extra="$(ARGS_$(SCALE)_table-lisco)" ;; \
 	    table-trsqp) extra="$(ARGS_$(SCALE)_table-trsqp)" ;; \
 	    table-sqp-momentum) extra="$(ARGS_$(SCALE)_table-sqp-momentum)" ;; \
 	    table-neural-dae) extra="$(ARGS_$(SCALE)_table-neural-dae)" ;; \
