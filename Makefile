@@ -127,7 +127,7 @@ table-lisco: install
 # lists them as missing), limited-memory trsqp (10 pairs) and 1000 iterations for every PDE
 # method, 2 vectorized seeds and 2 / 5 epochs (mini-batch / full batch) on Burgers and
 # Darcy for the SQP-momentum paper, the tank ablation A-C (D, the exact Hessian, alone takes
-# ~12 min) with IPOPT stopped after 60 s per solve, LISCO evaluated on 200 test points.
+# ~12 min), LISCO evaluated on 200 test points.
 # SCALE=cpu|paper run every target as configured.
 REPRODUCE_TARGETS ?= table-lisco table-neural-dae table-sqp-momentum table-trsqp
 PARALLEL ?= hydra/launcher=joblib hydra.launcher.n_jobs=2
@@ -138,7 +138,7 @@ ARGS_smoke_table-trsqp = $(PARALLEL) scale.trsqp_memory=10 scale.max_iter=1000
 ARGS_smoke_table-sqp-momentum = $(PARALLEL) scale.sqp_epochs.burgers.mini_batch=2 \
   scale.sqp_epochs.burgers.full_batch=5 scale.sqp_epochs.darcy.mini_batch=2 \
   scale.sqp_epochs.darcy.full_batch=5
-ARGS_smoke_table-neural-dae = $(PARALLEL) method.ipopt_options={max_wall_time:60.0}
+ARGS_smoke_table-neural-dae = $(PARALLEL)
 reproduce: install
 	@mkdir -p results; t=results/reproduce-$(SCALE)-times.txt; : > $$t; failed=0; \
 	for target in $(REPRODUCE_TARGETS); do \
