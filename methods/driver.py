@@ -95,9 +95,38 @@ def make_chunk(method: Method, length: int, max_steps: int, *, vectorized: bool 
                                                length=length)
         return state, diverged, method.log(state, data)
 
-    if vectorized:
-        return jax.jit(jax.vmap(chunk, in_axes=(0, data_axes, 0)))
-    return jax.jit(chunk)
+    if not vectorized:
+        return jax.jit(chunk)
+
+    # Seeds: under vmap a per-seed lax.cond becomes a select that computes the step anyway,
+    # so the skip test is taken outside the vmap: a scan step runs the vmapped step unless
+    # every seed has stopped, and keeps the old state of the seeds that had (or whose new
+    # state is not finite). A chunk past the end of every seed then costs nothing.
+    v = lambda f, axes=0: jax.vmap(f, in_axes=axes)
+    v_step = v(method.step, (0, data_axes))
+    v_done, v_it, v_finite = v(method.done), v(method.iterations), v(method.finite)
+
+    def guarded_v(carry, _):
+        state, diverged, data = carry
+        stop = v_done(state) | diverged | (v_it(state) >= max_steps)
+
+        def advance(s):
+            new = v_step(s, data)
+            ok = v_finite(new)
+            keep = stop | ~ok
+            pick = lambda n, o: jnp.where(keep.reshape(keep.shape + (1,) * (n.ndim - 1)), o, n)
+            return jax.tree.map(pick, new, s), ok | stop
+
+        state, ok = jax.lax.cond(jnp.all(stop), lambda s: (s, jnp.ones_like(stop)), advance,
+                                 state)
+        return (state, diverged | ~ok, data), None
+
+    def chunk_v(state, data, diverged):
+        (state, diverged, _), _ = jax.lax.scan(guarded_v, (state, diverged, data), None,
+                                               length=length)
+        return state, diverged, v(method.log, (0, data_axes))(state, data)
+
+    return jax.jit(chunk_v)
 
 
 def run_chunked(method: Method, state, data, *, max_steps: int, log_every: int,
