@@ -190,3 +190,30 @@ def test_bad_seeds_or_checkpoint_interval_is_a_one_line_error(tmp_path, override
         resolve(compose_cfg(tmp_path, override))
     msg = str(e.value)
     assert msg.startswith(f"{field}:") and "\n" not in msg
+
+
+def test_vectorized_driver_stops_each_seed_on_its_own():
+    """A toy stepper x <- 10 x in float32: the seed started at 1 overflows after 38 steps
+    (status diverged, the last finite iterate kept), the seed started at 0 runs to the cap;
+    each seed ends as its separate run does."""
+    import jax
+    import jax.numpy as jnp
+
+    from methods.driver import Method, run_chunked, tree_all_finite
+
+    m = Method(name="toy", init=None, step=lambda s, d: {"x": s["x"] * 10, "k": s["k"] + 1},
+               done=lambda s: jnp.array(False), finite=lambda s: tree_all_finite(s["x"]),
+               converged=lambda s: jnp.array(False), log=lambda s, d: {"x": s["x"]},
+               params=lambda s: s["x"], iterations=lambda s: s["k"],
+               progress=lambda s: s["k"], progress_total=100)
+    start = lambda x: {"x": jnp.float32(x), "k": jnp.int32(0)}
+    both = jax.tree.map(lambda *a: jnp.stack(a), start(1.0), start(0.0))
+    r = run_chunked(m, both, None, max_steps=100, log_every=16, seeds=2)
+    assert r.status == ["diverged", "max_iter"]
+    for i, x0 in enumerate((1.0, 0.0)):
+        one = run_chunked(m, start(x0), None, max_steps=100, log_every=16)
+        assert one.status == r.status[i]
+        assert int(r.state["k"][i]) == int(one.state["k"]) and \
+            float(r.state["x"][i]) == float(one.state["x"])
+    assert int(r.state["k"][0]) == 38 and int(r.state["k"][1]) == 100
+    assert [row["seed_index"] for row in r.history[:2]] == [0, 1]
