@@ -446,10 +446,11 @@ def _run_jax(cfg, setup, seeds, outs, hashes, dev) -> list[dict]:
         eval_s = time.perf_counter() - t_eval
         hist_i = [{k: v for k, v in r.items() if k != "seed_index"} for r in history
                   if r.get("seed_index", i) == i]
-        if vec:
+        if vec:  # an ordinary run folder: its own history and config (what figures load)
             import pandas as pd
 
             write_atomic(o / "history.csv", pd.DataFrame(hist_i).to_csv(index=False))
+            write_atomic(o / ".hydra" / "config.yaml", OmegaConf.to_yaml(seed_config(cfg, s)))
         write_atomic(o / "params.msgpack", serialization.to_bytes(p_i))
         label = f"{problem.name} / {setup.method_name}  (seed {s}, status {statuses[i]})"
         if cfg.figures and stochastic:

@@ -54,6 +54,10 @@ def test_vectorized_seeds_match_separate_runs(tmp_path, case):
             if k in single:
                 assert r[k] == pytest.approx(single[k], rel=1e-5, abs=1e-9), k
         assert (Path(r["run_dir"]) / "params.msgpack").is_file()
+        from omegaconf import OmegaConf
+
+        saved = OmegaConf.load(Path(r["run_dir"]) / ".hydra" / "config.yaml")
+        assert saved.seed == r["seed"] and saved.seeds == 1  # the seed's own config
     # seed 3 and seed 4 are different runs (the mini-batch stream / the data differ)
     key = "abs_error" if "abs_error" in recs[0] else "test_mse"
     assert recs[0][key] != recs[1][key]
