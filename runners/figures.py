@@ -273,7 +273,10 @@ def load_run(path: Path):
 
     from problems import build_problem
 
-    cfg = OmegaConf.load(Path(path) / ".hydra" / "config.yaml")
+    own = Path(path) / ".hydra" / "config.yaml"
+    # a seed folder of a seeds=N run written before seed folders had their own config:
+    # the parent's config (the problem is the same for every seed)
+    cfg = OmegaConf.load(own if own.is_file() else Path(path).parent / ".hydra" / "config.yaml")
     values = OmegaConf.to_container(cfg.problem, resolve=True)
     name = values.pop("name")
     jax.config.update("jax_enable_x64", cfg.precision == "float64")
