@@ -51,11 +51,15 @@ def worse_by(metric: str, ours: float | None, paper: float | None) -> float | No
 def report_cells(long: pd.DataFrame) -> pd.DataFrame:
     """The long table of :func:`runners.tables.experiment_table` as report rows."""
     rows = []
-    for r in long.itertuples(index=False):
+    # a (row, column) with runs but without this metric (a step the run does not have) is
+    # "–"; "missing" means no run at all for the (row, column)
+    has_runs = long.groupby(["row", "col"])["seeds"].transform("max") > 0 if len(long) else []
+    for r, present in zip(long.itertuples(index=False), has_runs):
         mean = None if r.mean is None or pd.isna(r.mean) else float(r.mean)
         paper = None if r.paper is None or pd.isna(r.paper) else float(r.paper)
         std = None if r.std is None or pd.isna(r.std) else float(r.std)
-        ours = "missing" if mean is None else f"{mean:.3g}" + (f" ± {std:.1g}" if std else "")
+        ours = ("–" if present else "missing") if mean is None else \
+            f"{mean:.3g}" + (f" ± {std:.1g}" if std else "")
         factor = worse_by(r.metric, mean, paper)
         rows.append({"row": r.row, "column": r.col, "metric": METRICS.get(r.metric, r.metric),
                      "ours": ours, "runs": int(r.seeds),

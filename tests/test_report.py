@@ -69,3 +69,10 @@ def test_worse_by_knows_which_way_is_better():
          "paper": 0.1}]))
     assert list(cells["> 2× worse"]) == ["✗", ""] and list(cells["ours"]) == ["0.5", "missing"]
     assert cells["ours/paper"].iloc[0] == "5"
+    # a run without one of the metrics (a step it does not have) is not a missing run
+    cells = report.report_cells(pd.DataFrame([
+        {"row": "B", "col": "c", "metric": "wall_s", "mean": 5.0, "std": None, "seeds": 1,
+         "paper": None},
+        {"row": "B", "col": "c", "metric": "smoothing.wall_s", "mean": None, "std": None,
+         "seeds": 0, "paper": None}]))
+    assert list(cells["ours"]) == ["5", "–"]
