@@ -11,16 +11,14 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from test_cli import TINY
 
 from runners import train as train_mod
 
 CACHE = Path(__file__).resolve().parent.parent / ".jax_cache"
-TINY_PINN = ["problem.depth=1", "problem.width=8", "problem.n_data=64", "problem.eval_nx=32",
-             "problem.eval_nt=16", "problem.n_log=64", "problem.m_pretrain=30",
-             "problem.m_pretrain_split.ic=10", "problem.m_pretrain_split.pde=10",
-             "problem.m_pretrain_split.bc=10", "pretraining.inner_maxiter=40",
-             "budget.max_iter=40", "log_every=10", "eval_every=1", "progress=false",
-             "figures=false"]
+# test_cli's tiny PDE run, with shorter chunks (more checkpoints) and no figures
+TINY_PINN = [a for a in TINY if not a.startswith(("method.", "log_every", "progress"))] + [
+    "log_every=10", "progress=false", "figures=false"]
 TINY_SPRING = ["problem=spring", "problem.width=8", "problem.depth=1", "method=sqp_adam",
                "method.epochs=30", "log_every=10", "progress=false", "figures=false"]
 
