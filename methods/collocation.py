@@ -35,6 +35,7 @@ infeasibility)``. Statuses: ``converged`` (Solve_Succeeded / Solved_To_Acceptabl
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable
 
@@ -59,6 +60,54 @@ from problems.networks import MLP
 
 HESSIANS = ("lbfgs", "exact")
 LINEAR_SOLVERS = ("mumps", "ma27", "ma57", "ma86", "ma97")
+
+
+_PROBE = """
+import casadi as ca
+x = ca.SX.sym("x")
+s = ca.nlpsol("probe", "ipopt", {"x": x, "f": (x - 1) ** 2}, {"print_time": False,
+              "ipopt.print_level": 0, "ipopt.sb": "yes", "ipopt.linear_solver": %r})
+s(x0=0.0)
+print("status", s.stats().get("return_status"), flush=True)
+"""
+
+
+@functools.cache
+def available_linear_solvers() -> tuple[str, ...]:
+    """The IPOPT linear solvers of ``LINEAR_SOLVERS`` that load on this machine: MUMPS ships
+    with CasADi's IPOPT; HSL's ma27/ma57/ma86/ma97 need the HSL library (libhsl), which the
+    CasADi wheel does not include. Each is probed by solving min (x − 1)² in a subprocess of
+    its own (about 0.1 s, all at once): IPOPT answers ``Invalid_Option`` for a solver it
+    cannot load, and without HSL the ma97 probe segfaults after answering, which must not
+    take this process with it."""
+    import subprocess
+    import sys
+
+    procs = {name: subprocess.Popen([sys.executable, "-c", _PROBE % name],
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                    text=True)
+             for name in LINEAR_SOLVERS if name != "mumps"}
+    ok = ["mumps"]
+    for name, p in procs.items():
+        try:
+            out, _ = p.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            continue
+        status = next((line.split(maxsplit=1)[1] for line in out.splitlines()
+                       if line.startswith("status ")), "Invalid_Option")
+        if status.strip() != "Invalid_Option":
+            ok.append(name)
+    return tuple(ok)
+
+
+def check_linear_solver(value, field: str = "method.linear_solver") -> None:
+    """One of ``LINEAR_SOLVERS`` that IPOPT can load here (checked before any work)."""
+    check_choice(value, field, LINEAR_SOLVERS)
+    if value != "mumps":
+        here = available_linear_solvers()
+        check(value in here, field, f"{value!r} is not available here (IPOPT cannot load it: "
+              f"HSL solvers need the HSL library); available: {', '.join(here)}")
 IPOPT_HESSIAN = {"lbfgs": "limited-memory", "exact": "exact"}
 EXPAND = {"lbfgs": False, "exact": False}  # SX Hessian of the network: 750 s to build
 
@@ -88,7 +137,7 @@ class CollocationConfig:
             if v is not None:
                 check_positive_int(v, f"method.{f}")
         check_choice(self.hessian, "method.hessian", HESSIANS)
-        check_choice(self.linear_solver, "method.linear_solver", LINEAR_SOLVERS)
+        check_linear_solver(self.linear_solver)
         for f in ("smoothing", "pretrain", "refine"):
             check(isinstance(getattr(self, f), bool), f"method.{f}",
                   f"must be true or false, got {getattr(self, f)!r}")
@@ -421,5 +470,6 @@ def learned_closure(problem: DaeProblem, result: CollocationResult):
 
 
 __all__ = ["CollocationConfig", "CollocationResult", "HESSIANS", "LINEAR_SOLVERS",
-           "StepReport", "init_layers", "ipopt_status", "learned_closure", "pack_layers",
+           "StepReport", "available_linear_solvers", "check_linear_solver", "init_layers",
+           "ipopt_status", "learned_closure", "pack_layers",
            "pretrain_network", "smoothing_step", "train_collocation", "unpack_layers"]

@@ -30,7 +30,9 @@ import jax
 import jax.numpy as jnp
 
 CONVERGED, MAX_ITER, TIME_BUDGET, DIVERGED = "converged", "max_iter", "time_budget", "diverged"
-FINISHED = (CONVERGED, MAX_ITER, TIME_BUDGET, DIVERGED, "solver_failed", "evaluated")
+# a run that ended with one of these is not run again by resume (runners.io.SUCCEEDED says
+# which of them are results that tables average; "solver_failed: ..." is counted apart)
+FINISHED = (CONVERGED, MAX_ITER, TIME_BUDGET, DIVERGED, "solver_failed", "evaluated", "partial")
 
 
 class Method(NamedTuple):

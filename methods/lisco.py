@@ -119,8 +119,9 @@ class IpoptConfig:
               f"must be a number > 0, got {self.tol!r}")
         check_choice(self.hessian, "method.hessian", ["exact", "lbfgs"])
         check_positive_int(self.max_iter, "method.max_iter")
-        check_choice(self.linear_solver, "method.linear_solver",
-                     ["mumps", "ma27", "ma57", "ma86", "ma97"])
+        from methods.collocation import check_linear_solver
+
+        check_linear_solver(self.linear_solver)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,12 +1,12 @@
 """Problem protocols shared by every family, and the one error type for bad input.
 
-Families (see ``shared/spec/ARCHITECTURE.md``):
+Families:
 
 * ``constrained_learning``: min_θ ℓ(θ) s.t. c(θ) = 0, θ the weights of a network
   (trSQP-PINN: deterministic objective, many constraints, a pretraining step).
 * ``stochastic_constrained``: min_θ f(θ) = E[F(θ, ω)] s.t. c(θ) = 0 with a *few* hard
-  constraints and a mini-batched objective (the projected stochastic momentum SQP paper,
-  ``shared/spec/sqp_momentum.md``). A separate family because its interface differs:
+  constraints and a mini-batched objective (the projected stochastic momentum SQP paper).
+  A separate family because its interface differs:
   weighted objective *terms* over a mini-batch of residual points instead of one ℓ(θ).
 
 A problem is a small object of pure functions over arrays; data are pytrees, so

@@ -16,8 +16,10 @@ spring, butene, burgers and darcy subclass :class:`StochasticProblem` (the proto
   arrays as ``<cache_dir>/<problem>-<hash>.npz``, the hash (sha256, 16 hex digits) of the
   generating config as canonical JSON (the config minus the fields that do not change
   the data, plus the seed and :data:`CACHE_VERSION`). The JSON is stored in the file
-  (``_key``) and checked on load; files are written to a temporary file in the same
-  folder, then ``os.replace``-d (atomic); never pickled (``allow_pickle=False``).
+  (``_key``) beside a sha256 of the arrays (``_checksum``: names, dtypes, shapes, bytes),
+  both checked on load: a file whose content was altered or damaged is regenerated with a
+  one-line warning. Files are written to a temporary file in the same folder, then
+  ``os.replace``-d (atomic); never pickled (``allow_pickle=False``).
 
 All randomness of data generation uses ``numpy.random.default_rng(seed)``, which does not
 depend on JAX's precision flag or device.
@@ -30,6 +32,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -125,12 +128,23 @@ def cache_path(cache_dir, problem: str, key: dict) -> tuple[Path, str]:
     return Path(cache_dir) / f"{problem}-{digest}.npz", text
 
 
+def content_checksum(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 of a dict of arrays: every name, dtype, shape and the bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
 def cached_arrays(cache_dir, problem: str, key: dict,
                   generate: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """``generate()`` once per ``key``; later calls load ``<cache_dir>/<problem>-<hash>.npz``.
 
-    ``cache_dir=None`` disables the cache. A file that cannot be read or whose stored key
-    differs (a hash collision, a hand-edited file) is regenerated and overwritten.
+    ``cache_dir=None`` disables the cache. A file that cannot be read, whose stored key
+    differs (a hash collision, a hand-edited file) or whose arrays do not match their stored
+    checksum (altered or damaged content) is regenerated and overwritten, with a warning.
     """
     if cache_dir is None:
         return generate()
@@ -138,16 +152,28 @@ def cached_arrays(cache_dir, problem: str, key: dict,
     if path.exists():
         try:
             with np.load(path, allow_pickle=False) as f:
-                if str(f["_key"]) == text:
-                    return {k: f[k] for k in f.files if k != "_key"}
-        except (OSError, ValueError, KeyError, EOFError):  # unreadable: regenerate
-            pass
+                arrays = {k: f[k] for k in f.files if k not in ("_key", "_checksum")}
+                stored_key = str(f["_key"])
+                stored_sum = str(f["_checksum"]) if "_checksum" in f.files else None
+            if stored_key != text:
+                problem_with = "its stored key differs"
+            elif stored_sum is None:
+                problem_with = "it has no checksum (written by an older version)"
+            elif stored_sum != content_checksum(arrays):
+                problem_with = "its content does not match its checksum (altered or damaged)"
+            else:
+                return arrays
+        except (OSError, ValueError, KeyError, EOFError) as e:  # unreadable: regenerate
+            problem_with = f"it cannot be read ({type(e).__name__})"
+        print(f"warning: cache {path}: {problem_with}; regenerating it", file=sys.stderr,
+              flush=True)
     arrays = generate()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, _key=np.array(text), **arrays)
+            np.savez(f, _key=np.array(text), _checksum=np.array(content_checksum(arrays)),
+                     **arrays)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:

@@ -7,4 +7,7 @@ import warnings
 # warns that such matching is deprecated. The file is complete, so the warning is noise. It
 # is filtered here, in the package, so that joblib's worker processes (which import
 # runners.* when they unpickle the task) filter it too.
-warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/joblib' is validated against")
+# The same for conf/hydra/launcher/submitit_{local,slurm}.yaml (submitit's pickles kept out
+# of results/).
+warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/(joblib|submitit_local|"
+                        r"submitit_slurm)' is validated against")

@@ -20,9 +20,9 @@ the same command continues from there.
 
 from __future__ import annotations
 
+import json
 import shutil
-import signal
-import threading
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -31,43 +31,10 @@ import numpy as np
 from flax import serialization
 
 from runners.io import read_json, write_atomic, write_json
+from runners.lock import held
+from runners.signals import EXIT_INTERRUPTED, StopSignals
 
 DIRNAME = "checkpoint"
-EXIT_INTERRUPTED = 143  # 128 + SIGTERM: what a scheduler expects of a terminated job
-
-
-class StopSignals:
-    """Context manager: SIGTERM / SIGUSR1 / SIGUSR2 set ``requested`` instead of killing.
-
-    Outside the main thread (joblib workers) signals cannot be caught; the flag then stays
-    False and the process dies as it would have.
-    """
-
-    SIGNALS = ("SIGTERM", "SIGUSR1", "SIGUSR2")
-
-    def __init__(self):
-        self.requested: str | None = None
-        self._old: dict = {}
-
-    def _handler(self, signum, frame):
-        self.requested = signal.Signals(signum).name
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for name in self.SIGNALS:
-                sig = getattr(signal, name, None)
-                if sig is not None:
-                    self._old[sig] = signal.signal(sig, self._handler)
-        return self
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        self._old.clear()
-        return False
-
-    def __call__(self) -> bool:
-        return self.requested is not None
 
 
 class CheckpointMismatch(ValueError):
@@ -91,16 +58,81 @@ class Checkpoint:
         self.dir = Path(run_dir) / DIRNAME
         self.config_hash = config_hash
         self.previous = previous
+        self._read = False
+        self._meta: dict | None = None
+        self._stored: dict | None = None
 
     @property
     def source(self) -> Path:
         return self.previous if self.previous is not None else self.dir
 
     def meta(self) -> dict | None:
-        meta = read_json(self.source / "checkpoint.json")
-        if not meta or meta.get("config_hash") != self.config_hash:
-            return None
-        return meta
+        """The commit record of a usable checkpoint (read once, with its state file), or
+        None: no checkpoint, or an unreadable one (moved aside, said in one line)."""
+        if not self._read:
+            self._read = True
+            self._meta, self._stored = self._open()
+        return self._meta
+
+    def _open(self) -> tuple[dict | None, dict | None]:
+        src = self.source
+        record = src / "checkpoint.json"
+        if not record.exists():
+            return None, None
+        try:
+            meta = json.loads(record.read_text())
+            if not isinstance(meta, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as e:
+            return self._set_aside(record, f"unreadable record: {e}")
+        if meta.get("config_hash") != self.config_hash:
+            return self._set_aside(record, f"written by another configuration "
+                                           f"({meta.get('config_hash')!r})")
+        name = meta.get("state_file")
+        if not (isinstance(name, str) and name.startswith("state-") and "/" not in name
+                and isinstance(meta.get("phase"), str) and isinstance(meta.get("iteration"), int)
+                and isinstance(meta.get("history"), list)
+                and all(isinstance(r, dict) for r in meta["history"])
+                and isinstance(meta.get("extra", {}), dict)
+                and isinstance(meta.get("timing", {}), dict)):
+            return self._set_aside(record, "a record without a valid phase, iteration, "
+                                           "history or state file")
+        state = src / name
+        try:
+            stored = serialization.msgpack_restore(state.read_bytes())
+            if not isinstance(stored, dict):
+                raise ValueError("not a mapping of arrays")
+        except FileNotFoundError:
+            return self._set_aside(state, "the state file is missing")
+        except Exception as e:  # msgpack raises its own types on truncated data
+            return self._set_aside(state, f"{type(e).__name__}: {e}"[:200])
+        for other in sorted(src.glob("*.msgpack")):  # what a phase kept beside (a predictor)
+            if other.name.startswith("state-"):
+                continue
+            try:
+                serialization.msgpack_restore(other.read_bytes())
+            except Exception as e:
+                return self._set_aside(other, f"{type(e).__name__}: {e}"[:200])
+        return meta, stored
+
+    def reject(self, reason: str) -> None:
+        """A record that parsed but does not fit the run (an unknown phase): set aside."""
+        self._meta, self._stored = self._set_aside(self.source / "checkpoint.json", reason)
+
+    def _set_aside(self, path: Path, reason: str) -> tuple[None, None]:
+        src = self.source
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        dst = src.with_name(f"{DIRNAME}.unreadable-{stamp}")
+        n = 1
+        while dst.exists():
+            dst = src.with_name(f"{DIRNAME}.unreadable-{stamp}-{n}")
+            n += 1
+        src.rename(dst)
+        print(f"checkpoint: cannot use {path} ({reason}); moved aside to {dst}; the run "
+              "starts over", file=sys.stderr, flush=True)
+        if self.previous is not None:
+            self.previous = None  # nothing left to continue
+        return None, None
 
     def save(self, state, diverged, meta: dict) -> None:
         iteration = int(meta.get("iteration", 0))
@@ -119,14 +151,10 @@ class Checkpoint:
 
     def load(self, template):
         """``(state, diverged, meta)`` restored into ``template``'s structure, or None."""
-        meta = self.meta()
-        if meta is None:
+        meta, stored = self.meta(), self._stored
+        if meta is None or stored is None:
             return None
-        try:
-            blob = (self.source / meta["state_file"]).read_bytes()
-            stored = serialization.msgpack_restore(blob)
-        except (OSError, KeyError, ValueError):
-            return None
+        self._stored = None  # restored once; the arrays can be large
         ref = _leaves(template)
         arrays = [stored.get(str(i)) for i in range(len(ref))]
         if len(stored) != len(ref) or any(
@@ -157,13 +185,18 @@ class Phases:
 
     ``current`` is the phase a checkpoint was written in (None: a fresh start); phases
     before it are done and the caller skips them, restoring what it needs from ``extra``.
+    ``names``: the run's phases in order (a record naming another is set aside).
     """
 
     def __init__(self, ckpt: Checkpoint, history: list, progress, *, log_every: int,
-                 every: int, stop, seeds: int | None = None, data_axes=None):
+                 every: int, stop, seeds: int | None = None, data_axes=None,
+                 names: tuple[str, ...] = ()):
         self.ckpt, self.history, self.progress = ckpt, history, progress
         self.log_every, self.every, self.stop = log_every, every, stop
         self.seeds, self.data_axes = seeds, data_axes
+        meta = ckpt.meta()
+        if meta is not None and names and meta["phase"] not in names:
+            ckpt.reject(f"phase {meta['phase']!r} is none of {', '.join(names)}")
         self.meta = ckpt.meta()
         self.current = self.meta["phase"] if self.meta else None
         self.extra = dict(self.meta.get("extra", {})) if self.meta else {}
@@ -182,7 +215,10 @@ class Phases:
             diverged = jax.numpy.zeros((self.seeds,), bool) if vec else jax.numpy.array(False)
         hist = None  # this phase's rows so far (a resumed phase)
         if self.current == name:
-            state, diverged, _ = self.ckpt.load((state, diverged))
+            loaded = self.ckpt.load((state, diverged))
+            if loaded is None:  # cannot happen after meta() vetted it: a bug, not bad data
+                raise RuntimeError(f"checkpoint of phase {name!r} vanished")
+            state, diverged, _ = loaded
             hist = [r for r in self.history if r.get("phase") == name]
         its = jax.jit(jax.vmap(method.iterations) if vec else method.iterations)
 
@@ -211,7 +247,8 @@ def find_interrupted(runs_dir: str | Path, config_hash: str, exclude: Path) -> P
     best, best_time = None, ""
     for meta_path in Path(runs_dir).glob(f"*/{DIRNAME}/checkpoint.json"):
         ckpt = meta_path.parent
-        if ckpt.parent == exclude or (ckpt.parent / "metrics.json").exists():
+        if ckpt.parent == exclude or (ckpt.parent / "metrics.json").exists() \
+                or held(ckpt.parent) is not None:  # a live run's checkpoint is not ours
             continue
         meta = read_json(meta_path)
         if meta and meta.get("config_hash") == config_hash and meta.get("saved_at", "") > best_time:

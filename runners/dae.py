@@ -37,6 +37,11 @@ class IpoptProgress:
     def __call__(self, step, k, objective, inf):
         from tqdm.auto import tqdm
 
+        from runners.signals import StopRequested, requested
+
+        if requested():  # CasADi catches what the signal handler raised in its callback:
+            raise StopRequested(requested())  # end this IPOPT step at its next iteration
+
         if step != self.step:
             self.close()
             self.step = step
@@ -123,6 +128,10 @@ def run_neural_dae(cfg: DictConfig, setup, out: Path, base_record: dict) -> tupl
             res = train_collocation(problem, mcfg, data, on_iteration=bar)
         finally:
             bar.close()
+        from runners.signals import StopRequested, requested
+
+        if requested():  # a stop signal during an IPOPT solve ended it as a failed step
+            raise StopRequested(requested())
         closure = learned_closure(problem, res)
         layers, sc = res.layers, res.scaling
         status = res.status

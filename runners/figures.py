@@ -18,14 +18,45 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from runners.io import save_figure
-from runners.tables import collect
+from runners.tables import collect, failed_flags, warn
 
 METHOD_ORDER = ("penalty", "auglag", "pinn", "trsqp")
 # integer config fields that a pandas column holding NaN turns into floats
 INT_FIELDS = {"n_data", "m_train", "m_pretrain", "n_heldout", "n_log", "eval_nx", "eval_nt",
               "eval_batch", "depth", "width", "ref_substeps", "m_split", "m_pretrain_split"}
+
+
+class Unreadable(Exception):
+    """A run's file that a figure needs cannot be read (the run is skipped, with a warning)."""
+
+
+def runs_of(results) -> pd.DataFrame:
+    """The runs under ``results`` whose status is a result (failed runs are not drawn)."""
+    df = collect(results)
+    if df.empty:
+        return df
+    failed = failed_flags(df)
+    if failed.any():
+        print(f"note: {int(failed.sum())} failed runs are not drawn", file=sys.stderr)
+    return df[~failed]
+
+
+def read_params(path: Path, template):
+    """Flax msgpack at ``path`` restored into ``template`` (shapes and dtypes checked)."""
+    import jax
+    from flax import serialization
+
+    try:
+        params = serialization.from_bytes(template, Path(path).read_bytes())
+    except Exception as e:  # missing, truncated or foreign: msgpack's own exception types
+        raise Unreadable(f"{path}: {type(e).__name__}") from None
+    got, ref = jax.tree.leaves(params), jax.tree.leaves(template)
+    if len(got) != len(ref) or any(np.shape(a) != np.shape(b) for a, b in zip(got, ref)):
+        raise Unreadable(f"{path}: arrays of other shapes than the run's network")
+    return params
 
 
 def _ordered(methods):
@@ -35,7 +66,6 @@ def _ordered(methods):
 def load_prediction(rec: dict, max_nx: int = 512, max_nt: int = 256):
     """(x, t, reference, prediction) of one run, on a strided evaluation grid."""
     import jax
-    from flax import serialization
 
     from problems import build_problem
 
@@ -55,8 +85,7 @@ def load_prediction(rec: dict, max_nx: int = 512, max_nt: int = 256):
     problem = build_problem(rec["problem"], values, dtype=rec.get("precision", "float64"))
     k_data, k_init = jax.random.split(jax.random.PRNGKey(int(rec["seed"])))
     data = problem.sample_data(k_data)
-    template = problem.init_params(k_init)
-    params = serialization.from_bytes(template, (Path(rec["path"]) / "params.msgpack").read_bytes())
+    params = read_params(Path(rec["path"]) / "params.msgpack", problem.init_params(k_init))
     pred = np.asarray(jax.jit(problem.predict_grid)(params, data))
     return np.asarray(data.eval_x), np.asarray(data.eval_t), np.asarray(data.u_ref), pred
 
@@ -67,7 +96,7 @@ def heatmaps(results: str | Path, out: str | Path, seed: int = 0) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    df = collect(results)
+    df = runs_of(results)
     df = df[(df["seed"] == seed)] if "seed" in df else df
     problems = sorted(df["problem"].unique())
     methods = _ordered(df["method"].unique())
@@ -83,7 +112,12 @@ def heatmaps(results: str | Path, out: str | Path, seed: int = 0) -> Path:
                 ax.axis("off")
                 continue
             rec = runs.iloc[0].to_dict()
-            x, t, ref, pred = load_prediction(rec)
+            try:
+                x, t, ref, pred = load_prediction(rec)
+            except Unreadable as e:
+                warn(f"skipping {rec['path']} in the heatmaps: {e}")
+                ax.axis("off")
+                continue
             extent = (x[0], 2 * np.pi, t[0], t[-1])
             kw = {"origin": "lower", "aspect": "auto", "extent": extent,
                   "vmin": ref.min(), "vmax": ref.max()}
@@ -106,7 +140,7 @@ def sweep_plot(results: str | Path, x: str, out: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    df = collect(results)
+    df = runs_of(results)
     if x not in df.columns:
         raise SystemExit(f"error: --x: no runs under {results} have {x!r}; swept fields: "
                          f"{', '.join(c for c in df.columns if c.startswith('problem.'))}")
@@ -218,7 +252,7 @@ SQP_ORDER = ("sqp_adam", "sqp_heavyball", "adam_con", "adam_unc", "sqp_sgd")
 
 def _sqp_runs(results):
     """The runs of the stochastic_constrained family under ``results`` (a DataFrame)."""
-    df = collect(results)
+    df = runs_of(results)
     if df.empty or "family" not in df:
         return df.iloc[0:0]
     df = df[df["family"] == "stochastic_constrained"].copy()
@@ -240,8 +274,19 @@ def loss_curves(results, out_dir: str | Path) -> list[Path]:
 
     df, paths = _sqp_runs(results), []
     for (prob, lr, full), runs in df.groupby(["problem", "method.lr", "method.full_batch"]):
-        hist = {m: [pd.read_csv(Path(p) / "history.csv") for p in r["path"]]
-                for m, r in runs.groupby("method")}
+        hist = {}
+        for m, r in runs.groupby("method"):
+            for p in r["path"]:
+                try:
+                    h = pd.read_csv(Path(p) / "history.csv")
+                    if "epoch" not in h.columns:
+                        raise ValueError("no epoch column")
+                except (OSError, ValueError) as e:
+                    warn(f"skipping {p} in the loss curves: history.csv ({type(e).__name__})")
+                    continue
+                hist.setdefault(m, []).append(h)
+        if not hist:
+            continue
         cols = [c for c in next(iter(hist.values()))[0].columns if c.startswith("loss_")]
         cols += ["max_abs_c"]
         fig, axes = plt.subplots(1, len(cols), figsize=(3.3 * len(cols), 3.1),
@@ -268,7 +313,6 @@ def load_run(path: Path):
     """(problem, params, data) of one finished run, from its .hydra/config.yaml (YAML) and
     params.msgpack (msgpack): loading a results folder runs no code."""
     import jax
-    from flax import serialization
     from omegaconf import OmegaConf
 
     from problems import build_problem
@@ -276,14 +320,17 @@ def load_run(path: Path):
     own = Path(path) / ".hydra" / "config.yaml"
     # a seed folder of a seeds=N run written before seed folders had their own config:
     # the parent's config (the problem is the same for every seed)
-    cfg = OmegaConf.load(own if own.is_file() else Path(path).parent / ".hydra" / "config.yaml")
+    try:
+        cfg = OmegaConf.load(own if own.is_file() else Path(path).parent / ".hydra" / "config.yaml")
+    except Exception as e:  # missing or not YAML
+        raise Unreadable(f"{path}: .hydra/config.yaml ({type(e).__name__})") from None
     values = OmegaConf.to_container(cfg.problem, resolve=True)
     name = values.pop("name")
     jax.config.update("jax_enable_x64", cfg.precision == "float64")
     problem = build_problem(name, values, dtype=cfg.precision)
     data = problem.make_data(cache_dir=str(Path(cfg.results_dir) / "cache"))
     template = problem.init_params(jax.random.PRNGKey(problem.cfg.data_seed))
-    params = serialization.from_bytes(template, (Path(path) / "params.msgpack").read_bytes())
+    params = read_params(Path(path) / "params.msgpack", template)
     return problem, params, data
 
 
@@ -295,7 +342,11 @@ def predictions(results, out_dir: str | Path, seed: int = 0) -> list[Path]:
     for prob, runs in df.groupby("problem"):
         runs = runs[runs["method.lr"] == runs["method.lr"].max()]
         for _, r in runs.iterrows():
-            problem, params, data = load_run(r["path"])
+            try:
+                problem, params, data = load_run(r["path"])
+            except Unreadable as e:
+                warn(f"skipping {r['path']} in the predictions: {e}")
+                continue
             paths.append(prediction_figure(
                 problem, params, data,
                 Path(out_dir) / f"sqp_momentum_{prob}_prediction_{r['method']}.png",

@@ -65,6 +65,20 @@ def read_json(path: str | Path) -> dict | None:
         return None
 
 
+# Statuses whose metrics are results: tables and the report average them. "diverged" keeps
+# the last finite iterate; "evaluated" is a LISCO run of trained networks; "partial" is a
+# batch baseline (IPOPT / OSQP over the test points) that left some instances unsolved,
+# counted in its own metrics (success, solver_success). Anything else ("solver_failed:
+# <IPOPT status>", a missing or foreign status) is a failed run: recorded, shown as a count,
+# never averaged into a metric.
+SUCCEEDED = ("converged", "max_iter", "time_budget", "diverged", "evaluated", "partial")
+
+
+def status_failed(status) -> bool:
+    """True unless ``status`` (any value) is one of :data:`SUCCEEDED` (text before ':')."""
+    return not isinstance(status, str) or status.split(":")[0].strip() not in SUCCEEDED
+
+
 def flatten(d: dict, prefix: str = "") -> dict:
     """{'a': {'b': 1}} -> {'a.b': 1}; lists become strings so every value is a scalar."""
     out = {}

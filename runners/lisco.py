@@ -176,31 +176,72 @@ def _save_networks(out: Path, pred_params, sol_params, cfg, problem, dtype):
         "instance": problem.cfg.instance, "predictor": pred_params is not None})
 
 
-def _load_networks(ckpt: Path, cfg, problem, dtype, templates):
+def networks_meta(ckpt, cfg, problem, precision: str) -> dict:
+    """``networks.json`` of the trained lisco run in folder ``ckpt``, checked against this
+    run's config (widths, activation, sizes, dtype) and the files it needs; raises
+    :class:`ConfigError` in one line. Reads JSON only: the runner calls it while validating
+    the config, before any folder is made."""
+    from runners.setup import ConfigError
+
+    where = str(ckpt)
+    ckpt = Path(str(ckpt)).expanduser()
+    if not ckpt.is_dir():
+        raise ConfigError(f"method.checkpoint: no such folder {where!r}: give the run folder "
+                          "of a trained lisco run")
+    meta_path = ckpt / "networks.json"
+    if not meta_path.is_file():
+        raise ConfigError(f"method.checkpoint: no networks.json in {where!r}: give the run "
+                          "folder of a trained lisco run")
+    try:
+        meta = json.loads(meta_path.read_text())
+        if not isinstance(meta, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"method.checkpoint: {str(meta_path)!r} is not a readable "
+                          f"networks.json ({str(e)[:80]})") from None
+    want = {"hidden": list(cfg.hidden), "activation": cfg.activation, "n_x": problem.n_x,
+            "n_z": problem.n_z, "dtype": str(np.dtype(precision))}
+    for k, v in want.items():
+        if meta.get(k) != v:
+            raise ConfigError(f"method.checkpoint: networks in {where!r} have {k}="
+                              f"{meta.get(k)!r}, this run has {v!r}")
+    needed = ["solver.msgpack"] + (["predictor.msgpack"] if cfg.predictor else [])
+    for f in needed:
+        if not (ckpt / f).is_file():
+            raise ConfigError(f"method.checkpoint: no {f} in {where!r}"
+                              + (" (trained with method.predictor=false?)"
+                                 if f.startswith("predictor") else ""))
+    return meta
+
+
+def _restore(path: Path, template, what: str):
+    """Flax msgpack at ``path`` restored into ``template``; every array must have the
+    template's shape and dtype (Flax does not check), else a one-line ConfigError."""
+    import jax
     from flax import serialization
 
     from runners.setup import ConfigError
 
-    meta_path = ckpt / "networks.json"
-    if not meta_path.is_file():
-        raise ConfigError(f"method.checkpoint: no networks.json in {str(ckpt)!r}: give the run "
-                          "folder of a trained lisco run")
-    meta = json.loads(meta_path.read_text())
-    want = {"hidden": list(cfg.hidden), "activation": cfg.activation, "n_x": problem.n_x,
-            "n_z": problem.n_z, "dtype": str(np.dtype(dtype))}
-    for k, v in want.items():
-        if meta.get(k) != v:
-            raise ConfigError(f"method.checkpoint: networks in {str(ckpt)!r} have {k}="
-                              f"{meta.get(k)!r}, this run has {v!r}")
+    try:
+        params = serialization.from_bytes(template, path.read_bytes())
+    except Exception as e:  # truncated or foreign msgpack: msgpack's own exception types
+        raise ConfigError(f"method.checkpoint: {str(path)!r} is not a readable {what} network "
+                          f"({type(e).__name__})") from None
+    got, ref = jax.tree.leaves(params), jax.tree.leaves(template)
+    if len(got) != len(ref) or any(np.shape(a) != np.shape(b) or np.asarray(a).dtype
+                                   != np.asarray(b).dtype for a, b in zip(got, ref)):
+        raise ConfigError(f"method.checkpoint: the {what} network in {str(path)!r} has other "
+                          "shapes or dtypes than networks.json and this run's config say")
+    return params
+
+
+def _load_networks(ckpt, cfg, problem, dtype, templates):
+    """(predictor or None, solver) of a trained lisco run, validated (ConfigError)."""
+    networks_meta(ckpt, cfg, problem, str(np.dtype(dtype)))
+    ckpt = Path(str(ckpt)).expanduser()
     pred_t, sol_t = templates
-    pred = None
-    if cfg.predictor:
-        if not (ckpt / "predictor.msgpack").is_file():
-            raise ConfigError(f"method.checkpoint: no predictor.msgpack in {str(ckpt)!r} "
-                              "(trained with method.predictor=false?)")
-        pred = serialization.from_bytes(pred_t, (ckpt / "predictor.msgpack").read_bytes())
-    sol = serialization.from_bytes(sol_t, (ckpt / "solver.msgpack").read_bytes())
-    return pred, sol
+    pred = _restore(ckpt / "predictor.msgpack", pred_t, "predictor") if cfg.predictor else None
+    return pred, _restore(ckpt / "solver.msgpack", sol_t, "solver")
 
 
 def _train(cfg, setup, problem, dtype, out, history, key):
@@ -223,9 +264,14 @@ def _train(cfg, setup, problem, dtype, out, history, key):
     data = {"valid_x": jax.numpy.asarray(problem.valid_x, dtype)}
     progress = Progress(cfg, problem, data, history, out)
     ckpt = open_checkpoint(cfg, out, config_hash(cfg))
+    meta = ckpt.meta()
+    if mc.predictor and meta is not None and meta["phase"] == "solver" \
+            and not (ckpt.source / "predictor.msgpack").is_file():
+        ckpt.reject("a solver-phase checkpoint without its predictor.msgpack")
     with StopSignals() as stop:
         phases = Phases(ckpt, history, progress, log_every=cfg.log_every,
-                        every=cfg.get("checkpoint_every", 0), stop=stop)
+                        every=cfg.get("checkpoint_every", 0), stop=stop,
+                        names=("predictor", "solver"))
         try:
             if mc.predictor and phases.current in (None, "predictor"):
                 m = predictor_method(problem, mc, dtype, k_pred)
@@ -263,11 +309,27 @@ def _train(cfg, setup, problem, dtype, out, history, key):
     return pred_params, m.params(r.state), r.status, info
 
 
-def run_lisco(cfg: DictConfig, setup, out: Path, x: np.ndarray, ref: dict) -> tuple[dict, str]:
+def trained_networks(cfg: DictConfig, setup):
+    """``method.train=false``: the networks of ``method.checkpoint``, validated (ConfigError)
+    before anything is computed or written."""
     import jax
     import jax.numpy as jnp
 
-    from methods.lisco import init_networks, start_points
+    from methods.lisco import init_networks
+
+    mc, dtype = setup.method_cfg, jnp.dtype(setup.precision)
+    templates = init_networks(setup.problem, mc, dtype,
+                              jax.random.PRNGKey(mc.init_seed + cfg.seed))
+    return _load_networks(mc.checkpoint, mc, setup.problem, dtype, templates)
+
+
+def run_lisco(cfg: DictConfig, setup, out: Path, x: np.ndarray, ref: dict,
+              networks=None) -> tuple[dict, str]:
+    """``networks``: (predictor, solver) loaded by :func:`trained_networks` (train=false)."""
+    import jax
+    import jax.numpy as jnp
+
+    from methods.lisco import start_points
 
     problem, mc = setup.problem, setup.method_cfg
     dtype = jnp.dtype(setup.precision)
@@ -278,9 +340,8 @@ def run_lisco(cfg: DictConfig, setup, out: Path, x: np.ndarray, ref: dict) -> tu
                                                         history, key)
         _save_networks(out, pred_params, sol_params, mc, problem, dtype)
     else:
-        templates = init_networks(problem, mc, dtype, key)
-        pred_params, sol_params = _load_networks(Path(mc.checkpoint), mc, problem, dtype,
-                                                 templates)
+        pred_params, sol_params = networks if networks is not None else \
+            trained_networks(cfg, setup)
         _save_networks(out, pred_params, sol_params, mc, problem, dtype)
         status, info = "evaluated", {"checkpoint": str(mc.checkpoint)}
     rec: dict = {**info}
@@ -344,7 +405,12 @@ def run_baseline(cfg: DictConfig, setup, out: Path, x: np.ndarray, ref: dict):
                throughput=len(x) / float(np.sum(secs)), batch_size=1)
     _samples_csv(out, sm, iterations=r.iterations, seconds=secs, status=np.asarray(r.status))
     failed = int(np.sum(~np.asarray(r.success)))
-    status = "converged" if failed == 0 else f"solver_failed: {failed}/{len(x)} instances"
+    if failed == 0:
+        status = "converged"
+    elif failed < len(x):  # a result: the unsolved instances are in success / solver_success
+        status = f"partial: {failed}/{len(x)} instances unsolved"
+    else:  # nothing solved: not a result (runners.io.status_failed)
+        status = f"solver_failed: {r.status[0]} on all {len(x)} instances"
     return rec, status
 
 
@@ -355,11 +421,14 @@ def run_parametric_opt(cfg: DictConfig, setup, out: Path, base: dict) -> tuple[d
     jax.config.update("jax_enable_x64", True)  # metrics in float64; networks in method dtype
     problem = setup.problem
     x = problem.test_x
+    networks = None
+    if setup.method_name == "lisco" and not setup.method_cfg.train:  # fail before the work
+        networks = trained_networks(cfg, setup)
     t0 = time.perf_counter()
     ref = reference(problem, x, Path(cfg.results_dir) / "cache", cfg.progress)
     ref_s = time.perf_counter() - t0
     if setup.method_name == "lisco":
-        rec, status = run_lisco(cfg, setup, out, x, ref)
+        rec, status = run_lisco(cfg, setup, out, x, ref, networks)
     else:
         rec, status = run_baseline(cfg, setup, out, x, ref)
     record = {**{k: v for k, v in base.items() if k not in ("finished_at", "run_dir")},
@@ -383,11 +452,20 @@ def sweep_convergence_figure(results: Path, path: Path) -> int:
     import matplotlib.pyplot as plt
     import pandas as pd
 
+    from runners.tables import collect, failed_flags, warn
+
     runs = []
-    for m in sorted(Path(results).rglob("metrics.json")):
-        rec = json.loads(m.read_text())
-        if rec.get("method") == "lisco" and (m.parent / "convergence.csv").is_file():
-            runs.append((rec, pd.read_csv(m.parent / "convergence.csv")))
+    df = collect(results)
+    df = df[~failed_flags(df)] if len(df) else df
+    for rec in (r for _, r in df.iterrows() if r["method"] == "lisco"):
+        path = Path(rec["path"]) / "convergence.csv"
+        if not path.is_file():
+            continue
+        try:
+            runs.append((rec.to_dict(), pd.read_csv(path)[["iteration", "frac_T_le_1e-06",
+                                                           "frac_T_le_1e-08"]]))
+        except (OSError, ValueError, KeyError) as e:
+            warn(f"skipping {path}: {type(e).__name__}")
     problems = sorted({r["problem"] for r, _ in runs})
     if not problems:
         return 0

@@ -6,7 +6,8 @@ paper's, with the environment that produced them.
 scales whose sweep exists (the largest scale run so far), its scale named in the report.
 
 What is shown is listed in ``conf/report.yaml`` (every table of the four specs). For each
-table, one row per (row, column, metric) cell: ours (mean ± std over seeds, number of runs),
+table, one row per (row, column, metric) cell: ours (mean ± std over seeds, number of runs
+averaged, number of failed runs, which are never averaged),
 the paper's value, the ratio ours / paper and a mark ``✗`` where ours is worse than the
 paper's by more than 2× (lower is better except for success rates, converged fractions and
 throughput; counts such as training steps are not judged). A cell without runs says
@@ -52,23 +53,25 @@ def report_cells(long: pd.DataFrame) -> pd.DataFrame:
     """The long table of :func:`runners.tables.experiment_table` as report rows."""
     rows = []
     # a (row, column) with runs but without this metric (a step the run does not have) is
-    # "–"; "missing" means no run at all for the (row, column)
+    # "–"; "failed" means its only runs failed (counted, never averaged); "missing" means no
+    # run at all for the (row, column)
     has_runs = long.groupby(["row", "col"])["seeds"].transform("max") > 0 if len(long) else []
     for r, present in zip(long.itertuples(index=False), has_runs):
         mean = None if r.mean is None or pd.isna(r.mean) else float(r.mean)
         paper = None if r.paper is None or pd.isna(r.paper) else float(r.paper)
         std = None if r.std is None or pd.isna(r.std) else float(r.std)
-        ours = ("–" if present else "missing") if mean is None else \
+        n_failed = int(getattr(r, "failed", 0) or 0)
+        ours = ("–" if present else "failed" if n_failed else "missing") if mean is None else \
             f"{mean:.3g}" + (f" ± {std:.1g}" if std else "")
         factor = worse_by(r.metric, mean, paper)
         rows.append({"row": r.row, "column": r.col, "metric": METRICS.get(r.metric, r.metric),
-                     "ours": ours, "runs": int(r.seeds),
+                     "ours": ours, "runs": int(r.seeds), "failed": n_failed,
                      "paper": "" if paper is None else f"{paper:.3g}",
                      "ours/paper": "" if mean is None or paper is None or paper == 0
                      else f"{mean / paper:.3g}",
                      "> 2× worse": "✗" if factor is not None and factor > WORSE_FACTOR else ""})
-    return pd.DataFrame(rows, columns=["row", "column", "metric", "ours", "runs", "paper",
-                                       "ours/paper", "> 2× worse"])
+    return pd.DataFrame(rows, columns=["row", "column", "metric", "ours", "runs", "failed",
+                                       "paper", "ours/paper", "> 2× worse"])
 
 
 def environment(results: Path) -> dict:
@@ -81,7 +84,8 @@ def environment(results: Path) -> dict:
         except (OSError, subprocess.SubprocessError):
             return ""
 
-    devices = sorted({str(d) for d in collect(results).get("device", pd.Series([])).dropna()})
+    devices = sorted({str(d) for d in collect(results, quiet=True).get(
+        "device", pd.Series([])).dropna()})
     commit = git("rev-parse", "HEAD") or "unknown (not a git checkout)"
     dirty = git("status", "--porcelain", "--untracked-files=no")
     return {"commit": commit + (" (with uncommitted changes)" if dirty else ""),
@@ -120,17 +124,17 @@ def build(scale: str, results: str | Path = "results", times: str | Path | None 
         t["minutes"] = [f"{s / 60:.1f} min" for s in t["seconds"]]
         blocks.append(("h2", "Wall time of each target"))
         blocks.append(("table", t[["target", "minutes", "exit"]]))
-    missing_all = []
+    missing_all, skipped = [], []
     df_cache: dict[Path, pd.DataFrame] = {}
     for paper in spec["papers"]:
         blocks.append(("h2", paper["title"]))
-        blocks.append(("p", f"Spec: `../shared/spec/{paper['spec']}`; "
-                            f"make target: `make {paper['make']} SCALE={scale}`."))
+        blocks.append(("p", f"Make target: `make {paper['make']} SCALE={scale}`."))
         for t in paper["tables"]:
             sweep, sc = first(f"sweeps/{t['sweep']}-{{scale}}")
             exists = sweep.is_dir()
             if exists and sweep not in df_cache:
                 df_cache[sweep] = collect(sweep)
+                skipped.extend(df_cache[sweep].attrs.get("skipped", []))
             df = df_cache.get(sweep, pd.DataFrame())
             if "summary" in t:
                 blocks.append(("h3", f"{t['summary']} ({t['paper_ref']}), scale={sc}"))
@@ -177,6 +181,10 @@ def build(scale: str, results: str | Path = "results", times: str | Path | None 
             for p in found:
                 rel = os.path.relpath(p, results)
                 blocks.append(("img", (rel, f"{f['caption']} — {rel}")))
+    if skipped:
+        blocks.append(("h2", "Unreadable records (skipped)"))
+        blocks.append(("p", f"{len(skipped)} `metrics.json` could not be read and are left "
+                            "out: " + "; ".join(f"`{p}` ({why})" for p, why in skipped)))
     blocks.append(("h2", "Missing"))
     blocks.append(("p", "; ".join(missing_all) if missing_all else "nothing: every table cell "
                                                                    "and figure is present."))

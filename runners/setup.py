@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from omegaconf import DictConfig, OmegaConf
@@ -26,8 +28,39 @@ def _plain(node) -> dict:
     return OmegaConf.to_container(node, resolve=True) if node is not None else {}
 
 
+def check_writable_dir(value: Any, field: str) -> Path:
+    """``value`` names a folder this process can create or write into (nothing is created)."""
+    check(isinstance(value, str) and value.strip() != "", field,
+          f"must be a folder path, got {value!r}")
+    path = Path(value).expanduser()
+    probe = path
+    while not probe.exists():  # the nearest existing ancestor decides
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    check(probe.is_dir(), field, f"{str(probe)!r} is a file, not a folder" if probe != path
+          else f"{value!r} is a file, not a folder")
+    check(os.access(probe, os.W_OK | os.X_OK), field,
+          f"{str(probe)!r} is not writable by this user")
+    return path
+
+
+def check_sweep_name(value: Any) -> None:
+    """A folder name (or sub-path) inside ``<results_dir>/sweeps``: never outside it."""
+    text = value if isinstance(value, str) else ""
+    parts = text.replace("\\", "/").split("/")
+    check(text.strip() != "" and not text.startswith(("/", "~"))
+          and all(p not in ("", ".", "..") for p in parts), "sweep_name",
+          f"must be a folder name inside results_dir/sweeps (no '..', no absolute path, no "
+          f"empty part), got {value!r}")
+
+
 def resolve(cfg: DictConfig) -> Setup:
     """Validate every user-facing field; raises :class:`ConfigError` with a one-line message."""
+    check_writable_dir(cfg.get("results_dir"), "results_dir")
+    check_sweep_name(cfg.get("sweep_name"))
+    if cfg.get("jax_cache_dir"):  # '' / null: no persistent compilation cache
+        check_writable_dir(cfg.get("jax_cache_dir"), "jax_cache_dir")
     check_choice(cfg.get("precision"), "precision", ["float64", "float32"])
     seed = cfg.get("seed")
     check(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0, "seed",
@@ -53,6 +86,10 @@ def resolve(cfg: DictConfig) -> Setup:
     mname = mvals.pop("name", None)
     check_choice(mname, "method.name", list(METHODS))
     method_cfg = method_config(mname, mvals, pname, problem.family)
+    if mname == "lisco" and not method_cfg.train:  # the trained networks to evaluate
+        from runners.lisco import networks_meta
+
+        networks_meta(method_cfg.checkpoint, method_cfg, problem, cfg.precision)
     check(mname != "osqp" or getattr(problem, "convex", True), "method",
           f"'osqp' solves convex QPs only, not problem {pname!r}; valid methods: lisco, ipopt")
 

@@ -4,22 +4,34 @@
 result sets, run by run (regression checks after a code change).
 
 ``python -m runners.tables [--results results] [--out results/tables] [--name summary]``
-writes ``<out>/<name>.{md,csv,tex}``: one row per (problem, method, swept values), with
-mean ± std over seeds of abs/rel error, max |c|, iterations and wall time. The swept
-values are the config fields (``problem.*``, ``method.*``, ``pretrain``, ``scale``...)
-that differ between runs of the same problem and method.
+writes ``<out>/<name>.{md,csv,tex}``: one row per configuration, with mean ± std over
+seeds of abs/rel error, max |c|, iterations and wall time.
+
+Runs are seeds of one row only when their whole resolved configuration except ``seed`` is
+the same: every record carries ``group_hash``, the hash of that configuration (records
+written before it existed get one from their recorded config fields). The config fields
+(``problem.*``, ``method.*``, ``budget.*``, ``pretraining.*``, ``pretrain``, ``scale``,
+``tag``...) whose values differ between runs of one problem and method, a value set in one
+run and null or absent in another included, are the table's columns; if two
+configurations still look alike, a ``config`` column shows their group hash.
+
+A run whose status is not a result (:data:`runners.io.SUCCEEDED`; e.g. ``solver_failed:
+Invalid_Option``) is counted in ``failed`` and never averaged into a metric. A
+``metrics.json`` that cannot be read is skipped with a one-line warning naming it, and
+the skipped files are counted.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-from runners.io import write_atomic
+from runners.io import status_failed, write_atomic
 
 METRICS = {"abs_error": "abs error", "rel_error": "rel error",
            "max_constraint_violation": "max |c|",
@@ -44,65 +56,124 @@ METRICS = {"abs_error": "abs error", "rel_error": "rel error",
            **{f"frac{e}_it{k}": f"≤1e-{e} @{k}" for e in (6, 8) for k in (10, 20, 50, 100)},
            "predictor_train_s": "pred. train s", "predictor_steps_done": "pred. steps",
            "solver_train_s": "solver train s", "solver_steps_done": "solver steps"}
-CONFIG_PREFIXES = ("problem.", "method.", "pretraining.")
-CONFIG_KEYS = ("pretrain", "scale", "precision")
+CONFIG_PREFIXES = ("problem.", "method.", "pretraining.", "budget.")
+CONFIG_KEYS = ("pretrain", "scale", "precision", "tag", "log_every", "eval_every")
 IGNORED = {"problem.name", "method.name"}
 
 
-def collect(results: str | Path = "results") -> pd.DataFrame:
-    """Every readable metrics.json under ``results`` (benchmarks excluded), one row each."""
-    rows = []
-    for path in sorted(Path(results).rglob("metrics.json")):
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def collect(results: str | Path = "results", quiet: bool = False) -> pd.DataFrame:
+    """Every run record under ``results`` (benchmarks excluded), one row each, with its
+    folder (``path``) and ``failed`` (its status is not a result). A ``metrics.json`` that
+    cannot be read or is not a run record is skipped with a one-line warning (unless
+    ``quiet``); the skipped paths are in ``df.attrs["skipped"]``."""
+    rows, skipped = [], []
+    results = Path(results)
+    for path in sorted(results.rglob("metrics.json")):
         if "bench" in path.relative_to(results).parts[:1]:
             continue
         try:
             rec = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue  # a run being written, or not ours
-        if isinstance(rec, dict) and "problem" in rec and "method" in rec:
-            rec["path"] = str(path.parent)
-            rows.append(rec)
-    return pd.DataFrame(rows)
+        except (OSError, ValueError) as e:  # writes are atomic: a damaged file
+            skipped.append((str(path), f"not readable JSON ({type(e).__name__})"))
+            continue
+        if not (isinstance(rec, dict) and isinstance(rec.get("problem"), str)
+                and isinstance(rec.get("method"), str)):
+            skipped.append((str(path), "not a run record (no problem and method names)"))
+            continue
+        status = rec.get("status")
+        rec["status"] = status if isinstance(status, str) else f"invalid status: {status!r}"
+        rec["failed"] = status_failed(status)
+        rec["path"] = str(path.parent)
+        rows.append(rec)
+    if not quiet:
+        for path, why in skipped:
+            warn(f"skipping {path}: {why}")
+    df = pd.DataFrame(rows)
+    df.attrs["skipped"] = skipped
+    return df
+
+
+def config_columns(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns
+            if (c.startswith(CONFIG_PREFIXES) or c in CONFIG_KEYS) and c not in IGNORED]
+
+
+def group_ids(df: pd.DataFrame) -> pd.Series:
+    """Each run's configuration without its seed: the record's ``group_hash``, or for a
+    record without one, a hash of its recorded config fields (seed excluded)."""
+    cols = sorted(config_columns(df))
+
+    def fallback(row) -> str:
+        text = "|".join(f"{c}={_label(row[c])}" for c in ["problem", "method", *cols])
+        return "r" + hashlib.sha256(text.encode()).hexdigest()[:15]
+
+    stored = df["group_hash"] if "group_hash" in df.columns else pd.Series(None, index=df.index)
+    return pd.Series([g if isinstance(g, str) and g else fallback(row)
+                      for g, (_, row) in zip(stored, df.iterrows())], index=df.index, dtype=str)
+
+
+def failed_flags(df: pd.DataFrame) -> pd.Series:
+    """Per run: its status is not a result (``collect``'s ``failed``; a frame built by hand
+    without statuses has no failures)."""
+    if "failed" in df.columns:
+        return df["failed"].fillna(False).astype(bool)
+    if "status" in df.columns:
+        return df["status"].map(status_failed).astype(bool)
+    return pd.Series(False, index=df.index, dtype=bool)
 
 
 def swept_columns(df: pd.DataFrame) -> list[str]:
-    """Config columns whose value differs between runs of one (problem, method)."""
-    cols = [c for c in df.columns
-            if (c.startswith(CONFIG_PREFIXES) or c in CONFIG_KEYS) and c not in IGNORED]
+    """Config columns whose value differs between runs of one (problem, method); a value
+    set in one run and null (or absent) in another counts as different."""
     swept = []
-    for c in cols:
-        as_text = df[c].astype(str)
+    for c in config_columns(df):
+        as_text = df[c].map(_label)
         if (as_text.groupby([df["problem"], df["method"]]).nunique() > 1).any():
             swept.append(c)
     return swept
 
 
 def summarize(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(numeric table with <metric>_mean/_std columns, display table with 'mean ± std')."""
+    """(numeric table with <metric>_mean/_std columns, display table with 'mean ± std').
+
+    One row per configuration (:func:`group_ids`); ``seeds`` counts the runs averaged,
+    ``failed`` the runs whose status is not a result (left out of every mean)."""
     swept = swept_columns(df)
     keys = ["problem", "method", *swept]
     df = df.copy()
+    df["_group"] = group_ids(df)
     for c in swept:
-        df[c] = df[c].astype(str)
+        df[c] = df[c].map(_label)
+    if (df.groupby(keys)["_group"].transform("nunique") > 1).any():
+        df["config"] = df["_group"].str[:8]  # alike in every recorded field, yet different
+        keys.append("config")
+    df["failed"] = failed = failed_flags(df)
     metrics = [m for m in METRICS if m in df.columns and df[m].notna().any()]
     for m in metrics:
         df[m] = pd.to_numeric(df[m], errors="coerce")
+        df.loc[failed, m] = float("nan")  # a failed run's numbers are not results
     g = df.groupby(keys, dropna=False, sort=True)
     num = g[metrics].agg(["mean", "std"])
     num.columns = [f"{m}_{s}" for m, s in num.columns]
-    num.insert(0, "seeds", g.size())
+    num.insert(0, "seeds", g["failed"].agg(lambda f: int((~f.astype(bool)).sum())))
+    num.insert(1, "failed", g["failed"].agg(lambda f: int(f.astype(bool).sum())))
     if "status" in df.columns:
         num["status"] = g["status"].agg(lambda s: ", ".join(
             f"{k}×{v}" if v > 1 else k for k, v in s.value_counts().items()))
     num = num.reset_index()
-    shown = num[keys + ["seeds"]].copy()
+    shown = num[keys + ["seeds", "failed"]].copy()
     for m in metrics:
         mean, std = num[f"{m}_mean"], num[f"{m}_std"].fillna(0.0)
         fmt = (lambda a, b: f"{a:.0f} ± {b:.0f}") if m == "iterations" else \
             (lambda a, b: f"{a:.1f} ± {b:.1f}") if m == "wall_s" else \
             (lambda a, b: f"{a:.4g} ± {b:.2g}")
         raw = num[f"{m}_std"]  # NaN for a single seed: show the value alone
-        shown[METRICS[m]] = [fmt(a, b) if pd.notna(r) else fmt(a, 0.0).split(" ± ")[0]
+        shown[METRICS[m]] = ["–" if pd.isna(a) else fmt(a, b) if pd.notna(r)
+                             else fmt(a, 0.0).split(" ± ")[0]
                              for a, b, r in zip(mean, std, raw)]
     if "status" in num.columns:
         shown["status"] = num["status"]
@@ -116,6 +187,7 @@ def write_tables(results: str | Path = "results", out: str | Path | None = None,
     if df.empty:
         return None
     num, shown = summarize(df)
+    shown.attrs["skipped"] = df.attrs.get("skipped", [])
     write_atomic(out / f"{name}.csv", num.to_csv(index=False))
     write_atomic(out / f"{name}.md", shown.to_markdown(index=False) + "\n")
     write_atomic(out / f"{name}.tex", shown.to_latex(index=False, escape=True))
@@ -161,12 +233,31 @@ def experiment_spec(name: str) -> dict:
     return next(iter(experiment_specs(name).values()))
 
 
+def one_configuration(runs: pd.DataFrame, where: str) -> pd.DataFrame:
+    """The runs of one table cell that share one configuration: with several, the newest
+    configuration (latest ``finished_at``), and a one-line warning naming the fields that
+    differ and the runs left out. ``runs`` needs ``_group`` (:func:`group_ids`)."""
+    if runs.empty or runs["_group"].nunique() <= 1:
+        return runs
+    stamp = runs["finished_at"].map(lambda v: v if isinstance(v, str) else "") \
+        if "finished_at" in runs.columns else pd.Series("", index=runs.index)
+    newest = runs.loc[stamp.idxmax(), "_group"]
+    keep = runs[runs["_group"] == newest]
+    differ = [c for c in config_columns(runs) if runs[c].map(_label).nunique() > 1]
+    warn(f"{where}: runs of {runs['_group'].nunique()} configurations (differing in "
+         f"{', '.join(differ) or 'fields not in the records'}); showing the newest "
+         f"({len(keep)} run{'s' if len(keep) != 1 else ''}), leaving out "
+         f"{len(runs) - len(keep)}")
+    return keep
+
+
 def experiment_table(df: pd.DataFrame, spec: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The paper's layout: rows × columns of 'ours (paper)' cells, and a long numeric table.
 
     ``spec`` is the ``table`` node of ``conf/experiment/<name>.yaml``: ``rows`` and ``cols``
     (lists of metrics.json fields), ``metrics`` and ``paper`` (row label -> column label ->
-    one value per metric).
+    one value per metric). A cell averages the runs of one configuration
+    (:func:`one_configuration`); failed runs are counted (``failed``), never averaged.
     """
     rows, cols, metrics = spec["rows"], spec["cols"], spec["metrics"]
     paper = {str(r): {str(c): v for c, v in cs.items()} for r, cs in spec.get("paper", {}).items()}
@@ -174,6 +265,8 @@ def experiment_table(df: pd.DataFrame, spec: dict) -> tuple[pd.DataFrame, pd.Dat
     for f in rows + cols:
         if f not in df.columns:
             df[f] = None
+    df["_group"] = group_ids(df) if len(df) else pd.Series([], dtype=str)
+    df["_failed"] = failed_flags(df)
     df["_row"] = ["/".join(_label(v) for v in vals) for vals in df[rows].itertuples(index=False)]
     # derived rows: metrics a run stores under a prefix (LISCO's predictor alone: "pred.")
     for d in spec.get("derived", []):
@@ -192,11 +285,16 @@ def experiment_table(df: pd.DataFrame, spec: dict) -> tuple[pd.DataFrame, pd.Dat
     df["_col"] = ["/".join(_label(v) for v in vals) for vals in df[cols].itertuples(index=False)]
     row_keys = list(paper) + sorted(set(df["_row"]) - set(paper))
     col_keys = list(dict.fromkeys([c for r in paper.values() for c in r] + sorted(set(df["_col"]))))
+    title = spec.get("title", "table")
     long, shown = [], []
     for r in row_keys:
         line = {"/".join(rows): names.get(r, r)}
         for c in col_keys:
-            runs = df[(df["_row"] == r) & (df["_col"] == c)]
+            runs = one_configuration(df[(df["_row"] == r) & (df["_col"] == c)],
+                                     f"{title.split(':')[0]}: {r} × {c}")
+            n_failed = int(runs["_failed"].sum())
+            ok = runs[~runs["_failed"]]
+            note = f" [{n_failed} failed]" if n_failed else ""
             ref = paper.get(r, {}).get(c)
             for i, m in enumerate(metrics):
                 p = ref[i] if ref is not None and i < len(ref) else None
@@ -204,13 +302,14 @@ def experiment_table(df: pd.DataFrame, spec: dict) -> tuple[pd.DataFrame, pd.Dat
                     st = runs[m].dropna().astype(str) if m in runs else pd.Series([], dtype=str)
                     line[f"{c} status"] = ", ".join(st.unique()) or "–"
                     continue
-                vals = pd.to_numeric(runs[m], errors="coerce").dropna() if m in runs else []
+                vals = pd.to_numeric(ok[m], errors="coerce").dropna() if m in ok else []
                 mean = float(vals.mean()) if len(vals) else None
                 std = float(vals.std()) if len(vals) > 1 else None
                 long.append({"row": r, "col": c, "metric": m, "mean": mean, "std": std,
-                             "seeds": len(vals), "paper": p})
+                             "seeds": len(vals), "failed": n_failed, "paper": p})
                 ours = "–" if mean is None else f"{mean:.3g}" + (f" ± {std:.1g}" if std else "")
-                line[f"{c} {METRICS.get(m, m)}"] = ours + (f" ({p:.3g})" if p is not None else "")
+                line[f"{c} {METRICS.get(m, m)}"] = ours + note + (
+                    f" ({p:.3g})" if p is not None else "")
         shown.append(line)
     return pd.DataFrame(long), pd.DataFrame(shown)
 
@@ -314,6 +413,7 @@ def main(argv=None):
         for table, shown in write_experiment(name, args.results, out).items():
             print(shown.to_markdown(index=False))
             print(f"\nwrote {out}/{table}.{{md,csv,tex}}\n")
+        _say_skipped(args.results)
         return
     if not Path(args.results).is_dir():
         print(f"error: --results: no such folder {args.results!r}", file=sys.stderr)
@@ -325,7 +425,15 @@ def main(argv=None):
         sys.exit(1)
     out = Path(args.out) if args.out else Path(args.results) / "tables"
     print(shown.to_markdown(index=False))
-    print(f"\nwrote {out}/{args.name}.{{md,csv,tex}} ({int(shown['seeds'].sum())} runs)")
+    n_skipped = len(shown.attrs.get("skipped", []))
+    print(f"\nwrote {out}/{args.name}.{{md,csv,tex}} ({int(shown['seeds'].sum())} runs averaged"
+          f", {int(shown['failed'].sum())} failed, {n_skipped} unreadable records skipped)")
+
+
+def _say_skipped(results) -> None:
+    skipped = collect(results, quiet=True).attrs.get("skipped", [])
+    if skipped:
+        print(f"{len(skipped)} unreadable records skipped (named above)")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,11 @@ config (``resume=true``).
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # before the imports below (seconds): a stop signal from now on
+    from runners import signals  # is handled (runners.signals), not a silent death
+
+    signals.install()
+
 import hashlib
 import logging
 import platform
@@ -41,13 +46,28 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 # keys that do not change what a run computes (left out of its config hash)
 NOT_HASHED = ("resume", "progress", "results_dir", "sweep_name", "figures", "jax_cache_dir",
               "table", "seeds", "checkpoint_every")
+# top-level config recorded in metrics.json besides problem.* and method.* (what tables can
+# show as columns; the group hash covers the whole config whatever is recorded)
+RECORDED_NODES = ("budget", "pretraining")
+RECORDED_KEYS = ("log_every", "eval_every")
 
 
-def config_hash(cfg: DictConfig) -> str:
+def config_hash(cfg: DictConfig, seed: bool = True) -> str:
+    """sha256 (16 hex digits) of the resolved config without the keys of ``NOT_HASHED``;
+    ``seed=False``: without ``seed`` too, the *group hash* that runners.tables uses to tell
+    seeds of one configuration from different configurations."""
     c = OmegaConf.to_container(cfg, resolve=True)
-    for k in NOT_HASHED:
+    for k in NOT_HASHED + (() if seed else ("seed",)):
         c.pop(k, None)
     return hashlib.sha256(OmegaConf.to_yaml(OmegaConf.create(c)).encode()).hexdigest()[:16]
+
+
+def seeds_hash(chash: str, n_seeds: int) -> str:
+    """What identifies a run's work (its checkpoint, its lock): the config hash, and for
+    ``seeds=N`` (N > 1, one vmapped program) N too."""
+    if n_seeds == 1:
+        return chash
+    return hashlib.sha256(f"{chash}-seeds{n_seeds}".encode()).hexdigest()[:16]
 
 
 def versions() -> dict:
@@ -194,13 +214,56 @@ def run(cfg: DictConfig, out: Path) -> dict | list | None:
     """One run of ``cfg`` writing into ``out``; returns the metrics record.
 
     ``seeds=N`` (N > 1) runs seeds ``seed .. seed+N-1`` and writes each one's folder
-    ``out/seed=<s>/``; it returns the list of records.
+    ``out/seed=<s>/``; it returns the list of records. The run holds ``out/run.lock`` while
+    it works: a second launch of the same run (the same sweep job folder, or for a single
+    run a live run of the same config beside it) is skipped with a one-line notice and
+    returns None. A stop signal outside a checkpointable phase ends the process with code
+    143 and one line.
     """
+    from runners.lock import RunLock, describe, running_sibling
+    from runners.signals import EXIT_INTERRUPTED, StopRequested
+
     try:
         setup: Setup = resolve(cfg)
     except ConfigError as e:
         _remove_if_empty(out)
         fail(str(e))
+    try:
+        chash = seeds_hash(config_hash(cfg), cfg.get("seeds", 1))
+        lock = RunLock(out, chash)
+        owner, where = lock.acquire(), out
+        if owner is None and not _multirun():
+            sibling = running_sibling(out.parent, chash, exclude=out)
+            if sibling is not None:
+                lock.release()
+                where, owner = sibling
+                _remove_if_empty(out)  # this invocation's own, fresh folder
+        if owner is not None:
+            print(f"skipping {where}: the same run is in progress ({describe(owner)}; see "
+                  f"its {lock.path.name})", file=sys.stderr, flush=True)
+            return None
+        if lock.taken_over:
+            print(f"note: {lock.path} was left by {describe(lock.taken_over)}, which is gone; "
+                  "taking it over", file=sys.stderr, flush=True)
+        try:
+            return _run_locked(cfg, setup, out)
+        finally:
+            lock.release()
+    except StopRequested as e:
+        kept = any(out.glob("**/checkpoint/checkpoint.json"))
+        _remove_if_empty(out)
+        print(f"interrupted by {e.signal} outside a checkpointable phase: "
+              + (f"the earlier checkpoint in {out} is kept; run the same command again to "
+                 "continue" if kept else "nothing was saved; run the same command again to "
+                 "start over"), file=sys.stderr, flush=True)
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def _multirun() -> bool:
+    return HydraConfig.initialized() and str(HydraConfig.get().mode) == "RunMode.MULTIRUN"
+
+
+def _run_locked(cfg: DictConfig, setup: Setup, out: Path) -> dict | list:
     seeds = list(range(cfg.seed, cfg.seed + cfg.get("seeds", 1)))
     vec = len(seeds) > 1
     outs = [out / f"seed={s}" for s in seeds] if vec else [out]
@@ -248,9 +311,13 @@ def _record_base(cfg, setup, chash, dev, out) -> dict:
         "scale": choices.get("scale", cfg.scale.get("name")), "tag": cfg.get("tag"),
         **flatten(OmegaConf.to_container(cfg.problem, resolve=True), "problem."),
         **flatten(OmegaConf.to_container(cfg.method, resolve=True), "method."),
+        **flatten({k: OmegaConf.to_container(cfg[k], resolve=True) for k in RECORDED_NODES
+                   if k in cfg}),
+        **{k: cfg.get(k) for k in RECORDED_KEYS},
         "precision": setup.precision,
         "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],
-        "config_hash": chash, "device": f"{dev.platform}:{dev.device_kind}",
+        "config_hash": chash, "group_hash": config_hash(cfg, seed=False),
+        "device": f"{dev.platform}:{dev.device_kind}",
         **{f"version.{k}": v for k, v in versions().items()},
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "run_dir": str(out)}
@@ -311,11 +378,9 @@ def open_checkpoint(cfg, out: Path, chash: str, n_seeds: int = 1):
     continues the newest interrupted run of the same config under the same parent."""
     from runners.checkpoint import Checkpoint, find_interrupted
 
-    if n_seeds > 1:  # a seeds=5 checkpoint is not a seeds=1 one
-        chash = hashlib.sha256(f"{chash}-seeds{n_seeds}".encode()).hexdigest()[:16]
-    multirun = HydraConfig.initialized() and str(HydraConfig.get().mode) == "RunMode.MULTIRUN"
+    chash = seeds_hash(chash, n_seeds)  # a seeds=5 checkpoint is not a seeds=1 one
     previous = None
-    if not multirun and not (out / "checkpoint" / "checkpoint.json").exists():
+    if not _multirun() and not (out / "checkpoint" / "checkpoint.json").exists():
         previous = find_interrupted(out.parent, chash, exclude=out)
     ckpt = Checkpoint(out, chash, previous)
     meta = ckpt.meta()
@@ -380,7 +445,7 @@ def _run_jax(cfg, setup, seeds, outs, hashes, dev) -> list[dict]:
     with StopSignals() as stop:
         phases = Phases(ckpt, history, progress, log_every=cfg.log_every,
                         every=cfg.get("checkpoint_every", 0), stop=stop, seeds=n,
-                        data_axes=data_axes)
+                        data_axes=data_axes, names=("pretrain", "train"))
         suffix = f" ×{n} seeds" if vec else ""
         try:
             pre_flags = None
@@ -484,10 +549,12 @@ def _run_jax(cfg, setup, seeds, outs, hashes, dev) -> list[dict]:
 
 
 def _remove_if_empty(out: Path):
-    """Undo Hydra's run folder when a run is refused before it computed anything."""
+    """Undo Hydra's run folder when a run is refused or stopped before it computed anything
+    (a folder with a record or a checkpoint, its own or a seed folder's, is kept)."""
     import shutil
 
-    if out.is_dir() and not (out / "metrics.json").exists():
+    if out.is_dir() and not any(out.glob("**/metrics.json")) \
+            and not any(out.glob("**/checkpoint/checkpoint.json")):
         shutil.rmtree(out, ignore_errors=True)
         parent = out.parent
         while parent.name and parent != Path.cwd() and not any(parent.iterdir()):
@@ -516,6 +583,15 @@ def default_n_jobs() -> int:
     return 1 if (cores or 1) <= 1 else max(2, cores // 2)
 
 
+def submitit_dir(results_dir: str, sweep_name: str) -> str:
+    """submitit's job folder (its pickles) for a sweep: ``.submitit/<sweep_name>`` beside
+    ``results_dir``, never inside it."""
+    return str(Path(str(results_dir)).expanduser().absolute().parent / ".submitit"
+               / str(sweep_name))
+
+
+if not OmegaConf.has_resolver("submitit_dir"):
+    OmegaConf.register_new_resolver("submitit_dir", submitit_dir)
 if not OmegaConf.has_resolver("short_dirname"):
     OmegaConf.register_new_resolver("short_dirname", short_dirname)
 if not OmegaConf.has_resolver("default_n_jobs"):
@@ -570,11 +646,20 @@ def prevalidate(argv: list[str]) -> None:
 
 
 def main():
+    from runners import signals
+    from runners.signals import EXIT_INTERRUPTED, StopRequested
+
     try:
-        prevalidate(sys.argv[1:])
-    except ConfigError as e:
-        fail(str(e))
-    hydra_entry()
+        signals.immediate()  # a signal received while importing acts now
+        try:
+            prevalidate(sys.argv[1:])
+        except ConfigError as e:
+            fail(str(e))
+        hydra_entry()
+    except StopRequested as e:  # before a run started (its own handler did not see it)
+        print(f"interrupted by {e.signal} before a run started: nothing was computed; run the "
+              "same command again", file=sys.stderr, flush=True)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

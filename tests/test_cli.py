@@ -257,13 +257,17 @@ def test_submitit_local_sweep_runs_jobs_and_resumes(tmp_path):
     records; submitting it again skips both (their metrics.json are not rewritten)."""
     args = ["-m", "hydra/launcher=submitit_local", *SPRING_TINY, "method=sqp_adam",
             "method.epochs=20", "figures=false", "seed=0,1"]
-    train(tmp_path, *args)
-    files = metrics_files(tmp_path)
+    results = tmp_path / "results"
+    train(results, *args)
+    files = metrics_files(results)
+    # submitit's own pickles live beside results/, never in it
+    assert not list(results.rglob("*.pkl"))
+    assert list((tmp_path / ".submitit" / "default").rglob("*_result.pkl"))
     assert sorted(json.loads(f.read_text())["seed"] for f in files) == [0, 1]
     assert all(json.loads(f.read_text())["status"] in ("converged", "max_iter") for f in files)
     stamps = [f.stat().st_mtime_ns for f in files]
-    train(tmp_path, *args)
-    assert [f.stat().st_mtime_ns for f in metrics_files(tmp_path)] == stamps
+    train(results, *args)
+    assert [f.stat().st_mtime_ns for f in metrics_files(results)] == stamps
 
 
 def test_cluster_config_sets_the_slurm_launcher():

@@ -1,0 +1,350 @@
+"""Results you can trust: tables never merge configurations, failed runs are counted and
+never averaged, unreadable files are named and skipped, checkpoints that cannot be read are
+moved aside, one process per run folder, paths and solvers checked before any work, stop
+signals handled from the first instruction.
+
+In-process runs (``runners.train.run`` on a composed config, tiny networks) where a test
+needs real records; subprocesses where the command line itself is the subject.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_scale import TINY_SPRING, _stop_after, compose_cfg, run
+
+from runners.tables import collect, experiment_table, summarize
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / ".jax_cache"
+SPRING_SHORT = [a for a in TINY_SPRING if not a.startswith("method.epochs")] + [
+    "method.epochs=10"]
+
+
+def cli(module, *args, timeout=300):
+    env = {**os.environ, "HCSML_JAX_CACHE": str(CACHE)}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True,
+                          text=True, env=env, timeout=timeout)
+
+
+# --- 1. tables group seeds of one configuration only ------------------------------------
+
+@pytest.fixture(scope="module")
+def three_configs(tmp_path_factory):
+    """Spring / sqp_adam, seed 0, three configurations that differ in one key each (one
+    null vs set, one budget), plus seed 1 of the plain one."""
+    tmp = tmp_path_factory.mktemp("configs")
+    recs = {name: run(tmp, tmp / name, *SPRING_SHORT, *extra) for name, extra in (
+        ("plain", ["seed=0"]), ("plain1", ["seed=1"]),
+        ("batch", ["seed=0", "method.batch_fraction=0.25"]),
+        ("budget", ["seed=0", "budget.max_iter=5"]))}
+    return tmp, recs
+
+
+def test_tables_keep_configurations_apart(three_configs):
+    tmp, recs = three_configs
+    assert recs["budget"]["iterations"] == 5 and recs["plain"]["iterations"] == 20
+    assert recs["plain"]["group_hash"] == recs["plain1"]["group_hash"]  # seeds of one config
+    assert len({recs[k]["group_hash"] for k in ("plain", "batch", "budget")}) == 3
+    num, shown = summarize(collect(tmp))
+    assert len(num) == 3, shown.to_markdown()
+    # the keys that differ are columns: null vs set, and the budget
+    assert {"method.batch_fraction", "budget.max_iter"} <= set(num.columns)
+    plain = num[(num["method.batch_fraction"] == "None") & (num["budget.max_iter"] == "3000.0")]
+    assert plain["seeds"].tolist() == [2]
+    mean = np.mean([recs["plain"]["test_mse"], recs["plain1"]["test_mse"]])
+    assert plain["test_mse_mean"].iloc[0] == pytest.approx(mean, rel=1e-12)
+    short = num[num["budget.max_iter"] == "5.0"]
+    assert short["seeds"].tolist() == [1] and short["iterations_mean"].tolist() == [5]
+
+
+def test_records_without_a_group_hash_are_grouped_by_their_config(three_configs, tmp_path):
+    """Records written before the group hash existed (and without budget.*): the recorded
+    config still separates them; the one with budget.* is a configuration of its own."""
+    tmp, recs = three_configs
+    for name in ("plain", "plain1", "batch"):
+        rec = {k: v for k, v in recs[name].items()
+               if k != "group_hash" and not k.startswith("budget.")}
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps(rec))
+    num, _ = summarize(collect(tmp_path))
+    assert sorted(num["seeds"]) == [1, 2]
+
+
+def test_an_experiment_cell_shows_one_configuration(three_configs, capsys):
+    _, recs = three_configs
+    df = pd.DataFrame([recs["plain"], recs["budget"]])
+    spec = {"rows": ["problem"], "cols": ["method"], "metrics": ["test_mse"], "paper": {},
+            "title": "spring"}
+    long, _ = experiment_table(df, spec)
+    newest = max((recs["plain"], recs["budget"]), key=lambda r: r["finished_at"])
+    cell = long.iloc[0]
+    assert cell.seeds == 1 and cell["mean"] == pytest.approx(newest["test_mse"])
+    err = capsys.readouterr().err
+    assert "2 configurations" in err and "budget.max_iter" in err and "leaving out 1" in err
+
+
+# --- 4. failed solves are counted, never averaged -----------------------------------------
+
+def test_a_failed_run_is_counted_and_left_out_of_the_means(three_configs, tmp_path):
+    _, recs = three_configs
+    good = recs["plain"]
+    for name, status, mse in (("ok", good["status"], good["test_mse"]),
+                              ("failed", "solver_failed: Invalid_Option", 1e9),
+                              ("odd", 7, 1e9)):  # a non-string status is a failure too
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps(
+            {**good, "seed": len(name), "status": status, "test_mse": mse}))
+    num, shown = summarize(collect(tmp_path))
+    assert len(num) == 1
+    assert num["seeds"].iloc[0] == 1 and num["failed"].iloc[0] == 2
+    assert num["test_mse_mean"].iloc[0] == good["test_mse"]
+    assert "solver_failed: Invalid_Option" in shown["status"].iloc[0]
+    spec = {"rows": ["problem"], "cols": ["method"], "metrics": ["test_mse"], "paper": {}}
+    long, table = experiment_table(collect(tmp_path), spec)
+    assert long.iloc[0]["seeds"] == 1 and long.iloc[0]["failed"] == 2
+    assert long.iloc[0]["mean"] == good["test_mse"]
+    assert "[2 failed]" in table.iloc[0, 1]
+
+
+def test_an_unavailable_linear_solver_is_refused_before_any_work(tmp_path):
+    from methods.collocation import available_linear_solvers
+    from runners.setup import ConfigError, resolve
+
+    if "ma57" in available_linear_solvers():
+        pytest.skip("HSL is installed here: ma57 is available")
+    assert available_linear_solvers()[0] == "mumps"  # MUMPS ships with CasADi's IPOPT
+    with pytest.raises(ConfigError, match=r"^method.linear_solver: 'ma27' is not available "
+                                          r"here .*; available: mumps"):
+        resolve(compose_cfg(tmp_path, "problem=qp", "method=ipopt", "method.linear_solver=ma27"))
+    p = cli("runners.train", "problem=tank_manifold", "method=collocation",
+            "method.linear_solver=ma57", f"results_dir={tmp_path / 'r'}")
+    assert p.returncode == 2, p.stderr[-2000:]
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: method.linear_solver")
+    assert "available: mumps" in lines[0]
+    assert not (tmp_path / "r").exists()
+
+
+# --- reading results never crashes ----------------------------------------------------------
+
+def test_tables_name_and_count_unreadable_records(three_configs, tmp_path):
+    _, recs = three_configs
+    for name in ("good", "truncated"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "good" / "metrics.json").write_text(json.dumps(recs["plain"]))
+    text = json.dumps(recs["plain1"])
+    (tmp_path / "truncated" / "metrics.json").write_text(text[: len(text) // 2])
+    p = cli("runners.tables", "--results", str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    warning = [line for line in p.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and str(tmp_path / "truncated" / "metrics.json") in warning[0]
+    assert "1 runs averaged, 0 failed, 1 unreadable records skipped" in p.stdout
+    assert pd.read_csv(tmp_path / "tables" / "summary.csv")["seeds"].tolist() == [1]
+
+
+# --- 2. checkpoints that cannot be read --------------------------------------------------
+
+@pytest.mark.parametrize("damage", ["truncated", "missing"])
+def test_an_unreadable_checkpoint_is_set_aside_and_the_run_finishes(
+        tmp_path, monkeypatch, capsys, damage):
+    case = (*TINY_SPRING, "seed=2", "checkpoint_every=1")
+    full = run(tmp_path, tmp_path / "full", *case)
+    with monkeypatch.context() as m:
+        _stop_after(m, "train", 2)
+        with pytest.raises(SystemExit) as stop:
+            run(tmp_path, tmp_path / "job", *case)
+    assert stop.value.code == 143
+    ckpt = tmp_path / "job" / "checkpoint"
+    state = ckpt / json.loads((ckpt / "checkpoint.json").read_text())["state_file"]
+    if damage == "truncated":
+        state.write_bytes(state.read_bytes()[:100])
+    else:
+        state.unlink()
+    capsys.readouterr()
+    again = run(tmp_path, tmp_path / "job", *case)
+    err = capsys.readouterr().err.strip().splitlines()
+    notice = [line for line in err if line.startswith("checkpoint:")]
+    assert len(notice) == 1 and state.name in notice[0] and "starts over" in notice[0]
+    (aside,) = (tmp_path / "job").glob("checkpoint.unreadable-*")  # kept, not deleted
+    assert (aside / state.name).exists() == (damage == "truncated")
+    assert not ckpt.exists()
+    # started over: the same parameters, bit for bit, as the uninterrupted run
+    assert again["status"] == full["status"] and again["iterations"] == full["iterations"]
+    assert (tmp_path / "job" / "params.msgpack").read_bytes() == \
+        (tmp_path / "full" / "params.msgpack").read_bytes()
+
+
+def test_a_checkpoint_record_that_does_not_parse_is_said(tmp_path, capsys):
+    (tmp_path / "job" / "checkpoint").mkdir(parents=True)
+    (tmp_path / "job" / "checkpoint" / "checkpoint.json").write_text('{"phase": "tr')
+    rec = run(tmp_path, tmp_path / "job", *SPRING_SHORT)
+    assert rec["status"] in ("converged", "max_iter")
+    err = capsys.readouterr().err
+    assert "checkpoint: cannot use" in err and "checkpoint.json" in err
+    assert list((tmp_path / "job").glob("checkpoint.unreadable-*"))
+
+
+# --- 3. one process per run folder ---------------------------------------------------------
+
+def test_a_run_held_by_a_live_process_is_skipped(tmp_path, capsys):
+    from runners.lock import RunLock
+
+    out = tmp_path / "job"
+    with RunLock(out, "x") as lock:
+        assert lock.acquire() is None
+        assert run(tmp_path, out, *SPRING_SHORT) is None
+    err = capsys.readouterr().err
+    assert f"skipping {out}: the same run is in progress (pid {os.getpid()}" in err
+    assert not (out / "metrics.json").exists()
+
+
+def test_a_stale_lock_is_taken_over(tmp_path, capsys):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    out = tmp_path / "job"
+    out.mkdir()
+    (out / "run.lock").write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
+    rec = run(tmp_path, out, *SPRING_SHORT)
+    assert rec["status"] in ("converged", "max_iter") and not (out / "run.lock").exists()
+    assert f"left by pid {dead.pid} on {socket.gethostname()}, which is gone" in \
+        capsys.readouterr().err
+
+
+def test_two_launches_of_one_sweep_train_it_once(tmp_path):
+    """The first launch is paused (SIGSTOP) once it holds the job's lock, so the second one
+    surely meets it in progress; resumed, the first finishes the job alone."""
+    args = ["-m", *SPRING_SHORT, "seed=0", f"results_dir={tmp_path}"]
+    env = {**os.environ, "HCSML_JAX_CACHE": str(CACHE)}
+    first = subprocess.Popen([sys.executable, "-m", "runners.train", *args], cwd=ROOT, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not list(tmp_path.rglob("run.lock")) and time.time() < deadline:
+            time.sleep(0.05)
+        (lock,) = tmp_path.rglob("run.lock")
+        os.kill(first.pid, signal.SIGSTOP)
+        second = cli("runners.train", *args)
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0 and "test_mse" in out, err[-2000:]
+    assert second.returncode == 0 and "test_mse" not in second.stdout
+    notice = [line for line in second.stderr.splitlines() if line.startswith("skipping")]
+    assert len(notice) == 1 and f"in progress (pid {first.pid} " in notice[0]
+    assert str(lock.parent) in notice[0]
+    (m,) = tmp_path.rglob("metrics.json")
+    hist = pd.read_csv(m.parent / "history.csv")
+    assert hist["iteration"].tolist() == sorted(set(hist["iteration"]))  # no gap, no repeat
+    assert hist["iteration"].iloc[-1] == json.loads(m.read_text())["iterations"]
+    assert not list(tmp_path.rglob("run.lock"))  # released
+
+
+# --- 5. data files ----------------------------------------------------------------------------
+
+def test_a_sweep_name_cannot_leave_the_results_folder(tmp_path):
+    from runners.setup import ConfigError, check_sweep_name
+
+    for bad in ("..", "a/../../b", "/tmp/x", "~/x", "", "a//b", None):
+        with pytest.raises(ConfigError, match="^sweep_name: must be a folder name"):
+            check_sweep_name(bad)
+    for good in ("default", "trsqp_default-paper", "paper/trsqp"):
+        check_sweep_name(good)
+    p = cli("runners.train", "-m", "sweep_name=../x", f"results_dir={tmp_path / 'results'}")
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: sweep_name:"), p.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_results_dir_that_is_a_file_is_refused(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from runners.setup import ConfigError, resolve
+
+    def cfg(*overrides):
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            return compose("train", overrides=[*SPRING_SHORT, *overrides])
+
+    (tmp_path / "file").write_text("")
+    for path in (tmp_path / "file", tmp_path / "file" / "results"):
+        with pytest.raises(ConfigError, match="^results_dir: .* is a file, not a folder"):
+            resolve(cfg(f"results_dir={path}"))
+    with pytest.raises(ConfigError, match="^jax_cache_dir: .* is a file"):
+        resolve(cfg(f"results_dir={tmp_path}", f"jax_cache_dir={tmp_path / 'file'}"))
+    resolve(cfg(f"results_dir={tmp_path / 'new' / 'r'}", "jax_cache_dir="))
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["file"]  # nothing made
+
+
+def test_a_missing_lisco_checkpoint_is_refused_before_any_work(tmp_path):
+    """The check runs while the config is validated (runners.train checks every job before
+    Hydra makes a folder), not after the reference solves."""
+    from runners.setup import ConfigError, resolve
+
+    with pytest.raises(ConfigError, match="^method.checkpoint: no such folder"):
+        resolve(compose_cfg(tmp_path, "problem=qp", "method=lisco", "method.train=false",
+                            f"method.checkpoint={tmp_path / 'nowhere'}"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="^method.checkpoint: no networks.json"):
+        resolve(compose_cfg(tmp_path, "problem=qp", "method=lisco", "method.train=false",
+                            f"method.checkpoint={tmp_path / 'empty'}"))
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated_solver", "shapes", "json"])
+def test_damaged_lisco_networks_are_a_one_line_error(tmp_path, damage):
+    import jax
+    import jax.numpy as jnp
+
+    from methods.lisco import init_networks
+    from runners.lisco import _save_networks, trained_networks
+    from runners.setup import ConfigError, resolve
+
+    trained = tmp_path / "trained"
+    base = ["problem=qp", "method=lisco", "method.hidden=[16]"]
+    cfg = compose_cfg(tmp_path, *base)
+    setup = resolve(cfg)
+    mc, dtype = setup.method_cfg, jnp.dtype(setup.precision)
+    pred, sol = init_networks(setup.problem, mc, dtype, jax.random.PRNGKey(0))
+    if damage == "shapes":  # networks of another width under a networks.json that says 16
+        other = resolve(compose_cfg(tmp_path, "problem=qp", "method=lisco", "method.hidden=[8]"))
+        pred, sol = init_networks(other.problem, other.method_cfg, dtype, jax.random.PRNGKey(0))
+    _save_networks(trained, pred, sol, mc, setup.problem, dtype)
+    if damage == "truncated_solver":
+        blob = (trained / "solver.msgpack").read_bytes()
+        (trained / "solver.msgpack").write_bytes(blob[: len(blob) // 3])
+    elif damage == "json":
+        (trained / "networks.json").write_text("[1, 2")
+    evaluate = compose_cfg(tmp_path, *base, "method.train=false",
+                           f"method.checkpoint={trained}")
+    with pytest.raises(ConfigError) as e:
+        ev_setup = resolve(evaluate)  # networks.json: read while the config is validated
+        trained_networks(evaluate, ev_setup)  # the arrays: before the reference solves
+    msg = str(e.value)
+    assert msg.startswith("method.checkpoint:") and "\n" not in msg
+    assert {"truncated_solver": "not a readable solver network",
+            "shapes": "other shapes", "json": "not a readable networks.json"}[damage] in msg
+
+
+# --- stop signals from the first instruction ---------------------------------------------
+
+def test_a_stop_signal_in_the_first_second_leaves_a_clean_message(tmp_path):
+    env = {**os.environ, "HCSML_JAX_CACHE": str(CACHE)}
+    p = subprocess.Popen([sys.executable, "-m", "runners.train", *SPRING_SHORT,
+                          f"results_dir={tmp_path / 'r'}"], cwd=ROOT, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # still importing (several seconds)
+    p.send_signal(signal.SIGUSR1)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 143, err
+    assert err.strip().splitlines()[-1].startswith("interrupted by SIGUSR1")
+    assert "Traceback" not in err
+    assert not (tmp_path / "r").exists()  # no orphan run folder
