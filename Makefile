@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 SCALE  ?= smoke
 
-.PHONY: install demo test test-slow lint bench tables table-trsqp table-sqp-momentum table-neural-dae table-lisco reproduce clean-results
+.PHONY: install demo test test-slow lint bench tables table-trsqp table-trsqp-precision table-sqp-momentum table-neural-dae table-lisco reproduce clean-results
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,14 @@ table-trsqp: install
 	  $(BIN)/python -m runners.figures sweep --results results/sweeps/trsqp_fig1_$$f-$(SCALE) \
 	    --x problem.$${f##*_} --out results/figures/trsqp_fig1_$$f-$(SCALE).png || exit 1; \
 	done
+
+# trSQP-PINN precision experiment: float32 (the authors' code) vs float64 (ours) for trsqp,
+# penalty and auglag at the default coefficients -> results/tables/trsqp_precision.{md,csv,tex}
+table-trsqp-precision: install
+	$(BIN)/python -m runners.train -m experiment=trsqp_precision scale=$(SCALE) \
+	  sweep_name=trsqp_precision-$(SCALE) progress=false $(ARGS)
+	$(BIN)/python -m runners.tables experiment=trsqp_precision \
+	  --results results/sweeps/trsqp_precision-$(SCALE)
 
 # SQP momentum paper: per problem, 4 methods x 2 learning rates x SQP_SEEDS seeds (one
 # vmapped program per method and rate: seeds=N) and 1 full-batch run per method and rate,

@@ -10,6 +10,7 @@ from methods.collocation import CollocationConfig, train_collocation
 from methods.driver import FINISHED, Method, RunResult, run_chunked
 from methods.lisco import IpoptConfig, LiscoConfig, OsqpConfig
 from methods.penalty import (
+    AuglagConfig,
     PenaltyConfig,
     PinnConfig,
     auglag_method,
@@ -40,7 +41,7 @@ class MethodSpec(NamedTuple):
 
 METHODS: dict[str, MethodSpec] = {
     "penalty": MethodSpec(CONSTRAINED_LEARNING, PenaltyConfig, penalty_method),
-    "auglag": MethodSpec(CONSTRAINED_LEARNING, PenaltyConfig, auglag_method),
+    "auglag": MethodSpec(CONSTRAINED_LEARNING, AuglagConfig, auglag_method),
     "pinn": MethodSpec(CONSTRAINED_LEARNING, PinnConfig, pinn_method),
     "trsqp": MethodSpec(CONSTRAINED_LEARNING, TrsqpConfig, trsqp_method),
     **{k: MethodSpec(STOCHASTIC_CONSTRAINED, SqpMomentumConfig,

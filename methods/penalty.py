@@ -13,8 +13,10 @@ Then the round ends:
 
 * ``penalty``:  λ ≡ 0, μ_{k+1} = ρ μ_k; stop when μ ≥ μ_max (μ₀ = 1, ρ = 1.1,
   μ_max = ρ¹⁰⁰, i.e. 100 rounds).
-* ``auglag``:   λ_{k+1} = λ_k + μ_k c(θ_{k+1}) (λ₀ = 0; the reference code applies it
-  one round late, we follow the paper), μ_{k+1} = ρ μ_k, same stop.
+* ``auglag``:   λ_{k+1} = λ_k + μ_k c(θ_k), μ_{k+1} = ρ μ_k, same stop (λ₀ = 0). θ_k is
+  the round's starting point: Algorithm 2 line 5 and §2 write c_k = c(θ_k), and the
+  authors' code does the same. ``multiplier_update="textbook"`` (this project's option)
+  uses c(θ_{k+1}), the round's end, as the usual method of multipliers does.
 * ``pinn``:     one round at a fixed μ (paper Table 2: μ ∈ {1, 10, 100, 1000}).
 
 The pretraining step (Step 0) is the same machine with ℓ ≡ 0 and the constraints at
@@ -108,6 +110,20 @@ class PenaltyConfig(InnerConfig):
         return max(0, math.ceil(math.log(self.mu_limit / self.mu0) / math.log(self.rho) - 1e-9))
 
 
+MULTIPLIER_UPDATES = ("paper", "textbook")
+
+
+@dataclasses.dataclass(frozen=True)
+class AuglagConfig(PenaltyConfig):
+    """Algorithm 2: the penalty rounds plus the multiplier step (see the module doc)."""
+
+    multiplier_update: str = "paper"  # paper: c(θ_k) | textbook: c(θ_{k+1}) (this project's)
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_choice(self.multiplier_update, "method.multiplier_update", MULTIPLIER_UPDATES)
+
+
 @dataclasses.dataclass(frozen=True)
 class PinnConfig(InnerConfig):
     """Plain PINN: min ℓ + μ‖c‖² at a fixed μ, one L-BFGS solve (paper Table 2)."""
@@ -124,6 +140,7 @@ class PenaltyState(NamedTuple):
     opt_state: Any  # L-BFGS memory and line-search state
     mu: jax.Array  # μ_k
     lam: jax.Array  # λ_k (zero for penalty and pinn)
+    c_start: jax.Array  # c(θ_k) at the start of round k (the paper's multiplier step)
     round: jax.Array  # k
     inner_iter: jax.Array  # l, iterations in this round
     iteration: jax.Array  # iterations in all rounds
@@ -146,8 +163,11 @@ def soft_constrained(loss_fn, constraint_fn):
 
 def lbfgs_rounds(name: str, loss_fn: Callable, constraint_fn: Callable, inner: InnerConfig, *,
                  mu0: float, rho: float, mu_max: float, max_rounds: int,
-                 multiplier_update: bool, dtype) -> Method:
-    """Rounds of L-BFGS on φ_k with the μ/λ schedule above, as a :class:`Method`."""
+                 multiplier_update: str | None, dtype) -> Method:
+    """Rounds of L-BFGS on φ_k with the μ/λ schedule above, as a :class:`Method`.
+
+    ``multiplier_update``: None (penalty, pinn: λ ≡ 0), ``"paper"`` (λ += μ_k c(θ_k)) or
+    ``"textbook"`` (λ += μ_k c(θ_{k+1}))."""
     opt = inner.optimizer()
     phi = soft_constrained(loss_fn, constraint_fn)
     dtype = jnp.dtype(dtype)
@@ -157,20 +177,26 @@ def lbfgs_rounds(name: str, loss_fn: Callable, constraint_fn: Callable, inner: I
         scalar = lambda v: jnp.asarray(v, dtype)
         return PenaltyState(
             params=params, opt_state=opt.init(params), mu=scalar(mu0),
-            lam=jnp.zeros((m,), dtype), round=jnp.int32(0), inner_iter=jnp.int32(0),
+            lam=jnp.zeros((m,), dtype), c_start=constraint_fn(params, data).astype(dtype),
+            round=jnp.int32(0), inner_iter=jnp.int32(0),
             iteration=jnp.int32(0), value=scalar(jnp.inf), grad_inf=scalar(jnp.inf),
             step_norm=scalar(jnp.inf), inner_converged=jnp.array(False),
             done=jnp.array(max_rounds <= 0 or mu0 >= mu_max))
 
     def end_round(state: PenaltyState, data) -> PenaltyState:
-        """λ_{k+1} = λ_k + μ_k c(θ_{k+1}) (auglag), μ_{k+1} = ρ μ_k, fresh L-BFGS memory."""
+        """λ_{k+1} = λ_k + μ_k c(θ_k) (auglag, paper; textbook: c(θ_{k+1})),
+        μ_{k+1} = ρ μ_k, fresh L-BFGS memory; θ_{k+1} starts the next round."""
+        c_end = constraint_fn(state.params, data)
         lam = state.lam
-        if multiplier_update:
-            lam = lam + state.mu * constraint_fn(state.params, data)
+        if multiplier_update == "paper":
+            lam = lam + state.mu * state.c_start
+        elif multiplier_update == "textbook":
+            lam = lam + state.mu * c_end
         mu = state.mu * rho
         k = state.round + 1
         return state._replace(opt_state=opt.init(state.params), mu=mu, lam=lam, round=k,
-                              inner_iter=jnp.int32(0), done=(mu >= mu_max) | (k >= max_rounds))
+                              c_start=c_end, inner_iter=jnp.int32(0),
+                              done=(mu >= mu_max) | (k >= max_rounds))
 
     def step(state: PenaltyState, data) -> PenaltyState:
         fn = lambda p: phi(p, data, state.mu, state.lam)
@@ -210,18 +236,19 @@ def lbfgs_rounds(name: str, loss_fn: Callable, constraint_fn: Callable, inner: I
         progress_unit="round" if per_round else "it")
 
 
-def penalty_method(problem, cfg: PenaltyConfig, dtype, *, multiplier_update=False,
+def penalty_method(problem, cfg: PenaltyConfig, dtype, *, multiplier_update=None,
                    name="penalty") -> Method:
     return lbfgs_rounds(name, problem.loss, problem.constraints, cfg, mu0=cfg.mu0, rho=cfg.rho,
                         mu_max=cfg.mu_limit, max_rounds=cfg.n_rounds,
                         multiplier_update=multiplier_update, dtype=dtype)
 
 
-def auglag_method(problem, cfg: PenaltyConfig, dtype) -> Method:
-    return penalty_method(problem, cfg, dtype, multiplier_update=True, name="auglag")
+def auglag_method(problem, cfg: AuglagConfig, dtype) -> Method:
+    update = getattr(cfg, "multiplier_update", "paper")
+    return penalty_method(problem, cfg, dtype, multiplier_update=update, name="auglag")
 
 
 def pinn_method(problem, cfg: PinnConfig, dtype) -> Method:
     return lbfgs_rounds("pinn", problem.loss, problem.constraints, cfg, mu0=cfg.mu, rho=1.0,
-                        mu_max=math.inf, max_rounds=1, multiplier_update=False, dtype=dtype)
+                        mu_max=math.inf, max_rounds=1, multiplier_update=None, dtype=dtype)
 

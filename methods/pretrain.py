@@ -51,7 +51,7 @@ def pretrain_method(problem, cfg: PretrainConfig, dtype) -> Method:
     zero = lambda params, data: jnp.zeros((), dtype)
     return lbfgs_rounds("pretrain", zero, weighted_pretrain_constraints(problem, cfg.ic_weight),
                         cfg, mu0=1.0, rho=1.0, mu_max=math.inf, max_rounds=1,
-                        multiplier_update=False, dtype=dtype)
+                        multiplier_update=None, dtype=dtype)
 
 
 def pretrain_report(problem, params, data) -> dict:

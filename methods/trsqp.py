@@ -11,21 +11,28 @@ Byrd–Omojokun step with radius Δ_k, as a *descent* (normal + tangential step)
 3. Merit φ_μ = f + μ‖c‖₂. μ is raised so that μ ≥ (∇fᵀd + ½dᵀHd) / ((1 − 0.3)(‖c‖ − ‖c + Jd‖))
    (Alg. 3 line 6), which gives Pred ≥ 0.3 μ (‖c‖ − ‖c + Jd‖); η = Ared / Pred.
 4. Paper radius rule: η ≥ η_upp → accept, Δ ← ρΔ; η_low ≤ η < η_upp → accept; η < η_low →
-   reject, Δ ← Δ/ρ. (``radius_rule="scipy"``: the reference code's SciPy rule;
-   ``second_order_correction=True``: its second-order correction of rejected steps.) After an
-   accepted step λ is recomputed by least squares, λ = argmin ‖∇f + Jᵀλ‖, and H is
-   updated with s = θ_{k+1} − θ_k, y = ∇L(θ_{k+1}, λ_{k+1}) − ∇L(θ_k, λ_{k+1}).
+   reject, Δ ← Δ/ρ. After an accepted step λ is recomputed by least squares,
+   λ_{k+1} = argmin ‖∇f_{k+1} + J_{k+1}ᵀλ‖, and H is updated with the paper's secant pair
+   s_k = θ_{k+1} − θ_k, y_k = ∇L(θ_{k+1}, λ_{k+1}) − ∇L(θ_k, λ_k) (§3, ∇L_k := ∇L(θ_k, λ_k)).
 5. Stop when a step is rejected and (‖d‖ ≤ xtol or ‖∇L‖∞ ≤ gtol), or when
    ‖∇L‖∞ ≤ gtol and ‖c‖∞ ≤ ctol (a KKT point), or after K_max iterations.
 
-Second-order correction (``second_order_correction=True``, our default; Algorithm 3 of
-the paper omits it, the authors' code, a port of SciPy's ``trust-constr``, has it): when a
-step is rejected and is mostly tangential (‖ñ‖ ≤ 0.1‖t‖), the point θ + d − J⁺c(θ + d)
-is tried with the same Pred, and accepted if its ratio passes η_low (Byrd, Hribar &
-Nocedal 1999, p. 892; Nocedal & Wright §15.4). Without it the non-smooth merit rejects
-good steps near feasibility (the Maratos effect) and the radius collapses: on reaction
-α = 30, L-SR1(10), the error after K_max = 2·10⁴ iterations is 0.0175 without the SOC and
-≈ 0.003 with it after 5·10³ iterations.
+The defaults are Algorithm 3 as the paper writes it. Options that differ from it, all off
+by default, and labelled as this project's (or the reference code's) wherever they appear:
+
+* ``radius_rule="scipy"``: the authors' reference code's radius update (SciPy's
+  ``trust-constr`` rule), for comparison with their released numbers.
+* ``objective_reduction="sum"``: the reference code's objective Σ instead of the mean.
+* ``secant_multiplier="current"`` (this project's option): y_k with λ_{k+1} at both ends,
+  y = ∇L(θ_{k+1}, λ_{k+1}) − ∇L(θ_k, λ_{k+1}), the textbook choice (Nocedal & Wright
+  §18.3): it approximates ∇²_θθ L at one multiplier, where the paper's y also carries the
+  change of λ, (J_kᵀ(λ_{k+1} − λ_k)), which is not curvature.
+* ``second_order_correction=True`` (this project's option): when a step is rejected and
+  is mostly tangential (‖ñ‖ ≤ 0.1‖t‖), the point θ + d − J⁺c(θ + d) is tried with the
+  same Pred and accepted if its ratio passes η_low (Byrd, Hribar & Nocedal 1999, p. 892;
+  Nocedal & Wright §15.4). Algorithm 3 has no such step, and the authors' code defines an
+  SOC threshold but never applies it. Why offer it: the non-smooth merit rejects good
+  steps near feasibility (the Maratos effect) and the radius collapses.
 
 Projections use the SVD of the M × n Jacobian (M small) with a rank cut-off, which is the
 QR-with-rank-check of the spec done with singular values. A rejected step reuses f, c,
@@ -48,6 +55,7 @@ from methods import quasi_newton as qn
 from methods.driver import Method, tree_all_finite
 from problems.base import check, check_choice, check_positive_int
 
+SECANT_MULTIPLIERS = ("paper", "current")
 RCOND = 1e-10  # singular values below RCOND · s_max are treated as zero (rank check)
 CG_CONVERGED, CG_NEGATIVE_CURVATURE, CG_BOUNDARY, CG_MAXITER = 0, 1, 2, 3
 
@@ -171,6 +179,18 @@ def merit_update(quad, vpred, mu, factor=0.3):
     return mu, -quad + mu * vpred
 
 
+def secant_y(g, J, lam, g_new, J_new, lam_new, multiplier: str = "paper"):
+    """y_k of the quasi-Newton update after an accepted step θ_k → θ_{k+1}.
+
+    ``paper`` (§3, y_k := ∇L_{k+1} − ∇L_k with ∇L_k = ∇L(θ_k, λ_k)):
+        y = (∇f_{k+1} + J_{k+1}ᵀλ_{k+1}) − (∇f_k + J_kᵀλ_k);
+    ``current`` (textbook, this project's option):
+        y = (∇f_{k+1} + J_{k+1}ᵀλ_{k+1}) − (∇f_k + J_kᵀλ_{k+1}).
+    """
+    lam_old = lam if multiplier == "paper" else lam_new
+    return (g_new + J_new.T @ lam_new) - (g + J.T @ lam_old)
+
+
 # --- configuration -------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
@@ -193,7 +213,8 @@ class TrsqpConfig:
     ctol: float = 1e-10  # on ‖c‖∞ (with gtol: a KKT point)
     max_iter: int = 20000  # K_max
     cg_maxiter: int = 500  # projected CG iterations per step
-    second_order_correction: bool = True  # SOC after a rejected step (see the module doc)
+    secant_multiplier: str = "paper"  # paper: λ_k then λ_{k+1} in y | current: λ_{k+1} twice
+    second_order_correction: bool = False  # this project's SOC (see the module doc)
 
     def __post_init__(self):
         check_choice(self.hessian, "method.hessian", qn.HESSIANS)
@@ -203,6 +224,7 @@ class TrsqpConfig:
               f"{self.memory!r}")
         check_choice(self.radius_rule, "method.radius_rule", ["paper", "scipy"])
         check_choice(self.objective_reduction, "method.objective_reduction", ["mean", "sum"])
+        check_choice(self.secant_multiplier, "method.secant_multiplier", SECANT_MULTIPLIERS)
         for f in ("radius0", "mu0", "rho"):
             v = getattr(self, f)
             check(isinstance(v, (int, float)) and v > 0 and math.isfinite(v), f"method.{f}",
@@ -327,7 +349,7 @@ def trsqp_solver(f: Callable, c: Callable, n: int, cfg: TrsqpConfig, dtype):
             J_new = jax.jacrev(c)(theta_new, data)
             b_new = basis(J_new)
             lam = multipliers(b_new, g_new)
-            y = (g_new + J_new.T @ lam) - (s.g + s.J.T @ lam)
+            y = secant_y(s.g, s.J, s.lam, g_new, J_new, lam, cfg.secant_multiplier)
             hess, updated = qn.update(kind, s.hess, theta_new - s.theta, y)
             return s._replace(theta=theta_new, lam=lam, f=f_new, c=c_new, g=g_new, J=J_new,
                               basis=b_new, hess=hess, qn_updated=updated)

@@ -140,7 +140,7 @@ def build(scale: str, results: str | Path = "results", times: str | Path | None 
                 blocks.append(("h3", f"{t['summary']} ({t['paper_ref']}), scale={sc}"))
                 if not exists or df.empty:
                     blocks.append(("p", f"**missing**: no runs in `{sweep}`; run "
-                                        f"`make {paper['make']} SCALE={scale}`."))
+                                        f"`make {t.get('make', paper['make'])} SCALE={scale}`."))
                     missing_all.append(f"{t['summary']}: all runs")
                     continue
                 blocks.append(("table", summarize(df)[1]))
@@ -150,7 +150,7 @@ def build(scale: str, results: str | Path = "results", times: str | Path | None 
                 blocks.append(("p", f"Paper: {t['paper_ref']}. Scale: {sc}. Runs: `{sweep}`."))
                 if not exists:
                     blocks.append(("p", f"**missing**: no sweep folder `{sweep}`; run "
-                                        f"`make {paper['make']} SCALE={scale}`."))
+                                        f"`make {t.get('make', paper['make'])} SCALE={scale}`."))
                     missing_all.append(f"{name}: all runs")
                     continue
                 long, _ = experiment_table(df, tspec)

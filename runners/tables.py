@@ -40,6 +40,7 @@ METRICS = {"abs_error": "abs error", "rel_error": "rel error",
            "boundary": "boundary loss", "mass_balance": "mass-balance loss",
            "max_abs_c": "‖c‖∞", "test_mse": "test MSE",
            "iterations": "iterations", "wall_s": "wall s",
+           "pretrain_c_sq": "pretrain ‖c̃‖²", "pretrain_ic_rel": "IC resid/‖u0‖",
            # the neural_dae family (collocation / sequential)
            "smoothing.iterations": "step 1 it", "main.iterations": "step 3 it",
            "smoothing.wall_s": "step 1 s", "pretraining.wall_s": "step 2 s",

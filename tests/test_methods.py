@@ -1,6 +1,7 @@
 """The L-BFGS round machine (penalty / auglag / pinn / pretraining) and the chunk driver."""
 
 import math
+from pathlib import Path
 from typing import NamedTuple
 
 import jax
@@ -30,23 +31,30 @@ def toy(multiplier_update, mu0=1.0, rho=2.0, mu_max=2.0**10, rounds=100):
                         dtype=jnp.float64)
 
 
-def test_auglag_follows_the_paper_recursion_to_the_constrained_optimum():
-    """Each round solves min ‖θ − a‖² + λc + μc² exactly: c = (S − λ)/(1 + 2μ), then the
-    paper's update λ ← λ + μ c (Alg. 2; it halves the multiplier error per round)."""
-    m = toy(True, rounds=12, mu_max=2.0**12)
+@pytest.mark.parametrize("update", ["paper", "textbook"])
+def test_auglag_follows_its_multiplier_recursion_exactly(update):
+    """Each round solves min ‖θ − a‖² + λc + μc² exactly: c(θ_{k+1}) = (S − λ_k)/(1 + 2μ_k).
+    The paper's step (Alg. 2 line 5) is λ_{k+1} = λ_k + μ_k c(θ_k), with c at the round's
+    start (c(θ_0) = −1 at θ_0 = 0); the textbook one uses c(θ_{k+1})."""
+    rounds, rho = 12, 1.1
+    m = toy(update, rho=rho, rounds=rounds, mu_max=1e9)
     r = run_chunked(m, m.init(TOY, None), None, max_steps=10_000, log_every=50)
-    lam, mu = 0.0, 1.0
-    for _ in range(12):
-        c = (S - lam) / (1 + 2 * mu)
-        lam, mu = lam + mu * c, 2 * mu
-    assert r.status == "converged" and int(r.state.round) == 12
-    assert abs(float(r.state.lam[0]) - lam) < 1e-7
-    assert abs(float(toy_c(r.state.params, None)[0]) - c) < 1e-10
-    assert abs(lam - S) < 1e-3 * S  # → λ* = S, the constraint's Lagrange multiplier
+    lam, mu, c_start = 0.0, 1.0, -1.0
+    for _ in range(rounds):
+        c_end = (S - lam) / (1 + 2 * mu)
+        lam += mu * (c_start if update == "paper" else c_end)
+        mu, c_start = rho * mu, c_end
+    assert r.status == "converged" and int(r.state.round) == rounds
+    assert abs(float(r.state.lam[0]) - lam) < 1e-8 * max(1.0, abs(lam))
+    assert abs(float(toy_c(r.state.params, None)[0]) - c_end) < 1e-10
+    if update == "textbook":
+        m = toy(update, rounds=12, mu_max=2.0**12)  # ρ = 2: λ → λ* = S, the multiplier
+        r = run_chunked(m, m.init(TOY, None), None, max_steps=10_000, log_every=50)
+        assert abs(float(r.state.lam[0]) - S) < 1e-3 * S
 
 
 def test_penalty_ends_at_the_subproblem_solution_of_the_last_mu():
-    m = toy(False)
+    m = toy(None)
     r = run_chunked(m, m.init(TOY, None), None, max_steps=10_000, log_every=50)
     mu_last = float(r.state.mu) / 2.0  # θ_{k+1} solves the round at μ_k, then μ ← ρμ
     expected = np.asarray(A) - mu_last * S / (1 + 2 * mu_last) * np.array([1.0, 1.0, 0.0])
@@ -54,24 +62,48 @@ def test_penalty_ends_at_the_subproblem_solution_of_the_last_mu():
     assert float(jnp.max(jnp.abs(r.state.lam))) == 0.0
 
 
-def test_auglag_multiplier_update_rule():
-    """λ_{k+1} = λ_k + μ_k c(θ_{k+1}) and μ_{k+1} = ρ μ_k at every round transition."""
+@pytest.mark.parametrize("update", ["paper", "textbook"])
+def test_auglag_multiplier_update_rule(update):
+    """At every round transition μ_{k+1} = ρ μ_k and λ_{k+1} = λ_k + μ_k c with c at the
+    round's start θ_k (paper) or its end θ_{k+1} (textbook)."""
     cfg = InnerConfig(inner_maxiter=3, gtol=0.0, ftol=0.0)
     m = lbfgs_rounds("auglag", toy_loss, toy_c, cfg, mu0=0.5, rho=1.5, mu_max=1e9,
-                     max_rounds=100, multiplier_update=True, dtype=jnp.float64)
+                     max_rounds=100, multiplier_update=update, dtype=jnp.float64)
     step = jax.jit(m.step)
     s = m.init(TOY, None)
+    start = TOY  # θ_k of the current round
     transitions = 0
     for _ in range(20):
         new = step(s, None)
         if int(new.round) == int(s.round) + 1:
             transitions += 1
-            expected = s.lam + s.mu * toy_c(new.params, None)
+            at = start if update == "paper" else new.params
+            expected = s.lam + s.mu * toy_c(at, None)
             np.testing.assert_allclose(np.asarray(new.lam), np.asarray(expected), rtol=1e-14)
             assert abs(float(new.mu) - 1.5 * float(s.mu)) < 1e-14
             assert int(new.inner_iter) == 0
+            start = new.params
         s = new
     assert transitions == 6  # 20 steps of 3 inner iterations each round
+
+
+def test_the_defaults_are_the_papers_algorithms():
+    """Every deviation from the paper's Algorithms 2 and 3 is an option, off by default,
+    in the dataclasses and in the YAML a run composes."""
+    from omegaconf import OmegaConf
+
+    from methods.penalty import AuglagConfig
+    from methods.trsqp import TrsqpConfig
+
+    conf = Path(__file__).resolve().parent.parent / "conf" / "method"
+    for cfg, yaml in ((TrsqpConfig(), "trsqp"), (AuglagConfig(), "auglag")):
+        node = OmegaConf.load(conf / f"{yaml}.yaml")
+        for key, paper in (("second_order_correction", False), ("secant_multiplier", "paper"),
+                           ("radius_rule", "paper"), ("objective_reduction", "mean"),
+                           ("multiplier_update", "paper")):
+            if hasattr(cfg, key):
+                assert getattr(cfg, key) == paper, key
+                assert node[key] == paper, (yaml, key)
 
 
 def test_penalty_schedule_constants():
@@ -85,7 +117,7 @@ def test_penalty_schedule_constants():
 
 def test_pinn_is_one_solve_at_fixed_mu():
     m = lbfgs_rounds("pinn", toy_loss, toy_c, INNER, mu0=10.0, rho=1.0, mu_max=math.inf,
-                     max_rounds=1, multiplier_update=False, dtype=jnp.float64)
+                     max_rounds=1, multiplier_update=None, dtype=jnp.float64)
     r = run_chunked(m, m.init(TOY, None), None, max_steps=10_000, log_every=50)
     expected = np.asarray(A) - 10.0 * S / 21.0 * np.array([1.0, 1.0, 0.0])
     np.testing.assert_allclose(np.asarray(r.state.params["w"]), expected, atol=1e-8)

@@ -219,3 +219,24 @@ def test_vectorized_driver_stops_each_seed_on_its_own():
             float(r.state["x"][i]) == float(one.state["x"])
     assert int(r.state["k"][0]) == 38 and int(r.state["k"][1]) == 100
     assert [row["seed_index"] for row in r.history[:2]] == [0, 1]
+
+
+@pytest.mark.parametrize("method", ["trsqp", "penalty", "auglag"])
+def test_float32_runs_complete_with_their_dtype_recorded(tmp_path, method):
+    """The authors' code runs float32 throughout: every trSQP-PINN method must run so too
+    (pretraining included), with finite results and the precision in its record."""
+    import jax
+    import numpy as np
+    from flax import serialization
+
+    try:
+        rec = run(tmp_path, tmp_path / "r", f"method={method}", *TINY_PINN, "precision=float32")
+    finally:
+        jax.config.update("jax_enable_x64", True)  # conftest's setting for the other tests
+    assert rec["precision"] == "float32" and rec["status"] in ("converged", "max_iter")
+    for k in ("abs_error", "rel_error", "max_constraint_violation", "pretrain_c_sq"):
+        assert np.isfinite(rec[k]), k
+    assert 0 < rec["abs_error"] < 2
+    stored = serialization.msgpack_restore((tmp_path / "r" / "params.msgpack").read_bytes())
+    leaves = jax.tree.leaves(stored)
+    assert leaves and all(np.asarray(x).dtype == np.float32 for x in leaves)

@@ -226,6 +226,33 @@ def test_second_order_correction_overcomes_the_maratos_effect():
             np.testing.assert_array_equal(np.asarray(s1.theta), np.asarray(x0))
 
 
+@pytest.mark.parametrize("multiplier", ["paper", "current"])
+def test_the_hessian_update_takes_the_documented_secant_pair(multiplier):
+    """SR1 satisfies its secant equation H_{k+1} s_k = y_k exactly, so H s shows which y the
+    update used: the paper's ∇L(θ_{k+1}, λ_{k+1}) − ∇L(θ_k, λ_k) (§3), or with λ_{k+1} at
+    both ends (``current``). On HS7 λ changes from step to step, so the two differ."""
+    import jax
+
+    f, c, x0, _ = hs7()
+    cfg = TrsqpConfig(hessian="sr1", secant_multiplier=multiplier)
+    init, step = trsqp_solver(f, c, 2, cfg, jnp.float64)
+    step = jax.jit(step)
+    s0 = init(x0, None)
+    for _ in range(20):  # the first accepted step that updated H
+        s1 = step(s0, None)
+        if bool(s1.accepted) and bool(s1.qn_updated):
+            break
+        s0 = s1
+    assert bool(s1.accepted) and bool(s1.qn_updated)
+    grad_l = lambda th, lam: jax.grad(f)(th, None) + jax.jacrev(c)(th, None).T @ lam
+    y_paper = grad_l(s1.theta, s1.lam) - grad_l(s0.theta, s0.lam)
+    y_current = grad_l(s1.theta, s1.lam) - grad_l(s0.theta, s1.lam)
+    assert float(jnp.linalg.norm(y_paper - y_current)) > 1e-3 * float(jnp.linalg.norm(y_paper))
+    y = y_paper if multiplier == "paper" else y_current
+    np.testing.assert_allclose(np.asarray(s1.hess.H @ (s1.theta - s0.theta)), np.asarray(y),
+                               rtol=1e-10, atol=1e-12)
+
+
 def test_bad_trsqp_config_names_the_field():
     with pytest.raises(ConfigError, match=r"^method\.hessian"):
         TrsqpConfig(hessian="bfgs")
@@ -233,3 +260,5 @@ def test_bad_trsqp_config_names_the_field():
         TrsqpConfig(memory=0)
     with pytest.raises(ConfigError, match=r"^method\.nu"):
         TrsqpConfig(nu=1.5)
+    with pytest.raises(ConfigError, match=r"^method\.secant_multiplier"):
+        TrsqpConfig(secant_multiplier="textbook")
