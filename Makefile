@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 SCALE  ?= smoke
 
-.PHONY: install demo test test-slow lint bench tables table-trsqp table-trsqp-precision table-sqp-momentum table-neural-dae table-lisco reproduce clean-results
+.PHONY: install demo test test-slow lint bench tables table-trsqp table-trsqp-precision table-trsqp-sensitivity table-sqp-momentum table-neural-dae table-lisco reproduce clean-results
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -32,13 +32,18 @@ tables: install  ## every metrics.json under results/ -> results/tables/summary.
 	$(BIN)/python -m runners.tables
 
 # trSQP-PINN paper tables and figures: each experiment is a resumable Hydra sweep, then its
-# table with the paper's values beside ours -> results/tables/<experiment>.{md,csv,tex};
-# Figure 2 heatmaps and Figure 1 error-vs-coefficient plots -> results/figures/.
+# table with the paper's values beside ours -> results/tables/trsqp-<scale>/<table>.{md,csv,tex};
+# Figure 2 heatmaps, Figures 4-6 heatmaps (PINN on transport per μ; penalty / auglag with and
+# without pretraining; the three methods on reaction at α = -20..-50, from the Figure 1
+# sweep) and Figure 1 error-vs-coefficient plots -> results/figures/.
 # ARGS go to every run, e.g. ARGS=scale.trsqp_memory=10 (limited-memory SR1: a paper-budget
 # trsqp run in minutes instead of an hour) or ARGS=seed=1.
 # FIG1_VALUES / FIG1_TAU_VALUES (e.g. -30,1,30 / 2,6,10) run Figure 1 at fewer coefficients
 # than the paper's 12 (β, α) / 5 (τ).
 TRSQP_TABLES ?= trsqp_default trsqp_hessian trsqp_objective trsqp_pinn trsqp_pretrain
+# this project's trsqp options, run as an extra column of trsqp_default ("trsqp + SOC (this
+# project)"); empty: none
+TRSQP_OPTIONS ?= method.second_order_correction=true
 TRSQP_FIG1 ?= transport_beta reaction_alpha reaction_diffusion_alpha reaction_diffusion_tau
 FIG1_VALUES ?=
 FIG1_TAU_VALUES ?=
@@ -48,23 +53,53 @@ table-trsqp: install
 	  case $$e in trsqp_fig1_*) [ -n "$$v" ] && v="problem.$$k=$$v" ;; *) v="" ;; esac; \
 	  $(BIN)/python -m runners.train -m experiment=$$e scale=$(SCALE) sweep_name=$$e-$(SCALE) \
 	    progress=false $$v $(ARGS) || exit 1; \
+	  if [ $$e = trsqp_default ]; then \
+	    $(BIN)/python -m runners.train -m experiment=$$e scale=$(SCALE) sweep_name=$$e-$(SCALE) \
+	      progress=false method=trsqp $(TRSQP_OPTIONS) $(ARGS) || exit 1; fi; \
 	  $(BIN)/python -m runners.tables experiment=$$e --results results/sweeps/$$e-$(SCALE) \
-	    || exit 1; \
+	    --out results/tables/trsqp-$(SCALE) || exit 1; \
 	done
 	$(BIN)/python -m runners.figures heatmaps --results results/sweeps/trsqp_default-$(SCALE) \
-	  --out results/figures/trsqp_heatmaps-$(SCALE).png
+	  --cols variant --out results/figures/trsqp_heatmaps-$(SCALE).png
+	$(BIN)/python -m runners.figures heatmaps --results results/sweeps/trsqp_pinn-$(SCALE) \
+	  --where problem=transport --cols method.mu --out results/figures/trsqp_fig4_pinn-$(SCALE).png
+	$(BIN)/python -m runners.figures heatmaps --results results/sweeps/trsqp_pretrain-$(SCALE) \
+	  --where problem=reaction,reaction_diffusion --cols method,pretrain \
+	  --out results/figures/trsqp_fig5_pretrain-$(SCALE).png
+	@d=results/sweeps/trsqp_fig1_reaction_alpha-$(SCALE); if [ -d $$d ]; then \
+	  $(BIN)/python -m runners.figures heatmaps --results $$d --rows problem.alpha \
+	    --where problem.alpha=-20,-30,-40,-50 --out results/figures/trsqp_fig6_reaction-$(SCALE).png \
+	    || echo "Figure 6: no runs at α = -20..-50 in $$d: skipped"; \
+	  else echo "Figure 6 needs the Figure 1 reaction sweep ($$d): skipped"; fi
 	@for f in $(TRSQP_FIG1); do \
 	  $(BIN)/python -m runners.figures sweep --results results/sweeps/trsqp_fig1_$$f-$(SCALE) \
 	    --x problem.$${f##*_} --out results/figures/trsqp_fig1_$$f-$(SCALE).png || exit 1; \
 	done
 
 # trSQP-PINN precision experiment: float32 (the authors' code) vs float64 (ours) for trsqp,
-# penalty and auglag at the default coefficients -> results/tables/trsqp_precision.{md,csv,tex}
+# penalty and auglag at the default coefficients -> results/tables/trsqp-<scale>/
+# trsqp_precision_{errors,pretraining}.{md,csv,tex}
 table-trsqp-precision: install
 	$(BIN)/python -m runners.train -m experiment=trsqp_precision scale=$(SCALE) \
 	  sweep_name=trsqp_precision-$(SCALE) progress=false $(ARGS)
 	$(BIN)/python -m runners.tables experiment=trsqp_precision \
-	  --results results/sweeps/trsqp_precision-$(SCALE)
+	  --results results/sweeps/trsqp_precision-$(SCALE) --out results/tables/trsqp-$(SCALE)
+
+# trSQP-PINN sensitivity, Figures 3 and 7-9: errors against N, M_pretrain, depth and width for
+# trsqp, penalty and auglag on the three PDEs -> results/tables/trsqp-<scale>/trsqp_fig<k>_<x>.md
+# and results/figures/trsqp_fig<k>_<x>-<scale>.png. TRSQP_SENS picks the figures.
+TRSQP_SENS ?= fig3_n:problem.n_data fig7_mpretrain:problem.m_pretrain fig8_depth:problem.depth \
+  fig9_width:problem.width
+table-trsqp-sensitivity: install
+	@for f in $(TRSQP_SENS); do \
+	  e=trsqp_$${f%%:*}; x=$${f#*:}; \
+	  $(BIN)/python -m runners.train -m experiment=$$e scale=$(SCALE) sweep_name=$$e-$(SCALE) \
+	    progress=false $(ARGS) || exit 1; \
+	  $(BIN)/python -m runners.tables experiment=$$e --results results/sweeps/$$e-$(SCALE) \
+	    --out results/tables/trsqp-$(SCALE) || exit 1; \
+	  $(BIN)/python -m runners.figures sweep --results results/sweeps/$$e-$(SCALE) --x $$x \
+	    --out results/figures/$$e-$(SCALE).png || exit 1; \
+	done
 
 # SQP momentum paper: per problem, 4 methods x 2 learning rates x SQP_SEEDS seeds (one
 # vmapped program per method and rate: seeds=N) and 1 full-batch run per method and rate,

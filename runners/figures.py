@@ -60,7 +60,12 @@ def read_params(path: Path, template):
 
 
 def _ordered(methods):
-    return sorted(methods, key=lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else 99, m))
+    """Methods (or variants, "trsqp + SOC (this project)") in the paper's order."""
+    def key(m):
+        base = str(m).split(" ")[0]
+        return (METHOD_ORDER.index(base) if base in METHOD_ORDER else 99, str(m))
+
+    return sorted(methods, key=key)
 
 
 def load_prediction(rec: dict, max_nx: int = 512, max_nt: int = 256):
@@ -90,7 +95,42 @@ def load_prediction(rec: dict, max_nx: int = 512, max_nt: int = 256):
     return np.asarray(data.eval_x), np.asarray(data.eval_t), np.asarray(data.u_ref), pred
 
 
-def heatmaps(results: str | Path, out: str | Path, seed: int = 0) -> Path:
+def _select(df: pd.DataFrame, where: dict | None) -> pd.DataFrame:
+    """Runs whose field matches one of the given values ({field: [values]}, compared as
+    config labels: 30 == 30.0, true == True)."""
+    from runners.tables import _label
+
+    def parse(v):  # a value from the command line: a number or a bool where it reads so
+        if not isinstance(v, str):
+            return v
+        if v.lower() in ("true", "false"):
+            return v.lower() == "true"
+        try:
+            return float(v)
+        except ValueError:
+            return v
+
+    for field, values in (where or {}).items():
+        if field not in df.columns:
+            raise SystemExit(f"error: --where: no run under the results has {field!r}")
+        wanted = {_label(parse(v)) for v in values}
+        df = df[df[field].map(_label).isin(wanted)]
+    return df
+
+
+def _labels(df: pd.DataFrame, fields) -> pd.Series:
+    from runners.tables import _label
+
+    return pd.Series(["/".join(_label(v) for v in vals)
+                      for vals in df[list(fields)].itertuples(index=False)], index=df.index)
+
+
+def heatmaps(results: str | Path, out: str | Path, seed: int = 0, rows=("problem",),
+             cols=("method",), where: dict | None = None) -> Path:
+    """Reference and predicted solutions: one row per value of ``rows`` (default: the
+    problem), one panel per value of ``cols`` (default: the method), the first run of
+    ``seed`` in each cell; ``where`` keeps the runs whose fields match (paper Figures 2, 4–6:
+    e.g. ``cols=("method.mu",), where={"problem": ["transport"]}``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -98,15 +138,25 @@ def heatmaps(results: str | Path, out: str | Path, seed: int = 0) -> Path:
 
     df = runs_of(results)
     df = df[(df["seed"] == seed)] if "seed" in df else df
-    problems = sorted(df["problem"].unique())
-    methods = _ordered(df["method"].unique())
-    fig, axes = plt.subplots(len(problems), 1 + len(methods), squeeze=False,
-                             figsize=(3.2 * (1 + len(methods)), 2.8 * len(problems)),
+    for f in (*rows, *cols):
+        if f not in df.columns:
+            raise SystemExit(f"error: no run under {results} has {f!r}")
+    df = _select(df, where)
+    if df.empty:
+        raise SystemExit(f"error: no run under {results} matches {where or {}} (seed {seed})")
+    df = df.assign(_row=_labels(df, rows), _col=_labels(df, cols))
+    row_keys = sorted(df["_row"].unique(), key=_numeric_first)
+    by_method = tuple(cols) in (("method",), ("variant",))
+    col_keys = _ordered(df["_col"].unique()) if by_method else \
+        sorted(df["_col"].unique(), key=_numeric_first)
+    fig, axes = plt.subplots(len(row_keys), 1 + len(col_keys), squeeze=False,
+                             figsize=(3.2 * (1 + len(col_keys)), 2.8 * len(row_keys)),
                              constrained_layout=True)
-    for i, prob in enumerate(problems):
+    col_name = "/".join(c.split(".")[-1] for c in cols)
+    for i, rk in enumerate(row_keys):
         ref_drawn = False
-        for j, meth in enumerate(methods):
-            runs = df[(df["problem"] == prob) & (df["method"] == meth)]
+        for j, ck in enumerate(col_keys):
+            runs = df[(df["_row"] == rk) & (df["_col"] == ck)]
             ax = axes[i, 1 + j]
             if runs.empty:
                 ax.axis("off")
@@ -123,15 +173,24 @@ def heatmaps(results: str | Path, out: str | Path, seed: int = 0) -> Path:
                   "vmin": ref.min(), "vmax": ref.max()}
             if not ref_drawn:
                 axes[i, 0].imshow(ref, **kw)
-                axes[i, 0].set(title=f"{prob}: reference", xlabel="x", ylabel="t")
+                axes[i, 0].set(title=f"{rk}: reference", xlabel="x", ylabel="t")
                 ref_drawn = True
             im = ax.imshow(pred, **kw)
-            ax.set(title=f"{meth}: abs err {rec['abs_error']:.2g}", xlabel="x")
+            label = ck if by_method else f"{col_name} {ck}"
+            ax.set(title=f"{label}: abs err {rec['abs_error']:.2g}", xlabel="x")
         if ref_drawn:
             fig.colorbar(im, ax=axes[i, -1])
         else:
             axes[i, 0].axis("off")
     return save_figure(fig, out)
+
+
+def _numeric_first(label: str):
+    """Sort key: numbers by value (−50 < −20 < 1 < 10), then text."""
+    try:
+        return (0, float(label), "")
+    except ValueError:
+        return (1, 0.0, label)
 
 
 def sweep_plot(results: str | Path, x: str, out: str | Path) -> Path:
@@ -151,8 +210,9 @@ def sweep_plot(results: str | Path, x: str, out: str | Path) -> Path:
     for row, prob in zip(axes, problems):
         sub = df[df["problem"] == prob]
         for ax, metric in zip(row, ("abs_error", "rel_error")):
-            for meth in _ordered(sub["method"].unique()):
-                g = sub[sub["method"] == meth].groupby(x)[metric]
+            by = "variant" if "variant" in sub.columns else "method"
+            for meth in _ordered(sub[by].unique()):
+                g = sub[sub[by] == meth].groupby(x)[metric]
                 xs = np.asarray(g.mean().index, dtype=float)
                 ax.plot(xs, g.mean().values, "o-", label=meth)
                 ax.fill_between(xs, g.min().values, g.max().values, alpha=0.2)
@@ -363,6 +423,10 @@ def main(argv=None):
     h.add_argument("--results", required=True)
     h.add_argument("--out", default="results/figures/heatmaps.png")
     h.add_argument("--seed", type=int, default=0)
+    h.add_argument("--rows", default="problem", help="field(s) of the rows, comma-separated")
+    h.add_argument("--cols", default="method", help="field(s) of the panels, comma-separated")
+    h.add_argument("--where", action="append", default=[], metavar="FIELD=V1,V2",
+                   help="keep runs whose FIELD is one of the values (repeatable)")
     s = sub.add_parser("sweep", help="errors against a swept coefficient")
     s.add_argument("--results", required=True)
     s.add_argument("--x", required=True, help="the swept field, e.g. problem.alpha")
@@ -386,7 +450,15 @@ def main(argv=None):
     elif args.kind == "predictions":
         paths = predictions(args.results, args.out_dir, args.seed)
     elif args.kind == "heatmaps":
-        paths = [heatmaps(args.results, args.out, args.seed)]
+        where = {}
+        for w in args.where:
+            field, sep, values = w.partition("=")
+            if not sep or not field or not values:
+                print(f"error: --where: expected FIELD=V1,V2, got {w!r}", file=sys.stderr)
+                sys.exit(2)
+            where[field] = values.split(",")
+        paths = [heatmaps(args.results, args.out, args.seed, rows=args.rows.split(","),
+                          cols=args.cols.split(","), where=where)]
     else:
         paths = [sweep_plot(args.results, args.x, args.out)]
     for path in paths:

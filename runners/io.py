@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -27,6 +29,25 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+@functools.cache
+def git_commit() -> str:
+    """The commit of the code that runs (12 hex digits, "+dirty" with uncommitted changes to
+    tracked files), or "unknown" outside a git checkout."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    sha = git("rev-parse", "--short=12", "HEAD")
+    if not sha:
+        return "unknown"
+    return sha + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:

@@ -30,25 +30,19 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from runners.io import write_atomic
-from runners.tables import METRICS, collect, experiment_specs, experiment_table, summarize
+from runners.tables import (
+    METRICS,
+    WORSE_FACTOR,
+    collect,
+    experiment_specs,
+    experiment_table,
+    summarize,
+    verdict,
+    worse_by,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf" / "report.yaml"
-HIGHER_IS_BETTER = {"success", "throughput",
-                    *(f"frac{e}_it{k}" for e in (6, 8) for k in (10, 20, 50, 100))}
-NOT_JUDGED = {"predictor_steps_done", "solver_steps_done", "status"}
-WORSE_FACTOR = 2.0
-
-
-def worse_by(metric: str, ours: float | None, paper: float | None) -> float | None:
-    """How many times worse ours is than the paper's (≤ 1: as good or better); None when the
-    metric is not judged or a value is missing. Zeros compare through a 1e-12 floor."""
-    if metric in NOT_JUDGED or ours is None or paper is None:
-        return None
-    a, b = max(abs(ours), 1e-12), max(abs(paper), 1e-12)
-    return b / a if metric in HIGHER_IS_BETTER else a / b
-
-
 def report_cells(long: pd.DataFrame) -> pd.DataFrame:
     """The long table of :func:`runners.tables.experiment_table` as report rows."""
     rows = []
@@ -69,9 +63,10 @@ def report_cells(long: pd.DataFrame) -> pd.DataFrame:
                      "paper": "" if paper is None else f"{paper:.3g}",
                      "ours/paper": "" if mean is None or paper is None or paper == 0
                      else f"{mean / paper:.3g}",
+                     "verdict": verdict(factor),
                      "> 2× worse": "✗" if factor is not None and factor > WORSE_FACTOR else ""})
     return pd.DataFrame(rows, columns=["row", "column", "metric", "ours", "runs", "failed",
-                                       "paper", "ours/paper", "> 2× worse"])
+                                       "paper", "ours/paper", "verdict", "> 2× worse"])
 
 
 def environment(results: Path) -> dict:

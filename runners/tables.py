@@ -41,6 +41,7 @@ METRICS = {"abs_error": "abs error", "rel_error": "rel error",
            "max_abs_c": "‖c‖∞", "test_mse": "test MSE",
            "iterations": "iterations", "wall_s": "wall s",
            "pretrain_c_sq": "pretrain ‖c̃‖²", "pretrain_ic_rel": "IC resid/‖u0‖",
+           "pretrain_iterations": "pretrain it",
            # the neural_dae family (collocation / sequential)
            "smoothing.iterations": "step 1 it", "main.iterations": "step 3 it",
            "smoothing.wall_s": "step 1 s", "pretraining.wall_s": "step 2 s",
@@ -57,6 +58,58 @@ METRICS = {"abs_error": "abs error", "rel_error": "rel error",
            **{f"frac{e}_it{k}": f"≤1e-{e} @{k}" for e in (6, 8) for k in (10, 20, 50, 100)},
            "predictor_train_s": "pred. train s", "predictor_steps_done": "pred. steps",
            "solver_train_s": "solver train s", "solver_steps_done": "solver steps"}
+# how a value compares with the paper's: lower is better except for these
+HIGHER_IS_BETTER = {"success", "throughput",
+                    *(f"frac{e}_it{k}" for e in (6, 8) for k in (10, 20, 50, 100))}
+NOT_JUDGED = {"predictor_steps_done", "solver_steps_done", "status"}
+WORSE_FACTOR = 2.0
+
+
+def worse_by(metric: str, ours: float | None, paper: float | None) -> float | None:
+    """How many times worse ours is than the paper's (≤ 1: as good or better); None when the
+    metric is not judged or a value is missing. Zeros compare through a 1e-12 floor."""
+    if metric in NOT_JUDGED or ours is None or paper is None:
+        return None
+    a, b = max(abs(ours), 1e-12), max(abs(paper), 1e-12)
+    return b / a if metric in HIGHER_IS_BETTER else a / b
+
+
+def verdict(factor: float | None) -> str:
+    """``better`` (more than 2× better than the paper's), ``within 2×`` or ``worse`` (more
+    than 2× worse), from :func:`worse_by`; '' when not judged."""
+    if factor is None:
+        return ""
+    if factor > WORSE_FACTOR:
+        return "worse"
+    if factor < 1 / WORSE_FACTOR:
+        return "better"
+    return "within 2×"
+
+
+# Options that differ from the paper's algorithm, by method: config key -> {value: label}.
+# A run's ``variant`` is its method name plus the labels of the options it turned on, e.g.
+# "trsqp + SOC (this project)"; with the paper's settings it is the method name alone.
+VARIANTS = {
+    "trsqp": {"second_order_correction": {True: ("SOC", "this project")},
+              "secant_multiplier": {"current": ("textbook secant", "this project")},
+              "radius_rule": {"scipy": ("SciPy radius rule", "authors' code")},
+              "objective_reduction": {"sum": ("sum objective", "authors' code")}},
+    "auglag": {"multiplier_update": {"textbook": ("textbook multiplier step", "this project")}},
+}
+
+
+def variant(rec) -> str:
+    """``method`` + the labelled options of :data:`VARIANTS` that the run turned on."""
+    method = rec.get("method")
+    parts: dict[str, list[str]] = {}
+    for key, labels in VARIANTS.get(method, {}).items():
+        value = rec.get(f"method.{key}")
+        for v, (label, source) in labels.items():
+            if value is not None and _label(value) == _label(v):
+                parts.setdefault(source, []).append(label)
+    return " + ".join([str(method)] + [f"{' + '.join(ls)} ({src})" for src, ls in parts.items()])
+
+
 CONFIG_PREFIXES = ("problem.", "method.", "pretraining.", "budget.")
 CONFIG_KEYS = ("pretrain", "scale", "precision", "tag", "log_every", "eval_every")
 IGNORED = {"problem.name", "method.name"}
@@ -88,6 +141,7 @@ def collect(results: str | Path = "results", quiet: bool = False) -> pd.DataFram
         status = rec.get("status")
         rec["status"] = status if isinstance(status, str) else f"invalid status: {status!r}"
         rec["failed"] = status_failed(status)
+        rec["variant"] = variant(rec)
         rec["path"] = str(path.parent)
         rows.append(rec)
     if not quiet:
@@ -190,9 +244,34 @@ def write_tables(results: str | Path = "results", out: str | Path | None = None,
     num, shown = summarize(df)
     shown.attrs["skipped"] = df.attrs.get("skipped", [])
     write_atomic(out / f"{name}.csv", num.to_csv(index=False))
-    write_atomic(out / f"{name}.md", shown.to_markdown(index=False) + "\n")
+    write_atomic(out / f"{name}.md", shown.to_markdown(index=False) + "\n\n"
+                 + provenance(df, results) + "\n")
     write_atomic(out / f"{name}.tex", shown.to_latex(index=False, escape=True))
     return shown
+
+
+def provenance(df: pd.DataFrame, results) -> str:
+    """Where a table's numbers come from, as one markdown line: the runs (count, scale,
+    device, the code's commit, when they finished) and the table (when, on what machine)."""
+    import os
+    import platform
+    from datetime import datetime, timezone
+
+    from runners.io import git_commit
+
+    def values(col):
+        if col not in df.columns:
+            return "not recorded"
+        v = sorted({str(x) for x in df[col].dropna()})
+        return ", ".join(v) if v else "not recorded"
+
+    done = sorted(str(x) for x in df.get("finished_at", pd.Series([], dtype=str)).dropna())
+    when = f"{done[0]} – {done[-1]}" if done else "not recorded"
+    now = datetime.now(timezone.utc).isoformat(timespec="minutes")
+    return (f"_Runs: {len(df)} under `{results}`; scale {values('scale')}; device "
+            f"{values('device')}; code commit {values('commit')}; finished {when}. Table: "
+            f"`python -m runners.tables`, commit {git_commit()}, {platform.platform()} with "
+            f"{os.cpu_count()} CPUs, {now}._")
 
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -306,8 +385,11 @@ def experiment_table(df: pd.DataFrame, spec: dict) -> tuple[pd.DataFrame, pd.Dat
                 vals = pd.to_numeric(ok[m], errors="coerce").dropna() if m in ok else []
                 mean = float(vals.mean()) if len(vals) else None
                 std = float(vals.std()) if len(vals) > 1 else None
+                factor = worse_by(m, mean, p)
                 long.append({"row": r, "col": c, "metric": m, "mean": mean, "std": std,
-                             "seeds": len(vals), "failed": n_failed, "paper": p})
+                             "seeds": len(vals), "failed": n_failed, "paper": p,
+                             "ours/paper": None if mean is None or not p else mean / p,
+                             "verdict": verdict(factor)})
                 ours = "–" if mean is None else f"{mean:.3g}" + (f" ± {std:.1g}" if std else "")
                 line[f"{c} {METRICS.get(m, m)}"] = ours + note + (
                     f" ({p:.3g})" if p is not None else "")
@@ -323,7 +405,7 @@ def write_experiment(name: str, results: str | Path, out: str | Path) -> dict:
         title = spec.get("title", table)
         write_atomic(out / f"{table}.csv", long.to_csv(index=False))
         write_atomic(out / f"{table}.md", f"# {title}\n\n" + shown.to_markdown(index=False)
-                     + "\n")
+                     + "\n\n" + provenance(df, results) + "\n")
         write_atomic(out / f"{table}.tex", shown.to_latex(index=False, escape=True,
                                                           caption=title))
         written[table] = shown

@@ -35,10 +35,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from methods.driver import FINISHED
-from problems.base import STOCHASTIC_CONSTRAINED
+from problems.base import CONSTRAINED_LEARNING, STOCHASTIC_CONSTRAINED
 from problems.dae import NEURAL_DAE
 from problems.parametric_opt import PARAMETRIC_OPT
-from runners.io import flatten, read_json, save_figure, write_atomic, write_json
+from runners.io import flatten, git_commit, read_json, save_figure, write_atomic, write_json
 from runners.setup import ConfigError, Setup, resolve
 
 log = logging.getLogger("runners.train")
@@ -318,7 +318,7 @@ def _record_base(cfg, setup, chash, dev, out) -> dict:
         "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],
         "config_hash": chash, "group_hash": config_hash(cfg, seed=False),
         "device": f"{dev.platform}:{dev.device_kind}",
-        **{f"version.{k}": v for k, v in versions().items()},
+        **{f"version.{k}": v for k, v in versions().items()}, "commit": git_commit(),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "run_dir": str(out)}
 
@@ -544,8 +544,24 @@ def _run_jax(cfg, setup, seeds, outs, hashes, dev) -> list[dict]:
         figures = ", ".join(f"{k} {final[k]:.4g}" for k in shown if k in final)
         print(f"{label}: iterations {iterations[i]}, {figures}, wall {timing['train_s']:.1f}s "
               f"(+ compile {timing['compile_s']:.1f}s) -> {o}", flush=True)
+        if problem.family == CONSTRAINED_LEARNING:
+            _say_paper_gap(seed_config(cfg, s) if vec else cfg, problem.name,
+                           setup.method_name, final)
     ckpt.finish()
     return records
+
+
+def _say_paper_gap(cfg, problem: str, method: str, final: dict) -> None:
+    """The run against the paper's number, and what differs from the paper's setup."""
+    from runners.paper import paper_gap
+
+    try:
+        line = paper_gap(cfg, problem, method, final)
+    except Exception as e:  # informational only: the record is written already
+        log.warning("no comparison with the paper (%s: %s)", type(e).__name__, e)
+        return
+    if line:
+        print(line, flush=True)
 
 
 def _remove_if_empty(out: Path):

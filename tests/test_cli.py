@@ -221,6 +221,35 @@ def test_saved_params_reproduce_the_run_metrics(single_run):
     assert abs(float(np.mean(np.abs(pred - ref))) - rec["abs_error"]) < 1e-10
 
 
+def test_heatmaps_lay_out_the_selected_runs(single_run, tmp_path):
+    """Figures 4-6 are heatmaps over chosen fields: one panel per value of ``cols`` (plus
+    the reference), one row per value of ``rows``, only the runs ``where`` selects; a failed
+    or unreadable run is not drawn."""
+    import shutil
+
+    import matplotlib.image as mpimg
+
+    from runners.figures import heatmaps
+
+    tmp, _ = single_run
+    (m,) = metrics_files(tmp)
+    rec = json.loads(m.read_text())
+    for mu, status in ((1.0, rec["status"]), (10.0, rec["status"]), (100.0, rec["status"]),
+                       (1000.0, "solver_failed: x")):
+        d = tmp_path / "runs" / f"mu{mu:g}"
+        shutil.copytree(m.parent, d)
+        (d / "metrics.json").write_text(json.dumps({**rec, "method.mu0": mu, "status": status}))
+    width = lambda p: mpimg.imread(p).shape[1]
+    all_mu = heatmaps(tmp_path / "runs", tmp_path / "all.png", cols=("method.mu0",))
+    two = heatmaps(tmp_path / "runs", tmp_path / "two.png", cols=("method.mu0",),
+                   where={"method.mu0": ["1", "10"]})
+    # 1 + 3 panels (the failed run at 1000 is left out) against 1 + 2, 3.2 in each at 100 dpi
+    assert width(all_mu) == pytest.approx(4 * 320, abs=2)
+    assert width(two) == pytest.approx(3 * 320, abs=2)
+    with pytest.raises(SystemExit, match="no run"):
+        heatmaps(tmp_path / "runs", tmp_path / "none.png", where={"method.mu0": ["7"]})
+
+
 SPRING_TINY = ["problem=spring", "problem.width=8", "problem.depth=1", "method.epochs=20",
                "log_every=10", "progress=false"]
 

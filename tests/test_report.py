@@ -42,8 +42,8 @@ def test_report_lists_every_table_and_says_what_is_missing(tmp_path):
     cells = lambda ln: [c.strip() for c in ln.strip("|").split("|")]
     abs_cells = cells(next(ln for ln in lines if "abs error" in ln))
     rel_cells = cells(next(ln for ln in lines if "rel error" in ln))
-    assert abs_cells[-2:] == ["13.8", "✗"]
-    assert rel_cells[-2:] == ["1", ""]
+    assert abs_cells[-3:] == ["13.8", "worse", "✗"]
+    assert rel_cells[-3:] == ["1", "within 2×", ""]
     # cells of the same table without runs, and sweeps never run, are named, not fatal
     assert "**missing runs** (8 cells)" in md
     assert "no sweep folder" in md and "make table-lisco SCALE=smoke" in md
@@ -58,6 +58,10 @@ def test_report_lists_every_table_and_says_what_is_missing(tmp_path):
 def test_worse_by_knows_which_way_is_better():
     assert report.worse_by("abs_error", 0.3, 0.1) == pytest.approx(3.0)  # lower is better
     assert report.worse_by("success", 0.4, 0.999) > 2  # higher is better
+    from runners.tables import verdict
+
+    assert [verdict(report.worse_by("abs_error", a, 0.1)) for a in (0.04, 0.06, 0.19, 0.21)] \
+        == ["better", "within 2×", "within 2×", "worse"]
     assert report.worse_by("success", 1.0, 0.999) < 1
     assert report.worse_by("frac8_it100", 0.9, 0.987) < 2
     assert report.worse_by("solver_steps_done", 1e3, 1e5) is None  # a count: not judged
@@ -76,3 +80,58 @@ def test_worse_by_knows_which_way_is_better():
         {"row": "B", "col": "c", "metric": "smoothing.wall_s", "mean": None, "std": None,
          "seeds": 0, "paper": None}]))
     assert list(cells["ours"]) == ["5", "–"]
+
+
+def test_a_run_at_the_papers_coefficients_is_compared_with_the_paper():
+    """The line after a trSQP-PINN run: the paper's Figure 1 errors, ours as multiples, and
+    exactly the settings that differ from the paper's setup (none at scale=paper)."""
+    from hydra import compose, initialize_config_dir
+
+    from runners.paper import paper_gap
+    from runners.train import CONF_DIR
+
+    def cfg(*overrides):
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose("train", overrides=list(overrides))
+
+    final = {"abs_error": 0.0242, "rel_error": 0.02517}
+    line = paper_gap(cfg("problem=reaction", "method=trsqp", "scale=paper"), "reaction",
+                     "trsqp", final)
+    assert line.startswith("paper (Figure 1, trsqp on reaction): abs 0.0121 / rel 0.0252")
+    assert "abs 0.0242 (2x the paper's) / rel 0.0252 (1x)" in line
+    assert line.endswith("settings that differ from the paper's: none")
+    line = paper_gap(cfg("problem=reaction", "method=trsqp", "scale=paper", "method.memory=10",
+                         "method.second_order_correction=true"), "reaction", "trsqp", final)
+    assert line.endswith("method.memory=10 (paper dense), method.second_order_correction=True "
+                         "(paper False)")
+    smoke = paper_gap(cfg("problem=transport", "method=auglag"), "transport", "auglag", final)
+    assert "problem.eval_nx=256 (paper 2560)" in smoke and "pretraining.inner_maxiter" in smoke
+    # another coefficient (a Figure 1 curve) or the plain PINN: no number to compare with
+    assert paper_gap(cfg("problem=reaction", "problem.alpha=10", "method=trsqp"), "reaction",
+                     "trsqp", final) is None
+    assert paper_gap(cfg("problem=reaction", "method=pinn"), "reaction", "pinn", final) is None
+
+
+def test_this_projects_options_get_their_own_labelled_column():
+    """The paper's algorithm keeps the paper's column; a run with one of this project's
+    options (or the authors' code's) is a column of its own, labelled as such."""
+    from runners.tables import experiment_table, variant
+
+    spec = experiment_specs("trsqp_default")["trsqp_default"]
+    base = {"problem": "reaction", "seed": 0, "status": "max_iter", "method": "trsqp",
+            "method.second_order_correction": False, "method.secant_multiplier": "paper",
+            "method.radius_rule": "paper", "method.objective_reduction": "mean"}
+    recs = [{**base, "abs_error": 0.0126, "rel_error": 0.024},
+            {**base, "method.second_order_correction": True, "abs_error": 0.0018,
+             "rel_error": 0.0035},
+            {**base, "method.radius_rule": "scipy", "method.objective_reduction": "sum",
+             "abs_error": 0.01, "rel_error": 0.02}]
+    df = pd.DataFrame([{**r, "variant": variant(r)} for r in recs])
+    long, shown = experiment_table(df, spec)
+    row = shown[shown["problem"] == "reaction"].iloc[0]
+    assert row["trsqp abs error"] == "0.0126 (0.0121)"  # the paper's column: the paper's run
+    assert row["trsqp + SOC (this project) abs error"] == "0.0018"  # no paper value beside it
+    assert row["trsqp + SciPy radius rule + sum objective (authors' code) abs error"] == "0.01"
+    cell = long[(long.row == "reaction") & (long.col == "trsqp") & (long.metric == "abs_error")]
+    assert cell["verdict"].iloc[0] == "within 2×"
+    assert variant({"method": "auglag", "method.multiplier_update": "paper"}) == "auglag"
