@@ -45,7 +45,7 @@ log = logging.getLogger("runners.train")
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 # keys that do not change what a run computes (left out of its config hash)
 NOT_HASHED = ("resume", "progress", "results_dir", "sweep_name", "figures", "jax_cache_dir",
-              "table", "seeds", "checkpoint_every")
+              "table", "tables", "seeds", "checkpoint_every")
 # top-level config recorded in metrics.json besides problem.* and method.* (what tables can
 # show as columns; the group hash covers the whole config whatever is recorded)
 RECORDED_NODES = ("budget", "pretraining")
