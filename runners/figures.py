@@ -173,16 +173,18 @@ def heatmaps(results: str | Path, out: str | Path, seed: int = 0, rows=("problem
                   "vmin": ref.min(), "vmax": ref.max()}
             if not ref_drawn:
                 axes[i, 0].imshow(ref, **kw)
-                axes[i, 0].set(title=f"{rk}: reference", xlabel="x", ylabel="t")
+                axes[i, 0].set(xlabel="x", ylabel="t")
+                axes[i, 0].set_title(f"{rk}: reference", fontsize=9)
                 ref_drawn = True
             im = ax.imshow(pred, **kw)
-            label = ck if by_method else f"{col_name} {ck}"
-            ax.set(title=f"{label}: abs err {rec['abs_error']:.2g}", xlabel="x")
+            label = ck if by_method or len(cols) > 1 else f"{col_name} {ck}"
+            ax.set_title(f"{label}: abs err {rec['abs_error']:.2g}", fontsize=9)
+            ax.set_xlabel("x")
         if ref_drawn:
             fig.colorbar(im, ax=axes[i, -1])
         else:
             axes[i, 0].axis("off")
-    return save_figure(fig, out)
+    return save_figure(fig, out, dpi=80)
 
 
 def _numeric_first(label: str):

@@ -260,10 +260,10 @@ def provenance(df: pd.DataFrame, results) -> str:
     from runners.io import git_commit
 
     def values(col):
-        if col not in df.columns:
-            return "not recorded"
-        v = sorted({str(x) for x in df[col].dropna()})
-        return ", ".join(v) if v else "not recorded"
+        present = df[col].dropna() if col in df.columns else pd.Series([], dtype=str)
+        v = sorted({str(x) for x in present})
+        missing = len(df) - len(present)
+        return ", ".join(v + ([f"not recorded ({missing} runs)"] if missing else []))
 
     done = sorted(str(x) for x in df.get("finished_at", pd.Series([], dtype=str)).dropna())
     when = f"{done[0]} – {done[-1]}" if done else "not recorded"
@@ -397,6 +397,27 @@ def experiment_table(df: pd.DataFrame, spec: dict) -> tuple[pd.DataFrame, pd.Dat
     return pd.DataFrame(long), pd.DataFrame(shown)
 
 
+def against_paper(long: pd.DataFrame) -> str:
+    """Markdown lines, one per column of the table (a problem, say): which rows are better
+    than the paper's (every judged metric more than 2× better), within 2× or worse (some
+    metric more than 2× worse), with ours / paper per metric; '' without paper values."""
+    if long.empty or "verdict" not in long.columns:
+        return ""
+    judged = long[long["verdict"].fillna("") != ""]
+    lines = []
+    for col, cells in judged.groupby("col", sort=False):
+        groups: dict[str, list[str]] = {"better": [], "within 2×": [], "worse": []}
+        for row, c in cells.groupby("row", sort=False):
+            v = set(c["verdict"])
+            kind = "worse" if "worse" in v else "better" if v == {"better"} else "within 2×"
+            ratios = ", ".join(f"{METRICS.get(m, m)} {r:.3g}×"
+                               for m, r in zip(c["metric"], c["ours/paper"]))
+            groups[kind].append(f"{row} ({ratios})")
+        said = [f"{k}: " + "; ".join(v) for k, v in groups.items() if v]
+        lines.append(f"- **{col}** against the paper (ours / paper): " + " · ".join(said))
+    return "\n".join(lines)
+
+
 def write_experiment(name: str, results: str | Path, out: str | Path) -> dict:
     """Every table of experiment ``name`` -> <out>/<table>.{md,csv,tex}; {table: shown}."""
     df, out, written = collect(results), Path(out), {}
@@ -404,8 +425,10 @@ def write_experiment(name: str, results: str | Path, out: str | Path) -> dict:
         long, shown = experiment_table(df, spec)
         title = spec.get("title", table)
         write_atomic(out / f"{table}.csv", long.to_csv(index=False))
+        against = against_paper(long)
         write_atomic(out / f"{table}.md", f"# {title}\n\n" + shown.to_markdown(index=False)
-                     + "\n\n" + provenance(df, results) + "\n")
+                     + "\n\n" + (against + "\n\n" if against else "")
+                     + provenance(df, results) + "\n")
         write_atomic(out / f"{table}.tex", shown.to_latex(index=False, escape=True,
                                                           caption=title))
         written[table] = shown

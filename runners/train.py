@@ -293,13 +293,29 @@ def _run_locked(cfg: DictConfig, setup: Setup, out: Path) -> dict | list:
             if done and cfg.resume:
                 records.append(done)
                 continue
+            _retire_record(o)
             records.append(_run_branch(seed_config(cfg, s) if vec else cfg, setup, o, h, dev))
         return records if vec else records[0]
+    for o in outs:  # the vmapped program reruns every seed
+        _retire_record(o)
     try:
         records = _run_jax(cfg, setup, seeds, outs, hashes, dev)
     except ConfigError as e:  # a checkpoint that does not fit this run
         fail(str(e))
     return records if vec else records[0]
+
+
+def _retire_record(out: Path) -> None:
+    """A run is about to (re)write ``out``: an earlier record there (another configuration,
+    or resume=false) is moved aside as ``metrics.replaced-<time>.json``, so the folder never
+    pairs one run's record with another run's history or parameters."""
+    old = out / "metrics.json"
+    if old.exists():
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        dst = out / f"metrics.replaced-{stamp}.json"
+        old.rename(dst)
+        print(f"note: {old} is of an earlier run; moved aside to {dst.name}", file=sys.stderr,
+              flush=True)
 
 
 def _record_base(cfg, setup, chash, dev, out) -> dict:
@@ -637,6 +653,8 @@ def prevalidate(argv: list[str]) -> None:
         return
     args = [a for a in argv if not a.startswith("-")
             and not a.lstrip("+~").startswith(("hydra.", "hydra/"))]
+    if "-m" in argv or "--multirun" in argv:
+        args += _experiment_sweep(args)
     from hydra import compose, initialize_config_dir
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -659,6 +677,18 @@ def prevalidate(argv: list[str]) -> None:
             except Exception:
                 return  # Hydra reports its own composition errors
             resolve(cfg)
+
+
+def _experiment_sweep(args: list[str]) -> list[str]:
+    """The sweep an ``experiment=<name>`` config adds (its ``hydra.sweeper.params``) for the
+    keys the command line does not set, so that every job Hydra will run is validated."""
+    name = next((a.split("=", 1)[1] for a in args if a.startswith("experiment=")), None)
+    path = CONF_DIR / "experiment" / f"{name}.yaml"
+    if not name or not path.is_file():
+        return []
+    params = OmegaConf.load(path).get("hydra", {}).get("sweeper", {}).get("params", {}) or {}
+    given = {a.split("=", 1)[0].lstrip("+~") for a in args}
+    return [f"{k}={v}" for k, v in params.items() if k not in given]
 
 
 def main():

@@ -243,9 +243,9 @@ def test_heatmaps_lay_out_the_selected_runs(single_run, tmp_path):
     all_mu = heatmaps(tmp_path / "runs", tmp_path / "all.png", cols=("method.mu0",))
     two = heatmaps(tmp_path / "runs", tmp_path / "two.png", cols=("method.mu0",),
                    where={"method.mu0": ["1", "10"]})
-    # 1 + 3 panels (the failed run at 1000 is left out) against 1 + 2, 3.2 in each at 100 dpi
-    assert width(all_mu) == pytest.approx(4 * 320, abs=2)
-    assert width(two) == pytest.approx(3 * 320, abs=2)
+    # 1 + 3 panels (the failed run at 1000 is left out) against 1 + 2, 3.2 in each at 80 dpi
+    assert width(all_mu) == pytest.approx(4 * 256, abs=2)
+    assert width(two) == pytest.approx(3 * 256, abs=2)
     with pytest.raises(SystemExit, match="no run"):
         heatmaps(tmp_path / "runs", tmp_path / "none.png", where={"method.mu0": ["7"]})
 

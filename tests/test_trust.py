@@ -348,3 +348,31 @@ def test_a_stop_signal_in_the_first_second_leaves_a_clean_message(tmp_path):
     assert err.strip().splitlines()[-1].startswith("interrupted by SIGUSR1")
     assert "Traceback" not in err
     assert not (tmp_path / "r").exists()  # no orphan run folder
+
+
+def test_an_experiments_own_sweep_is_validated_before_any_run():
+    """``-m experiment=<name>`` runs the jobs of the experiment's sweeper params: they are
+    the jobs validated (a key only the swept methods have passes; a bad value fails)."""
+    from runners.setup import ConfigError
+    from runners.train import prevalidate
+
+    prevalidate(["-m", "experiment=trsqp_baseline_gap", "problem=reaction",
+                 "++method.linesearch=zoom"])  # penalty and auglag have it; trsqp does not
+    with pytest.raises(ConfigError, match="^method.linesearch"):
+        prevalidate(["-m", "experiment=trsqp_baseline_gap", "problem=reaction",
+                     "++method.linesearch=wolfe"])
+
+
+def test_a_rerun_moves_the_earlier_record_aside_before_it_writes(tmp_path, capsys):
+    """A folder never pairs one run's metrics.json with another run's history: a rerun
+    (resume=false, or another configuration in the same folder) retires the old record
+    first, so an interrupted rerun leaves no record that its files contradict."""
+    first = run(tmp_path, tmp_path / "job", *SPRING_SHORT)
+    capsys.readouterr()
+    second = run(tmp_path, tmp_path / "job", *SPRING_SHORT, "resume=false")
+    (old,) = (tmp_path / "job").glob("metrics.replaced-*.json")
+    assert json.loads(old.read_text())["finished_at"] == first["finished_at"]
+    assert json.loads((tmp_path / "job" / "metrics.json").read_text())["finished_at"] == \
+        second["finished_at"]
+    assert "is of an earlier run; moved aside" in capsys.readouterr().err
+    assert len(collect(tmp_path)) == 1  # the retired record is not a run of the tables
