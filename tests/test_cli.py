@@ -101,7 +101,7 @@ def test_sweep_then_resume_skips_finished_runs(tmp_path):
     # a key that the default method (trsqp) lacks needs Hydra's force-add "++" in a sweep
     # over the method group (Hydra composes the default method first)
     tiny = ["++" + a if a.startswith("method.") else a for a in TINY]
-    args = ["-m", *tiny, "method=penalty,pinn", "seed=0", "figures=false"]
+    args = ["-m", *tiny, "method=penalty,pinn", "seed=0", "figures=false", "pretrain=false"]
     train(tmp_path, *args)
     files = metrics_files(tmp_path)
     assert len(files) == 2 and all(len(f.parent.name) <= 120 for f in files)

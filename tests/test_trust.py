@@ -363,16 +363,19 @@ def test_an_experiments_own_sweep_is_validated_before_any_run():
                      "++method.linesearch=wolfe"])
 
 
-def test_a_rerun_moves_the_earlier_record_aside_before_it_writes(tmp_path, capsys):
-    """A folder never pairs one run's metrics.json with another run's history: a rerun
-    (resume=false, or another configuration in the same folder) retires the old record
-    first, so an interrupted rerun leaves no record that its files contradict."""
-    first = run(tmp_path, tmp_path / "job", *SPRING_SHORT)
-    capsys.readouterr()
-    second = run(tmp_path, tmp_path / "job", *SPRING_SHORT, "resume=false")
-    (old,) = (tmp_path / "job").glob("metrics.replaced-*.json")
-    assert json.loads(old.read_text())["finished_at"] == first["finished_at"]
-    assert json.loads((tmp_path / "job" / "metrics.json").read_text())["finished_at"] == \
-        second["finished_at"]
+def test_a_rerun_moves_the_earlier_record_aside_before_it_writes(three_configs, tmp_path,
+                                                                capsys):
+    """A folder never pairs one run's metrics.json with another run's history: a run that
+    starts where an earlier record lies (another configuration, or resume=false) retires
+    that record first, so an interrupted rerun leaves no record its files contradict."""
+    _, recs = three_configs
+    job = tmp_path / "job"
+    job.mkdir()
+    (job / "metrics.json").write_text(json.dumps(recs["batch"]))  # another configuration
+    new = run(tmp_path, job, *SPRING_SHORT, "seed=0")
+    (old,) = job.glob("metrics.replaced-*.json")
+    assert json.loads(old.read_text())["config_hash"] == recs["batch"]["config_hash"]
+    assert json.loads((job / "metrics.json").read_text())["config_hash"] == new["config_hash"]
+    assert new["config_hash"] != recs["batch"]["config_hash"]
     assert "is of an earlier run; moved aside" in capsys.readouterr().err
     assert len(collect(tmp_path)) == 1  # the retired record is not a run of the tables
