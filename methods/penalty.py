@@ -17,6 +17,11 @@ Then the round ends:
   the round's starting point: Algorithm 2 line 5 and §2 write c_k = c(θ_k), and the
   authors' code does the same. ``multiplier_update="textbook"`` (this project's option)
   uses c(θ_{k+1}), the round's end, as the usual method of multipliers does.
+  ``multiplier_update="authors_code"`` takes the authors' constants: their code (repository
+  HEAD, ``optim_aug_lag.py`` / ``main.py``) minimises ℓ + λᵀc + ½μ'‖c‖² from μ'₀ = 2 and
+  steps λ += μ' c(θ_k). With μ' = 2μ that is the paper's φ_k with the step
+  λ_{k+1} = λ_k + 2μ_k c(θ_k), twice the paper's (the first-order multiplier estimate of
+  φ_k). For ``penalty`` the same constants change nothing (½μ' = μ).
 * ``pinn``:     one round at a fixed μ (paper Table 2: μ ∈ {1, 10, 100, 1000}).
 
 The pretraining step (Step 0) is the same machine with ℓ ≡ 0 and the constraints at
@@ -110,14 +115,15 @@ class PenaltyConfig(InnerConfig):
         return max(0, math.ceil(math.log(self.mu_limit / self.mu0) / math.log(self.rho) - 1e-9))
 
 
-MULTIPLIER_UPDATES = ("paper", "textbook")
+MULTIPLIER_UPDATES = ("paper", "textbook", "authors_code")
 
 
 @dataclasses.dataclass(frozen=True)
 class AuglagConfig(PenaltyConfig):
     """Algorithm 2: the penalty rounds plus the multiplier step (see the module doc)."""
 
-    multiplier_update: str = "paper"  # paper: c(θ_k) | textbook: c(θ_{k+1}) (this project's)
+    # paper: μ_k c(θ_k) | textbook: μ_k c(θ_{k+1}) (this project's) | authors_code: 2μ_k c(θ_k)
+    multiplier_update: str = "paper"
 
     def __post_init__(self):
         super().__post_init__()
@@ -166,8 +172,8 @@ def lbfgs_rounds(name: str, loss_fn: Callable, constraint_fn: Callable, inner: I
                  multiplier_update: str | None, dtype) -> Method:
     """Rounds of L-BFGS on φ_k with the μ/λ schedule above, as a :class:`Method`.
 
-    ``multiplier_update``: None (penalty, pinn: λ ≡ 0), ``"paper"`` (λ += μ_k c(θ_k)) or
-    ``"textbook"`` (λ += μ_k c(θ_{k+1}))."""
+    ``multiplier_update``: None (penalty, pinn: λ ≡ 0), ``"paper"`` (λ += μ_k c(θ_k)),
+    ``"textbook"`` (λ += μ_k c(θ_{k+1})) or ``"authors_code"`` (λ += 2μ_k c(θ_k))."""
     opt = inner.optimizer()
     phi = soft_constrained(loss_fn, constraint_fn)
     dtype = jnp.dtype(dtype)
@@ -184,7 +190,8 @@ def lbfgs_rounds(name: str, loss_fn: Callable, constraint_fn: Callable, inner: I
             done=jnp.array(max_rounds <= 0 or mu0 >= mu_max))
 
     def end_round(state: PenaltyState, data) -> PenaltyState:
-        """λ_{k+1} = λ_k + μ_k c(θ_k) (auglag, paper; textbook: c(θ_{k+1})),
+        """λ_{k+1} = λ_k + μ_k c(θ_k) (auglag, paper; textbook: c(θ_{k+1}); authors' code:
+        2μ_k c(θ_k)),
         μ_{k+1} = ρ μ_k, fresh L-BFGS memory; θ_{k+1} starts the next round."""
         c_end = constraint_fn(state.params, data)
         lam = state.lam
@@ -192,6 +199,8 @@ def lbfgs_rounds(name: str, loss_fn: Callable, constraint_fn: Callable, inner: I
             lam = lam + state.mu * state.c_start
         elif multiplier_update == "textbook":
             lam = lam + state.mu * c_end
+        elif multiplier_update == "authors_code":
+            lam = lam + 2 * state.mu * state.c_start
         mu = state.mu * rho
         k = state.round + 1
         return state._replace(opt_state=opt.init(state.params), mu=mu, lam=lam, round=k,

@@ -94,7 +94,8 @@ VARIANTS = {
               "secant_multiplier": {"current": ("textbook secant", "this project")},
               "radius_rule": {"scipy": ("SciPy radius rule", "authors' code")},
               "objective_reduction": {"sum": ("sum objective", "authors' code")}},
-    "auglag": {"multiplier_update": {"textbook": ("textbook multiplier step", "this project")}},
+    "auglag": {"multiplier_update": {"textbook": ("textbook multiplier step", "this project"),
+                                     "authors_code": ("2μ multiplier step", "authors' code")}},
 }
 
 

@@ -31,18 +31,20 @@ def toy(multiplier_update, mu0=1.0, rho=2.0, mu_max=2.0**10, rounds=100):
                         dtype=jnp.float64)
 
 
-@pytest.mark.parametrize("update", ["paper", "textbook"])
+@pytest.mark.parametrize("update", ["paper", "textbook", "authors_code"])
 def test_auglag_follows_its_multiplier_recursion_exactly(update):
     """Each round solves min ‖θ − a‖² + λc + μc² exactly: c(θ_{k+1}) = (S − λ_k)/(1 + 2μ_k).
     The paper's step (Alg. 2 line 5) is λ_{k+1} = λ_k + μ_k c(θ_k), with c at the round's
-    start (c(θ_0) = −1 at θ_0 = 0); the textbook one uses c(θ_{k+1})."""
+    start (c(θ_0) = −1 at θ_0 = 0); the textbook one uses c(θ_{k+1}); the authors' code's
+    constants (½μ'‖c‖², μ' = 2μ) step by 2μ_k c(θ_k)."""
     rounds, rho = 12, 1.1
     m = toy(update, rho=rho, rounds=rounds, mu_max=1e9)
     r = run_chunked(m, m.init(TOY, None), None, max_steps=10_000, log_every=50)
     lam, mu, c_start = 0.0, 1.0, -1.0
     for _ in range(rounds):
         c_end = (S - lam) / (1 + 2 * mu)
-        lam += mu * (c_start if update == "paper" else c_end)
+        lam += {"paper": mu * c_start, "textbook": mu * c_end,
+                "authors_code": 2 * mu * c_start}[update]
         mu, c_start = rho * mu, c_end
     assert r.status == "converged" and int(r.state.round) == rounds
     assert abs(float(r.state.lam[0]) - lam) < 1e-8 * max(1.0, abs(lam))
@@ -62,10 +64,10 @@ def test_penalty_ends_at_the_subproblem_solution_of_the_last_mu():
     assert float(jnp.max(jnp.abs(r.state.lam))) == 0.0
 
 
-@pytest.mark.parametrize("update", ["paper", "textbook"])
+@pytest.mark.parametrize("update", ["paper", "textbook", "authors_code"])
 def test_auglag_multiplier_update_rule(update):
     """At every round transition μ_{k+1} = ρ μ_k and λ_{k+1} = λ_k + μ_k c with c at the
-    round's start θ_k (paper) or its end θ_{k+1} (textbook)."""
+    round's start θ_k (paper) or its end θ_{k+1} (textbook); the authors' code: 2μ_k c(θ_k)."""
     cfg = InnerConfig(inner_maxiter=3, gtol=0.0, ftol=0.0)
     m = lbfgs_rounds("auglag", toy_loss, toy_c, cfg, mu0=0.5, rho=1.5, mu_max=1e9,
                      max_rounds=100, multiplier_update=update, dtype=jnp.float64)
@@ -77,8 +79,9 @@ def test_auglag_multiplier_update_rule(update):
         new = step(s, None)
         if int(new.round) == int(s.round) + 1:
             transitions += 1
-            at = start if update == "paper" else new.params
-            expected = s.lam + s.mu * toy_c(at, None)
+            at = new.params if update == "textbook" else start
+            factor = 2.0 if update == "authors_code" else 1.0
+            expected = s.lam + factor * s.mu * toy_c(at, None)
             np.testing.assert_allclose(np.asarray(new.lam), np.asarray(expected), rtol=1e-14)
             assert abs(float(new.mu) - 1.5 * float(s.mu)) < 1e-14
             assert int(new.inner_iter) == 0
