@@ -289,6 +289,18 @@ def _label(value) -> str:
     return str(value)
 
 
+def _natural(key: str) -> tuple:
+    """Sort key for a row/column label "a/b/...": numbers by value (100 before 1000), text
+    alphabetically."""
+    parts = []
+    for p in key.split("/"):
+        try:
+            parts.append((0, float(p), ""))
+        except ValueError:
+            parts.append((1, 0.0, p))
+    return tuple(parts)
+
+
 def experiment_specs(name: str) -> dict[str, dict]:
     """The experiment's table specs by output name: ``table`` -> {name: spec}, or
     ``tables: {key: spec}`` (several tables from one sweep) -> {name_key: spec}."""
@@ -364,7 +376,7 @@ def experiment_table(df: pd.DataFrame, spec: dict) -> tuple[pd.DataFrame, pd.Dat
         keep = {str(r) for r in spec["only_rows"]}
         df = df[df["_row"].isin(keep)]
     df["_col"] = ["/".join(_label(v) for v in vals) for vals in df[cols].itertuples(index=False)]
-    row_keys = list(paper) + sorted(set(df["_row"]) - set(paper))
+    row_keys = list(paper) + sorted(set(df["_row"]) - set(paper), key=_natural)
     col_keys = list(dict.fromkeys([c for r in paper.values() for c in r] + sorted(set(df["_col"]))))
     title = spec.get("title", "table")
     long, shown = [], []

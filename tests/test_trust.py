@@ -379,3 +379,17 @@ def test_a_rerun_moves_the_earlier_record_aside_before_it_writes(three_configs, 
     assert new["config_hash"] != recs["batch"]["config_hash"]
     assert "is of an earlier run; moved aside" in capsys.readouterr().err
     assert len(collect(tmp_path)) == 1  # the retired record is not a run of the tables
+
+
+def test_numeric_rows_of_an_experiment_table_sort_by_value(three_configs, tmp_path):
+    """Figure 3's N = 100, 200, 500, 1000 come out in that order, not as text (1000 < 200)."""
+    _, recs = three_configs
+    good = recs["plain"]
+    for n in (1000, 200, 100, 500):
+        (tmp_path / str(n)).mkdir()
+        (tmp_path / str(n) / "metrics.json").write_text(json.dumps(
+            {**good, "problem.n_data": n, "test_mse": float(n)}))
+    spec = {"rows": ["problem", "problem.n_data"], "cols": ["method"], "metrics": ["test_mse"]}
+    long, table = experiment_table(collect(tmp_path), spec)
+    assert [float(r.split("/")[1]) for r in table.iloc[:, 0]] == [100, 200, 500, 1000]
+    assert list(long["mean"]) == [100.0, 200.0, 500.0, 1000.0]
