@@ -30,9 +30,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import os
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -46,6 +46,8 @@ from problems.base import (
     check,
     check_choice,
 )
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CACHE_DIR = "results/cache"
 # Bump when a generator changes its output for the same config: old cache files then miss.
@@ -165,8 +167,7 @@ def cached_arrays(cache_dir, problem: str, key: dict,
                 return arrays
         except (OSError, ValueError, KeyError, EOFError) as e:  # unreadable: regenerate
             problem_with = f"it cannot be read ({type(e).__name__})"
-        print(f"warning: cache {path}: {problem_with}; regenerating it", file=sys.stderr,
-              flush=True)
+        log.warning("cache %s: %s; regenerating it", path, problem_with)
     arrays = generate()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -476,7 +476,7 @@ def test_cache_accepts_a_prng_key_and_survives_a_corrupt_file(tmp_path):
     np.testing.assert_array_equal(a.u_ref, c.u_ref)
 
 
-def test_a_tampered_cache_is_regenerated_with_a_warning(tmp_path, capsys):
+def test_a_tampered_cache_is_regenerated_with_a_warning(tmp_path, caplog):
     """Same key, altered content: the checksum beside the key catches it."""
     p = small("butene")
     a = p.make_data(cache_dir=tmp_path)
@@ -487,16 +487,21 @@ def test_a_tampered_cache_is_regenerated_with_a_warning(tmp_path, capsys):
     stored[name] = stored[name] * 0.5  # keep _key and _checksum as they were
     with open(path, "wb") as f:
         np.savez(f, **stored)
-    capsys.readouterr()
-    b = p.make_data(cache_dir=tmp_path)
-    err = capsys.readouterr().err.strip()
-    assert err.startswith(f"warning: cache {path}") and "does not match its checksum" in err
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="problems.stochastic"):
+        b = p.make_data(cache_dir=tmp_path)
+    (rec,) = caplog.records
+    err = rec.getMessage()
+    assert rec.levelname == "WARNING"
+    assert err.startswith(f"cache {path}") and "does not match its checksum" in err
     for x, y in zip(a, b):  # the data as generated, not the altered file
         np.testing.assert_array_equal(x, y)
     with np.load(path, allow_pickle=False) as f:  # and the file is whole again
         np.testing.assert_array_equal(f[name], stored[name] * 2)
-    p.make_data(cache_dir=tmp_path)
-    assert capsys.readouterr().err == ""  # a good cache loads silently
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="problems.stochastic"):
+        p.make_data(cache_dir=tmp_path)
+    assert caplog.records == []  # a good cache loads silently
 
 
 def test_data_are_float32_when_asked(tmp_path):
