@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from runners.io import save_figure
-from runners.tables import collect, failed_flags, warn
+from runners.tables import collect, failed_flags, numeric_first, warn
 
 METHOD_ORDER = ("penalty", "auglag", "pinn", "trsqp")
 # integer config fields that a pandas column holding NaN turns into floats
@@ -145,10 +145,10 @@ def heatmaps(results: str | Path, out: str | Path, seed: int = 0, rows=("problem
     if df.empty:
         raise SystemExit(f"error: no run under {results} matches {where or {}} (seed {seed})")
     df = df.assign(_row=_labels(df, rows), _col=_labels(df, cols))
-    row_keys = sorted(df["_row"].unique(), key=_numeric_first)
+    row_keys = sorted(df["_row"].unique(), key=numeric_first)
     by_method = tuple(cols) in (("method",), ("variant",))
     col_keys = _ordered(df["_col"].unique()) if by_method else \
-        sorted(df["_col"].unique(), key=_numeric_first)
+        sorted(df["_col"].unique(), key=numeric_first)
     fig, axes = plt.subplots(len(row_keys), 1 + len(col_keys), squeeze=False,
                              figsize=(3.2 * (1 + len(col_keys)), 2.8 * len(row_keys)),
                              constrained_layout=True)
@@ -185,14 +185,6 @@ def heatmaps(results: str | Path, out: str | Path, seed: int = 0, rows=("problem
         else:
             axes[i, 0].axis("off")
     return save_figure(fig, out, dpi=80)
-
-
-def _numeric_first(label: str):
-    """Sort key: numbers by value (−50 < −20 < 1 < 10), then text."""
-    try:
-        return (0, float(label), "")
-    except ValueError:
-        return (1, 0.0, label)
 
 
 def sweep_plot(results: str | Path, x: str, out: str | Path) -> Path:

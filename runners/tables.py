@@ -289,16 +289,18 @@ def _label(value) -> str:
     return str(value)
 
 
+def numeric_first(label: str) -> tuple:
+    """Sort key of one label: numbers by value (−50 < −20 < 1 < 10 < 100), then text."""
+    try:
+        return (0, float(label), "")
+    except ValueError:
+        return (1, 0.0, label)
+
+
 def _natural(key: str) -> tuple:
-    """Sort key for a row/column label "a/b/...": numbers by value (100 before 1000), text
-    alphabetically."""
-    parts = []
-    for p in key.split("/"):
-        try:
-            parts.append((0, float(p), ""))
-        except ValueError:
-            parts.append((1, 0.0, p))
-    return tuple(parts)
+    """Sort key for a row label "a/b/...": :func:`numeric_first` part by part (N = 100 before
+    1000)."""
+    return tuple(numeric_first(p) for p in key.split("/"))
 
 
 def experiment_specs(name: str) -> dict[str, dict]:
