@@ -94,15 +94,19 @@ table-trsqp-precision: install
 	  --results results/sweeps/trsqp_precision-$(SCALE) --out results/tables/trsqp-$(SCALE)
 
 # trSQP-PINN baselines, one difference at a time towards the authors' code (float32; their
-# pretraining's stop; strong-Wolfe line search; their ALM multiplier step, auglag only; and
-# float32 without pretraining, beside Table 3's left half) -> results/tables/trsqp-<scale>/
+# pretraining's stop; strong-Wolfe line search; their ALM multiplier step, auglag only;
+# float32 without pretraining, beside Table 3's left half; their SciPy L-BFGS-B, with and
+# without pretraining, and with their ALM step) -> results/tables/trsqp-<scale>/
 # trsqp_baseline_gap.{md,csv,tex}. GAP_PROBLEMS picks the problems.
 GAP_PROBLEMS ?= transport,reaction,reaction_diffusion
 table-trsqp-baseline-gap: install
 	@set -e; for row in "float32|" "pretraining stopped at 306|pretraining.inner_maxiter=306" \
 	  "strong Wolfe, maxls 20|pretraining.linesearch=zoom pretraining.max_linesearch_steps=20 ++method.linesearch=zoom ++method.max_linesearch_steps=20" \
 	  "ALM step 2mu|method=auglag ++method.multiplier_update=authors_code" \
-	  "no pretraining|pretrain=false budget.time_s=300"; do \
+	  "no pretraining|pretrain=false budget.time_s=300" \
+	  "SciPy L-BFGS-B|method.solver=scipy pretraining.solver=scipy" \
+	  "SciPy L-BFGS-B + ALM step 2mu|method=auglag method.solver=scipy pretraining.solver=scipy ++method.multiplier_update=authors_code" \
+	  "SciPy L-BFGS-B, no pretraining|pretrain=false method.solver=scipy budget.time_s=300"; do \
 	  tag="$${row%%|*}"; extra="$${row#*|}"; \
 	  $(BIN)/python -m runners.train -m experiment=trsqp_baseline_gap scale=$(SCALE) \
 	    sweep_name=trsqp_baseline_gap-$(SCALE) progress=false problem=$(GAP_PROBLEMS) \

@@ -50,6 +50,11 @@ class Method(NamedTuple):
     progress: Callable[[Any], jax.Array]  # state -> progress counter (rounds, iterations)
     progress_total: int  # the counter's value at the end (for the progress bar)
     progress_unit: str = "it"
+    # None: :func:`run_chunked` drives the jitted ``step`` in chunks. Otherwise a host
+    # driver that run_chunked hands the run to (same arguments, same result), for a method
+    # whose iterations run outside JAX (SciPy's L-BFGS-B: :mod:`methods.penalty`,
+    # ``solver="scipy"``).
+    run: Callable[..., Any] | None = None
 
 
 class RunResult(NamedTuple):
@@ -147,6 +152,12 @@ def run_chunked(method: Method, state, data, *, max_steps: int, log_every: int,
     ``seed_index``) and the status is a list. ``diverged`` and ``history`` continue a
     checkpointed run (the initial row is then not recorded again).
     """
+    if method.run is not None:  # a host-driven method (its iterations run outside JAX)
+        return method.run(method, state, data, max_steps=max_steps, log_every=log_every,
+                          time_budget_s=time_budget_s, on_chunk=on_chunk, seeds=seeds,
+                          data_axes=data_axes, diverged=diverged, history=history,
+                          checkpoint_every=checkpoint_every, on_checkpoint=on_checkpoint,
+                          should_stop=should_stop)
     vec = seeds is not None
     length = max(1, min(log_every, max_steps))
     done_fn, conv_fn, it_fn = method.done, method.converged, method.iterations

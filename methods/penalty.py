@@ -31,23 +31,47 @@ One ``step`` is one inner L-BFGS iteration; a round transition (multiplier updat
 μ update, L-BFGS memory reset, since φ changed) happens inside the same jitted step
 under ``lax.cond``. The paper's line search is backtracking (Armijo); optax's zoom
 (strong Wolfe) line search is offered as ``linesearch: zoom``.
+
+``solver: scipy`` runs each inner solve as the authors' code does (repository HEAD,
+``main.py`` and ``pre_train.py``, through ``jaxopt.ScipyMinimize``): SciPy's L-BFGS-B on the
+host, in float64, on φ_k and ∇φ_k computed by a jitted function in the run's precision
+(float32 in their code) and cast to float64; their options (``maxiter`` l_max, ``gtol``,
+``ftol: 0``, SciPy's defaults for the rest: ``maxcor`` 10, ``maxls`` 20, ``maxfun`` 15000)
+and their callback's stop on ‖θ^{l+1} − θ^l‖ ≤ f_tol. It is how one tests whether the
+authors' solver, rather than the algorithm, produces the paper's baseline errors. Its
+iterations cross to the host (SciPy drives them), so it is slower than the jitted default
+and runs one seed per process; rounds are checkpointed at their boundaries.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from methods.driver import Method, tree_all_finite
+from methods.driver import (
+    CONVERGED,
+    DIVERGED,
+    MAX_ITER,
+    TIME_BUDGET,
+    Interrupted,
+    Method,
+    RunResult,
+    tree_all_finite,
+)
 from problems.base import check, check_choice, check_positive_int
 
 LINESEARCHES = ("backtracking", "zoom")
+# optax: jitted L-BFGS (this project's default) | scipy: SciPy's L-BFGS-B on the host (the
+# authors' code)
+SOLVERS = ("optax", "scipy")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,8 +82,9 @@ class InnerConfig:
     gtol: float = 1e-9  # g_tol on ‖∇φ‖_∞
     ftol: float = 1e-9  # f_tol on ‖θ^{l+1} − θ^l‖ (the paper's name)
     memory: int = 10  # L-BFGS history pairs
-    linesearch: str = "backtracking"
-    max_linesearch_steps: int = 30
+    linesearch: str = "backtracking"  # optax only; scipy uses SciPy's own (maxls 20)
+    max_linesearch_steps: int = 30  # optax only
+    solver: str = "optax"  # optax | scipy (the authors' SciPy L-BFGS-B; module doc)
 
     _prefix = "method"  # config node named in error messages (not a field)
 
@@ -73,6 +98,7 @@ class InnerConfig:
             check(isinstance(v, (int, float)) and v >= 0, f"{p}.{f}",
                   f"must be a number >= 0, got {v!r}")
         check_choice(self.linesearch, f"{p}.linesearch", LINESEARCHES)
+        check_choice(self.solver, f"{p}.solver", SOLVERS)
 
     def optimizer(self) -> optax.GradientTransformationExtraArgs:
         if self.linesearch == "backtracking":
@@ -233,6 +259,9 @@ def lbfgs_rounds(name: str, loss_fn: Callable, constraint_fn: Callable, inner: I
 
     finite = lambda s: tree_all_finite(s.params) & jnp.isfinite(s.value)
     per_round = max_rounds > 1
+    host = None
+    if inner.solver == "scipy":
+        host = scipy_rounds(phi, end_round, log, finite, inner, dtype)
     return Method(
         name=name, init=init, step=step, done=lambda s: s.done, finite=finite, log=log,
         # a schedule of rounds has converged when it completes; a single solve only when
@@ -242,7 +271,115 @@ def lbfgs_rounds(name: str, loss_fn: Callable, constraint_fn: Callable, inner: I
         progress=(lambda s: s.round) if per_round else (lambda s: s.inner_iter + s.round *
                                                         inner.inner_maxiter),
         progress_total=max_rounds if per_round else inner.inner_maxiter,
-        progress_unit="round" if per_round else "it")
+        progress_unit="round" if per_round else "it", run=host)
+
+
+def scipy_rounds(phi, end_round, log, finite, inner: InnerConfig, dtype):
+    """The rounds of :func:`lbfgs_rounds` with each inner solve by SciPy's L-BFGS-B, as the
+    authors' code runs them (module doc): a host driver for :func:`methods.driver.run_chunked`
+    (same arguments, same :class:`RunResult`). One history row per round; the time budget,
+    the iteration cap and a stop request are checked at every inner iteration (SciPy's
+    callback), checkpoints are taken at round boundaries."""
+    from jax.flatten_util import ravel_pytree
+    from scipy.optimize import minimize
+
+    def run(method, state, data, *, max_steps, log_every, time_budget_s, on_chunk, seeds,
+            data_axes, diverged, history, checkpoint_every, on_checkpoint, should_stop):
+        del log_every, data_axes  # one history row per round
+        if seeds is not None:
+            raise ValueError("solver=scipy runs one seed per process: use seeds=1")
+        theta, unravel = ravel_pytree(state.params)
+        value_and_grad = jax.jit(lambda x, mu, lam: jax.value_and_grad(
+            lambda y: phi(unravel(y), data, mu, lam))(x))
+        t0 = time.perf_counter()
+        value_and_grad = value_and_grad.lower(theta, state.mu, state.lam).compile()
+        end, log_fn, finite_fn = jax.jit(end_round), jax.jit(log), jax.jit(finite)
+        compile_s = time.perf_counter() - t0
+        resumed = history is not None
+        history = list(history) if resumed else []
+        diverged = bool(diverged) if diverged is not None else False
+
+        def record(st, wall):
+            row = {"iteration": int(st.iteration), "wall_s": wall,
+                   **{k: float(v) for k, v in jax.device_get(log_fn(st, data)).items()}}
+            if on_chunk is not None:
+                on_chunk(st, row)
+            history.append(row)
+
+        if not resumed:
+            record(state, 0.0)
+        t0 = time.perf_counter() - (history[-1]["wall_s"] if history else 0.0)
+        timed_out, rounds = False, 0
+        def inner_solve(x0, mu, lam, left):
+            """One round's SciPy L-BFGS-B from x0: (x, iterations, last step, why, success),
+            ``why`` None or the callback's stop: ftol (the authors'), time, cap, stop."""
+            track = {"x": x0, "n": 0, "step": np.inf, "why": None}
+
+            def fun(x):  # φ_k and ∇φ_k in the run's precision, handed to SciPy in float64
+                v, g = value_and_grad(jnp.asarray(x, dtype), mu, lam)
+                return float(v), np.asarray(g, np.float64)
+
+            def callback(intermediate_result):
+                x = intermediate_result.x
+                track["step"] = float(np.linalg.norm(x - track["x"]))
+                track["x"], track["n"] = x.copy(), track["n"] + 1
+                if track["step"] <= inner.ftol:
+                    track["why"] = "ftol"
+                elif time.perf_counter() - t0 > time_budget_s:
+                    track["why"] = "time"
+                elif track["n"] >= left:
+                    track["why"] = "cap"
+                elif should_stop is not None and should_stop():
+                    track["why"] = "stop"
+                if track["why"]:
+                    raise StopIteration
+
+            res = minimize(fun, x0, jac=True, method="L-BFGS-B", callback=callback,
+                           options={"maxiter": min(inner.inner_maxiter, left),
+                                    "gtol": inner.gtol, "ftol": 0.0, "maxcor": inner.memory})
+            return track["x"], track["n"], track["step"], track["why"], bool(res.success)
+
+        while not (bool(state.done) or int(state.iteration) >= max_steps or diverged):
+            if time.perf_counter() - t0 > time_budget_s:
+                timed_out = True
+                break
+            left = max_steps - int(state.iteration)
+            x0 = np.asarray(ravel_pytree(state.params)[0], np.float64)
+            x, n, step, why, success = inner_solve(x0, state.mu, state.lam, left)
+            stop_now = why == "stop"
+            if not stop_now:  # a stop request drops the unfinished round: resume redoes it
+                value, grad = value_and_grad(jnp.asarray(x, dtype), state.mu, state.lam)
+                real = state.value.dtype
+                new = state._replace(
+                    params=unravel(jnp.asarray(x, dtype)), inner_iter=jnp.int32(n),
+                    iteration=state.iteration + n, value=value.astype(real),
+                    grad_inf=jnp.max(jnp.abs(grad)).astype(real),
+                    step_norm=jnp.asarray(step, real),
+                    inner_converged=jnp.array(success or why == "ftol"))
+                if not bool(finite_fn(new)):
+                    diverged = True  # keep the last finite iterate
+                    break
+                if why in ("time", "cap"):  # the round was cut: no multiplier / μ step
+                    state, timed_out = new, why == "time"
+                    record(state, time.perf_counter() - t0)
+                    break
+                state = end(new, data)
+                rounds += 1
+                record(state, time.perf_counter() - t0)
+            if on_checkpoint is not None and (stop_now or (
+                    checkpoint_every and rounds % checkpoint_every == 0)):
+                on_checkpoint(state, jnp.array(diverged), history)
+            if stop_now:
+                raise Interrupted(int(state.iteration))
+        if diverged:
+            status = DIVERGED
+        elif bool(state.done):
+            status = CONVERGED if bool(method.converged(state)) else MAX_ITER
+        else:
+            status = TIME_BUDGET if timed_out and int(state.iteration) < max_steps else MAX_ITER
+        return RunResult(state, status, history, compile_s, time.perf_counter() - t0)
+
+    return run
 
 
 def penalty_method(problem, cfg: PenaltyConfig, dtype, *, multiplier_update=None,

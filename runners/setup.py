@@ -100,6 +100,10 @@ def resolve(cfg: DictConfig) -> Setup:
         # Step 0 of trSQP-PINN; problems without pretraining constraints (the stochastic
         # family) start from their initial weights whatever ``pretrain`` says
         pretrain_cfg = config_from_dict(PretrainConfig, _plain(cfg.pretraining), "pretraining")
+    for node, c in (("method", method_cfg), ("pretraining", pretrain_cfg)):
+        check(getattr(c, "solver", None) != "scipy" or cfg.get("seeds", 1) == 1, "seeds",
+              f"must be 1 with {node}.solver=scipy (SciPy runs one seed per process), got "
+              f"{cfg.get('seeds')!r}; valid: 1, or {node}.solver=optax")
     return Setup(problem, mname, method_cfg, pretrain_cfg, cfg.precision, cfg.budget.max_iter,
                  math.inf if time_s is None else float(time_s))
 

@@ -95,7 +95,10 @@ VARIANTS = {
               "radius_rule": {"scipy": ("SciPy radius rule", "authors' code")},
               "objective_reduction": {"sum": ("sum objective", "authors' code")}},
     "auglag": {"multiplier_update": {"textbook": ("textbook multiplier step", "this project"),
-                                     "authors_code": ("2μ multiplier step", "authors' code")}},
+                                     "authors_code": ("2μ multiplier step", "authors' code")},
+               "solver": {"scipy": ("SciPy L-BFGS-B", "authors' code")}},
+    "penalty": {"solver": {"scipy": ("SciPy L-BFGS-B", "authors' code")}},
+    "pinn": {"solver": {"scipy": ("SciPy L-BFGS-B", "authors' code")}},
 }
 
 

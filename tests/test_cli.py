@@ -141,12 +141,20 @@ def test_divergence_ends_the_run_with_status_diverged(tmp_path):
     ("seed=-1", "seed"),
     ("pretraining.ic_weight=0", "pretraining.ic_weight"),
     ("budget.max_iter=0", "budget.max_iter"),
+    ("pretraining.solver=lbfgsb", "pretraining.solver"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, override, field):
     p = train(tmp_path, override, check=False)
     assert p.returncode == 2
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {field}"), p.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_scipy_solver_refuses_vectorized_seeds(tmp_path):
+    p = train(tmp_path, "method=penalty", "method.solver=scipy", "seeds=2", check=False)
+    assert p.returncode == 2 and p.stderr.startswith("error: seeds: must be 1 with method."), \
+        p.stderr
     assert not any(tmp_path.iterdir())
 
 

@@ -55,6 +55,52 @@ def test_auglag_follows_its_multiplier_recursion_exactly(update):
         assert abs(float(r.state.lam[0]) - S) < 1e-3 * S
 
 
+SCIPY = InnerConfig(inner_maxiter=200, gtol=1e-12, ftol=1e-14, solver="scipy")
+
+
+@pytest.mark.parametrize("update", ["paper", "authors_code"])
+def test_scipy_solver_follows_the_same_rounds(update):
+    """solver=scipy (SciPy's L-BFGS-B on the host, the authors' code) solves each round of
+    the toy to its optimum, so λ follows the same exact recursion as the jitted solver."""
+    rounds, rho = 8, 1.1
+    m = lbfgs_rounds("toy", toy_loss, toy_c, SCIPY, mu0=1.0, rho=rho, mu_max=1e9,
+                     max_rounds=rounds, multiplier_update=update, dtype=jnp.float64)
+    r = run_chunked(m, m.init(TOY, None), None, max_steps=10_000, log_every=50)
+    lam, mu, c_start = 0.0, 1.0, -1.0
+    for _ in range(rounds):
+        c_end = (S - lam) / (1 + 2 * mu)
+        lam += (2.0 if update == "authors_code" else 1.0) * mu * c_start
+        mu, c_start = rho * mu, c_end
+    assert r.status == "converged" and int(r.state.round) == rounds
+    assert abs(float(r.state.lam[0]) - lam) < 1e-8 * max(1.0, abs(lam))
+    assert abs(float(toy_c(r.state.params, None)[0]) - c_end) < 1e-9
+    assert len(r.history) == rounds + 1  # the start, then one row per round
+    assert [row["iteration"] for row in r.history] == sorted(row["iteration"]
+                                                              for row in r.history)
+
+
+def test_scipy_solver_in_float32_and_its_caps():
+    """float32 values handed to SciPy (the authors' setting) still solve the toy to float32
+    accuracy; the iteration cap cuts a round (status max_iter, no multiplier step); vectorized
+    seeds are refused with a clear message."""
+    m = lbfgs_rounds("pinn", toy_loss, toy_c, SCIPY, mu0=10.0, rho=1.0, mu_max=math.inf,
+                     max_rounds=1, multiplier_update=None, dtype=jnp.float32)
+    p32 = {"w": jnp.zeros(3, jnp.float32)}
+    r = run_chunked(m, m.init(p32, None), None, max_steps=10_000, log_every=50)
+    expected = np.asarray(A) - 10.0 * S / 21.0 * np.array([1.0, 1.0, 0.0])
+    assert r.state.params["w"].dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(r.state.params["w"]), expected, atol=1e-5)
+    m = lbfgs_rounds("auglag", toy_loss, toy_c, SCIPY, mu0=1.0, rho=1.1, mu_max=1e9,
+                     max_rounds=50, multiplier_update="paper", dtype=jnp.float64)
+    r = run_chunked(m, m.init(TOY, None), None, max_steps=2, log_every=50)
+    assert r.status == "max_iter" and int(r.state.iteration) == 2
+    assert int(r.state.round) == 0 and float(r.state.lam[0]) == 0.0
+    with pytest.raises(ValueError, match="seeds=1"):
+        run_chunked(m, m.init(TOY, None), None, max_steps=2, log_every=50, seeds=2)
+    with pytest.raises(ConfigError, match=r"^method\.solver"):
+        PenaltyConfig(solver="lbfgsb")
+
+
 def test_penalty_ends_at_the_subproblem_solution_of_the_last_mu():
     m = toy(None)
     r = run_chunked(m, m.init(TOY, None), None, max_steps=10_000, log_every=50)
@@ -103,7 +149,7 @@ def test_the_defaults_are_the_papers_algorithms():
         node = OmegaConf.load(conf / f"{yaml}.yaml")
         for key, paper in (("second_order_correction", False), ("secant_multiplier", "paper"),
                            ("radius_rule", "paper"), ("objective_reduction", "mean"),
-                           ("multiplier_update", "paper")):
+                           ("multiplier_update", "paper"), ("solver", "optax")):
             if hasattr(cfg, key):
                 assert getattr(cfg, key) == paper, key
                 assert node[key] == paper, (yaml, key)
