@@ -81,7 +81,8 @@ table-trsqp: install
 	  else echo "Figure 6 needs the Figure 1 reaction sweep ($$d): skipped"; fi
 	@for f in $(TRSQP_FIG1); do \
 	  $(BIN)/python -m runners.figures sweep --results results/sweeps/trsqp_fig1_$$f-$(SCALE) \
-	    --x problem.$${f##*_} --out results/figures/trsqp_fig1_$$f-$(SCALE).png || exit 1; \
+	    --x problem.$${f##*_} --experiment trsqp_fig1_$$f \
+	    --out results/figures/trsqp_fig1_$$f-$(SCALE).png || exit 1; \
 	done
 
 # trSQP-PINN precision experiment: float32 (the authors' code) vs float64 (ours) for trsqp,
@@ -128,7 +129,7 @@ table-trsqp-sensitivity: install
 	  $(BIN)/python -m runners.tables experiment=$$e --results results/sweeps/$$e-$(SCALE) \
 	    --out results/tables/trsqp-$(SCALE) || exit 1; \
 	  $(BIN)/python -m runners.figures sweep --results results/sweeps/$$e-$(SCALE) --x $$x \
-	    --out results/figures/$$e-$(SCALE).png || exit 1; \
+	    --experiment $$e --out results/figures/$$e-$(SCALE).png || exit 1; \
 	done
 
 # SQP momentum paper: per problem, 4 methods x 2 learning rates x SQP_SEEDS seeds (one

@@ -187,7 +187,31 @@ def heatmaps(results: str | Path, out: str | Path, seed: int = 0, rows=("problem
     return save_figure(fig, out, dpi=80)
 
 
-def sweep_plot(results: str | Path, x: str, out: str | Path) -> Path:
+def paper_curves(experiment: str, x: str) -> dict:
+    """The paper's values of an experiment's table (``paper:``, e.g. the authors' result
+    files behind Figures 1, 3, 7-9) as curves: {problem or None: {method: [(x, abs, rel)]}},
+    None where the table's rows do not name the problem (one problem per sweep)."""
+    from runners.tables import experiment_spec
+
+    spec = experiment_spec(experiment)
+    rows, cols = spec["rows"], spec["cols"]
+    if x not in rows or cols != ["method"]:
+        raise SystemExit(f"error: --experiment: {experiment!r} has no paper values by {x} and "
+                         f"method (its table's rows: {', '.join(rows)}; columns: "
+                         f"{', '.join(cols)})")
+    curves: dict = {}
+    for key, by_method in spec.get("paper", {}).items():
+        fields = dict(zip(rows, str(key).split("/")))
+        for method, vals in by_method.items():
+            curves.setdefault(fields.get("problem"), {}).setdefault(method, []).append(
+                (float(fields[x]), *vals[:2]))
+    return {p: {m: sorted(v) for m, v in ms.items()} for p, ms in curves.items()}
+
+
+def sweep_plot(results: str | Path, x: str, out: str | Path,
+               experiment: str | None = None) -> Path:
+    """Errors against a swept field, one line per method (variant); with ``experiment``,
+    the paper's values from its table beside ours (dashed, same colour)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -201,15 +225,21 @@ def sweep_plot(results: str | Path, x: str, out: str | Path) -> Path:
     problems = sorted(df["problem"].unique())
     fig, axes = plt.subplots(len(problems), 2, figsize=(10, 3.6 * len(problems)),
                              squeeze=False, constrained_layout=True)
+    paper = paper_curves(experiment, x) if experiment else {}
     for row, prob in zip(axes, problems):
         sub = df[df["problem"] == prob]
-        for ax, metric in zip(row, ("abs_error", "rel_error")):
+        ref = paper.get(prob, paper.get(None, {}))
+        for ax, (i, metric) in zip(row, enumerate(("abs_error", "rel_error"), start=1)):
             by = "variant" if "variant" in sub.columns else "method"
             for meth in _ordered(sub[by].unique()):
                 g = sub[sub[by] == meth].groupby(x)[metric]
                 xs = np.asarray(g.mean().index, dtype=float)
-                ax.plot(xs, g.mean().values, "o-", label=meth)
+                line, = ax.plot(xs, g.mean().values, "o-", label=meth)
                 ax.fill_between(xs, g.min().values, g.max().values, alpha=0.2)
+                if meth in ref:
+                    pts = np.asarray(ref[meth], dtype=float)
+                    ax.plot(pts[:, 0], pts[:, i], "x--", color=line.get_color(), alpha=0.7,
+                            label=f"{meth} (paper)")
             ax.set(title=prob, xlabel=x, ylabel=metric.replace("_", " "), yscale="log")
             ax.grid(alpha=0.3)
         row[0].legend()
@@ -425,6 +455,8 @@ def main(argv=None):
     s.add_argument("--results", required=True)
     s.add_argument("--x", required=True, help="the swept field, e.g. problem.alpha")
     s.add_argument("--out", default="results/figures/sweep.png")
+    s.add_argument("--experiment", default=None,
+                   help="draw the paper's values of conf/experiment/<name>.yaml beside ours")
     c = sub.add_parser("curves", help="SQP momentum: loss curves, mean ± std over seeds")
     c.add_argument("--results", required=True)
     c.add_argument("--out-dir", default="results/figures")
@@ -454,7 +486,7 @@ def main(argv=None):
         paths = [heatmaps(args.results, args.out, args.seed, rows=args.rows.split(","),
                           cols=args.cols.split(","), where=where)]
     else:
-        paths = [sweep_plot(args.results, args.x, args.out)]
+        paths = [sweep_plot(args.results, args.x, args.out, args.experiment)]
     for path in paths:
         print(f"wrote {path}")
 

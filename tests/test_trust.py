@@ -393,3 +393,23 @@ def test_numeric_rows_of_an_experiment_table_sort_by_value(three_configs, tmp_pa
     long, table = experiment_table(collect(tmp_path), spec)
     assert [float(r.split("/")[1]) for r in table.iloc[:, 0]] == [100, 200, 500, 1000]
     assert list(long["mean"]) == [100.0, 200.0, 500.0, 1000.0]
+
+
+def test_the_papers_curves_of_a_sweep_figure_come_from_its_experiment_table():
+    """Figure 1 (one problem per sweep) and Figure 3 (rows problem/N) give the paper's
+    values, sorted by x, exactly as the experiment's table lists them; a table without
+    method columns is refused in one line."""
+    from runners.figures import paper_curves
+    from runners.tables import experiment_spec
+
+    fig1 = paper_curves("trsqp_fig1_reaction_alpha", "problem.alpha")
+    paper = experiment_spec("trsqp_fig1_reaction_alpha")["paper"]
+    assert list(fig1) == [None] and set(fig1[None]) == {"trsqp", "penalty", "auglag"}
+    xs = [p[0] for p in fig1[None]["trsqp"]]
+    assert xs == sorted(xs) and len(xs) == 12
+    assert fig1[None]["auglag"][xs.index(30.0)][1:] == tuple(paper["30.0"]["auglag"])
+    fig3 = paper_curves("trsqp_fig3_n", "problem.n_data")
+    assert set(fig3) == {"transport", "reaction", "reaction_diffusion"}
+    assert [p[0] for p in fig3["reaction"]["trsqp"]] == [100.0, 200.0, 500.0, 1000.0]
+    with pytest.raises(SystemExit, match="no paper values by method.mu"):
+        paper_curves("trsqp_pinn", "method.mu")
