@@ -274,6 +274,13 @@ def lbfgs_rounds(name: str, loss_fn: Callable, constraint_fn: Callable, inner: I
         progress_unit="round" if per_round else "it", run=host)
 
 
+# Why a SciPy inner solve stopped, per round in the history (``inner_stop``): SciPy's
+# L-BFGS-B status (0: ‖projected ∇‖∞ ≤ gtol; 1: maxiter or maxfun; 2: its line search
+# failed, ABNORMAL_TERMINATION_IN_LNSRCH) or the callback's stop (3: ‖θ^{l+1} − θ^l‖ ≤ f_tol,
+# the authors'; 4: the time budget or the iteration cap).
+INNER_STOPS = {"ftol": 3, "time": 4, "cap": 4}
+
+
 def scipy_rounds(phi, end_round, log, finite, inner: InnerConfig, dtype):
     """The rounds of :func:`lbfgs_rounds` with each inner solve by SciPy's L-BFGS-B, as the
     authors' code runs them (module doc): a host driver for :func:`methods.driver.run_chunked`
@@ -299,9 +306,10 @@ def scipy_rounds(phi, end_round, log, finite, inner: InnerConfig, dtype):
         history = list(history) if resumed else []
         diverged = bool(diverged) if diverged is not None else False
 
-        def record(st, wall):
+        def record(st, wall, stop=None):
             row = {"iteration": int(st.iteration), "wall_s": wall,
-                   **{k: float(v) for k, v in jax.device_get(log_fn(st, data)).items()}}
+                   **{k: float(v) for k, v in jax.device_get(log_fn(st, data)).items()},
+                   **({"inner_stop": stop} if stop is not None else {})}
             if on_chunk is not None:
                 on_chunk(st, row)
             history.append(row)
@@ -337,7 +345,8 @@ def scipy_rounds(phi, end_round, log, finite, inner: InnerConfig, dtype):
             res = minimize(fun, x0, jac=True, method="L-BFGS-B", callback=callback,
                            options={"maxiter": min(inner.inner_maxiter, left),
                                     "gtol": inner.gtol, "ftol": 0.0, "maxcor": inner.memory})
-            return track["x"], track["n"], track["step"], track["why"], bool(res.success)
+            stop = INNER_STOPS.get(track["why"], res.status)
+            return track["x"], track["n"], track["step"], track["why"], bool(res.success), stop
 
         while not (bool(state.done) or int(state.iteration) >= max_steps or diverged):
             if time.perf_counter() - t0 > time_budget_s:
@@ -345,7 +354,7 @@ def scipy_rounds(phi, end_round, log, finite, inner: InnerConfig, dtype):
                 break
             left = max_steps - int(state.iteration)
             x0 = np.asarray(ravel_pytree(state.params)[0], np.float64)
-            x, n, step, why, success = inner_solve(x0, state.mu, state.lam, left)
+            x, n, step, why, success, stop = inner_solve(x0, state.mu, state.lam, left)
             stop_now = why == "stop"
             if not stop_now:  # a stop request drops the unfinished round: resume redoes it
                 value, grad = value_and_grad(jnp.asarray(x, dtype), state.mu, state.lam)
@@ -361,11 +370,11 @@ def scipy_rounds(phi, end_round, log, finite, inner: InnerConfig, dtype):
                     break
                 if why in ("time", "cap"):  # the round was cut: no multiplier / μ step
                     state, timed_out = new, why == "time"
-                    record(state, time.perf_counter() - t0)
+                    record(state, time.perf_counter() - t0, stop)
                     break
                 state = end(new, data)
                 rounds += 1
-                record(state, time.perf_counter() - t0)
+                record(state, time.perf_counter() - t0, stop)
             if on_checkpoint is not None and (stop_now or (
                     checkpoint_every and rounds % checkpoint_every == 0)):
                 on_checkpoint(state, jnp.array(diverged), history)

@@ -75,6 +75,7 @@ def test_scipy_solver_follows_the_same_rounds(update):
     assert abs(float(r.state.lam[0]) - lam) < 1e-8 * max(1.0, abs(lam))
     assert abs(float(toy_c(r.state.params, None)[0]) - c_end) < 1e-9
     assert len(r.history) == rounds + 1  # the start, then one row per round
+    assert all(row["inner_stop"] in (0, 1, 2, 3) for row in r.history[1:])  # SciPy's reason
     assert [row["iteration"] for row in r.history] == sorted(row["iteration"]
                                                               for row in r.history)
 
