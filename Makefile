@@ -107,7 +107,9 @@ table-trsqp-baseline-gap: install
 	  "no pretraining|pretrain=false budget.time_s=300" \
 	  "SciPy L-BFGS-B|method.solver=scipy pretraining.solver=scipy" \
 	  "SciPy L-BFGS-B + ALM step 2mu|method=auglag method.solver=scipy pretraining.solver=scipy ++method.multiplier_update=authors_code" \
-	  "SciPy L-BFGS-B, no pretraining|pretrain=false method.solver=scipy budget.time_s=300"; do \
+	  "SciPy L-BFGS-B, no pretraining|pretrain=false method.solver=scipy budget.time_s=300" \
+	  "SciPy L-BFGS-B, our pretraining|method.solver=scipy" \
+	  "SciPy L-BFGS-B, float64|precision=float64 method.solver=scipy pretraining.solver=scipy budget.time_s=300"; do \
 	  tag="$${row%%|*}"; extra="$${row#*|}"; \
 	  $(BIN)/python -m runners.train -m experiment=trsqp_baseline_gap scale=$(SCALE) \
 	    sweep_name=trsqp_baseline_gap-$(SCALE) progress=false problem=$(GAP_PROBLEMS) \
