@@ -79,6 +79,16 @@ def tree_all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
+def run_status(done: bool, converged: bool, diverged: bool, iteration: int, *,
+               timed_out: bool, max_steps: int) -> str:
+    """How a run ended, from the method's state when the driver stopped it."""
+    if diverged:
+        return DIVERGED
+    if done:
+        return CONVERGED if converged else MAX_ITER
+    return TIME_BUDGET if timed_out and iteration < max_steps else MAX_ITER
+
+
 def make_chunk(method: Method, length: int, max_steps: int, *, vectorized: bool = False,
                data_axes: Any = None):
     """``chunk(state, data[, diverged]) -> (state, diverged, log_row)``: ``length`` guarded
@@ -214,13 +224,7 @@ def run_chunked(method: Method, state, data, *, max_steps: int, log_every: int,
     done, conv, div, its = (jax.device_get(x) for x in (done_fn(state), conv_fn(state),
                                                          diverged, it_fn(state)))
 
-    def status(done, conv, div, it):
-        if div:
-            return DIVERGED
-        if done:
-            return CONVERGED if conv else MAX_ITER
-        return TIME_BUDGET if timed_out and it < max_steps else MAX_ITER
-
+    status = lambda *a: run_status(*a, timed_out=timed_out, max_steps=max_steps)
     st = ([status(bool(a), bool(b), bool(c), int(d)) for a, b, c, d in zip(done, conv, div, its)]
           if vec else status(bool(done), bool(conv), bool(div), int(its)))
     return RunResult(state, st, history, compile_s, time.perf_counter() - t0)

@@ -56,16 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from methods.driver import (
-    CONVERGED,
-    DIVERGED,
-    MAX_ITER,
-    TIME_BUDGET,
-    Interrupted,
-    Method,
-    RunResult,
-    tree_all_finite,
-)
+from methods.driver import Interrupted, Method, RunResult, run_status, tree_all_finite
 from problems.base import check, check_choice, check_positive_int
 
 LINESEARCHES = ("backtracking", "zoom")
@@ -380,12 +371,8 @@ def scipy_rounds(phi, end_round, log, finite, inner: InnerConfig, dtype):
                 on_checkpoint(state, jnp.array(diverged), history)
             if stop_now:
                 raise Interrupted(int(state.iteration))
-        if diverged:
-            status = DIVERGED
-        elif bool(state.done):
-            status = CONVERGED if bool(method.converged(state)) else MAX_ITER
-        else:
-            status = TIME_BUDGET if timed_out and int(state.iteration) < max_steps else MAX_ITER
+        status = run_status(bool(state.done), bool(method.converged(state)), diverged,
+                            int(state.iteration), timed_out=timed_out, max_steps=max_steps)
         return RunResult(state, status, history, compile_s, time.perf_counter() - t0)
 
     return run
