@@ -292,6 +292,16 @@ def _label(value) -> str:
     return str(value)
 
 
+def shown_label(label) -> str:
+    """How a row/column label reads in prose: whole numbers without a trailing '.0'
+    ("-50", not "-50.0"); other labels unchanged."""
+    try:
+        x = float(label)
+    except (TypeError, ValueError):
+        return str(label)
+    return str(int(x)) if x.is_integer() and abs(x) < 1e15 else str(label)
+
+
 def numeric_first(label: str) -> tuple:
     """Sort key of one label: numbers by value (−50 < −20 < 1 < 10 < 100), then text."""
     try:
@@ -430,9 +440,10 @@ def against_paper(long: pd.DataFrame) -> str:
             kind = "worse" if "worse" in v else "better" if v == {"better"} else "within 2×"
             ratios = ", ".join(f"{METRICS.get(m, m)} {r:.3g}×"
                                for m, r in zip(c["metric"], c["ours/paper"]))
-            groups[kind].append(f"{row} ({ratios})")
+            groups[kind].append(f"{shown_label(row)} ({ratios})")
         said = [f"{k}: " + "; ".join(v) for k, v in groups.items() if v]
-        lines.append(f"- **{col}** against the paper (ours / paper): " + " · ".join(said))
+        lines.append(f"- **{shown_label(col)}** against the paper (ours / paper): "
+                     + " · ".join(said))
     return "\n".join(lines)
 
 

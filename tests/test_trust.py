@@ -395,6 +395,23 @@ def test_numeric_rows_of_an_experiment_table_sort_by_value(three_configs, tmp_pa
     assert list(long["mean"]) == [100.0, 200.0, 500.0, 1000.0]
 
 
+def test_the_verdict_lines_name_whole_numbers_as_written(three_configs, tmp_path):
+    """A Figure 1 row α = -50 reads "-50" in the "against the paper" line, not "-50.0"
+    (ours 0.03 / paper 0.01: 3× worse); α = 2.5 keeps its decimals (0.05 / 0.5: better)."""
+    from runners.tables import against_paper
+    _, recs = three_configs
+    for a, err in ((-50, 0.03), (2.5, 0.05)):
+        (tmp_path / str(a)).mkdir()
+        (tmp_path / str(a) / "metrics.json").write_text(json.dumps(
+            {**recs["plain"], "problem.alpha": a, "test_mse": err}))
+    spec = {"rows": ["problem.alpha"], "cols": ["method"], "metrics": ["test_mse"],
+            "paper": {"-50.0": {recs["plain"]["method"]: [0.01]},
+                      "2.5": {recs["plain"]["method"]: [0.5]}}}
+    line = against_paper(experiment_table(collect(tmp_path), spec)[0])
+    assert "worse: -50 (" in line and "3×" in line and "-50.0" not in line
+    assert "better: 2.5 (" in line
+
+
 def test_the_papers_curves_of_a_sweep_figure_come_from_its_experiment_table():
     """Figure 1 (one problem per sweep) and Figure 3 (rows problem/N) give the paper's
     values, sorted by x, exactly as the experiment's table lists them; a table without
