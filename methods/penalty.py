@@ -60,6 +60,10 @@ from methods.driver import Interrupted, Method, RunResult, run_status, tree_all_
 from problems.base import check, check_choice, check_positive_int
 
 LINESEARCHES = ("backtracking", "zoom")
+# What a failed line search does (no trial step met its test within max_linesearch_steps):
+# step: take optax's last trial step anyway (optax's behaviour; this project's default so far)
+# stop: keep θ and end this inner solve, as SciPy's L-BFGS-B does (the authors' code)
+LINESEARCH_FAILURES = ("step", "stop")
 # optax: jitted L-BFGS (this project's default) | scipy: SciPy's L-BFGS-B on the host (the
 # authors' code)
 SOLVERS = ("optax", "scipy")
@@ -75,6 +79,7 @@ class InnerConfig:
     memory: int = 10  # L-BFGS history pairs
     linesearch: str = "backtracking"  # optax only; scipy uses SciPy's own (maxls 20)
     max_linesearch_steps: int = 30  # optax only
+    on_linesearch_failure: str = "step"  # optax only: step | stop (LINESEARCH_FAILURES)
     solver: str = "optax"  # optax | scipy (the authors' SciPy L-BFGS-B; module doc)
 
     _prefix = "method"  # config node named in error messages (not a field)
@@ -89,6 +94,8 @@ class InnerConfig:
             check(isinstance(v, (int, float)) and v >= 0, f"{p}.{f}",
                   f"must be a number >= 0, got {v!r}")
         check_choice(self.linesearch, f"{p}.linesearch", LINESEARCHES)
+        check_choice(self.on_linesearch_failure, f"{p}.on_linesearch_failure",
+                     LINESEARCH_FAILURES)
         check_choice(self.solver, f"{p}.solver", SOLVERS)
 
     def optimizer(self) -> optax.GradientTransformationExtraArgs:
@@ -172,6 +179,9 @@ class PenaltyState(NamedTuple):
     step_norm: jax.Array  # ‖θ^{l+1} − θ^l‖ of the last step
     inner_converged: jax.Array  # the last inner step met g_tol or f_tol (not l_max)
     done: jax.Array  # the method's stopping test holds
+    ls_failures: jax.Array  # line searches that failed so far (all rounds; roundoff at a
+    # minimiser counts too: optax's sufficient-decrease test has no tolerance)
+    ls_increase: jax.Array  # the largest rise of φ_k over one accepted step so far (0: none)
 
 
 def soft_constrained(loss_fn, constraint_fn):
@@ -204,7 +214,8 @@ def lbfgs_rounds(name: str, loss_fn: Callable, constraint_fn: Callable, inner: I
             round=jnp.int32(0), inner_iter=jnp.int32(0),
             iteration=jnp.int32(0), value=scalar(jnp.inf), grad_inf=scalar(jnp.inf),
             step_norm=scalar(jnp.inf), inner_converged=jnp.array(False),
-            done=jnp.array(max_rounds <= 0 or mu0 >= mu_max))
+            done=jnp.array(max_rounds <= 0 or mu0 >= mu_max), ls_failures=jnp.int32(0),
+            ls_increase=scalar(0.0))
 
     def end_round(state: PenaltyState, data) -> PenaltyState:
         """λ_{k+1} = λ_k + μ_k c(θ_k) (auglag, paper; textbook: c(θ_{k+1}); authors' code:
@@ -229,16 +240,29 @@ def lbfgs_rounds(name: str, loss_fn: Callable, constraint_fn: Callable, inner: I
         value, grad = optax.value_and_grad_from_state(fn)(state.params, state=state.opt_state)
         updates, opt_state = opt.update(grad, state.opt_state, state.params, value=value,
                                         grad=grad, value_fn=fn)
+        # optax's line search reports a positive decrease error when no trial step met its
+        # test; it then returns its last trial step all the same
+        failed = optax.tree_utils.tree_get(opt_state, "info").decrease_error > 0
+        if inner.on_linesearch_failure == "stop":
+            updates = jax.tree.map(lambda u: jnp.where(failed, jnp.zeros_like(u), u), updates)
+            rise = jnp.zeros_like(value)
+        else:  # φ at the step taken (the line search's last value) minus φ before it
+            rise = jnp.maximum(optax.tree_utils.tree_get(opt_state, "value") - value, 0.0)
         params = optax.apply_updates(state.params, updates)
         grad_inf = optax.tree_utils.tree_max(jax.tree.map(jnp.abs, grad))
         step_norm = optax.tree_utils.tree_norm(updates)
         l = state.inner_iter + 1
         tol_met = (grad_inf <= inner.gtol) | (step_norm <= inner.ftol)
+        end = tol_met | (l >= inner.inner_maxiter)
+        if inner.on_linesearch_failure == "stop":
+            end = end | failed
         new = state._replace(params=params, opt_state=opt_state, inner_iter=l,
                              iteration=state.iteration + 1, value=value, grad_inf=grad_inf,
-                             step_norm=step_norm, inner_converged=tol_met)
-        return jax.lax.cond(tol_met | (l >= inner.inner_maxiter), end_round,
-                            lambda s, d: s, new, data)
+                             step_norm=step_norm, inner_converged=tol_met,
+                             ls_failures=state.ls_failures + failed.astype(jnp.int32),
+                             ls_increase=jnp.maximum(state.ls_increase,
+                                                     jnp.where(jnp.isfinite(rise), rise, 0.0)))
+        return jax.lax.cond(end, end_round, lambda s, d: s, new, data)
 
     def log(state: PenaltyState, data) -> dict:
         c = constraint_fn(state.params, data)
@@ -246,7 +270,8 @@ def lbfgs_rounds(name: str, loss_fn: Callable, constraint_fn: Callable, inner: I
                 "objective": loss_fn(state.params, data),
                 "constraint_norm": jnp.linalg.norm(c), "max_abs_c": jnp.max(jnp.abs(c)),
                 "merit": phi(state.params, data, state.mu, state.lam),
-                "grad_inf": state.grad_inf, "step_norm": state.step_norm}
+                "grad_inf": state.grad_inf, "step_norm": state.step_norm,
+                "ls_failures": state.ls_failures, "ls_increase": state.ls_increase}
 
     finite = lambda s: tree_all_finite(s.params) & jnp.isfinite(s.value)
     per_round = max_rounds > 1
@@ -355,7 +380,8 @@ def scipy_rounds(phi, end_round, log, finite, inner: InnerConfig, dtype):
                     iteration=state.iteration + n, value=value.astype(real),
                     grad_inf=jnp.max(jnp.abs(grad)).astype(real),
                     step_norm=jnp.asarray(step, real),
-                    inner_converged=jnp.array(success or why == "ftol"))
+                    inner_converged=jnp.array(success or why == "ftol"),
+                    ls_failures=state.ls_failures + int(stop == 2))
                 if not bool(finite_fn(new)):
                     diverged = True  # keep the last finite iterate
                     break

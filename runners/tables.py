@@ -96,9 +96,14 @@ VARIANTS = {
               "objective_reduction": {"sum": ("sum objective", "authors' code")}},
     "auglag": {"multiplier_update": {"textbook": ("textbook multiplier step", "this project"),
                                      "authors_code": ("2μ multiplier step", "authors' code")},
-               "solver": {"scipy": ("SciPy L-BFGS-B", "authors' code")}},
-    "penalty": {"solver": {"scipy": ("SciPy L-BFGS-B", "authors' code")}},
-    "pinn": {"solver": {"scipy": ("SciPy L-BFGS-B", "authors' code")}},
+               "solver": {"scipy": ("SciPy L-BFGS-B", "authors' code")},
+               "on_linesearch_failure": {"stop": ("stop on line-search failure",
+                                                  "authors' code")}},
+    "penalty": {"solver": {"scipy": ("SciPy L-BFGS-B", "authors' code")},
+                "on_linesearch_failure": {"stop": ("stop on line-search failure",
+                                                   "authors' code")}},
+    "pinn": {"solver": {"scipy": ("SciPy L-BFGS-B", "authors' code")},
+             "on_linesearch_failure": {"stop": ("stop on line-search failure", "authors' code")}},
 }
 
 

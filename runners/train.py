@@ -542,12 +542,20 @@ def _run_jax(cfg, setup, seeds, outs, hashes, dev) -> list[dict]:
         elif cfg.figures:
             solution_figure(problem, p_i, d_i, o / "solution.png", label)
         last = next((r for r in reversed(hist_i) if r.get("phase") == "train"), {})
+        pre_last = next((r for r in reversed(hist_i) if r.get("phase") == "pretrain"), {})
         base = _record_base(seed_config(cfg, s) if vec else cfg, setup, h, dev, o)
         record = {
             **{k: base[k] for k in ("problem", "method", "family", "seed", "scale", "tag")},
             "pretrain": setup.pretrain_cfg is not None, "status": statuses[i],
             "iterations": iterations[i],
             **({"rounds": int(last["round"])} if "round" in last else {}),
+            # line searches that failed (penalty / auglag / pinn and pretraining, optax)
+            **({"ls_failures": int(last["ls_failures"])} if "ls_failures" in last else {}),
+            **({"ls_increase": float(last["ls_increase"])} if "ls_increase" in last else {}),
+            **({"pretrain_ls_failures": int(pre_last["ls_failures"])}
+               if "ls_failures" in pre_last else {}),
+            **({"pretrain_ls_increase": float(pre_last["ls_increase"])}
+               if "ls_increase" in pre_last else {}),
             **final,
             "wall_s": timing["train_s"], "compile_s": timing["compile_s"], "data_s": data_s,
             "eval_s": eval_s, **(pre[i] if i < len(pre) else {}),

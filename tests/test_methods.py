@@ -55,6 +55,35 @@ def test_auglag_follows_its_multiplier_recursion_exactly(update):
         assert abs(float(r.state.lam[0]) - S) < 1e-3 * S
 
 
+@pytest.mark.parametrize("on_failure", ["step", "stop"])
+def test_a_failed_line_search_is_counted_and_stop_keeps_the_iterate(on_failure):
+    """min (θ − 3)² behind a cliff: the loss is 1e8 for θ > 1. From θ = 0 the first L-BFGS
+    step lands on θ = 1 (Armijo holds); the next direction points over the cliff, so every
+    trial step of the backtracking search fails. optax then takes its last trial step
+    (``step``: θ > 1, the loss jumps from 4 to 1e8); ``stop`` keeps θ = 1 and ends the
+    solve, as SciPy's L-BFGS-B does."""
+    wall = lambda p, d: jnp.where(p["w"][0] > 1.0, 1e8, (p["w"][0] - 3.0) ** 2)
+    zero_c = lambda p, d: jnp.zeros(1)
+    inner = InnerConfig(inner_maxiter=50, gtol=1e-12, ftol=0.0, max_linesearch_steps=30,
+                        on_linesearch_failure=on_failure)
+    m = lbfgs_rounds("wall", wall, zero_c, inner, mu0=1.0, rho=2.0, mu_max=2.0, max_rounds=1,
+                     multiplier_update=None, dtype=jnp.float64)
+    s = m.init({"w": jnp.zeros(1)}, None)
+    s = m.step(s, None)
+    assert float(s.params["w"][0]) == 1.0 and int(s.ls_failures) == 0
+    s = m.step(s, None)
+    assert int(s.ls_failures) == 1
+    if on_failure == "stop":
+        assert float(s.params["w"][0]) == 1.0 and bool(s.done) and float(s.step_norm) == 0.0
+        assert float(s.ls_increase) == 0.0
+    else:
+        assert float(s.params["w"][0]) > 1.0 and not bool(s.done)
+        assert float(wall(s.params, None)) == 1e8
+        assert float(s.ls_increase) == 1e8 - 4.0  # φ rose from (1 − 3)² = 4 to 1e8
+    with pytest.raises(ConfigError, match="method.on_linesearch_failure"):
+        InnerConfig(on_linesearch_failure="retry")
+
+
 SCIPY = InnerConfig(inner_maxiter=200, gtol=1e-12, ftol=1e-14, solver="scipy")
 
 
