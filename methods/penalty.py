@@ -32,6 +32,16 @@ One ``step`` is one inner L-BFGS iteration; a round transition (multiplier updat
 under ``lax.cond``. The paper's line search is backtracking (Armijo); optax's zoom
 (strong Wolfe) line search is offered as ``linesearch: zoom``.
 
+When no trial step of the line search gives sufficient decrease, optax takes its last
+trial step all the same (a step of 0.8³⁰ ≈ 1.2e-3 times the L-BFGS direction, which may
+raise φ_k). The paper does not say what its L-BFGS does then; SciPy's L-BFGS-B, in the
+authors' code, keeps θ and ends the solve (``ABNORMAL_TERMINATION_IN_LNSRCH``).
+``on_linesearch_failure: step`` is optax's behaviour, the default of every run so far;
+``stop`` is SciPy's. Every run records ``ls_failures`` (failed line searches; roundoff at
+a minimiser counts too, as optax's test has no tolerance) and ``ls_increase`` (the largest
+rise of φ_k over one step taken). On reaction-diffusion at α = −30 a taken step after a
+failed search is where penalty and auglag blow up (README, Figure 1).
+
 ``solver: scipy`` runs each inner solve as the authors' code does (repository HEAD,
 ``main.py`` and ``pre_train.py``, through ``jaxopt.ScipyMinimize``): SciPy's L-BFGS-B on the
 host, in float64, on φ_k and ∇φ_k computed by a jitted function in the run's precision
