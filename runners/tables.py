@@ -299,12 +299,14 @@ def _label(value) -> str:
 
 def shown_label(label) -> str:
     """How a row/column label reads in prose: whole numbers without a trailing '.0'
-    ("-50", not "-50.0"); other labels unchanged."""
-    try:
-        x = float(label)
-    except (TypeError, ValueError):
-        return str(label)
-    return str(int(x)) if x.is_integer() and abs(x) < 1e15 else str(label)
+    ("-50", not "-50.0"; "reaction/100", not "reaction/100.0"); other parts unchanged."""
+    def part(text: str) -> str:
+        try:
+            x = float(text)
+        except ValueError:
+            return text
+        return str(int(x)) if x.is_integer() and abs(x) < 1e15 else text
+    return "/".join(part(p) for p in str(label).split("/"))
 
 
 def numeric_first(label: str) -> tuple:

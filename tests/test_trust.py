@@ -410,6 +410,9 @@ def test_the_verdict_lines_name_whole_numbers_as_written(three_configs, tmp_path
     line = against_paper(experiment_table(collect(tmp_path), spec)[0])
     assert "worse: -50 (" in line and "3×" in line and "-50.0" not in line
     assert "better: 2.5 (" in line
+    from runners.tables import shown_label
+    assert shown_label("reaction/100.0") == "reaction/100"
+    assert shown_label("sr1/trsqp") == "sr1/trsqp"
 
 
 def test_the_papers_curves_of_a_sweep_figure_come_from_its_experiment_table():
