@@ -50,7 +50,7 @@ tables: install  ## every metrics.json under results/ -> results/tables/summary.
 # than the paper's 12 (β, α) / 5 (τ).
 TRSQP_TABLES ?= trsqp_default trsqp_hessian trsqp_objective trsqp_pinn trsqp_pretrain
 # this project's trsqp options, run as an extra column of trsqp_default ("trsqp + SOC (this
-# project)"); empty: none
+# project)") and an extra row of Table 1 (SR1 only); empty: none
 TRSQP_OPTIONS ?= method.second_order_correction=true
 TRSQP_FIG1 ?= transport_beta reaction_alpha reaction_diffusion_alpha reaction_diffusion_tau
 FIG1_VALUES ?=
@@ -61,7 +61,10 @@ table-trsqp: install
 	  case $$e in trsqp_fig1_*) [ -n "$$v" ] && v="problem.$$k=$$v" ;; *) v="" ;; esac; \
 	  $(BIN)/python -m runners.train -m experiment=$$e scale=$(SCALE) sweep_name=$$e-$(SCALE) \
 	    progress=false $$v $(ARGS) || exit 1; \
-	  if [ $$e = trsqp_default ]; then \
+	  if [ $$e = trsqp_hessian ] && [ -n "$(TRSQP_OPTIONS)" ]; then \
+	    $(BIN)/python -m runners.train -m experiment=$$e scale=$(SCALE) sweep_name=$$e-$(SCALE) \
+	      progress=false method.hessian=sr1 $(TRSQP_OPTIONS) $(ARGS) || exit 1; fi; \
+	  if [ $$e = trsqp_default ] && [ -n "$(TRSQP_OPTIONS)" ]; then \
 	    $(BIN)/python -m runners.train -m experiment=$$e scale=$(SCALE) sweep_name=$$e-$(SCALE) \
 	      progress=false method=trsqp $(TRSQP_OPTIONS) $(ARGS) || exit 1; fi; \
 	  $(BIN)/python -m runners.tables experiment=$$e --results results/sweeps/$$e-$(SCALE) \
