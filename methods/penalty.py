@@ -32,15 +32,29 @@ One ``step`` is one inner L-BFGS iteration; a round transition (multiplier updat
 under ``lax.cond``. The paper's line search is backtracking (Armijo); optax's zoom
 (strong Wolfe) line search is offered as ``linesearch: zoom``.
 
-When no trial step of the line search gives sufficient decrease, optax takes its last
-trial step all the same (a step of 0.8³⁰ ≈ 1.2e-3 times the L-BFGS direction, which may
-raise φ_k). The paper does not say what its L-BFGS does then; SciPy's L-BFGS-B, in the
-authors' code, keeps θ and ends the solve (``ABNORMAL_TERMINATION_IN_LNSRCH``).
-``on_linesearch_failure: step`` is optax's behaviour, the default of every run so far;
-``stop`` is SciPy's. Every run records ``ls_failures`` (failed line searches; roundoff at
-a minimiser counts too, as optax's test has no tolerance) and ``ls_increase`` (the largest
-rise of φ_k over one step taken). On reaction-diffusion at α = −30 a taken step after a
-failed search is where penalty and auglag blow up (README, Figure 1).
+The paper says "backtracking" and gives no number of reductions. optax's backtracking
+shrinks the step by 0.8 up to ``max_linesearch_steps`` times from the unit step.
+optax's default, 30 (0.8³⁰ ≈ 1.2e-3), was this project's until 2026-11-30. It is too few
+after a round's memory reset at large μ: the first L-BFGS direction is −∇φ_k, and the unit
+step along it is ~2μ times too long. On the toy of ``tests/test_methods.py`` (μ up to 2¹²)
+30 reductions fail at the start of rounds and 60 do not. On reaction-diffusion at α = −30
+(paper scale) the penalty method with 30 reductions and ``stop`` ended its 100 rounds in
+151 iterations. The default is 100 (0.8¹⁰⁰ ≈ 2e-10), where a failed search means
+roundoff at a minimiser (RD α = −30: auglag 5 failures, each raising φ_k by at most 1e-11).
+SciPy's line search in the authors' code interpolates from a first step of 1/‖∇φ‖ and has
+no such limit in practice.
+
+When no trial step gives sufficient decrease, optax takes its last trial step all the
+same, which may raise φ_k. The paper does not say what its L-BFGS does then; SciPy's
+L-BFGS-B, in the authors' code, keeps θ and ends the solve
+(``ABNORMAL_TERMINATION_IN_LNSRCH``). ``on_linesearch_failure: stop`` (the default: the
+paper is silent, so the authors' code decides) does the same; ``step`` is optax's
+behaviour, this project's default until 2026-11-30 (runs recorded before the option
+existed took it). Every run records ``ls_failures`` (failed line searches; roundoff at a
+minimiser counts too, as optax's test has no tolerance) and ``ls_increase`` (the largest
+rise of φ_k over one step taken). On reaction-diffusion at α = −30 a step taken after a
+failed search is where penalty and auglag blew up with the earlier default (README,
+Figure 1).
 
 ``solver: scipy`` runs each inner solve as the authors' code does (repository HEAD,
 ``main.py`` and ``pre_train.py``, through ``jaxopt.ScipyMinimize``): SciPy's L-BFGS-B on the
@@ -70,10 +84,14 @@ from methods.driver import Interrupted, Method, RunResult, run_status, tree_all_
 from problems.base import check, check_choice, check_positive_int
 
 LINESEARCHES = ("backtracking", "zoom")
+# Why the inner solves ended, counted per run (``inner_ends``, recorded as ``inner_ends_<why>``):
+# (A.1)'s three tests, in the order checked, and a failed line search under ``stop``
+# (for solver=scipy: SciPy's ABNORMAL_TERMINATION_IN_LNSRCH)
+INNER_ENDS = ("gtol", "ftol", "lmax", "linesearch")
 # What a failed line search does (no trial step met its test within max_linesearch_steps):
-# step: take optax's last trial step anyway (optax's behaviour; this project's default so far)
-# stop: keep θ and end this inner solve, as SciPy's L-BFGS-B does (the authors' code)
-LINESEARCH_FAILURES = ("step", "stop")
+# stop: keep θ and end this inner solve, as SciPy's L-BFGS-B does (the authors' code; default)
+# step: take optax's last trial step anyway (optax's behaviour; this project's earlier default)
+LINESEARCH_FAILURES = ("stop", "step")
 # optax: jitted L-BFGS (this project's default) | scipy: SciPy's L-BFGS-B on the host (the
 # authors' code)
 SOLVERS = ("optax", "scipy")
@@ -88,8 +106,8 @@ class InnerConfig:
     ftol: float = 1e-9  # f_tol on ‖θ^{l+1} − θ^l‖ (the paper's name)
     memory: int = 10  # L-BFGS history pairs
     linesearch: str = "backtracking"  # optax only; scipy uses SciPy's own (maxls 20)
-    max_linesearch_steps: int = 30  # optax only
-    on_linesearch_failure: str = "step"  # optax only: step | stop (LINESEARCH_FAILURES)
+    max_linesearch_steps: int = 100  # optax only (module doc: why not optax's 30)
+    on_linesearch_failure: str = "stop"  # optax only: stop | step (LINESEARCH_FAILURES)
     solver: str = "optax"  # optax | scipy (the authors' SciPy L-BFGS-B; module doc)
 
     _prefix = "method"  # config node named in error messages (not a field)
@@ -192,6 +210,7 @@ class PenaltyState(NamedTuple):
     ls_failures: jax.Array  # line searches that failed so far (all rounds; roundoff at a
     # minimiser counts too: optax's sufficient-decrease test has no tolerance)
     ls_increase: jax.Array  # the largest rise of φ_k over one accepted step so far (0: none)
+    inner_ends: jax.Array  # int32[4]: inner solves ended so far by INNER_ENDS' reasons
 
 
 def soft_constrained(loss_fn, constraint_fn):
@@ -225,7 +244,7 @@ def lbfgs_rounds(name: str, loss_fn: Callable, constraint_fn: Callable, inner: I
             iteration=jnp.int32(0), value=scalar(jnp.inf), grad_inf=scalar(jnp.inf),
             step_norm=scalar(jnp.inf), inner_converged=jnp.array(False),
             done=jnp.array(max_rounds <= 0 or mu0 >= mu_max), ls_failures=jnp.int32(0),
-            ls_increase=scalar(0.0))
+            ls_increase=scalar(0.0), inner_ends=jnp.zeros(len(INNER_ENDS), jnp.int32))
 
     def end_round(state: PenaltyState, data) -> PenaltyState:
         """λ_{k+1} = λ_k + μ_k c(θ_k) (auglag, paper; textbook: c(θ_{k+1}); authors' code:
@@ -266,7 +285,12 @@ def lbfgs_rounds(name: str, loss_fn: Callable, constraint_fn: Callable, inner: I
         end = tol_met | (l >= inner.inner_maxiter)
         if inner.on_linesearch_failure == "stop":
             end = end | failed
-        new = state._replace(params=params, opt_state=opt_state, inner_iter=l,
+        stopped = failed if inner.on_linesearch_failure == "stop" else jnp.array(False)
+        why = jnp.where(stopped, 3, jnp.where(grad_inf <= inner.gtol, 0,
+                                              jnp.where(step_norm <= inner.ftol, 1, 2)))
+        ended = jnp.where(end, jax.nn.one_hot(why, len(INNER_ENDS), dtype=jnp.int32), 0)
+        new = state._replace(inner_ends=state.inner_ends + ended,
+                             params=params, opt_state=opt_state, inner_iter=l,
                              iteration=state.iteration + 1, value=value, grad_inf=grad_inf,
                              step_norm=step_norm, inner_converged=tol_met,
                              ls_failures=state.ls_failures + failed.astype(jnp.int32),
@@ -281,7 +305,8 @@ def lbfgs_rounds(name: str, loss_fn: Callable, constraint_fn: Callable, inner: I
                 "constraint_norm": jnp.linalg.norm(c), "max_abs_c": jnp.max(jnp.abs(c)),
                 "merit": phi(state.params, data, state.mu, state.lam),
                 "grad_inf": state.grad_inf, "step_norm": state.step_norm,
-                "ls_failures": state.ls_failures, "ls_increase": state.ls_increase}
+                "ls_failures": state.ls_failures, "ls_increase": state.ls_increase,
+                **{f"inner_ends_{w}": state.inner_ends[i] for i, w in enumerate(INNER_ENDS)}}
 
     finite = lambda s: tree_all_finite(s.params) & jnp.isfinite(s.value)
     per_round = max_rounds > 1
@@ -391,7 +416,9 @@ def scipy_rounds(phi, end_round, log, finite, inner: InnerConfig, dtype):
                     grad_inf=jnp.max(jnp.abs(grad)).astype(real),
                     step_norm=jnp.asarray(step, real),
                     inner_converged=jnp.array(success or why == "ftol"),
-                    ls_failures=state.ls_failures + int(stop == 2))
+                    ls_failures=state.ls_failures + int(stop == 2),
+                    inner_ends=state.inner_ends.at[{0: 0, 3: 1, 1: 2, 2: 3}.get(stop, 0)].add(
+                        int(stop in (0, 1, 2, 3))))
                 if not bool(finite_fn(new)):
                     diverged = True  # keep the last finite iterate
                     break

@@ -195,7 +195,7 @@ def paper_curves(experiment: str, x: str) -> dict:
 
     spec = experiment_spec(experiment)
     rows, cols = spec["rows"], spec["cols"]
-    if x not in rows or cols != ["method"]:
+    if x not in rows or cols not in (["method"], ["variant"]):
         raise SystemExit(f"error: --experiment: {experiment!r} has no paper values by {x} and "
                          f"method (its table's rows: {', '.join(rows)}; columns: "
                          f"{', '.join(cols)})")
@@ -242,7 +242,47 @@ def sweep_plot(results: str | Path, x: str, out: str | Path,
                             label=f"{meth} (paper)")
             ax.set(title=prob, xlabel=x, ylabel=metric.replace("_", " "), yscale="log")
             ax.grid(alpha=0.3)
-        row[0].legend()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=8)  # below
+    return save_figure(fig, out)
+
+
+def histories_plot(results: list[str], out: str | Path, by: list[str],
+                   metric: str = "abs_error_sub", where: dict | None = None) -> Path:
+    """``metric`` of each run's history against its training iteration, one panel per
+    problem, one line per run labelled by the fields ``by`` (e.g. ``device``,
+    ``method.memory``): runs stopped at different iterations compared at equal ones."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    df = pd.concat([runs_of(r) for r in results], ignore_index=True)
+    for f, vals in (where or {}).items():
+        df = df[df[f].map(str).isin(vals)] if f in df.columns else df.iloc[0:0]
+    if df.empty:
+        raise SystemExit(f"error: no runs under {', '.join(results)} match")
+    problems = sorted(df["problem"].unique())
+    fig, axes = plt.subplots(1, len(problems), figsize=(4.6 * len(problems), 3.6),
+                             squeeze=False, constrained_layout=True)
+    label = lambda r: ", ".join(f"{f.split('.')[-1]} {r.get(f)}" for f in by)
+    labels = sorted({label(r) for _, r in df.iterrows()})
+    colour = {lab: f"C{i % 10}" for i, lab in enumerate(labels)}  # one colour per label
+    for ax, prob in zip(axes[0], problems):
+        for _, r in df[df["problem"] == prob].sort_values(by).iterrows():
+            path = Path(r["path"]) / "history.csv"
+            if not path.is_file():
+                continue
+            h = pd.read_csv(path)
+            if metric not in h.columns:
+                continue
+            if "phase" in h.columns:
+                h = h[h["phase"] == "train"]
+            h = h.dropna(subset=[metric])
+            ax.plot(h["iteration"], h[metric], color=colour[label(r)], label=label(r))
+        ax.set(title=prob, xlabel="iteration", ylabel=metric.replace("_", " "), yscale="log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     return save_figure(fig, out)
 
 
@@ -457,6 +497,16 @@ def main(argv=None):
     s.add_argument("--out", default="results/figures/sweep.png")
     s.add_argument("--experiment", default=None,
                    help="draw the paper's values of conf/experiment/<name>.yaml beside ours")
+    t = sub.add_parser("histories", help="a logged metric against the iteration, one line "
+                       "per run (runs cut at different iterations, compared at equal ones)")
+    t.add_argument("--results", required=True, action="append",
+                   help="a folder of runs (repeatable)")
+    t.add_argument("--by", default="method", help="fields that label the lines, comma-separated")
+    t.add_argument("--metric", default="abs_error_sub",
+                   help="a history column (errors on the grid subsample: abs_error_sub)")
+    t.add_argument("--where", action="append", default=[], metavar="FIELD=V1,V2",
+                   help="keep runs whose FIELD is one of the values (repeatable)")
+    t.add_argument("--out", default="results/figures/histories.png")
     c = sub.add_parser("curves", help="SQP momentum: loss curves, mean ± std over seeds")
     c.add_argument("--results", required=True)
     c.add_argument("--out-dir", default="results/figures")
@@ -465,6 +515,14 @@ def main(argv=None):
     p.add_argument("--out-dir", default="results/figures")
     p.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    if args.kind == "histories":
+        for r in args.results:
+            if not Path(r).is_dir():
+                print(f"error: --results: no such folder {r!r}", file=sys.stderr)
+                sys.exit(2)
+        where = {w.partition("=")[0]: w.partition("=")[2].split(",") for w in args.where}
+        print(histories_plot(args.results, args.out, args.by.split(","), args.metric, where))
+        return
     if not Path(args.results).is_dir():
         print(f"error: --results: no such folder {args.results!r}", file=sys.stderr)
         sys.exit(2)

@@ -89,6 +89,9 @@ def verdict(factor: float | None) -> str:
 # Options that differ from the paper's algorithm, by method: config key -> {value: label}.
 # A run's ``variant`` is its method name plus the labels of the options it turned on, e.g.
 # "trsqp + SOC (this project)"; with the paper's settings it is the method name alone.
+OPTAX_LS = "this project's earlier default"  # optax's behaviour and optax's 30 reductions
+STEP_ON_FAILURE = {"step": ("step on failed search", OPTAX_LS)}
+SHORT_LS = {30: ("30 reductions", OPTAX_LS)}
 VARIANTS = {
     "trsqp": {"second_order_correction": {True: ("SOC", "this project")},
               "secant_multiplier": {"current": ("textbook secant", "this project")},
@@ -97,22 +100,28 @@ VARIANTS = {
     "auglag": {"multiplier_update": {"textbook": ("textbook multiplier step", "this project"),
                                      "authors_code": ("2μ multiplier step", "authors' code")},
                "solver": {"scipy": ("SciPy L-BFGS-B", "authors' code")},
-               "on_linesearch_failure": {"stop": ("stop on line-search failure",
-                                                  "authors' code")}},
+               "on_linesearch_failure": STEP_ON_FAILURE, "max_linesearch_steps": SHORT_LS},
     "penalty": {"solver": {"scipy": ("SciPy L-BFGS-B", "authors' code")},
-                "on_linesearch_failure": {"stop": ("stop on line-search failure",
-                                                   "authors' code")}},
+                "on_linesearch_failure": STEP_ON_FAILURE, "max_linesearch_steps": SHORT_LS},
     "pinn": {"solver": {"scipy": ("SciPy L-BFGS-B", "authors' code")},
-             "on_linesearch_failure": {"stop": ("stop on line-search failure", "authors' code")}},
+             "on_linesearch_failure": STEP_ON_FAILURE, "max_linesearch_steps": SHORT_LS},
 }
+# What a run recorded before an option existed did: it ran this value (the option's
+# default then). on_linesearch_failure (added 2026-11-30, default ``step`` until the
+# default became the authors' ``stop``) applies to the jitted optax solver only.
+BEFORE_OPTION = {"on_linesearch_failure": "step"}
 
 
 def variant(rec) -> str:
-    """``method`` + the labelled options of :data:`VARIANTS` that the run turned on."""
+    """``method`` + the labelled options of :data:`VARIANTS` that the run turned on (a
+    run recorded before an option existed ran :data:`BEFORE_OPTION`'s value)."""
     method = rec.get("method")
     parts: dict[str, list[str]] = {}
     for key, labels in VARIANTS.get(method, {}).items():
-        value = rec.get(f"method.{key}")
+        if key in ("on_linesearch_failure", "max_linesearch_steps") and \
+                rec.get("method.solver") == "scipy":
+            continue  # SciPy's L-BFGS-B has its own line search; these are the optax solver's
+        value = rec.get(f"method.{key}", BEFORE_OPTION.get(key))
         for v, (label, source) in labels.items():
             if value is not None and _label(value) == _label(v):
                 parts.setdefault(source, []).append(label)
@@ -454,16 +463,64 @@ def against_paper(long: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def write_experiment(name: str, results: str | Path, out: str | Path) -> dict:
-    """Every table of experiment ``name`` -> <out>/<table>.{md,csv,tex}; {table: shown}."""
+def time_capped(df: pd.DataFrame, fields: list[str]) -> str:
+    """The runs that ``budget.time_s`` stopped, as one markdown line naming each by the
+    table's row and column fields and the iterations it reached ('' if none did)."""
+    if "status" not in df.columns:
+        return ""
+    cut = df[df["status"] == "time_budget"]
+    if not len(cut):
+        return ""
+    names = sorted(
+        (shown_label("/".join(_label(r.get(f)) for f in fields)),
+         int(r["iterations"]) if pd.notna(r.get("iterations")) else None)
+        for _, r in cut.iterrows())
+    return ("_Stopped by the time budget (budget.time_s) before the method's own stop: "
+            + "; ".join(f"{n} at {it} iterations" if it is not None else n for n, it in names)
+            + "._")
+
+
+def earlier_pretraining(df: pd.DataFrame, fields: list[str]) -> str:
+    """The runs whose pretraining ran before ``pretraining.on_linesearch_failure`` existed,
+    i.e. with the earlier line-search default (optax's step after a failed search, 30
+    reductions), as one markdown line naming each by the table's fields ('' if none).
+    Their labels do not say it: the method itself ran as the column names it. A cell that
+    also has a run with today's pretraining shows that one (the newest), so is not named."""
+    if "pretrain" not in df.columns:
+        return ""
+    key = "pretraining.on_linesearch_failure"
+    before = (df[key].isna() if key in df.columns else pd.Series(True, index=df.index))
+    old = df["pretrain"].fillna(False).astype(bool).to_numpy() & before.to_numpy()
+    if "variant" in df.columns:  # a label that names the earlier default already says it
+        old &= ~df["variant"].astype(str).str.contains(OPTAX_LS, regex=False).to_numpy()
+    label = lambda r: shown_label("/".join(_label(r.get(f)) for f in fields))
+    now = ~before.to_numpy().astype(bool)
+    newer = {label(r) for _, r in df[now].iterrows()}
+    names = sorted({label(r) for _, r in df[old].iterrows()} - newer)
+    if not names:
+        return ""
+    return ("_Pretrained with the earlier line-search default (optax's step after a failed "
+            "search, at most 30 reductions; now: stop, 100): " + "; ".join(names) + "._")
+
+
+def write_experiment(name: str, results: str | Path, out: str | Path,
+                     stem: str | None = None) -> dict:
+    """Every table of experiment ``name`` -> <out>/<table>.{md,csv,tex}; {table: shown}.
+    ``stem`` replaces the experiment's name in the file names (the same table from another
+    set of runs, e.g. ``trsqp_hessian_h200``)."""
     df, out, written = collect(results), Path(out), {}
     for table, spec in experiment_specs(name).items():
+        table = table if stem is None else stem + table[len(name):]
         long, shown = experiment_table(df, spec)
         title = spec.get("title", table)
         write_atomic(out / f"{table}.csv", long.to_csv(index=False))
         against = against_paper(long)
         write_atomic(out / f"{table}.md", f"# {title}\n\n" + shown.to_markdown(index=False)
                      + "\n\n" + (against + "\n\n" if against else "")
+                     + (capped + "\n\n" if (capped := time_capped(
+                         df, spec["rows"] + spec["cols"])) else "")
+                     + (older + "\n\n" if (older := earlier_pretraining(
+                         df, spec["rows"] + spec["cols"])) else "")
                      + provenance(df, results) + "\n")
         write_atomic(out / f"{table}.tex", shown.to_latex(index=False, escape=True,
                                                           caption=title))
@@ -520,7 +577,8 @@ def main(argv=None):
                                  description=__doc__.split("\n")[0])
     ap.add_argument("--results", default="results", help="folder searched for metrics.json")
     ap.add_argument("--out", default=None, help="output folder (default: <results>/tables)")
-    ap.add_argument("--name", default="summary", help="file stem of the tables")
+    ap.add_argument("--name", default=None,
+                    help="file stem of the tables (default: summary, or the experiment's name)")
     ap.add_argument("--compare", nargs=2, metavar=("A", "B"), default=None,
                     help="what changed between two result folders (runs matched by config)")
     ap.add_argument("--rtol", type=float, default=0.01,
@@ -552,7 +610,7 @@ def main(argv=None):
             print(f"error: --results: no such folder {args.results!r}", file=sys.stderr)
             sys.exit(2)
         out = Path(args.out) if args.out else Path("results") / "tables"
-        for table, shown in write_experiment(name, args.results, out).items():
+        for table, shown in write_experiment(name, args.results, out, args.name).items():
             print(shown.to_markdown(index=False))
             print(f"\nwrote {out}/{table}.{{md,csv,tex}}\n")
         _say_skipped(args.results)
@@ -560,6 +618,7 @@ def main(argv=None):
     if not Path(args.results).is_dir():
         print(f"error: --results: no such folder {args.results!r}", file=sys.stderr)
         sys.exit(2)
+    args.name = args.name or "summary"
     shown = write_tables(args.results, args.out, args.name)
     if shown is None:
         print(f"error: no metrics.json under {args.results!r}: run python -m runners.train first",

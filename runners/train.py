@@ -24,6 +24,7 @@ if __name__ == "__main__":  # before the imports below (seconds): a stop signal 
 
 import hashlib
 import logging
+import math
 import platform
 import sys
 import time
@@ -556,6 +557,11 @@ def _run_jax(cfg, setup, seeds, outs, hashes, dev) -> list[dict]:
                if "ls_failures" in pre_last else {}),
             **({"pretrain_ls_increase": float(pre_last["ls_increase"])}
                if "ls_increase" in pre_last else {}),
+            # how the inner solves ended: (A.1)'s g_tol, f_tol, l_max or a failed line search
+            **{k: int(v) for k, v in last.items()
+               if k.startswith("inner_ends_") and v is not None and math.isfinite(v)},
+            **{f"pretrain_{k}": int(v) for k, v in pre_last.items()
+               if k.startswith("inner_ends_") and v is not None and math.isfinite(v)},
             **final,
             "wall_s": timing["train_s"], "compile_s": timing["compile_s"], "data_s": data_s,
             "eval_s": eval_s, **(pre[i] if i < len(pre) else {}),

@@ -66,6 +66,13 @@ def test_single_run_writes_its_artifacts(single_run):
     assert train_rows["iteration"].tolist() == [0, 20, 40]
     # the last history row is the final iterate: same ‖c‖ as the final metrics
     assert abs(train_rows["constraint_norm"].iloc[-1] - rec["constraint_norm"]) < 1e-10
+    # how the inner solves ended, counted: at most one end per round (the last one may be
+    # cut by the iteration cap), the same counts as the last history row
+    ends = [rec[f"inner_ends_{w}"] for w in ("gtol", "ftol", "lmax", "linesearch")]
+    assert sum(ends) <= rec["rounds"] + 1
+    assert ends == [int(train_rows[f"inner_ends_{w}"].iloc[-1])
+                    for w in ("gtol", "ftol", "lmax", "linesearch")]
+    assert isinstance(rec["pretrain_inner_ends_lmax"], int)
     assert "abs_error" in p.stdout and "JAX" in p.stdout + p.stderr
 
 

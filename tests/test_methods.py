@@ -47,6 +47,8 @@ def test_auglag_follows_its_multiplier_recursion_exactly(update):
                 "authors_code": 2 * mu * c_start}[update]
         mu, c_start = rho * mu, c_end
     assert r.status == "converged" and int(r.state.round) == rounds
+    assert int(r.state.inner_ends.sum()) == rounds  # each round's solve ended once
+    assert int(r.state.inner_ends[2]) == 0  # by (A.1)'s tolerances, never l_max
     assert abs(float(r.state.lam[0]) - lam) < 1e-8 * max(1.0, abs(lam))
     assert abs(float(toy_c(r.state.params, None)[0]) - c_end) < 1e-10
     if update == "textbook":
@@ -76,9 +78,11 @@ def test_a_failed_line_search_is_counted_and_stop_keeps_the_iterate(on_failure):
     if on_failure == "stop":
         assert float(s.params["w"][0]) == 1.0 and bool(s.done) and float(s.step_norm) == 0.0
         assert float(s.ls_increase) == 0.0
+        assert s.inner_ends.tolist() == [0, 0, 0, 1]  # ended by the line search, not f_tol
     else:
         assert float(s.params["w"][0]) > 1.0 and not bool(s.done)
         assert float(wall(s.params, None)) == 1e8
+        assert s.inner_ends.tolist() == [0, 0, 0, 0]  # the solve goes on
         assert float(s.ls_increase) == 1e8 - 4.0  # φ rose from (1 − 3)² = 4 to 1e8
     with pytest.raises(ConfigError, match="method.on_linesearch_failure"):
         InnerConfig(on_linesearch_failure="retry")
@@ -101,6 +105,8 @@ def test_scipy_solver_follows_the_same_rounds(update):
         lam += (2.0 if update == "authors_code" else 1.0) * mu * c_start
         mu, c_start = rho * mu, c_end
     assert r.status == "converged" and int(r.state.round) == rounds
+    assert int(r.state.inner_ends.sum()) == rounds  # each round's solve ended once
+    assert int(r.state.inner_ends[2]) == 0  # by (A.1)'s tolerances, never l_max
     assert abs(float(r.state.lam[0]) - lam) < 1e-8 * max(1.0, abs(lam))
     assert abs(float(toy_c(r.state.params, None)[0]) - c_end) < 1e-9
     assert len(r.history) == rounds + 1  # the start, then one row per round
@@ -171,18 +177,26 @@ def test_the_defaults_are_the_papers_algorithms():
     in the dataclasses and in the YAML a run composes."""
     from omegaconf import OmegaConf
 
-    from methods.penalty import AuglagConfig
+    from methods.penalty import AuglagConfig, InnerConfig
     from methods.trsqp import TrsqpConfig
 
-    conf = Path(__file__).resolve().parent.parent / "conf" / "method"
-    for cfg, yaml in ((TrsqpConfig(), "trsqp"), (AuglagConfig(), "auglag")):
-        node = OmegaConf.load(conf / f"{yaml}.yaml")
+    conf = Path(__file__).resolve().parent.parent / "conf"
+    pretraining = OmegaConf.load(conf / "train.yaml")["pretraining"]
+    for cfg, node in ((TrsqpConfig(), OmegaConf.load(conf / "method" / "trsqp.yaml")),
+                      (AuglagConfig(), OmegaConf.load(conf / "method" / "auglag.yaml")),
+                      (PenaltyConfig(), OmegaConf.load(conf / "method" / "penalty.yaml")),
+                      (InnerConfig(), OmegaConf.load(conf / "method" / "pinn.yaml")),
+                      (InnerConfig(), pretraining)):
+        # the paper's choice, or where it is silent the authors' code's (a failed line
+        # search: SciPy's L-BFGS-B keeps θ and ends the solve)
         for key, paper in (("second_order_correction", False), ("secant_multiplier", "paper"),
                            ("radius_rule", "paper"), ("objective_reduction", "mean"),
-                           ("multiplier_update", "paper"), ("solver", "optax")):
+                           ("multiplier_update", "paper"), ("solver", "optax"),
+                           ("linesearch", "backtracking"), ("on_linesearch_failure", "stop"),
+                           ("max_linesearch_steps", 100)):
             if hasattr(cfg, key):
                 assert getattr(cfg, key) == paper, key
-                assert node[key] == paper, (yaml, key)
+                assert node[key] == paper, (node, key)
 
 
 def test_penalty_schedule_constants():

@@ -433,3 +433,66 @@ def test_the_papers_curves_of_a_sweep_figure_come_from_its_experiment_table():
     assert [p[0] for p in fig3["reaction"]["trsqp"]] == [100.0, 200.0, 500.0, 1000.0]
     with pytest.raises(SystemExit, match="no paper values by method.mu"):
         paper_curves("trsqp_pinn", "method.mu")
+
+
+def test_a_run_recorded_before_the_line_search_option_is_labelled_with_what_it_ran():
+    """on_linesearch_failure's default became the authors' ``stop``; a penalty run recorded
+    before the option existed took optax's step, and its table column says so. SciPy's
+    L-BFGS-B always stops, so its runs carry no such label."""
+    from runners.tables import variant
+
+    old = {"method": "penalty", "method.solver": "optax", "method.max_linesearch_steps": 30}
+    assert variant(old) == ("penalty + step on failed search + 30 reductions "
+                            "(this project's earlier default)")
+    new = {**old, "method.on_linesearch_failure": "stop", "method.max_linesearch_steps": 100}
+    assert variant(new) == "penalty"
+    assert variant({**old, "method.on_linesearch_failure": "step"}) == variant(old)
+    assert variant({**old, "method": "auglag", "method.solver": "scipy"}) == \
+        "auglag + SciPy L-BFGS-B (authors' code)"
+    assert variant({"method": "trsqp"}) == "trsqp"
+
+
+def test_a_table_names_the_runs_its_time_budget_stopped():
+    """A cell cut by budget.time_s reads like a finished one; the table's note names it by
+    its row and column and the iterations it reached."""
+    import pandas as pd
+
+    from runners.tables import time_capped
+
+    df = pd.DataFrame([
+        {"problem": "transport", "method.hessian": "sr1", "variant": "trsqp",
+         "status": "time_budget", "iterations": 10300},
+        {"problem": "reaction", "method.hessian": "sr1", "variant": "trsqp",
+         "status": "max_iter", "iterations": 20000},
+        {"problem": "reaction", "problem.n_data": 100.0, "method.hessian": "identity",
+         "variant": "trsqp", "status": "time_budget", "iterations": 900}])
+    note = time_capped(df, ["method.hessian", "variant", "problem"])
+    assert "sr1/trsqp/transport at 10300 iterations" in note
+    assert "identity/trsqp/reaction at 900 iterations" in note
+    assert "sr1/trsqp/reaction" not in note
+    assert time_capped(df[df["status"] == "max_iter"], ["problem"]) == ""
+
+
+def test_a_table_names_the_runs_pretrained_with_the_earlier_line_search():
+    """A trsqp run pretrained before the line-search default changed keeps its 'trsqp'
+    column (the method ran as the paper's); the table's note names it. A run whose label
+    already says 'earlier default', or one without pretraining, is not listed."""
+    import pandas as pd
+
+    from runners.tables import earlier_pretraining, variant
+
+    old_base = {"method": "penalty", "method.max_linesearch_steps": 30, "pretrain": True}
+    df = pd.DataFrame([
+        {"problem": "reaction", "method": "trsqp", "variant": "trsqp", "pretrain": True},
+        {"problem": "transport", "method": "trsqp", "variant": "trsqp", "pretrain": False},
+        {"problem": "reaction", "method": "penalty", "variant": variant(old_base),
+         "pretrain": True},
+        {"problem": "reaction_diffusion", "method": "trsqp", "variant": "trsqp",
+         "pretrain": True, "pretraining.on_linesearch_failure": "stop"}])
+    note = earlier_pretraining(df, ["problem", "variant"])
+    assert "reaction/trsqp" in note and "transport" not in note
+    assert "penalty" not in note and "reaction_diffusion" not in note
+    rerun = pd.concat([df, pd.DataFrame([{"problem": "reaction", "method": "trsqp",
+                                          "variant": "trsqp", "pretrain": True,
+                                          "pretraining.on_linesearch_failure": "stop"}])])
+    assert earlier_pretraining(rerun, ["problem", "variant"]) == ""  # the cell shows the rerun
