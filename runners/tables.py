@@ -29,6 +29,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from runners.io import status_failed, write_atomic
@@ -480,27 +481,37 @@ def time_capped(df: pd.DataFrame, fields: list[str]) -> str:
             + "._")
 
 
-def earlier_pretraining(df: pd.DataFrame, fields: list[str]) -> str:
-    """The runs whose pretraining ran before ``pretraining.on_linesearch_failure`` existed,
-    i.e. with the earlier line-search default (optax's step after a failed search, 30
-    reductions), as one markdown line naming each by the table's fields ('' if none).
-    Their labels do not say it: the method itself ran as the column names it. A cell that
-    also has a run with today's pretraining shows that one (the newest), so is not named."""
-    if "pretrain" not in df.columns:
+def earlier_line_search(df: pd.DataFrame, fields: list[str]) -> str:
+    """The runs made with the earlier line-search default (optax's step after a failed
+    search, at most 30 reductions) where the table's labels do not say so, as one markdown
+    line naming each by the table's fields ('' if none): in pretraining only (a run
+    recorded before ``pretraining.on_linesearch_failure`` existed; trsqp's column then
+    still names the method as it ran), or in the method too (a baseline whose variant says
+    it, in a table whose fields do not show the variant). A cell that also has a run with
+    today's default shows that one (the newest), so is not named."""
+    if not len(df):
         return ""
     key = "pretraining.on_linesearch_failure"
     before = (df[key].isna() if key in df.columns else pd.Series(True, index=df.index))
-    old = df["pretrain"].fillna(False).astype(bool).to_numpy() & before.to_numpy()
-    if "variant" in df.columns:  # a label that names the earlier default already says it
-        old &= ~df["variant"].astype(str).str.contains(OPTAX_LS, regex=False).to_numpy()
+    before = before.to_numpy().astype(bool)
+    pre = df["pretrain"].fillna(False).astype(bool).to_numpy() if "pretrain" in df.columns \
+        else np.zeros(len(df), bool)
+    says = df["variant"].astype(str).str.contains(OPTAX_LS, regex=False).to_numpy() \
+        if "variant" in df.columns else np.zeros(len(df), bool)
+    shown = "variant" in fields
+    method_old = says & (not shown)
+    pre_only = pre & before & ~says
     label = lambda r: shown_label("/".join(_label(r.get(f)) for f in fields))
-    now = ~before.to_numpy().astype(bool)
-    newer = {label(r) for _, r in df[now].iterrows()}
-    names = sorted({label(r) for _, r in df[old].iterrows()} - newer)
-    if not names:
+    newer = {label(r) for _, r in df[~before & ~says].iterrows()}
+    parts = []
+    for mask, what in ((pre_only, "in pretraining"), (method_old, "in the method and pretraining")):
+        names = sorted({label(r) for _, r in df[mask].iterrows()} - newer)
+        if names:
+            parts.append(f"{what}: " + "; ".join(names))
+    if not parts:
         return ""
-    return ("_Pretrained with the earlier line-search default (optax's step after a failed "
-            "search, at most 30 reductions; now: stop, 100): " + "; ".join(names) + "._")
+    return ("_Ran with the earlier line-search default (optax's step after a failed search, "
+            "at most 30 reductions; now: stop, 100), " + " · ".join(parts) + "._")
 
 
 def write_experiment(name: str, results: str | Path, out: str | Path,
@@ -519,7 +530,7 @@ def write_experiment(name: str, results: str | Path, out: str | Path,
                      + "\n\n" + (against + "\n\n" if against else "")
                      + (capped + "\n\n" if (capped := time_capped(
                          df, spec["rows"] + spec["cols"])) else "")
-                     + (older + "\n\n" if (older := earlier_pretraining(
+                     + (older + "\n\n" if (older := earlier_line_search(
                          df, spec["rows"] + spec["cols"])) else "")
                      + provenance(df, results) + "\n")
         write_atomic(out / f"{table}.tex", shown.to_latex(index=False, escape=True,

@@ -473,13 +473,14 @@ def test_a_table_names_the_runs_its_time_budget_stopped():
     assert time_capped(df[df["status"] == "max_iter"], ["problem"]) == ""
 
 
-def test_a_table_names_the_runs_pretrained_with_the_earlier_line_search():
+def test_a_table_names_the_runs_made_with_the_earlier_line_search():
     """A trsqp run pretrained before the line-search default changed keeps its 'trsqp'
-    column (the method ran as the paper's); the table's note names it. A run whose label
-    already says 'earlier default', or one without pretraining, is not listed."""
+    column (the method ran as the paper's); the table's note names it. A baseline whose
+    variant says 'earlier default' is named only where the table does not show variants;
+    a run without pretraining, or a cell rerun with today's default, is not named."""
     import pandas as pd
 
-    from runners.tables import earlier_pretraining, variant
+    from runners.tables import earlier_line_search, variant
 
     old_base = {"method": "penalty", "method.max_linesearch_steps": 30, "pretrain": True}
     df = pd.DataFrame([
@@ -489,10 +490,13 @@ def test_a_table_names_the_runs_pretrained_with_the_earlier_line_search():
          "pretrain": True},
         {"problem": "reaction_diffusion", "method": "trsqp", "variant": "trsqp",
          "pretrain": True, "pretraining.on_linesearch_failure": "stop"}])
-    note = earlier_pretraining(df, ["problem", "variant"])
-    assert "reaction/trsqp" in note and "transport" not in note
+    note = earlier_line_search(df, ["problem", "variant"])
+    assert "in pretraining: reaction/trsqp._" in note and "transport" not in note
     assert "penalty" not in note and "reaction_diffusion" not in note
+    by_method = earlier_line_search(df, ["problem", "method"])
+    assert "in the method and pretraining: reaction/penalty" in by_method
     rerun = pd.concat([df, pd.DataFrame([{"problem": "reaction", "method": "trsqp",
                                           "variant": "trsqp", "pretrain": True,
-                                          "pretraining.on_linesearch_failure": "stop"}])])
-    assert earlier_pretraining(rerun, ["problem", "variant"]) == ""  # the cell shows the rerun
+                                          "pretraining.on_linesearch_failure": "stop"}])],
+                      ignore_index=True)
+    assert earlier_line_search(rerun, ["problem", "variant"]) == ""  # the cell shows the rerun
