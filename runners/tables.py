@@ -484,15 +484,22 @@ def time_capped(df: pd.DataFrame, fields: list[str]) -> str:
 def earlier_line_search(df: pd.DataFrame, fields: list[str]) -> str:
     """The runs made with the earlier line-search default (optax's step after a failed
     search, at most 30 reductions) where the table's labels do not say so, as one markdown
-    line naming each by the table's fields ('' if none): in pretraining only (a run
-    recorded before ``pretraining.on_linesearch_failure`` existed; trsqp's column then
-    still names the method as it ran), or in the method too (a baseline whose variant says
-    it, in a table whose fields do not show the variant). A cell that also has a run with
+    line naming each by the table's fields ('' if none): in pretraining only (recorded
+    before ``pretraining.on_linesearch_failure`` existed, or with its earlier values;
+    trsqp's column then still names the method as it ran), or in the method too (a
+    baseline whose variant says it, in a table whose fields do not show the variant). A cell that also has a run with
     today's default shows that one (the newest), so is not named."""
     if not len(df):
         return ""
-    key = "pretraining.on_linesearch_failure"
-    before = (df[key].isna() if key in df.columns else pd.Series(True, index=df.index))
+    def column(name, fill):
+        return df[name].map(lambda v: fill if v is None or v != v else v) \
+            if name in df.columns else pd.Series(fill, index=df.index)
+
+    # not today's pretraining line search: recorded before the option existed, or run
+    # with the earlier values; SciPy's pretraining has its own line search
+    before = ((column("pretraining.on_linesearch_failure", "step") != "stop")
+              | (column("pretraining.max_linesearch_steps", 30) != 100)) \
+        & (column("pretraining.solver", "optax") != "scipy")
     before = before.to_numpy().astype(bool)
     pre = df["pretrain"].fillna(False).astype(bool).to_numpy() if "pretrain" in df.columns \
         else np.zeros(len(df), bool)

@@ -489,7 +489,10 @@ def test_a_table_names_the_runs_made_with_the_earlier_line_search():
         {"problem": "reaction", "method": "penalty", "variant": variant(old_base),
          "pretrain": True},
         {"problem": "reaction_diffusion", "method": "trsqp", "variant": "trsqp",
-         "pretrain": True, "pretraining.on_linesearch_failure": "stop"}])
+         "pretrain": True, "pretraining.on_linesearch_failure": "stop",
+         "pretraining.max_linesearch_steps": 100},
+        {"problem": "reaction_diffusion", "method": "trsqp", "variant": "trsqp",
+         "pretrain": True, "pretraining.solver": "scipy"}])  # SciPy: its own line search
     note = earlier_line_search(df, ["problem", "variant"])
     assert "in pretraining: reaction/trsqp._" in note and "transport" not in note
     assert "penalty" not in note and "reaction_diffusion" not in note
@@ -497,6 +500,12 @@ def test_a_table_names_the_runs_made_with_the_earlier_line_search():
     assert "in the method and pretraining: reaction/penalty" in by_method
     rerun = pd.concat([df, pd.DataFrame([{"problem": "reaction", "method": "trsqp",
                                           "variant": "trsqp", "pretrain": True,
-                                          "pretraining.on_linesearch_failure": "stop"}])],
+                                          "pretraining.on_linesearch_failure": "stop",
+                                          "pretraining.max_linesearch_steps": 100}])],
                       ignore_index=True)
     assert earlier_line_search(rerun, ["problem", "variant"]) == ""  # the cell shows the rerun
+    # recorded with the earlier values (between the option's arrival and the new default)
+    step = pd.DataFrame([{"problem": "transport", "method": "trsqp", "variant": "trsqp",
+                          "pretrain": True, "pretraining.on_linesearch_failure": "step",
+                          "pretraining.max_linesearch_steps": 30}])
+    assert "in pretraining: transport/trsqp" in earlier_line_search(step, ["problem", "variant"])
