@@ -487,8 +487,9 @@ def earlier_line_search(df: pd.DataFrame, fields: list[str]) -> str:
     line naming each by the table's fields ('' if none): in pretraining only (recorded
     before ``pretraining.on_linesearch_failure`` existed, or with its earlier values;
     trsqp's column then still names the method as it ran), or in the method too (a
-    baseline whose variant says it, in a table whose fields do not show the variant). A cell that also has a run with
-    today's default shows that one (the newest), so is not named."""
+    baseline whose variant says it, in a table whose fields do not show the variant). A
+    cell that also has a run with today's default shows that one (the newest), so is not
+    named."""
     if not len(df):
         return ""
     def column(name, fill):
