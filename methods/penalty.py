@@ -282,10 +282,8 @@ def lbfgs_rounds(name: str, loss_fn: Callable, constraint_fn: Callable, inner: I
         step_norm = optax.tree_utils.tree_norm(updates)
         l = state.inner_iter + 1
         tol_met = (grad_inf <= inner.gtol) | (step_norm <= inner.ftol)
-        end = tol_met | (l >= inner.inner_maxiter)
-        if inner.on_linesearch_failure == "stop":
-            end = end | failed
         stopped = failed if inner.on_linesearch_failure == "stop" else jnp.array(False)
+        end = tol_met | (l >= inner.inner_maxiter) | stopped
         why = jnp.where(stopped, 3, jnp.where(grad_inf <= inner.gtol, 0,
                                               jnp.where(step_norm <= inner.ftol, 1, 2)))
         ended = jnp.where(end, jax.nn.one_hot(why, len(INNER_ENDS), dtype=jnp.int32), 0)

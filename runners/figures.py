@@ -257,9 +257,7 @@ def histories_plot(results: list[str], out: str | Path, by: list[str],
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    df = pd.concat([runs_of(r) for r in results], ignore_index=True)
-    for f, vals in (where or {}).items():
-        df = df[df[f].map(str).isin(vals)] if f in df.columns else df.iloc[0:0]
+    df = _select(pd.concat([runs_of(r) for r in results], ignore_index=True), where)
     if df.empty:
         raise SystemExit(f"error: no runs under {', '.join(results)} match")
     problems = sorted(df["problem"].unique())
@@ -515,13 +513,20 @@ def main(argv=None):
     p.add_argument("--out-dir", default="results/figures")
     p.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    where = {}
+    for w in getattr(args, "where", []):
+        field, sep, values = w.partition("=")
+        if not sep or not field or not values:
+            print(f"error: --where: expected FIELD=V1,V2, got {w!r}", file=sys.stderr)
+            sys.exit(2)
+        where[field] = values.split(",")
     if args.kind == "histories":
         for r in args.results:
             if not Path(r).is_dir():
                 print(f"error: --results: no such folder {r!r}", file=sys.stderr)
                 sys.exit(2)
-        where = {w.partition("=")[0]: w.partition("=")[2].split(",") for w in args.where}
-        print(histories_plot(args.results, args.out, args.by.split(","), args.metric, where))
+        path = histories_plot(args.results, args.out, args.by.split(","), args.metric, where)
+        print(f"wrote {path}")
         return
     if not Path(args.results).is_dir():
         print(f"error: --results: no such folder {args.results!r}", file=sys.stderr)
@@ -534,13 +539,6 @@ def main(argv=None):
     elif args.kind == "predictions":
         paths = predictions(args.results, args.out_dir, args.seed)
     elif args.kind == "heatmaps":
-        where = {}
-        for w in args.where:
-            field, sep, values = w.partition("=")
-            if not sep or not field or not values:
-                print(f"error: --where: expected FIELD=V1,V2, got {w!r}", file=sys.stderr)
-                sys.exit(2)
-            where[field] = values.split(",")
         paths = [heatmaps(args.results, args.out, args.seed, rows=args.rows.split(","),
                           cols=args.cols.split(","), where=where)]
     else:

@@ -464,6 +464,11 @@ def against_paper(long: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _cell(rec, fields: list[str]) -> str:
+    """A run's table cell as prose names it: its row and column fields, e.g. 'reaction/100'."""
+    return shown_label("/".join(_label(rec.get(f)) for f in fields))
+
+
 def time_capped(df: pd.DataFrame, fields: list[str]) -> str:
     """The runs that ``budget.time_s`` stopped, as one markdown line naming each by the
     table's row and column fields and the iterations it reached ('' if none did)."""
@@ -473,8 +478,7 @@ def time_capped(df: pd.DataFrame, fields: list[str]) -> str:
     if not len(cut):
         return ""
     names = sorted(
-        (shown_label("/".join(_label(r.get(f)) for f in fields)),
-         int(r["iterations"]) if pd.notna(r.get("iterations")) else None)
+        (_cell(r, fields), int(r["iterations"]) if pd.notna(r.get("iterations")) else None)
         for _, r in cut.iterrows())
     return ("_Stopped by the time budget (budget.time_s) before the method's own stop: "
             + "; ".join(f"{n} at {it} iterations" if it is not None else n for n, it in names)
@@ -509,11 +513,10 @@ def earlier_line_search(df: pd.DataFrame, fields: list[str]) -> str:
     shown = "variant" in fields
     method_old = says & (not shown)
     pre_only = pre & before & ~says
-    label = lambda r: shown_label("/".join(_label(r.get(f)) for f in fields))
-    newer = {label(r) for _, r in df[~before & ~says].iterrows()}
+    newer = {_cell(r, fields) for _, r in df[~before & ~says].iterrows()}
     parts = []
     for mask, what in ((pre_only, "in pretraining"), (method_old, "in the method and pretraining")):
-        names = sorted({label(r) for _, r in df[mask].iterrows()} - newer)
+        names = sorted({_cell(r, fields) for _, r in df[mask].iterrows()} - newer)
         if names:
             parts.append(f"{what}: " + "; ".join(names))
     if not parts:
