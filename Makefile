@@ -79,7 +79,7 @@ table-trsqp: install
 	  --out results/figures/trsqp_fig5_pretrain-$(SCALE).png
 	@d=results/sweeps/trsqp_fig1_reaction_alpha-$(SCALE); if [ -d $$d ]; then \
 	  $(BIN)/python -m runners.figures heatmaps --results $$d --rows problem.alpha \
-	    --where problem.alpha=-20,-30,-40,-50 --out results/figures/trsqp_fig6_reaction-$(SCALE).png \
+	    --cols variant --where problem.alpha=-20,-30,-40,-50 --out results/figures/trsqp_fig6_reaction-$(SCALE).png \
 	    || echo "Figure 6: no runs at α = -20..-50 in $$d: skipped"; \
 	  else echo "Figure 6 needs the Figure 1 reaction sweep ($$d): skipped"; fi
 	@for f in $(TRSQP_FIG1); do \

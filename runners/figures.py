@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -178,7 +179,9 @@ def heatmaps(results: str | Path, out: str | Path, seed: int = 0, rows=("problem
                 ref_drawn = True
             im = ax.imshow(pred, **kw)
             label = ck if by_method or len(cols) > 1 else f"{col_name} {ck}"
-            ax.set_title(f"{label}: abs err {rec['abs_error']:.2g}", fontsize=9)
+            # long variant labels ("penalty + step on failed search ...") wrap over lines
+            ax.set_title(textwrap.fill(f"{label}: abs err {rec['abs_error']:.2g}", 36),
+                         fontsize=8)
             ax.set_xlabel("x")
         if ref_drawn:
             fig.colorbar(im, ax=axes[i, -1])

@@ -464,6 +464,47 @@ def against_paper(long: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def against_column(long: pd.DataFrame, ref: str) -> str:
+    """Markdown lines, one per column other than ``ref`` (a method, say ``trsqp``): which
+    rows it is better than ``ref`` in (every judged metric more than 2× better), within 2×
+    of it, or worse than it (some metric more than 2× worse), with the ratio column / ref
+    per metric from our runs and, in brackets, the same ratio from the paper's values: the
+    paper's claim about its method next to what these runs say. '' without ``ref``."""
+    if long.empty or ref not in set(long["col"]):
+        return ""
+    base = long[long["col"] == ref].set_index(["row", "metric"])
+    lines = []
+    for col, cells in long[long["col"] != ref].groupby("col", sort=False):
+        groups: dict[str, list[str]] = {"better": [], "within 2×": [], "worse": []}
+        for row, c in cells.groupby("row", sort=False):
+            kinds, ratios = set(), []
+            for _, r in c.iterrows():
+                if (row, r["metric"]) not in base.index:
+                    continue
+                b = base.loc[(row, r["metric"])]
+                if pd.isna(r["mean"]) or pd.isna(b["mean"]):  # a cell without runs
+                    continue
+                factor = worse_by(r["metric"], r["mean"], b["mean"])
+                if factor is None:
+                    continue
+                kinds.add(verdict(factor))
+                pf = None if pd.isna(r["paper"]) or pd.isna(b["paper"]) else \
+                    worse_by(r["metric"], r["paper"], b["paper"])
+                ratios.append(f"{METRICS.get(r['metric'], r['metric'])} "
+                              f"{r['mean'] / b['mean']:.3g}×"
+                              + (f" ({r['paper'] / b['paper']:.3g}×)" if pf is not None else ""))
+            if not kinds:
+                continue
+            kind = "worse" if "worse" in kinds else "better" if kinds == {"better"} \
+                else "within 2×"
+            groups[kind].append(f"{shown_label(row)} ({', '.join(ratios)})")
+        said = [f"{k}: " + "; ".join(v) for k, v in groups.items() if v]
+        if said:
+            lines.append(f"- **{shown_label(col)}** against {ref} (its error / {ref}'s, ours "
+                         "and, in brackets, the paper's): " + " · ".join(said))
+    return "\n".join(lines)
+
+
 def _cell(rec, fields: list[str]) -> str:
     """A run's table cell as prose names it: its row and column fields, e.g. 'reaction/100'."""
     return shown_label("/".join(_label(rec.get(f)) for f in fields))
@@ -482,6 +523,25 @@ def time_capped(df: pd.DataFrame, fields: list[str]) -> str:
         for _, r in cut.iterrows())
     return ("_Stopped by the time budget (budget.time_s) before the method's own stop: "
             + "; ".join(f"{n} at {it} iterations" if it is not None else n for n, it in names)
+            + "._")
+
+
+def failed_search_end(df: pd.DataFrame, fields: list[str]) -> str:
+    """The single-solve runs (``pinn``: one L-BFGS solve at a fixed μ) whose solve ended by
+    a failed line search rather than by (A.1)'s tests, as one markdown line naming each by
+    the table's fields ('' if none). With ``on_linesearch_failure=stop`` such a solve keeps
+    θ, so its step is 0 ≤ f_tol and its status reads ``converged``, as it would at roundoff
+    near a minimiser; SciPy reports the same end as ABNORMAL_TERMINATION_IN_LNSRCH. The
+    record's ``inner_ends_linesearch`` tells them apart: this note says which runs it was."""
+    if not len(df) or "inner_ends_linesearch" not in df.columns or "method" not in df.columns:
+        return ""
+    ended = df[(df["method"] == "pinn")
+               & (pd.to_numeric(df["inner_ends_linesearch"], errors="coerce").fillna(0) > 0)]
+    names = sorted({_cell(r, fields) for _, r in ended.iterrows()})
+    if not names:
+        return ""
+    return ("_Ended by a failed line search (θ kept; SciPy's ABNORMAL_TERMINATION_IN_LNSRCH), "
+            "not by (A.1)'s tests, though the status reads converged: " + "; ".join(names)
             + "._")
 
 
@@ -539,9 +599,13 @@ def write_experiment(name: str, results: str | Path, out: str | Path,
         against = against_paper(long)
         write_atomic(out / f"{table}.md", f"# {title}\n\n" + shown.to_markdown(index=False)
                      + "\n\n" + (against + "\n\n" if against else "")
+                     + (versus + "\n\n" if (versus := against_column(
+                         long, spec["versus"]) if spec.get("versus") else "") else "")
                      + (capped + "\n\n" if (capped := time_capped(
                          df, spec["rows"] + spec["cols"])) else "")
                      + (older + "\n\n" if (older := earlier_line_search(
+                         df, spec["rows"] + spec["cols"])) else "")
+                     + (failed + "\n\n" if (failed := failed_search_end(
                          df, spec["rows"] + spec["cols"])) else "")
                      + provenance(df, results) + "\n")
         write_atomic(out / f"{table}.tex", shown.to_latex(index=False, escape=True,
