@@ -442,6 +442,17 @@ def experiment_table(df: pd.DataFrame, spec: dict) -> tuple[pd.DataFrame, pd.Dat
     return pd.DataFrame(long), pd.DataFrame(shown)
 
 
+def _judged(rows: list[tuple[str, set, str]]) -> str:
+    """'better: …; … · within 2×: … · worse: …' from (row label, verdicts, ratios) per row:
+    a row is worse if some metric is more than 2× worse, better if every one is more than
+    2× better, within 2× otherwise."""
+    groups: dict[str, list[str]] = {"better": [], "within 2×": [], "worse": []}
+    for label, v, ratios in rows:
+        kind = "worse" if "worse" in v else "better" if v == {"better"} else "within 2×"
+        groups[kind].append(f"{label} ({ratios})")
+    return " · ".join(f"{k}: " + "; ".join(v) for k, v in groups.items() if v)
+
+
 def against_paper(long: pd.DataFrame) -> str:
     """Markdown lines, one per column of the table (a problem, say): which rows are better
     than the paper's (every judged metric more than 2× better), within 2× or worse (some
@@ -451,16 +462,12 @@ def against_paper(long: pd.DataFrame) -> str:
     judged = long[long["verdict"].fillna("") != ""]
     lines = []
     for col, cells in judged.groupby("col", sort=False):
-        groups: dict[str, list[str]] = {"better": [], "within 2×": [], "worse": []}
-        for row, c in cells.groupby("row", sort=False):
-            v = set(c["verdict"])
-            kind = "worse" if "worse" in v else "better" if v == {"better"} else "within 2×"
-            ratios = ", ".join(f"{METRICS.get(m, m)} {r:.3g}×"
-                               for m, r in zip(c["metric"], c["ours/paper"]))
-            groups[kind].append(f"{shown_label(row)} ({ratios})")
-        said = [f"{k}: " + "; ".join(v) for k, v in groups.items() if v]
+        rows = [(shown_label(row), set(c["verdict"]),
+                 ", ".join(f"{METRICS.get(m, m)} {r:.3g}×"
+                           for m, r in zip(c["metric"], c["ours/paper"])))
+                for row, c in cells.groupby("row", sort=False)]
         lines.append(f"- **{shown_label(col)}** against the paper (ours / paper): "
-                     + " · ".join(said))
+                     + _judged(rows))
     return "\n".join(lines)
 
 
@@ -475,33 +482,25 @@ def against_column(long: pd.DataFrame, ref: str) -> str:
     base = long[long["col"] == ref].set_index(["row", "metric"])
     lines = []
     for col, cells in long[long["col"] != ref].groupby("col", sort=False):
-        groups: dict[str, list[str]] = {"better": [], "within 2×": [], "worse": []}
+        rows = []
         for row, c in cells.groupby("row", sort=False):
             kinds, ratios = set(), []
             for _, r in c.iterrows():
-                if (row, r["metric"]) not in base.index:
+                m = r["metric"]
+                if (row, m) not in base.index or m in NOT_JUDGED:
                     continue
-                b = base.loc[(row, r["metric"])]
+                b = base.loc[(row, m)]
                 if pd.isna(r["mean"]) or pd.isna(b["mean"]):  # a cell without runs
                     continue
-                factor = worse_by(r["metric"], r["mean"], b["mean"])
-                if factor is None:
-                    continue
-                kinds.add(verdict(factor))
-                pf = None if pd.isna(r["paper"]) or pd.isna(b["paper"]) else \
-                    worse_by(r["metric"], r["paper"], b["paper"])
-                ratios.append(f"{METRICS.get(r['metric'], r['metric'])} "
-                              f"{r['mean'] / b['mean']:.3g}×"
-                              + (f" ({r['paper'] / b['paper']:.3g}×)" if pf is not None else ""))
-            if not kinds:
-                continue
-            kind = "worse" if "worse" in kinds else "better" if kinds == {"better"} \
-                else "within 2×"
-            groups[kind].append(f"{shown_label(row)} ({', '.join(ratios)})")
-        said = [f"{k}: " + "; ".join(v) for k, v in groups.items() if v]
-        if said:
+                kinds.add(verdict(worse_by(m, r["mean"], b["mean"])))
+                paper = "" if pd.isna(r["paper"]) or pd.isna(b["paper"]) else \
+                    f" ({r['paper'] / b['paper']:.3g}×)"
+                ratios.append(f"{METRICS.get(m, m)} {r['mean'] / b['mean']:.3g}×{paper}")
+            if kinds:
+                rows.append((shown_label(row), kinds, ", ".join(ratios)))
+        if rows:
             lines.append(f"- **{shown_label(col)}** against {ref} (its error / {ref}'s, ours "
-                         "and, in brackets, the paper's): " + " · ".join(said))
+                         "and, in brackets, the paper's): " + _judged(rows))
     return "\n".join(lines)
 
 
@@ -596,18 +595,12 @@ def write_experiment(name: str, results: str | Path, out: str | Path,
         long, shown = experiment_table(df, spec)
         title = spec.get("title", table)
         write_atomic(out / f"{table}.csv", long.to_csv(index=False))
-        against = against_paper(long)
-        write_atomic(out / f"{table}.md", f"# {title}\n\n" + shown.to_markdown(index=False)
-                     + "\n\n" + (against + "\n\n" if against else "")
-                     + (versus + "\n\n" if (versus := against_column(
-                         long, spec["versus"]) if spec.get("versus") else "") else "")
-                     + (capped + "\n\n" if (capped := time_capped(
-                         df, spec["rows"] + spec["cols"])) else "")
-                     + (older + "\n\n" if (older := earlier_line_search(
-                         df, spec["rows"] + spec["cols"])) else "")
-                     + (failed + "\n\n" if (failed := failed_search_end(
-                         df, spec["rows"] + spec["cols"])) else "")
-                     + provenance(df, results) + "\n")
+        fields = spec["rows"] + spec["cols"]
+        parts = [f"# {title}", shown.to_markdown(index=False), against_paper(long),
+                 against_column(long, spec["versus"]) if spec.get("versus") else "",
+                 time_capped(df, fields), earlier_line_search(df, fields),
+                 failed_search_end(df, fields), provenance(df, results)]
+        write_atomic(out / f"{table}.md", "\n\n".join(p for p in parts if p) + "\n")
         write_atomic(out / f"{table}.tex", shown.to_latex(index=False, escape=True,
                                                           caption=title))
         written[table] = shown
