@@ -139,16 +139,24 @@ table-trsqp-sensitivity: install
 
 # SQP momentum paper: per problem, 4 methods x 2 learning rates x SQP_SEEDS seeds (one
 # vmapped program per method and rate: seeds=N) and 1 full-batch run per method and rate,
-# one resumable sweep folder per scale; then the table of final losses (mean ± std over
-# seeds) -> results/tables/sqp_momentum-<scale>.{md,csv,tex}, loss curves and held-out
-# predictions -> results/figures/sqp_momentum-<scale>/*.png
+# one resumable sweep folder per scale. sqp_adam runs in both forms: the paper's Algorithm 3
+# (the default) and the ICLR-2025 predecessor's (method.variant=iclr, its own rows). Butene
+# also runs sqp_adam and adam_unc with this project's scaled inputs/outputs (extra rows).
+# Then the table of final losses (mean ± std over seeds) ->
+# results/tables/sqp_momentum-<scale>.{md,csv,tex}, loss curves and held-out predictions ->
+# results/figures/sqp_momentum-<scale>/*.png
 SQP_PROBLEMS ?= spring butene burgers darcy
 SQP_SEEDS ?= 5
+SQP_SCALED = method=sqp_adam,adam_unc problem.normalize_inputs=true problem.normalize_outputs=true
 table-sqp-momentum: install
 	@for p in $(SQP_PROBLEMS); do \
-	  for extra in "seed=0 seeds=$(SQP_SEEDS)" "seed=0 method.full_batch=true"; do \
-	    $(BIN)/python -m runners.train -m experiment=sqp_momentum_$$p scale=$(SCALE) \
-	      sweep_name=sqp_momentum-$(SCALE) progress=false $$extra $(ARGS) || exit 1; \
+	  for form in "" "method=sqp_adam method.variant=iclr" \
+	      $$( [ $$p = butene ] && echo "SCALED" ); do \
+	    [ "$$form" = SCALED ] && form="$(SQP_SCALED)"; \
+	    for extra in "seed=0 seeds=$(SQP_SEEDS)" "seed=0 method.full_batch=true"; do \
+	      $(BIN)/python -m runners.train -m experiment=sqp_momentum_$$p scale=$(SCALE) \
+	        sweep_name=sqp_momentum-$(SCALE) progress=false $$form $$extra $(ARGS) || exit 1; \
+	    done; \
 	  done; \
 	done
 	$(BIN)/python -m runners.tables --results results/sweeps/sqp_momentum-$(SCALE) \

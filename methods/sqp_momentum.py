@@ -16,21 +16,27 @@ constrained method takes one step of the same shape (the ``step`` of :func:`make
    ``sqp_sgd``       g                                      1
    ``sqp_heavyball`` m = β m + (1 − β) P g                  1
    ``adam_con``      p̂ (Adam's bias-corrected mean of g)    sqrt(q̂ + μ), q̂ of g∘g
+   ``sqp_adam``      α_k m, m = β₁m + Pg (``defossez``)      sqrt(μ + r), r = β₂r + (Pg)²
    ``sqp_adam``      p̂ of P g  (``variant=iclr``)            sqrt(q̂ + μ), of (Pg)∘(Pg)
    ================  =====================================  =====================
 
 4. the KKT system [H Jᵀ; J 0][s; λ] = −[p; c] solved at O(m²d + m³) cost
-   (:func:`kkt_solve`), and θ ← θ + α s.
+   (:func:`kkt_solve`), and θ ← θ + α s (``defossez``: θ ← θ + s).
 
 ``adam_unc`` drops the hard constraints and takes Adam's step θ ← θ − α m̂/sqrt(v̂ + μ) on
 the same weighted objective (``optax.scale_by_adam`` with ``eps_root = μ``, ``eps = 0``).
 
-``sqp_adam`` with ``variant=defossez`` is the paper's Défossez-style form
-[reconstructed from the text; the paper lost its formulas]: m = β₁m + Pg, r = β₂r + (Pg)²,
-α_k = α(1 − β₁) sqrt((1 − β₂ᵏ)/(1 − β₂)), H = diag(sqrt(ε + r)), RHS [α_k m; c] and
-θ ← θ + s (α_k already scales the tangential part; the normal part −J⁺c is a full
-Newton step on the linearised constraints, as in the paper's Algorithm 1 with unit
-step on c).
+``sqp_adam`` runs by default (``variant=defossez``) the paper's Algorithm 3, SQP-Adam with
+the modified bias correction of Défossez et al. (2022) that the paper adopts (its §3:
+"Algorithm 3 involves a modified bias correction term"). The paper's text lost its
+formulas, and no public code of the 2026 paper exists (the authors' public code is the
+ICLR-2025 predecessor's), so the form is [reconstructed] from Défossez et al.'s Adam:
+m = β₁m + Pg, r = β₂r + (Pg)² (no (1 − β) factors), α_k = α(1 − β₁) sqrt((1 − β₂ᵏ)/(1 − β₂)),
+H = diag(sqrt(μ + r)), RHS [α_k m; c] and θ ← θ + s: α_k scales the tangential part, and
+the normal part −J⁺c is a full Newton step on the linearised constraints, as in the
+paper's Algorithm 1 with a unit step on c. ``variant=iclr`` is the predecessor's form as
+the authors' code implements it: Adam's bias-corrected moments of Pg, RHS [p̂; c] and
+θ ← θ + α s, so α scales the normal step too.
 
 Singular m × m systems: as the reference code does, i·I is added (i = 1, 2, …) until
 the Cholesky factor is finite; the number of such regularisations is kept in the state
@@ -95,19 +101,30 @@ def project(J, g, gram=None):
     return g - J.T @ jax.scipy.linalg.cho_solve((L, True), J @ g)
 
 
+def gram_and_projection(J, g):
+    """(spd_factor(JJᵀ), P g): the factor is the projection's, reusable as J̃Jᵀ's when
+    H = I."""
+    gram = spd_factor(J @ J.T)
+    return gram, g - J.T @ jax.scipy.linalg.cho_solve((gram[0], True), J @ g)
+
+
 def kkt_solve(J, h, p, c, gram=None):
     """Solve [H Jᵀ; J 0][s; λ] = −[p; c] for H = diag(h) ≻ 0 at O(m²d + m³) cost.
 
-    With p̃ = p/h, J̃ᵀ = H⁻¹Jᵀ and the normal step v: (J J̃ᵀ) r = J(p̃ + v),
-    u = −(p̃ + v) + J̃ᵀ r, s = u + v, λ = −r. Then Js = Jv = −c and
-    Hs + Jᵀλ = −p. Returns (s, λ, regularisations of the two m × m solves).
+    With p̃ = H⁻¹p and J̃ = J H⁻¹: (J̃ Jᵀ) r = J p̃ − c, s = −p̃ + J̃ᵀ r, λ = −r. Then
+    J s = −c and H s + Jᵀλ = −p. (The split of the spec, s = u + v with the normal step
+    v = −Jᵀ(JJᵀ)⁻¹c, gives the same s: v cancels, since J v = −c; so JJᵀ is factorised
+    only where a projection needs it.) ``gram``: ``spd_factor(J @ J.T)``, used as J̃Jᵀ's
+    factor when h ≡ 1 (the caller says so by passing it). The m × m matrices are formed as
+    products of J with its own transpose, so they are exactly symmetric and an exactly
+    repeated constraint makes the Cholesky factor fail (and regularise) as it should.
+    Returns (s, λ, regularisations).
     """
-    v, reg_v = normal_step(J, c, gram)
-    p_t = p / h
-    Jt_T = J.T / h[:, None]
-    r, reg_r = solve_spd(J @ Jt_T, J @ (p_t + v))
-    s = -(p_t + v) + Jt_T @ r + v
-    return s, -r, reg_v + reg_r
+    h_inv = 1.0 / h
+    Jt = J * h_inv  # J̃ = J H⁻¹
+    L, reg = spd_factor(Jt @ J.T) if gram is None else gram
+    r = jax.scipy.linalg.cho_solve((L, True), Jt @ p - c)
+    return -p * h_inv + Jt.T @ r, -r, reg
 
 
 # --- configuration -------------------------------------------------------------------------
@@ -123,7 +140,7 @@ class SqpMomentumConfig:
     beta2: float = 0.999  # β₂ (Adam second moment)
     eps_root: float = 1e-7  # μ, inside the square root: H = diag(sqrt(q̂ + μ))
     momentum: float = 0.9  # β of sqp_heavyball [reconstructed]
-    variant: str = "iclr"  # sqp_adam: iclr (confirmed) | defossez (reconstructed)
+    variant: str = "defossez"  # sqp_adam: defossez (Algorithm 3, reconstructed) | iclr
     epochs: int = 1000  # budget in epochs (1 epoch = int(1/b) iterations) ...
     epochs_full_batch: int = 1000  # ... and with full_batch (1 epoch = 1 iteration)
 
@@ -141,7 +158,7 @@ class SqpMomentumConfig:
                   f"must be in [0, 1), got {v!r}")
         check(isinstance(self.eps_root, (int, float)) and self.eps_root > 0, "method.eps_root",
               f"must be a number > 0, got {self.eps_root!r}")
-        check_choice(self.variant, "method.variant", ["iclr", "defossez"])
+        check_choice(self.variant, "method.variant", ["defossez", "iclr"])
         check_positive_int(self.epochs, "method.epochs")
         check_positive_int(self.epochs_full_batch, "method.epochs_full_batch")
 
@@ -165,12 +182,13 @@ class SqpMomentumState(NamedTuple):
 
 
 def make_solver(kind: str, f: Callable, c: Callable, cfg: SqpMomentumConfig, n_points: int,
-                batch_size: int, jac: Callable | None = None):
+                batch_size: int, c_and_jac: Callable | None = None):
     """init/step for flat f(θ, data, idx) (the weighted objective on residual points idx)
-    and c(θ, data) -> (m,); ``jac(θ, data) -> (m, d)`` defaults to reverse mode over c.
-    ``batch_size == n_points`` means full batch."""
+    and c(θ, data) -> (m,); ``c_and_jac(θ, data) -> (c, J)``, J (m, d), defaults to c and
+    reverse mode over c. ``batch_size == n_points`` means full batch."""
     check_choice(kind, "method.name", KINDS)
-    jac = jax.jacrev(c) if jac is None else jac
+    if c_and_jac is None:
+        c_and_jac = lambda th, data: (c(th, data), jax.jacrev(c)(th, data))
     full = batch_size >= n_points
     b1, b2, mu = cfg.beta1, cfg.beta2, cfg.eps_root
 
@@ -197,28 +215,31 @@ def make_solver(kind: str, f: Callable, c: Callable, cfg: SqpMomentumConfig, n_p
             d = -cfg.lr * m_hat / jnp.sqrt(v_hat + mu)
             return s._replace(theta=s.theta + d, m=m, v=v, count=count,
                               step_norm=jnp.linalg.norm(d), regularizations=jnp.zeros_like(mu))
-        cv = c(s.theta, data)
-        J = jac(s.theta, data)
-        gram = spd_factor(J @ J.T)  # JJᵀ factorised once: projection and normal step
+        cv, J = c_and_jac(s.theta, data)
         m, v, lr = s.m, s.v, cfg.lr
-        if kind == "sqp_sgd":
-            p, h = g, jnp.ones_like(g)
+        reg_p = jnp.zeros((), g.dtype)  # regularisations of a projection's JJᵀ (not reused)
+        if kind == "sqp_sgd":  # H = I: J̃Jᵀ = JJᵀ
+            p, h, gram = g, jnp.ones_like(g), spd_factor(J @ J.T)
         elif kind == "sqp_heavyball":
-            m = cfg.momentum * s.m + (1 - cfg.momentum) * project(J, g, gram)
+            gram, gp = gram_and_projection(J, g)
+            m = cfg.momentum * s.m + (1 - cfg.momentum) * gp
             p, h = m, jnp.ones_like(g)
         elif kind == "sqp_adam" and cfg.variant == "defossez":
-            gp = project(J, g, gram)
+            (_, reg_p), gp = gram_and_projection(J, g)
             m = b1 * s.m + gp
             v = b2 * s.v + gp * gp
             alpha_k = cfg.lr * (1 - b1) * jnp.sqrt((1 - b2 ** count) / (1 - b2))
-            p, h, lr = alpha_k * m, jnp.sqrt(mu + v), 1.0
+            p, h, lr, gram = alpha_k * m, jnp.sqrt(mu + v), 1.0, None
         else:  # adam_con (raw g) or sqp_adam iclr (projected g): Adam moments, H = diag(sqrt(q̂+μ))
-            gg = project(J, g, gram) if kind == "sqp_adam" else g
+            gg = g
+            if kind == "sqp_adam":
+                (_, reg_p), gg = gram_and_projection(J, g)
             m = optax.tree.update_moment(gg, s.m, b1, 1)
             v = optax.tree.update_moment_per_elem_norm(gg, s.v, b2, 2)
             p = optax.tree.bias_correction(m, b1, count)
-            h = jnp.sqrt(optax.tree.bias_correction(v, b2, count) + mu)
+            h, gram = jnp.sqrt(optax.tree.bias_correction(v, b2, count) + mu), None
         step_dir, _, reg = kkt_solve(J, h, p, cv, gram)
+        reg = reg + reg_p
         d = lr * step_dir
         return SqpMomentumState(s.theta + d, m, v, count, s.key, jnp.linalg.norm(d), reg,
                                 s.total_regularizations + reg)
@@ -245,11 +266,11 @@ def sqp_momentum_method(kind: str, problem, cfg: SqpMomentumConfig, dtype, key) 
     f = lambda th, data, idx: problem.objective_terms(unravel(th), data, idx)["total"]
     c = lambda th, data: problem.constraints(unravel(th), data)
 
-    def jac(th, data):  # the problem's ∇c (per-sample for darcy), flattened like θ
-        leaves = jax.tree.leaves(problem.constraint_jacobian(unravel(th), data))
-        return jnp.concatenate([x.reshape(x.shape[0], -1) for x in leaves], axis=1)
+    def c_and_jac(th, data):  # c and ∇c in one pass (per constraint), J flattened like θ
+        cv, jac = problem.constraints_and_jacobian(unravel(th), data)
+        return cv, jax.vmap(lambda row: ravel_pytree(row)[0])(jac)
 
-    init, step = make_solver(kind, f, c, cfg, n_points, batch_size, jac)
+    init, step = make_solver(kind, f, c, cfg, n_points, batch_size, c_and_jac)
     full = problem.full_batch()
 
     def log(s: SqpMomentumState, data) -> dict:
@@ -272,6 +293,6 @@ def sqp_momentum_method(kind: str, problem, cfg: SqpMomentumConfig, dtype, key) 
         progress_total=epochs, progress_unit="epoch")
 
 
-__all__ = ["KINDS", "SqpMomentumConfig", "SqpMomentumState", "iterations_per_epoch",
-           "kkt_solve", "make_solver", "normal_step", "project", "solve_spd", "spd_factor",
+__all__ = ["KINDS", "SqpMomentumConfig", "SqpMomentumState", "gram_and_projection",
+           "iterations_per_epoch", "kkt_solve", "make_solver", "normal_step", "project", "solve_spd", "spd_factor",
            "sqp_momentum_method"]

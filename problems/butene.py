@@ -15,20 +15,23 @@ w = (1, ½, 1, 1)) for any rates.
   25.9473091, 23.5250934); times t_k = k T/64, k = 0..63, T = 10. Reference: the matrix
   exponential u(t_k) = expm(A t_k)(u0 + ξ) (exact for a linear ODE; the paper used odeint).
   The residual points are the 64000 (IC, t) pairs, point p = (IC p // 64, time p % 64).
-* Network u_θ: (IC ∈ R⁴, t) → R⁴, 3 × 64 tanh (8964 parameters). [reconstructed] With
-  ``normalize_inputs`` (default) the inputs are mapped affinely to [−1, 1] before the first
-  layer, ((IC − u0)/ξ_max, 2t/T − 1): the raw ICs (~15–26) would saturate tanh at Flax's
-  initialisation. [reconstructed] With ``normalize_outputs`` (default) the network's
-  output is mapped back by a fixed affine map, u_θ = ū + σ ⊙ net, ū and σ the per-component
-  mean and standard deviation of the nominal-IC reference over the 64 times (constants of
-  the config, the same for every method and seed). Without it the last layer must grow
-  to reach u2 ≈ 150 at t = 10, which Adam at α = 1e-4 (≈ α per step per weight) needs
-  ~10⁵ steps for: the loss at initialisation is ≈ 3.7e3, almost all data misfit. All
-  losses stay in the physical units of u.
+* Network u_θ: (IC ∈ R⁴, t) → R⁴, 3 × 64 tanh (8964 parameters), fed the raw (IC, t) and
+  giving the raw concentrations, as the authors' code does (PyTorch's initialisation,
+  ``init="torch"``). Two named options of this project, off by default:
+  ``normalize_inputs`` maps the inputs affinely to [−1, 1] before the first layer,
+  ((IC − u0)/ξ_max, 2t/T − 1), because the raw ICs (~15–26) saturate tanh at
+  initialisation; ``normalize_outputs`` maps the output back by a fixed affine map,
+  u_θ = ū + σ ⊙ net, ū and σ the per-component mean and standard deviation of the
+  nominal-IC reference over the 64 times (constants of the config, the same for every
+  method and seed), because unscaled the last layer must grow to reach u2 ≈ 150 at
+  t = 10: the data loss at initialisation is ≈ 3.7e3, and Adam at α = 1e-4 (≈ α per step
+  per weight) needs ~10⁵ steps to get there. All losses stay in the physical units of u.
 * f(θ) = 1e-2 × ODE-residual MSE (du_θ/dt − A u_θ, mean over points and components)
-  + 1e-2 × mass-balance MSE (wᵀ du_θ/dt) + 1 × data MSE on a fixed random 20% of the points.
-  All three are over residual points: a mini-batch (20%) restricts each to the batch (the
-  data term to the labeled points in the batch, a masked mean).
+  + 1e-2 × mass-balance MSE (wᵀ du_θ/dt) + 1 × data MSE on a fixed random 20% of the
+  points. A mini-batch (20% of the points) restricts the ODE-residual and mass-balance
+  terms to the batch; the data term uses all its 12,800 points at every iteration (the
+  authors' code; ``batch_terms="all"`` restricts it to the labeled points in the batch, a
+  masked mean).
 * Hard constraints (10): the mass-balance residual at 10 distinct random points.
 * Held-out: ``n_test_ics`` further ICs from the same distribution on the same times.
 """
@@ -87,8 +90,8 @@ class ButeneConfig(StochasticConfig):
     mass_balance_weight: float = 1e-2
     data_weight: float = 1.0
     batch_fraction: float = 0.2
-    normalize_inputs: bool = True  # [reconstructed] affine map of (IC, t) to [−1, 1]
-    normalize_outputs: bool = True  # [reconstructed] u = ū + σ ⊙ net (nominal-IC statistics)
+    normalize_inputs: bool = False  # [this project] affine map of (IC, t) to [−1, 1]
+    normalize_outputs: bool = False  # [this project] u = ū + σ ⊙ net (nominal-IC statistics)
     depth: int = 3
     width: int = 64
     activation: str = "tanh"
@@ -117,6 +120,7 @@ class ButeneData(NamedTuple):
     t: jax.Array  # (n_times,)
     u_ref: jax.Array  # (n_ics, n_times, 4) reference
     data_mask: jax.Array  # (n_ics · n_times,) bool: labeled points
+    data_idx: jax.Array  # (n_data,) int: the labeled points, ascending
     constraint_idx: jax.Array  # (m,) int: points of the mass-balance constraints
     test_u0: jax.Array  # (n_test_ics, 4)
     test_u_ref: jax.Array  # (n_test_ics, n_times, 4)
@@ -132,7 +136,7 @@ class Butene(StochasticProblem):
     def __init__(self, cfg: ButeneConfig):
         super().__init__(cfg)
         self.net = MLP(cfg.depth, cfg.width, cfg.activation, out_features=4,
-                       param_dtype=self.dtype)
+                       param_dtype=self.dtype, initialization=cfg.init)
         self.a = jnp.asarray(rate_matrix(cfg.rates), self.dtype)  # A
         self.w = jnp.asarray(MASS_WEIGHTS, self.dtype)  # w
         nominal = reference_solution(rate_matrix(cfg.rates), np.asarray(cfg.u0)[None],
@@ -189,6 +193,7 @@ class Butene(StochasticProblem):
         f = self._float
         return ButeneData(u0=f(arrays["u0"]), t=f(arrays["t"]), u_ref=f(arrays["u_ref"]),
                           data_mask=jnp.asarray(arrays["data_mask"]),
+                          data_idx=jnp.asarray(np.flatnonzero(arrays["data_mask"]), jnp.int32),
                           constraint_idx=jnp.asarray(arrays["constraint_idx"]),
                           test_u0=f(arrays["test_u0"]), test_u_ref=f(arrays["test_u_ref"]))
 
@@ -198,14 +203,23 @@ class Butene(StochasticProblem):
         u, du = jax.vmap(lambda a, b: self.u_and_dudt(params, a, b))(u0, t)
         ode = du - u @ self.a.T  # du/dt − A u
         mass = du @ self.w  # wᵀ du/dt
-        err = u - data.u_ref[ic, k]
+        if self.cfg.batch_terms == "all":  # the labeled points in the batch
+            err = u - data.u_ref[ic, k]
+            data_term = masked_mean(jnp.mean(err**2, axis=1), data.data_mask[batch_idx])
+        else:  # every labeled point, whatever the batch
+            u0d, td, icd, kd = self._points(data, data.data_idx)
+            inputs = jnp.concatenate([u0d, td[:, None]], axis=1)
+            data_term = jnp.mean((self.predict(params, inputs) - data.u_ref[icd, kd]) ** 2)
         return {"residual": jnp.mean(ode**2), "mass_balance": jnp.mean(mass**2),
-                "data": masked_mean(jnp.mean(err**2, axis=1), data.data_mask[batch_idx])}
+                "data": data_term}
 
-    def constraints(self, params, data: ButeneData):
-        u0, t, _, _ = self._points(data, data.constraint_idx)
-        du = jax.vmap(lambda a, b: self.u_and_dudt(params, a, b)[1])(u0, t)
-        return du @ self.w
+    def n_constraints_of(self, data: ButeneData) -> int:
+        return data.constraint_idx.shape[0]
+
+    def constraint_at(self, params, data: ButeneData, i):
+        """The mass-balance residual wᵀ du_θ/dt at constraint point i."""
+        u0, t, _, _ = self._points(data, data.constraint_idx[i])
+        return self.u_and_dudt(params, u0, t)[1] @ self.w
 
     def _test_errors(self, params, data: ButeneData):
         n, k = data.test_u0.shape[0], data.t.shape[0]

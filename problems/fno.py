@@ -11,6 +11,10 @@ last, (..., H, W, C), any leading batch dimensions.
   after every layer but the last;
 * projection: pointwise MLP hidden → ``projection_channels`` (256) → C_out, GELU between.
 
+The pointwise layers (lifting, skips, projection) are 1 × 1 convolutions in neuraloperator,
+initialised as PyTorch does: ``initialization="torch"`` gives them U(±1/√fan_in) weights and biases,
+``"flax"`` Flax's ``nn.Dense`` defaults.
+
 Spectral convolution (:class:`SpectralConv2d`): y = irfft2(R · rfft2(v)) + b, where R
 multiplies each kept Fourier mode by a learned complex C_in × C_out matrix. ``modes =
 (M1, M2)`` keeps, in neuraloperator's convention, the frequencies
@@ -32,6 +36,8 @@ import math
 import flax.linen as nn
 import jax.numpy as jnp
 
+from problems import networks
+
 
 def kept_modes(n: int, m: int) -> tuple[int, int]:
     """(non-negative, negative) frequency counts kept along a full-FFT axis of n points."""
@@ -46,7 +52,10 @@ class SpectralConv2d(nn.Module):
     param_dtype: jnp.dtype = jnp.float64
 
     @nn.compact
-    def __call__(self, v):
+    def __call__(self, v, at=None):
+        """v (..., H, W, C_in) -> (..., H, W, C_out); with ``at = (rows, cols)`` (index
+        arrays of equal length P) only the output at those pixels, (..., P, C_out): the
+        projection is pointwise, so the other pixels' projections are never computed."""
         h, w, c_in = v.shape[-3:]
         m1, m2 = self.modes
         # rows in FFT order (k1 = 0, 1, …, −1); last axis: real and imaginary part
@@ -80,21 +89,30 @@ class FNO(nn.Module):
     projection_channels: int = 256
     out_channels: int = 1
     param_dtype: jnp.dtype = jnp.float64
+    initialization: str = "flax"  # pointwise layers: "flax" | "torch" (problems.networks)
 
     @nn.compact
-    def __call__(self, v):
-        dense = lambda n, **kw: nn.Dense(n, param_dtype=self.param_dtype,
-                                         dtype=self.param_dtype, **kw)
+    def __call__(self, v, at=None):
+        """v (..., H, W, C_in) -> (..., H, W, C_out); with ``at = (rows, cols)`` (index
+        arrays of equal length P) only the output at those pixels, (..., P, C_out): the
+        projection is pointwise, so the other pixels' projections are never computed."""
+        def dense(n, fan_in, **kw):  # a pointwise layer with ``fan_in`` input channels
+            return networks.dense(n, fan_in, self.initialization, param_dtype=self.param_dtype,
+                                  dtype=self.param_dtype, **kw)
+
         act = lambda z: nn.gelu(z, approximate=False)
-        if self.lifting_channels:
-            v = dense(self.hidden_channels)(act(dense(self.lifting_channels)(v)))
+        hidden, lift, proj = self.hidden_channels, self.lifting_channels, self.projection_channels
+        if lift:
+            v = dense(hidden, lift)(act(dense(lift, v.shape[-1])(v)))
         else:
-            v = dense(self.hidden_channels)(v)
+            v = dense(hidden, v.shape[-1])(v)
         for layer in range(self.n_layers):
-            v = (SpectralConv2d(self.hidden_channels, tuple(self.modes), self.param_dtype)(v)
-                 + dense(self.hidden_channels, use_bias=False)(v))
+            v = (SpectralConv2d(hidden, tuple(self.modes), self.param_dtype)(v)
+                 + dense(hidden, hidden, use_bias=False)(v))
             if layer < self.n_layers - 1:
                 v = act(v)
-        if self.projection_channels:
-            return dense(self.out_channels)(act(dense(self.projection_channels)(v)))
-        return dense(self.out_channels)(v)
+        if at is not None:
+            v = v[..., at[0], at[1], :]
+        if proj:
+            return dense(self.out_channels, proj)(act(dense(proj, hidden)(v)))
+        return dense(self.out_channels, hidden)(v)

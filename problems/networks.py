@@ -1,10 +1,21 @@
-"""Fully connected networks u_θ(z) (Flax linen), with Flax's default initialisation."""
+"""Fully connected networks u_θ(z) (Flax linen).
+
+Two initialisations (``initialization``; a problem's ``init`` option):
+
+* ``"flax"``: Flax's ``nn.Dense`` defaults, kernel lecun-normal (truncated normal, variance
+  1/fan_in), bias zero. The trSQP-PINN authors' code is JAX/Flax, so its problems use this.
+* ``"torch"``: PyTorch's ``nn.Linear`` defaults, which the SQP-momentum authors' code keeps
+  (it never re-initialises): kernel kaiming-uniform with a = √5, i.e. U(±1/√fan_in), and
+  bias U(±1/√fan_in).
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from problems.base import check_choice, check_positive_int
@@ -18,6 +29,27 @@ ACTIVATIONS: dict[str, Callable] = {
     "softplus": nn.softplus,
     "sigmoid": nn.sigmoid,
 }
+
+
+INITS = ("flax", "torch")
+
+
+def torch_uniform(fan_in: int):
+    """U(±1/√fan_in), PyTorch's ``nn.Linear`` default for both kernel and bias
+    (``kaiming_uniform_(a=√5)`` has bound gain·√(3/fan_in) with gain √(2/(1 + 5)))."""
+    bound = 1.0 / math.sqrt(fan_in)
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def dense(features: int, fan_in: int, init: str = "flax", **kw) -> nn.Dense:
+    """``nn.Dense(features)`` with the ``init`` initialisation of the module docstring."""
+    if init == "torch":
+        kw = {"kernel_init": torch_uniform(fan_in), "bias_init": torch_uniform(fan_in), **kw}
+    return nn.Dense(features, **kw)
 
 
 def validate_network(depth, width, activation, prefix: str) -> None:
@@ -38,10 +70,12 @@ class MLP(nn.Module):
     activation: str = "tanh"
     out_features: int = 1
     param_dtype: jnp.dtype = jnp.float64
+    initialization: str = "flax"  # "flax" | "torch" (module docstring)
 
     @nn.compact
     def __call__(self, z):
         act = ACTIVATIONS[self.activation]
+        kw = {"param_dtype": self.param_dtype, "dtype": self.param_dtype}
         for _ in range(self.depth):
-            z = act(nn.Dense(self.width, param_dtype=self.param_dtype, dtype=self.param_dtype)(z))
-        return nn.Dense(self.out_features, param_dtype=self.param_dtype, dtype=self.param_dtype)(z)
+            z = act(dense(self.width, z.shape[-1], self.initialization, **kw)(z))
+        return dense(self.out_features, z.shape[-1], self.initialization, **kw)(z)

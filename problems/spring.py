@@ -5,13 +5,15 @@ m u'' + μ u' + k u = 0 on t ∈ [0, T], u(0) = 1, u'(0) = 0, with m = 1, μ = 4
 
     u(t) = e^{−δt} · 2A cos(φ + ωt),  ω = sqrt(ω₀² − δ²),  φ = arctan(−δ/ω),  A = 1/(2 cos φ).
 
-* Network u_θ: R → R, 3 × 32 tanh (2209 parameters).
+* Network u_θ: R → R, 3 × 32 tanh (2209 parameters), PyTorch's initialisation
+  (``init="torch"``, the authors' code).
 * Residual points: 30 evenly spaced in [0, T] (t_i = i T/29); a mini-batch is 15 of them
   (``batch_fraction = 0.5``).
 * Data points: every 20th point of a 500-point grid of [0, T], 10 of them
   (t = 0, 20/499, …, 180/499), labels u(t) exact.
 * f(θ) = data MSE + 1e-4 × residual MSE. The data term has points of its own (not residual
-  points): it is evaluated in full at every iteration, only the residual term is batched.
+  points): it is evaluated in full at every iteration, only the residual term is batched
+  (``batch_terms="residual"``, the only choice here).
 * Hard constraints (3): the ODE residual at t = 4/29, 12/29, 21/29 (residual points 4, 12, 21).
 * Held-out: the exact solution on the 500-point grid (``test_mse``).
 
@@ -68,6 +70,9 @@ class SpringConfig(StochasticConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        check(self.batch_terms == "residual", "problem.batch_terms",
+              f"spring's data points are not residual points, so only the residual term is "
+              f"batched: the only choice is residual, got {self.batch_terms!r}")
         for f in ("mass", "stiffness", "t_max"):
             check_number(getattr(self, f), f"problem.{f}", positive=True)
         check_number(self.friction, "problem.friction", nonnegative=True)
@@ -109,7 +114,8 @@ class Spring(StochasticProblem):
 
     def __init__(self, cfg: SpringConfig):
         super().__init__(cfg)
-        self.net = MLP(cfg.depth, cfg.width, cfg.activation, param_dtype=self.dtype)
+        self.net = MLP(cfg.depth, cfg.width, cfg.activation, param_dtype=self.dtype,
+                       initialization=cfg.init)
 
     @property
     def n_residual_points(self) -> int:
@@ -159,8 +165,12 @@ class Spring(StochasticProblem):
         e = self.predict(params, data.t_data) - data.u_data
         return {"residual": jnp.mean(r**2), "data": jnp.mean(e**2)}
 
-    def constraints(self, params, data: SpringData):
-        return self.residual_at(params, data.t_constraint)
+    def n_constraints_of(self, data: SpringData) -> int:
+        return data.t_constraint.shape[0]
+
+    def constraint_at(self, params, data: SpringData, i):
+        """The ODE residual at constraint point i."""
+        return self.ode_residual(lambda r: self.u(params, r), data.t_constraint[i])
 
     def _test_errors(self, params, data: SpringData):
         return self.predict(params, data.t_test) - data.u_test, data.u_test

@@ -8,10 +8,18 @@ spring, butene, burgers and darcy subclass :class:`StochasticProblem` (the proto
   mini-batch fraction, a property of each problem) and ``dtype``;
 * mini-batches of residual-point indices: :meth:`StochasticProblem.sample_batch` draws
   ``batch_size = round(b · n_residual_points)`` distinct indices, :meth:`full_batch` all;
-* masked means: a term whose points are a subset of the residual points (labeled points
-  on the residual grid, boundary points of the grid) is the mean over those of its points
-  that are in the batch, Σ mask·e² / max(Σ mask, 1); with the full batch it is the exact
-  mean over all its points;
+* ``batch_terms``: what a mini-batch restricts. ``"residual"`` (the default on spring,
+  butene and Burgers, as the authors' code does it) evaluates the residual terms (ODE/PDE
+  residual, butene's mass balance) on the batch and every other term (data fit, Burgers'
+  periodicity and initial condition) on all its points at every iteration. ``"all"`` [this
+  project's earlier default; the authors' Darcy code] restricts every term to the batch;
+* masked means (``batch_terms="all"``): a term whose points are a subset of the residual
+  points (labeled points on the residual grid, boundary points of the grid) is the mean
+  over those of its points that are in the batch, Σ mask·e² / max(Σ mask, 1); with the full
+  batch it is the exact mean over all its points;
+* ``init``: ``"torch"`` (default) draws the initial weights as PyTorch's defaults, which
+  the authors' code keeps; ``"flax"`` [this project's earlier default] Flax's
+  (:mod:`problems.networks`);
 * the on-disk cache of generated data: :func:`cached_arrays` stores a dict of NumPy
   arrays as ``<cache_dir>/<problem>-<hash>.npz``, the hash (sha256, 16 hex digits) of the
   generating config as canonical JSON (the config minus the fields that do not change
@@ -46,10 +54,12 @@ from problems.base import (
     check,
     check_choice,
 )
+from problems.networks import INITS
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CACHE_DIR = "results/cache"
+BATCH_TERMS = ("residual", "all")
 # Bump when a generator changes its output for the same config: old cache files then miss.
 CACHE_VERSION = 1
 
@@ -92,11 +102,17 @@ class StochasticConfig:
     data_seed: int = 0  # data and constraint points: the same for every method and seed
     batch_fraction: float = 0.2  # b: a mini-batch is round(b · n_residual_points) points
     dtype: str = "float64"
+    # which terms a mini-batch restricts: "residual" (the authors' code: the residual terms
+    # on the batch, every other term on all its points at every iteration) or "all"
+    batch_terms: str = "residual"
+    init: str = "torch"  # initial weights: PyTorch's nn.Linear defaults (the authors') | flax
 
     def __post_init__(self):
         check_int_at_least(self.data_seed, "problem.data_seed", 0)
         check_fraction(self.batch_fraction, "problem.batch_fraction")
         check_choice(self.dtype, "problem.dtype", ["float32", "float64"])
+        check_choice(self.batch_terms, "problem.batch_terms", list(BATCH_TERMS))
+        check_choice(self.init, "problem.init", list(INITS))
 
     def _set(self, name, value):
         """Normalise a field in ``__post_init__`` (lists from YAML -> tuples)."""
@@ -201,7 +217,8 @@ class StochasticProblem:
     fields that do not change the data, left out of the cache key) and implements
     ``_generate(rng) -> dict of NumPy arrays``, ``_to_data(arrays) -> Data``,
     ``n_residual_points``, ``init_params``, ``predict``, ``_terms(params, data, idx)``
-    (the unweighted terms), ``constraints`` and ``_test_errors(params, data)``.
+    (the unweighted terms), ``constraint_at(params, data, i)`` with ``n_constraints_of(data)``
+    (``constraints`` and its Jacobian follow) and ``_test_errors(params, data)``.
     """
 
     name = "stochastic"
@@ -236,7 +253,8 @@ class StochasticProblem:
     # --- data ----------------------------------------------------------------------------
     def cache_key(self, seed) -> dict:
         fields = {f.name: getattr(self.cfg, f.name) for f in dataclasses.fields(self.cfg)}
-        for f in (*self.NOT_GENERATING, "data_seed", "batch_fraction", "dtype"):
+        for f in (*self.NOT_GENERATING, "data_seed", "batch_fraction", "dtype", "batch_terms",
+                  "init"):
             fields.pop(f, None)
         return {"seed": seed_material(seed), "config": fields}
 
@@ -270,16 +288,33 @@ class StochasticProblem:
         terms["total"] = sum(w * terms[t] for t, w in self.weights.items())
         return terms
 
-    def constraints(self, params, data) -> jax.Array:
+    def n_constraints_of(self, data) -> int:
         raise NotImplementedError
 
-    def constraint_jacobian(self, params, data):
-        """∇c(θ)ᵀ: a pytree like ``params`` with a leading axis m, as ``jax.jacrev`` gives it.
+    def constraint_at(self, params, data, i) -> jax.Array:
+        """c_i(θ), the i-th hard constraint (scalar; ``i`` may be traced)."""
+        raise NotImplementedError
 
-        A problem whose constraints are per-sample (darcy) overrides this with per-sample
-        gradients: reverse mode over a batch would cost m backward passes of the batch.
+    def constraints(self, params, data) -> jax.Array:
+        """c(θ) = (c_i(θ))_i, each constraint at its own point(s)."""
+        return jax.vmap(self.constraint_at, (None, None, 0))(
+            params, data, jnp.arange(self.n_constraints_of(data)))
+
+    def constraints_and_jacobian(self, params, data):
+        """(c(θ), ∇c(θ)ᵀ) in one pass: per-constraint value and gradient, batched.
+
+        Each constraint depends on one point (one sample on darcy), so its gradient is one
+        backward pass of that point: m point-sized passes, where reverse mode over the
+        batched c (``jax.jacrev``) would cost m passes over all m points, plus a separate
+        forward for c. The Jacobian is a pytree like ``params`` with a leading axis m.
         """
-        return jax.jacrev(self.constraints)(params, data)
+        return jax.vmap(jax.value_and_grad(self.constraint_at), (None, None, 0))(
+            params, data, jnp.arange(self.n_constraints_of(data)))
+
+    def constraint_jacobian(self, params, data):
+        """∇c(θ)ᵀ: a pytree like ``params`` with a leading axis m, as ``jax.jacrev`` gives it
+        (per-constraint gradients, :meth:`constraints_and_jacobian`)."""
+        return self.constraints_and_jacobian(params, data)[1]
 
     def _test_errors(self, params, data) -> tuple[jax.Array, jax.Array]:
         """(prediction − reference, reference) on the held-out inputs."""

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -390,7 +391,8 @@ def _sqp_runs(results):
 def loss_curves(results, out_dir: str | Path) -> list[Path]:
     """SQP momentum Figures 1–7 style: per (problem, learning rate, batch mode), log10 of
     each full-batch loss term and ‖c‖∞ against the epoch, one line per method: mean over
-    seeds with a ± std band (of log10 values)."""
+    seeds with a ± std band (of log10 values). A method run in two forms or with a problem
+    option (``variant``: "sqp_adam + ICLR-2025 Adam form (predecessor)") is its own line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -400,7 +402,7 @@ def loss_curves(results, out_dir: str | Path) -> list[Path]:
     df, paths = _sqp_runs(results), []
     for (prob, lr, full), runs in df.groupby(["problem", "method.lr", "method.full_batch"]):
         hist = {}
-        for m, r in runs.groupby("method"):
+        for m, r in runs.groupby("variant"):
             for p in r["path"]:
                 try:
                     h = pd.read_csv(Path(p) / "history.csv")
@@ -416,17 +418,19 @@ def loss_curves(results, out_dir: str | Path) -> list[Path]:
         cols += ["max_abs_c"]
         fig, axes = plt.subplots(1, len(cols), figsize=(3.3 * len(cols), 3.1),
                                  constrained_layout=True)
-        for i, m in enumerate(sorted(hist, key=lambda m: (SQP_ORDER + (m,)).index(m))):
+        order = lambda v: ((SQP_ORDER + (v.split(" + ")[0],)).index(v.split(" + ")[0]), v)
+        for i, m in enumerate(sorted(hist, key=order)):
             n = min(len(h) for h in hist[m])
             epoch = hist[m][0]["epoch"].to_numpy()[:n]
             for ax, col in zip(axes, cols):
                 y = np.log10(np.maximum(np.stack([h[col].to_numpy(float)[:n]
                                                   for h in hist[m]]), 1e-300))
                 mean, std = y.mean(0), y.std(0)
-                ax.plot(epoch, mean, color=f"C{i}", label=f"{m} ({len(hist[m])})")
+                ax.plot(epoch, mean, color=f"C{i}", label=f"{m} ({len(hist[m])})",
+                        linestyle="--" if " + " in m else "-")
                 ax.fill_between(epoch, mean - std, mean + std, color=f"C{i}", alpha=0.2)
                 ax.set(title=col.removeprefix("loss_"), xlabel="epoch", ylabel="log10")
-        axes[0].legend(fontsize=7)
+        axes[0].legend(fontsize=6)
         mode = "full batch" if full else "mini-batch"
         fig.suptitle(f"{prob}: lr {lr:g}, {mode} (mean ± std over seeds)")
         path = Path(out_dir) / f"sqp_momentum_{prob}_lr{lr:g}_{'full' if full else 'mini'}.png"
@@ -472,10 +476,11 @@ def predictions(results, out_dir: str | Path, seed: int = 0) -> list[Path]:
             except Unreadable as e:
                 warn(f"skipping {r['path']} in the predictions: {e}")
                 continue
+            slug = re.sub(r"[^A-Za-z0-9]+", "_", r["variant"]).strip("_")
             paths.append(prediction_figure(
                 problem, params, data,
-                Path(out_dir) / f"sqp_momentum_{prob}_prediction_{r['method']}.png",
-                f"{prob} / {r['method']} (lr {r['method.lr']:g}, seed {seed}): "
+                Path(out_dir) / f"sqp_momentum_{prob}_prediction_{slug}.png",
+                f"{prob} / {r['variant']} (lr {r['method.lr']:g}, seed {seed}): "
                 f"test MSE {r['test_mse']:.3g}"))
     return paths
 

@@ -106,26 +106,51 @@ VARIANTS = {
                 "on_linesearch_failure": STEP_ON_FAILURE, "max_linesearch_steps": SHORT_LS},
     "pinn": {"solver": {"scipy": ("SciPy L-BFGS-B", "authors' code")},
              "on_linesearch_failure": STEP_ON_FAILURE, "max_linesearch_steps": SHORT_LS},
+    "sqp_adam": {"variant": {"iclr": ("ICLR-2025 Adam form", "predecessor")}},
+}
+# Problem options that differ from the authors' setup (SQP-momentum problems), labelled the
+# same way on every method's row: problem -> config key -> {value: label}.
+_EARLIER = "this project's earlier default"
+_SHARED = {"batch_terms": {"all": ("every term batched", _EARLIER)},
+           "init": {"flax": ("Flax init", _EARLIER)}}
+PROBLEM_VARIANTS = {
+    "spring": _SHARED,
+    "butene": {**_SHARED, "normalize_inputs": {True: ("scaled inputs", "this project")},
+               "normalize_outputs": {True: ("scaled outputs", "this project")}},
+    "burgers": {**_SHARED, "x_grid": {"periodic": ("x_j = j/32", _EARLIER)}},
+    # the authors' Darcy code batches every term, so "residual" is the departure there
+    "darcy": {**_SHARED, "batch_terms": {"residual": ("boundary and data unbatched",
+                                                      "this project")}},
 }
 # What a run recorded before an option existed did: it ran this value (the option's
 # default then). on_linesearch_failure (added 2026-11-30, default ``step`` until the
-# default became the authors' ``stop``) applies to the jitted optax solver only.
+# default became the authors' ``stop``) applies to the jitted optax solver only; the
+# SQP-momentum problems' batch_terms, init and x_grid were added on 2026-11-30 too.
 BEFORE_OPTION = {"on_linesearch_failure": "step"}
+BEFORE_PROBLEM_OPTION = {"batch_terms": "all", "init": "flax", "x_grid": "periodic"}
 
 
 def variant(rec) -> str:
-    """``method`` + the labelled options of :data:`VARIANTS` that the run turned on (a
-    run recorded before an option existed ran :data:`BEFORE_OPTION`'s value)."""
+    """``method`` + the labelled options of :data:`VARIANTS` and :data:`PROBLEM_VARIANTS`
+    that the run turned on (a run recorded before an option existed ran
+    :data:`BEFORE_OPTION`'s / :data:`BEFORE_PROBLEM_OPTION`'s value)."""
     method = rec.get("method")
     parts: dict[str, list[str]] = {}
-    for key, labels in VARIANTS.get(method, {}).items():
-        if key in ("on_linesearch_failure", "max_linesearch_steps") and \
-                rec.get("method.solver") == "scipy":
-            continue  # SciPy's L-BFGS-B has its own line search; these are the optax solver's
-        value = rec.get(f"method.{key}", BEFORE_OPTION.get(key))
-        for v, (label, source) in labels.items():
-            if value is not None and _label(value) == _label(v):
-                parts.setdefault(source, []).append(label)
+
+    def label(options, prefix, before):
+        for key, labels in options.items():
+            if key in ("on_linesearch_failure", "max_linesearch_steps") and \
+                    rec.get("method.solver") == "scipy":
+                continue  # SciPy's L-BFGS-B has its own line search; these are optax's
+            value = rec.get(f"{prefix}{key}", before.get(key))
+            for v, (text, source) in labels.items():
+                if value is not None and _label(value) == _label(v):
+                    parts.setdefault(source, []).append(text)
+
+    label(VARIANTS.get(method, {}), "method.", BEFORE_OPTION)
+    problem = rec.get("problem")
+    if problem in PROBLEM_VARIANTS:
+        label(PROBLEM_VARIANTS[problem], "problem.", BEFORE_PROBLEM_OPTION)
     return " + ".join([str(method)] + [f"{' + '.join(ls)} ({src})" for src, ls in parts.items()])
 
 
@@ -218,6 +243,13 @@ def summarize(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     ``failed`` the runs whose status is not a result (left out of every mean)."""
     swept = swept_columns(df)
     keys = ["problem", "method", *swept]
+    if "variant" in df.columns and (df["variant"] != df["method"]).any():
+        # the labelled forms and options (e.g. "sqp_adam + ICLR-2025 Adam form
+        # (predecessor)") name the row; their raw config columns would only repeat it
+        shown_by_variant = {"method.variant"} | {f"problem.{k}" for opts in
+                                                 PROBLEM_VARIANTS.values() for k in opts}
+        keys = ["problem", "method", "variant",
+                *[c for c in swept if c not in shown_by_variant]]
     df = df.copy()
     df["_group"] = group_ids(df)
     for c in swept:

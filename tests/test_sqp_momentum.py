@@ -65,10 +65,12 @@ def reference_solution():
     return res.x
 
 
-@pytest.mark.parametrize("kind,lr", [("sqp_sgd", 1e-2), ("sqp_heavyball", 1e-2),
-                                     ("sqp_adam", 1e-3), ("adam_con", 1e-3)])
-def test_full_batch_methods_reach_the_constrained_minimum(kind, lr):
-    init, step = make_solver(kind, F, C, SqpMomentumConfig(lr=lr, full_batch=True), 1, 1)
+@pytest.mark.parametrize("kind,lr,variant", [
+    ("sqp_sgd", 1e-2, "defossez"), ("sqp_heavyball", 1e-2, "defossez"),
+    ("sqp_adam", 1e-3, "defossez"), ("sqp_adam", 1e-3, "iclr"), ("adam_con", 1e-3, "defossez")])
+def test_full_batch_methods_reach_the_constrained_minimum(kind, lr, variant):
+    cfg = SqpMomentumConfig(lr=lr, full_batch=True, variant=variant)
+    init, step = make_solver(kind, F, C, cfg, 1, 1)
     run = jax.jit(lambda s: jax.lax.fori_loop(0, 20000, lambda i, s: step(s, None), s))
     s = run(init(X0, jax.random.PRNGKey(0)))
     J = jax.jacrev(C)(s.theta, None)
@@ -81,8 +83,9 @@ def test_adam_con_averages_raw_and_sqp_adam_projected_gradients():
     g = jax.grad(F)(X0, None, None)
     Pg = project(jax.jacrev(C)(X0, None), g)
     assert float(jnp.linalg.norm(g - Pg)) > 0.1  # the two differ here
-    for kind, gg in (("adam_con", g), ("sqp_adam", Pg)):
-        init, step = make_solver(kind, F, C, SqpMomentumConfig(lr=1e-3, full_batch=True), 1, 1)
+    for kind, gg in (("adam_con", g), ("sqp_adam", Pg)):  # the ICLR form's Adam moments
+        cfg = SqpMomentumConfig(lr=1e-3, full_batch=True, variant="iclr")
+        init, step = make_solver(kind, F, C, cfg, 1, 1)
         s = step(init(X0, jax.random.PRNGKey(0)), None)
         np.testing.assert_allclose(s.m, 0.1 * gg, atol=1e-14)  # (1 − β₁) g
         np.testing.assert_allclose(s.v, 0.001 * gg * gg, atol=1e-14)  # (1 − β₂) g∘g
@@ -121,3 +124,43 @@ def test_bad_config_names_the_field():
         SqpMomentumConfig(variant="adamw")
     with pytest.raises(ConfigError, match=r"^method\.batch_fraction"):
         SqpMomentumConfig(batch_fraction=1.5)
+
+
+def test_sqp_adam_defaults_to_the_papers_algorithm_3():
+    assert SqpMomentumConfig().variant == "defossez"
+
+
+def test_defossez_step_is_the_formula_for_two_iterations():
+    """Quadratic f(x) = ½xᵀQx + bᵀx, one linear constraint aᵀx = β, from a feasible x₀:
+    m_k = β₁m + Pg, r_k = β₂r + (Pg)², α_k = α(1 − β₁)√((1 − β₂ᵏ)/(1 − β₂)),
+    H = diag(√(μ + r)), s = −H⁻¹(α_k m + aλ) with aᵀs = 0 (c stays 0), θ ← θ + s."""
+    r = np.random.default_rng(0)
+    n = 6
+    M = r.standard_normal((n, n))
+    Q, b, a = M @ M.T + np.eye(n), r.standard_normal(n), r.standard_normal(n)
+    beta = 0.7
+    x0 = r.standard_normal(n)
+    x0 += (beta - a @ x0) / (a @ a) * a  # feasible
+    f = lambda x, d, idx: 0.5 * x @ jnp.asarray(Q) @ x + jnp.asarray(b) @ x
+    c = lambda x, d: jnp.array([jnp.asarray(a) @ x - beta])
+    cfg = SqpMomentumConfig(lr=0.05, full_batch=True)
+    b1, b2, mu, lr = cfg.beta1, cfg.beta2, cfg.eps_root, cfg.lr
+    x, m, v = x0.copy(), np.zeros(n), np.zeros(n)
+    hand = []
+    for k in (1, 2):
+        g = Q @ x + b
+        pg = g - a * (a @ g) / (a @ a)
+        m, v = b1 * m + pg, b2 * v + pg**2
+        alpha_k = lr * (1 - b1) * np.sqrt((1 - b2**k) / (1 - b2))
+        h = np.sqrt(mu + v)
+        p = alpha_k * m
+        lam = -(a @ (p / h)) / (a @ (a / h))  # aᵀs = 0
+        x = x - (p + a * lam) / h
+        hand.append(x.copy())
+    init, step = make_solver("sqp_adam", f, c, cfg, 1, 1)
+    s = init(jnp.asarray(x0), jax.random.PRNGKey(0))
+    for want in hand:
+        s = step(s, None)
+        np.testing.assert_allclose(s.theta, want, rtol=1e-12, atol=1e-14)
+        assert abs(float(a @ np.asarray(s.theta)) - beta) < 1e-12  # c = 0 kept
+    assert np.linalg.norm(hand[1] - hand[0]) > 1e-3  # it moved

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from scipy.integrate import solve_ivp
 
 from problems import STOCHASTIC_CONSTRAINED, ConfigError, build_problem
-from problems.burgers import burgers_spectral, initial_condition
+from problems.burgers import burgers_spectral, fourier_resample, initial_condition
 from problems.butene import MASS_WEIGHTS, rate_matrix, reference_solution
 from problems.darcy import darcy_residual, grf_fields, solve_darcy
 from problems.fno import FNO, SpectralConv2d
@@ -99,7 +99,11 @@ def test_paper_network_sizes(name, n):
     ("butene", {"rates": [1.0, 2.0]}, "problem.rates"),
     ("butene", {"xi_max": 0.0}, "problem.xi_max"),
     ("butene", {"data_fraction": 1.5}, "problem.data_fraction"),
-    ("burgers", {"n_spectral": 100}, "problem.n_spectral"),
+    ("burgers", {"n_spectral": 1}, "problem.n_spectral"),
+    ("burgers", {"x_grid": "uniform"}, "problem.x_grid"),
+    ("spring", {"batch_terms": "all"}, "problem.batch_terms"),
+    ("butene", {"batch_terms": "data"}, "problem.batch_terms"),
+    ("butene", {"init": "xavier"}, "problem.init"),
     ("burgers", {"nu": -0.01}, "problem.nu"),
     ("darcy", {"n_constraints": 200}, "problem.n_constraints"),
     ("darcy", {"modes": [16]}, "problem.modes"),
@@ -313,21 +317,39 @@ def test_spring_residual_matches_hand_computation(built):
     np.testing.assert_allclose(c, [residual(t) for t in (4 / 29, 12 / 29, 21 / 29)], rtol=1e-10)
 
 
-def test_butene_terms_match_hand_computation(built):
-    p, d, params = built("butene")
+@pytest.mark.parametrize("options", [
+    {},  # the authors' setup: raw inputs and outputs, only the residual terms batched
+    {"normalize_inputs": True, "normalize_outputs": True, "batch_terms": "all"},
+])
+def test_butene_terms_match_hand_computation(options, built, tmp_path):
+    if options:
+        p = small("butene", **TINY_NET, **options)
+        d, params = p.make_data(cache_dir=tmp_path), p.init_params(jax.random.PRNGKey(3))
+    else:
+        p, d, params = built("butene")
     w1, b1, w2, b2 = mlp1(params)
     c, a = p.cfg, rate_matrix(p.cfg.rates)
 
     # output map u = ū + σ ⊙ net: mean / std over the nominal-IC trajectory at the 64 times
     nominal = np.stack([scipy.linalg.expm(a * tk) @ np.asarray(c.u0)
                         for tk in np.arange(c.n_times) * c.t_max / c.n_times])
-    shift, scale = nominal.mean(0), nominal.std(0)
-    assert scale[1] > 10 and shift[1] > 100  # u2 grows to ~150: the map matters
+    shift, scale = (nominal.mean(0), nominal.std(0)) if c.normalize_outputs else (0.0, 1.0)
+    if c.normalize_outputs:
+        assert scale[1] > 10 and shift[1] > 100  # u2 grows to ~150: the map matters
+    dz_dt = 2 / c.t_max if c.normalize_inputs else 1.0
 
     def u_du(u0, t):
-        z = np.concatenate([(u0 - np.asarray(c.u0)) / c.xi_max, [2 * t / c.t_max - 1]])
+        z = (np.concatenate([(u0 - np.asarray(c.u0)) / c.xi_max, [2 * t / c.t_max - 1]])
+             if c.normalize_inputs else np.concatenate([u0, [t]]))
         h = np.tanh(z @ w1 + b1)
-        return shift + scale * (h @ w2 + b2), scale * (((1 - h**2) * w1[4] * 2 / c.t_max) @ w2)
+        return shift + scale * (h @ w2 + b2), scale * (((1 - h**2) * w1[4] * dz_dt) @ w2)
+
+    # every point's prediction, and the data term over exactly the labeled 20%
+    mask = np.asarray(d.data_mask)
+    assert mask.sum() == round(0.2 * mask.size)
+    pred = np.stack([u_du(np.asarray(d.u0[q // c.n_times]), float(d.t[q % c.n_times]))[0]
+                     for q in range(mask.size)])
+    full_data = np.mean((pred - np.asarray(d.u_ref).reshape(-1, 4))[mask] ** 2)
 
     pt = 37
     ic, k = divmod(pt, c.n_times)
@@ -335,28 +357,31 @@ def test_butene_terms_match_hand_computation(built):
     terms = jax.jit(p.objective_terms)(params, d, jnp.array([pt]))
     np.testing.assert_allclose(float(terms["residual"]), np.mean((du - a @ u) ** 2), rtol=1e-10)
     np.testing.assert_allclose(float(terms["mass_balance"]), (du @ MASS_WEIGHTS) ** 2, rtol=1e-10)
-    labeled = bool(d.data_mask[pt])
-    expected = np.mean((u - np.asarray(d.u_ref[ic, k])) ** 2) if labeled else 0.0
+    if c.batch_terms == "all":  # the labeled points in the batch: here the one point, or none
+        expected = np.mean((u - np.asarray(d.u_ref[ic, k])) ** 2) if mask[pt] else 0.0
+    else:  # every labeled point, whatever the batch
+        expected = full_data
     np.testing.assert_allclose(float(terms["data"]), expected, rtol=1e-10)
     # constraints: the mass-balance residual at the constraint points
     cons = jax.jit(p.constraints)(params, d)
     hand = [u_du(np.asarray(d.u0[q // c.n_times]), float(d.t[q % c.n_times]))[1] @ MASS_WEIGHTS
             for q in np.asarray(d.constraint_idx)]
     np.testing.assert_allclose(cons, hand, rtol=1e-9, atol=1e-13)
-    # full batch: the data term is the mean over exactly the labeled 20%
     full = jax.jit(p.objective_terms)(params, d, p.full_batch())
-    mask = np.asarray(d.data_mask)
-    assert mask.sum() == round(0.2 * mask.size)
-    pred = np.asarray(p.predict(params, jnp.concatenate(
-        [jnp.repeat(d.u0, c.n_times, 0), jnp.tile(d.t, c.n_ics)[:, None]], 1)))
-    err = (pred - np.asarray(d.u_ref).reshape(-1, 4))[mask]
-    np.testing.assert_allclose(float(full["data"]), np.mean(err**2), rtol=1e-10)
+    np.testing.assert_allclose(float(full["data"]), full_data, rtol=1e-10)
 
 
-def test_burgers_terms_match_hand_computation(built):
-    p, d, params = built("burgers")
+@pytest.mark.parametrize("batch_terms", ["residual", "all"])
+def test_burgers_terms_match_hand_computation(batch_terms, built, tmp_path):
+    if batch_terms == "all":
+        p = small("burgers", **TINY_NET, batch_terms="all", x_grid="periodic")
+        d, params = p.make_data(cache_dir=tmp_path), p.init_params(jax.random.PRNGKey(3))
+    else:
+        p, d, params = built("burgers")
     w1, b1, w2, b2 = mlp1(params)
     c = p.cfg
+    x_grid = np.linspace(0, 1, c.n_x) if c.x_grid == "linspace" else np.arange(c.n_x) / c.n_x
+    np.testing.assert_allclose(d.x, x_grid, rtol=1e-15)
 
     def hand(x, t, u0):
         h = np.tanh(np.concatenate([[x, t], u0]) @ w1 + b1)
@@ -372,12 +397,28 @@ def test_burgers_terms_match_hand_computation(built):
     terms = jax.jit(p.objective_terms)(params, d, jnp.array([pt]))
     r, u = hand(x, t, u0)
     np.testing.assert_allclose(float(terms["residual"]), r**2, rtol=1e-10)
-    assert float(terms["boundary"]) == 0.0  # neither x = 0 nor t = 0
-    # a point at x = 0, t = 0: periodicity and IC residuals both count
-    corner = jax.jit(p.objective_terms)(params, d, jnp.array([per_ic]))
-    u00, u10 = hand(0.0, 0.0, u0)[1], hand(1.0, 0.0, u0)[1]
-    np.testing.assert_allclose(float(corner["boundary"]), (u00 - u10) ** 2 + (u00 - u0[0]) ** 2,
-                               rtol=1e-10)
+    corner = jax.jit(p.objective_terms)(params, d, jnp.array([per_ic]))  # IC 1, x = 0, t = 0
+    if batch_terms == "all":
+        assert float(terms["boundary"]) == 0.0  # neither x = 0 nor t = 0
+        assert float(terms["data"]) == (0.0 if not d.data_mask[pt] else pytest.approx(
+            (u - float(d.u_ref[1, 3, 5])) ** 2, rel=1e-10))
+        # a point at x = 0, t = 0: periodicity and IC residuals both count
+        u00, u10 = hand(0.0, 0.0, u0)[1], hand(1.0, 0.0, u0)[1]
+        np.testing.assert_allclose(float(corner["boundary"]), (u00 - u10) ** 2
+                                   + (u00 - u0[0]) ** 2, rtol=1e-10)
+    else:  # periodicity at every (IC, t_k), the IC at every (IC, x_j), every labeled point
+        u0s, ts, xs = np.asarray(d.u0), np.asarray(d.t), np.asarray(d.x)
+        periodic = np.mean([(hand(0.0, tk, q)[1] - hand(1.0, tk, q)[1]) ** 2
+                            for q in u0s for tk in ts])
+        initial = np.mean([(hand(xj, 0.0, q)[1] - q[j]) ** 2 for q in u0s
+                           for j, xj in enumerate(xs)])
+        for b in (terms, corner):
+            np.testing.assert_allclose(float(b["boundary"]), periodic + initial, rtol=1e-10)
+        labeled = [divmod(int(q), per_ic) for q in np.flatnonzero(np.asarray(d.data_mask))]
+        data = np.mean([(hand(xs[rest % c.n_x], ts[rest // c.n_x], u0s[i])[1]
+                         - float(d.u_ref[i, rest // c.n_x, rest % c.n_x])) ** 2
+                        for i, rest in labeled])
+        np.testing.assert_allclose(float(terms["data"]), data, rtol=1e-10)
     cons = jax.jit(p.constraints)(params, d)
     pts = [divmod(q, per_ic) for q in np.asarray(d.constraint_idx)]
     expected = [hand(float(d.x[rest % c.n_x]), float(d.t[rest // c.n_x]),
@@ -514,12 +555,23 @@ def test_data_are_float32_when_asked(tmp_path):
     assert terms["total"].dtype == jnp.float32 and math.isfinite(float(terms["total"]))
 
 
-def test_darcy_per_sample_constraint_jacobian_is_jacrev(built):
-    p, d, params = built("darcy")
-    fast = jax.jit(p.constraint_jacobian)(params, d)
+@pytest.mark.parametrize("name", NAMES)
+def test_per_constraint_values_and_gradients_are_c_and_its_jacrev(name, built):
+    """constraints_and_jacobian (one value-and-gradient pass per constraint, what the methods
+    use) = (c, reverse mode over the batched c); darcy's evaluates the FNO's projection at
+    the 5 stencil pixels only, c is also checked against the full field's residual."""
+    p, d, params = built(name)
+    c, fast = jax.jit(p.constraints_and_jacobian)(params, d)
     slow = jax.jit(jax.jacrev(p.constraints))(params, d)
+    np.testing.assert_allclose(c, jax.jit(p.constraints)(params, d), rtol=1e-12, atol=1e-12)
+    if name == "darcy":
+        field = p.residual(p.predict(params, d.a[d.constraint_sample]), d.a[d.constraint_sample])
+        node = np.asarray(d.constraint_node) - 1
+        np.testing.assert_allclose(c, np.asarray(field)[np.arange(len(node)), node[:, 0],
+                                                          node[:, 1]], rtol=1e-10)
+    m = len(p.cfg.constraint_idx) if name == "spring" else p.cfg.n_constraints
     for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(slow)):
-        assert a.shape[0] == p.cfg.n_constraints
+        assert a.shape[0] == c.shape[0] == m
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9 * float(jnp.max(jnp.abs(b))))
 
 
@@ -548,3 +600,69 @@ def test_random_subset_is_uniform_without_replacement():
     pairs = (hits.T @ hits / draws)[np.triu_indices(n, 1)]
     p2 = k * (k - 1) / (n * (n - 1))
     assert np.abs(pairs - p2).max() < 4.5 * np.sqrt(p2 * (1 - p2) / draws)
+
+
+# --- the authors' setup: grid, initialisation, residual-only mini-batches -------------------
+def test_burgers_reference_on_the_authors_grid():
+    """linspace(0, 1, 32): x = 1 is on the grid and, the problem being periodic, its column
+    equals x = 0's; resampling the Fourier series at j/32 gives back the solver's points."""
+    t = np.linspace(0, 1, 8)
+    n = 128
+    u = burgers_spectral(initial_condition(np.arange(n) / n, 0.1), 0.01, t)
+    np.testing.assert_allclose(fourier_resample(u, np.arange(32) / 32), u[:, ::4], atol=1e-12)
+    on_grid = fourier_resample(u, np.linspace(0, 1, 32))
+    np.testing.assert_allclose(on_grid[:, -1], on_grid[:, 0], atol=1e-12)
+    # off the solver's points too: the interpolant of a resolved solve is the solution
+    fine = burgers_spectral(initial_condition(np.arange(4 * 31) / (4 * 31), 0.1), 0.01, t)
+    np.testing.assert_allclose(on_grid[:, :31], fine[:, ::4], atol=1e-5)
+
+
+@pytest.mark.parametrize("init", ["torch", "flax"])
+def test_network_initialisation_moments(init):
+    """init=torch: PyTorch's nn.Linear defaults, kernel and bias U(±1/√fan_in) (variance
+    1/(3 fan_in)); init=flax: lecun-normal kernel (variance 1/fan_in), zero bias."""
+    from problems.networks import MLP
+
+    fan_in, width = 64, 4096
+    net = MLP(1, width, initialization=init)
+    params = net.init(jax.random.PRNGKey(0), jnp.zeros((fan_in,)))["params"]
+    for layer, n_in in (("Dense_0", fan_in), ("Dense_1", width)):
+        w, b = np.asarray(params[layer]["kernel"]), np.asarray(params[layer]["bias"])
+        bound = 1 / np.sqrt(n_in)
+        if init == "torch":
+            for x in (w, b):
+                assert np.abs(x).max() <= bound
+                assert abs(x.mean()) < 4 * bound / np.sqrt(3 * x.size)
+                assert x.size < 100 or np.abs(x).max() > 0.95 * bound  # U fills its bounds
+            assert np.var(w) == pytest.approx(bound**2 / 3, rel=0.05)
+            if b.size > 100:
+                assert np.var(b) == pytest.approx(bound**2 / 3, rel=0.15)
+        else:
+            assert np.var(w) == pytest.approx(1 / n_in, rel=0.05) and not b.any()
+
+
+@pytest.mark.parametrize("name,batched", [("butene", ("residual", "mass_balance")),
+                                          ("burgers", ("residual",))])
+def test_residual_only_batches_keep_the_other_terms_whole(name, batched, built):
+    """batch_terms=residual (the authors'): the data (and Burgers' boundary) term's gradient
+    on a mini-batch is the full-data gradient; a residual term's is the gradient over the
+    drawn points alone (the same term on a batch of exactly those points, hand-summed)."""
+    p, d, params = built(name)
+    assert p.cfg.batch_terms == "residual"
+    idx = jax.jit(p.sample_batch)(jax.random.PRNGKey(7))
+    assert idx.shape[0] < p.n_residual_points
+    grads = {t: jax.jit(jax.grad(lambda q, i, t=t: p.objective_terms(q, d, i)[t]))
+             for t in p.loss_terms}
+    term_grad = lambda t, i: grads[t](params, i)
+    flat = lambda g: np.concatenate([np.ravel(x) for x in jax.tree.leaves(g)])
+    for t in set(p.loss_terms) - set(batched):
+        full = flat(term_grad(t, p.full_batch()))
+        np.testing.assert_allclose(flat(term_grad(t, idx)), full, rtol=1e-10,
+                                   atol=1e-12 * np.abs(full).max())
+    for t in batched:  # the mean over the batch = the average of the one-point terms
+        one = np.mean([flat(term_grad(t, idx[k:k + 1])) for k in range(0, idx.shape[0], 7)],
+                      axis=0)
+        sub = idx[::7]
+        np.testing.assert_allclose(flat(term_grad(t, sub)), one, rtol=1e-9,
+                                   atol=1e-12 * np.abs(one).max())
+        assert np.abs(flat(term_grad(t, sub)) - flat(term_grad(t, p.full_batch()))).max() > 0
