@@ -205,6 +205,51 @@ def sqp_momentum_iteration(problem_name: str, precision: str = "float64"):
     return bench
 
 
+def sqp_momentum_parts(problem_name: str, precision: str = "float64"):
+    """What a constrained step's time is made of, on ``problem_name`` at the paper's size:
+    seconds per call of the mini-batch loss gradient ∇f (what adam_unc pays), of c and its
+    Jacobian (one value-and-gradient pass per constraint) and of the two together, each
+    run ``chunk`` times inside one compiled loop (the rest of sqp_adam's step, the m × m
+    algebra and the moments, is its step time minus these)."""
+
+    def bench(repeats: int, chunk: int) -> dict:
+        import jax
+        from jax.flatten_util import ravel_pytree
+
+        from problems import build_problem
+
+        jax.config.update("jax_enable_x64", precision == "float64")
+        p = build_problem(problem_name, {}, dtype=precision)
+        data = p.make_data()
+        theta0, unravel = ravel_pytree(p.init_params(jax.random.PRNGKey(p.cfg.data_seed)))
+        key = jax.random.PRNGKey(0)
+        grad_f = lambda th, k: jax.grad(lambda t: p.objective_terms(
+            unravel(t), data, p.sample_batch(jax.random.fold_in(key, k)))["total"])(th)
+        c_jac = lambda th: jax.vmap(lambda r: ravel_pytree(r)[0])(
+            p.constraints_and_jacobian(unravel(th), data)[1]).sum(0)
+        parts = {"grad_f": grad_f, "c_and_jacobian": lambda th, k: c_jac(th),
+                 "grad_f_plus_c_and_jacobian": lambda th, k: grad_f(th, k) + c_jac(th)}
+        out = {}
+        for name, fn in parts.items():
+            run = jax.jit(lambda th, fn=fn: jax.lax.fori_loop(
+                0, chunk, lambda k, t: t - 1e-12 * fn(t, k), th))
+            t0 = time.perf_counter()
+            jax.block_until_ready(run(theta0))
+            out[f"{name}.compile_s"] = time.perf_counter() - t0
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                jax.block_until_ready(run(theta0))
+                times.append((time.perf_counter() - t0) / chunk)
+            out[f"{name}.s_per_call"] = statistics.median(times)
+        jax.config.update("jax_enable_x64", True)
+        return {"s_per_iter_median": out["grad_f_plus_c_and_jacobian.s_per_call"],
+                "compile_s": out["grad_f_plus_c_and_jacobian.compile_s"], "repeats": repeats,
+                "iterations_per_repeat": chunk, "precision": precision, **out}
+
+    return bench
+
+
 def neural_dae_tank(repeats: int, chunk: int) -> dict:
     """Wall time of the collocation pipeline on the tank manifold at the spec's settings:
     A (smoothing + pretraining + IPOPT L-BFGS) and D (exact Hessian), each step timed; the
@@ -379,6 +424,7 @@ BENCHMARKS = {"penalty_lbfgs_iter": penalty_lbfgs_iteration,
               **{f"sqp_momentum_{p}_iter": sqp_momentum_iteration(p) for p in PAPER_GPU_S},
               **{f"sqp_momentum_{p}_iter_f32": sqp_momentum_iteration(p, "float32")
                  for p in PAPER_GPU_S},
+              **{f"sqp_momentum_{p}_parts": sqp_momentum_parts(p) for p in PAPER_GPU_S},
               "neural_dae_tank_pipeline": neural_dae_tank,
               **{f"lisco_{p}": lisco_vs_baseline(p) for p in ("qp", "nonconvex_qp", "rosenbrock")},
               "seeds5_trsqp_reaction": seeds_vectorized("trsqp", "reaction"),
@@ -401,7 +447,7 @@ def render(bench_dir: Path = BENCH_DIR, table: Path = TABLE) -> str:
             "version.jax", "commit", "timestamp"]
     md = df[[c for c in cols if c in df.columns]].to_markdown(index=False, floatfmt=".4g")
     text = "# Benchmarks (latest record of each; `make bench`)\n\n" + md + "\n"
-    sqp = df[df["name"].str.startswith("sqp_momentum_")]
+    sqp = df[df["name"].str.startswith("sqp_momentum_") & ~df["name"].str.endswith("_parts")]
     if len(sqp):
         rows = []
         for _, r in sqp.iterrows():
@@ -415,6 +461,16 @@ def render(bench_dir: Path = BENCH_DIR, table: Path = TABLE) -> str:
                     "paper_gpu_s_per_iter": r.get(f"{m}.paper_gpu_s_per_iter"),
                     "compile_s": r.get(f"{m}.compile_s")})
         text += ("\n## SQP momentum: seconds per iteration by method (paper: their GPU)\n\n"
+                 + pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g") + "\n")
+    parts = df[df["name"].str.endswith("_parts")]
+    if len(parts):
+        keys = ["grad_f", "c_and_jacobian", "grad_f_plus_c_and_jacobian"]
+        rows = [{"problem": r["name"].removeprefix("sqp_momentum_").removesuffix("_parts"),
+                 "precision": r.get("precision"),
+                 **{f"{k} (s)": r.get(f"{k}.s_per_call") for k in keys}} for _, r in
+                parts.iterrows()]
+        text += ("\n## SQP momentum: what a constrained step is made of (s per call; "
+                 "adam_unc pays grad_f)\n\n"
                  + pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g") + "\n")
     dae = df[df["name"] == "neural_dae_tank_pipeline"]
     if len(dae):
