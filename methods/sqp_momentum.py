@@ -294,5 +294,5 @@ def sqp_momentum_method(kind: str, problem, cfg: SqpMomentumConfig, dtype, key) 
 
 
 __all__ = ["KINDS", "SqpMomentumConfig", "SqpMomentumState", "gram_and_projection",
-           "iterations_per_epoch", "kkt_solve", "make_solver", "normal_step", "project", "solve_spd", "spd_factor",
-           "sqp_momentum_method"]
+           "iterations_per_epoch", "kkt_solve", "make_solver", "normal_step", "project",
+           "solve_spd", "spd_factor", "sqp_momentum_method"]
