@@ -105,7 +105,7 @@ def gram_and_projection(J, g):
     """(spd_factor(JJᵀ), P g): the factor is the projection's, reusable as J̃Jᵀ's when
     H = I."""
     gram = spd_factor(J @ J.T)
-    return gram, g - J.T @ jax.scipy.linalg.cho_solve((gram[0], True), J @ g)
+    return gram, project(J, g, gram)
 
 
 def kkt_solve(J, h, p, c, gram=None):

@@ -272,16 +272,19 @@ class Darcy(StochasticProblem):
     # --- objective, constraints -----------------------------------------------------------
     def _terms(self, params, data: DarcyData, batch_idx):
         a = data.a[batch_idx]
-        u = self.predict(params, a)  # (B, s, s)
-        res = self.residual(u, a)
         if self.cfg.batch_terms == "residual":  # boundary and data on every sample
-            batch_idx = jnp.arange(data.a.shape[0])
-            u = self.predict(params, data.a)
-        boundary = jnp.sum(jnp.where(self.boundary, u**2, 0.0), axis=(-2, -1)) / jnp.sum(
+            whole_idx = jnp.arange(data.a.shape[0])
+            whole = self.predict(params, data.a)  # one pass; the batch is a subset of it
+            u = whole[batch_idx]
+        else:  # every term on the batch
+            whole_idx, u = batch_idx, self.predict(params, a)  # (B, s, s)
+            whole = u
+        res = self.residual(u, a)
+        boundary = jnp.sum(jnp.where(self.boundary, whole**2, 0.0), axis=(-2, -1)) / jnp.sum(
             self.boundary)
-        misfit = jnp.mean((u - data.u_ref[batch_idx]) ** 2, axis=(-2, -1))
+        misfit = jnp.mean((whole - data.u_ref[whole_idx]) ** 2, axis=(-2, -1))
         return {"residual": jnp.mean(res**2), "boundary": jnp.mean(boundary),
-                "data": masked_mean(misfit, data.data_mask[batch_idx])}
+                "data": masked_mean(misfit, data.data_mask[whole_idx])}
 
     def _constraint(self, params, a, node):
         """PDE residual of u_θ(a) at interior node (i, j) of one sample (scalar): the

@@ -12,8 +12,8 @@ last, (..., H, W, C), any leading batch dimensions.
 * projection: pointwise MLP hidden → ``projection_channels`` (256) → C_out, GELU between.
 
 The pointwise layers (lifting, skips, projection) are 1 × 1 convolutions in neuraloperator,
-initialised as PyTorch does: ``initialization="torch"`` gives them U(±1/√fan_in) weights and biases,
-``"flax"`` Flax's ``nn.Dense`` defaults.
+initialised as PyTorch does: ``initialization="torch"`` gives them U(±1/√fan_in) weights
+and biases, ``"flax"`` Flax's ``nn.Dense`` defaults.
 
 Spectral convolution (:class:`SpectralConv2d`): y = irfft2(R · rfft2(v)) + b, where R
 multiplies each kept Fourier mode by a learned complex C_in × C_out matrix. ``modes =
@@ -52,10 +52,7 @@ class SpectralConv2d(nn.Module):
     param_dtype: jnp.dtype = jnp.float64
 
     @nn.compact
-    def __call__(self, v, at=None):
-        """v (..., H, W, C_in) -> (..., H, W, C_out); with ``at = (rows, cols)`` (index
-        arrays of equal length P) only the output at those pixels, (..., P, C_out): the
-        projection is pointwise, so the other pixels' projections are never computed."""
+    def __call__(self, v):
         h, w, c_in = v.shape[-3:]
         m1, m2 = self.modes
         # rows in FFT order (k1 = 0, 1, …, −1); last axis: real and imaginary part
