@@ -27,6 +27,21 @@ PROBLEMS = {cls.name: cls for cls in (Transport, Reaction, ReactionDiffusion,
                                       Qp, NonconvexQp, Rosenbrock)}
 
 
+PRECISIONS = ("float64", "float32")
+
+
+def resolve_precision(value: str, name: str) -> str:
+    """``precision=auto`` -> the problem's ``default_precision`` (float32 for the SQP-momentum
+    family, whose authors ran PyTorch's float32; float64 elsewhere); an explicit float64 /
+    float32 is kept. Raises ConfigError naming the field and the choices."""
+    valid = ("auto",) + PRECISIONS
+    if value not in valid:
+        raise ConfigError(f"precision: must be one of {', '.join(valid)}, got {value!r}")
+    if value != "auto":
+        return value
+    return getattr(PROBLEMS.get(name), "default_precision", "float64")
+
+
 def build_problem(name: str, values: dict, dtype: str | None = None):
     """Instantiate problem ``name`` from plain config values (raises ConfigError)."""
     if name not in PROBLEMS:
@@ -40,5 +55,5 @@ def build_problem(name: str, values: dict, dtype: str | None = None):
     return cls(config_from_dict(cls.Config, values, "problem"))
 
 
-__all__ = ["PROBLEMS", "build_problem", "ConfigError", "CONSTRAINED_LEARNING", "NEURAL_DAE",
+__all__ = ["PRECISIONS", "PROBLEMS", "build_problem", "resolve_precision", "ConfigError", "CONSTRAINED_LEARNING", "NEURAL_DAE",
            "PARAMETRIC_OPT", "STOCHASTIC_CONSTRAINED"]

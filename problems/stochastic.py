@@ -226,6 +226,9 @@ class StochasticProblem:
     loss_terms: tuple[str, ...] = ()
     NOT_GENERATING: tuple[str, ...] = ()
     heavy = True  # cache the generated data on disk (spring: closed form, nothing to cache)
+    # ``precision=auto`` runs this family in float32: the authors' code is PyTorch in its
+    # default float32 (nothing in it calls .double()); float64 is this project's option
+    default_precision = "float32"
 
     def __init__(self, cfg):
         self.cfg = cfg

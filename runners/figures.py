@@ -444,7 +444,7 @@ def load_run(path: Path):
     import jax
     from omegaconf import OmegaConf
 
-    from problems import build_problem
+    from problems import build_problem, resolve_precision
 
     own = Path(path) / ".hydra" / "config.yaml"
     # a seed folder of a seeds=N run written before seed folders had their own config:
@@ -455,8 +455,9 @@ def load_run(path: Path):
         raise Unreadable(f"{path}: .hydra/config.yaml ({type(e).__name__})") from None
     values = OmegaConf.to_container(cfg.problem, resolve=True)
     name = values.pop("name")
-    jax.config.update("jax_enable_x64", cfg.precision == "float64")
-    problem = build_problem(name, values, dtype=cfg.precision)
+    precision = resolve_precision(cfg.precision, name)
+    jax.config.update("jax_enable_x64", precision == "float64")
+    problem = build_problem(name, values, dtype=precision)
     data = problem.make_data(cache_dir=str(Path(cfg.results_dir) / "cache"))
     template = problem.init_params(jax.random.PRNGKey(problem.cfg.data_seed))
     params = read_params(Path(path) / "params.msgpack", template)

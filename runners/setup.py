@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 from omegaconf import DictConfig, OmegaConf
 
 from methods import METHODS, PretrainConfig, method_config
-from problems import PROBLEMS, build_problem
+from problems import PROBLEMS, build_problem, resolve_precision
 from problems.base import ConfigError, check, check_choice, check_positive_int, config_from_dict
 
 
@@ -61,7 +61,7 @@ def resolve(cfg: DictConfig) -> Setup:
     check_sweep_name(cfg.get("sweep_name"))
     if cfg.get("jax_cache_dir"):  # '' / null: no persistent compilation cache
         check_writable_dir(cfg.get("jax_cache_dir"), "jax_cache_dir")
-    check_choice(cfg.get("precision"), "precision", ["float64", "float32"])
+    check_choice(cfg.get("precision"), "precision", ["auto", "float64", "float32"])
     seed = cfg.get("seed")
     check(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0, "seed",
           f"must be an integer >= 0, got {seed!r}")
@@ -80,7 +80,8 @@ def resolve(cfg: DictConfig) -> Setup:
     pvals = _plain(cfg.problem)
     pname = pvals.pop("name", None)
     check_choice(pname, "problem.name", list(PROBLEMS))
-    problem = build_problem(pname, pvals, dtype=cfg.precision)
+    precision = resolve_precision(cfg.precision, pname)
+    problem = build_problem(pname, pvals, dtype=precision)
 
     mvals = _plain(cfg.method)
     mname = mvals.pop("name", None)
@@ -89,7 +90,7 @@ def resolve(cfg: DictConfig) -> Setup:
     if mname == "lisco" and not method_cfg.train:  # the trained networks to evaluate
         from runners.lisco import networks_meta
 
-        networks_meta(method_cfg.checkpoint, method_cfg, problem, cfg.precision)
+        networks_meta(method_cfg.checkpoint, method_cfg, problem, precision)
     check(mname != "osqp" or getattr(problem, "convex", True), "method",
           f"'osqp' solves convex QPs only, not problem {pname!r}; valid methods: lisco, ipopt")
 
@@ -104,7 +105,7 @@ def resolve(cfg: DictConfig) -> Setup:
         check(getattr(c, "solver", None) != "scipy" or cfg.get("seeds", 1) == 1, "seeds",
               f"must be 1 with {node}.solver=scipy (SciPy runs one seed per process), got "
               f"{cfg.get('seeds')!r}; valid: 1, or {node}.solver=optax")
-    return Setup(problem, mname, method_cfg, pretrain_cfg, cfg.precision, cfg.budget.max_iter,
+    return Setup(problem, mname, method_cfg, pretrain_cfg, precision, cfg.budget.max_iter,
                  math.inf if time_s is None else float(time_s))
 
 

@@ -36,6 +36,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from methods.driver import FINISHED
+from problems import resolve_precision
 from problems.base import CONSTRAINED_LEARNING, STOCHASTIC_CONSTRAINED
 from problems.dae import NEURAL_DAE
 from problems.parametric_opt import PARAMETRIC_OPT
@@ -58,6 +59,8 @@ def config_hash(cfg: DictConfig, seed: bool = True) -> str:
     ``seed=False``: without ``seed`` too, the *group hash* that runners.tables uses to tell
     seeds of one configuration from different configurations."""
     c = OmegaConf.to_container(cfg, resolve=True)
+    if c.get("precision") == "auto":  # hash what runs: a float64 run keeps its hash
+        c["precision"] = resolve_precision("auto", (c.get("problem") or {}).get("name"))
     for k in NOT_HASHED + (() if seed else ("seed",)):
         c.pop(k, None)
     return hashlib.sha256(OmegaConf.to_yaml(OmegaConf.create(c)).encode()).hexdigest()[:16]

@@ -240,3 +240,29 @@ def test_float32_runs_complete_with_their_dtype_recorded(tmp_path, method):
     stored = serialization.msgpack_restore((tmp_path / "r" / "params.msgpack").read_bytes())
     leaves = jax.tree.leaves(stored)
     assert leaves and all(np.asarray(x).dtype == np.float32 for x in leaves)
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (("problem=spring", "method=sqp_adam"), "float32"),  # the authors' PyTorch float32
+    (("problem=darcy", "method=adam_unc"), "float32"),
+    (("problem=reaction", "method=trsqp"), "float64"),  # this project's choice
+    (("problem=spring", "method=sqp_adam", "precision=float64"), "float64"),
+    (("problem=qp", "method=lisco"), "float32"),  # method=lisco sets it
+])
+def test_precision_auto_resolves_per_family(tmp_path, overrides, expected):
+    from runners.setup import resolve
+
+    cfg = compose_cfg(tmp_path, *overrides)
+    assert resolve(cfg).precision == expected
+    # the hash is of what runs: auto and its resolved value are the same configuration
+    explicit = compose_cfg(tmp_path, *overrides, f"precision={expected}")
+    assert train_mod.config_hash(cfg) == train_mod.config_hash(explicit)
+
+
+def test_bad_precision_is_a_one_line_error(tmp_path):
+    from runners.setup import ConfigError, resolve
+
+    with pytest.raises(ConfigError) as e:
+        resolve(compose_cfg(tmp_path, "precision=half"))
+    msg = str(e.value)
+    assert msg.startswith("precision:") and "auto" in msg and "\n" not in msg
