@@ -286,6 +286,66 @@ def summarize(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return num, shown
 
 
+# the summary's comparison lines: the paper's method, and the final values judged against it
+REFERENCE_METHODS = {"sqp_adam": ("total", "test_mse")}
+
+
+def against_method(num: pd.DataFrame, ref: str, metrics: tuple[str, ...]) -> str:
+    """Markdown lines, one per setting of a summary (problem and every swept key but the
+    method and its form: a learning rate and batch mode, say) that has a run of ``ref`` in
+    the paper's form: each other method and form, better than ``ref`` (every metric more than
+    2× lower), within 2× or worse (some metric more than 2× higher), with its mean / ref's
+    mean per metric. '' without such settings."""
+    if num.empty or ref not in set(num["method"]):
+        return ""
+    form = num["variant"] if "variant" in num.columns else num["method"]
+    context = [c for c in num.columns if c in ("problem", *swept_setting_columns(num))]
+    metrics = tuple(m for m in metrics if f"{m}_mean" in num.columns)
+    lines = []
+    for key, rows in num.groupby(context, sort=True, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        base = rows[(rows["method"] == ref) & (form.loc[rows.index] == ref)]
+        if len(base) != 1 or not metrics:
+            continue
+        judged = []
+        for i, r in rows.drop(index=base.index).iterrows():
+            kinds, ratios = set(), []
+            for m in metrics:
+                a, b = r[f"{m}_mean"], base.iloc[0][f"{m}_mean"]
+                if pd.isna(a) or pd.isna(b):
+                    continue
+                kinds.add(verdict(worse_by(m, a, b)))
+                ratios.append(f"{METRICS.get(m, m)} {max(abs(a), 1e-12) / max(abs(b), 1e-12):.3g}×")
+            if kinds:
+                judged.append((str(form.loc[i]), kinds, ", ".join(ratios)))
+        if judged:
+            where = ", ".join(setting_label(c, k) for c, k in zip(context, key))
+            lines.append(f"- **{where}**, against {ref} (its final value / {ref}'s): "
+                         + _judged(judged))
+    return "\n".join(lines)
+
+
+SETTING_LABELS = {"method.full_batch": {"false": "mini-batch", "true": "full batch"},
+                  "method.lr": "lr"}
+
+
+def setting_label(column: str, value) -> str:
+    """How a setting reads in a comparison line: 'spring', 'lr 0.0001', 'mini-batch'."""
+    text = shown_label(_label(value))
+    named = SETTING_LABELS.get(column)
+    if column == "problem":
+        return text
+    if isinstance(named, dict):
+        return named.get(text, f"{column} {text}")
+    return f"{named or column} {text}"
+
+
+def swept_setting_columns(num: pd.DataFrame) -> list[str]:
+    """The summary's key columns that describe a setting, not a method or its form."""
+    stats = {"seeds", "failed", "status", "config", "method", "variant", "problem"}
+    return [c for c in num.columns if not c.endswith(("_mean", "_std")) and c not in stats]
+
+
 def write_tables(results: str | Path = "results", out: str | Path | None = None,
                  name: str = "summary") -> pd.DataFrame | None:
     df = collect(results)
@@ -294,9 +354,11 @@ def write_tables(results: str | Path = "results", out: str | Path | None = None,
         return None
     num, shown = summarize(df)
     shown.attrs["skipped"] = df.attrs.get("skipped", [])
+    judged = "\n\n".join(t for t in (against_method(num, ref, ms)
+                                     for ref, ms in REFERENCE_METHODS.items()) if t)
     write_atomic(out / f"{name}.csv", num.to_csv(index=False))
     write_atomic(out / f"{name}.md", shown.to_markdown(index=False) + "\n\n"
-                 + provenance(df, results) + "\n")
+                 + (judged + "\n\n" if judged else "") + provenance(df, results) + "\n")
     write_atomic(out / f"{name}.tex", shown.to_latex(index=False, escape=True))
     return shown
 

@@ -136,3 +136,33 @@ def test_this_projects_options_get_their_own_labelled_column():
     assert cell["verdict"].iloc[0] == "within 2×"
     today = {"method.on_linesearch_failure": "stop", "method.max_linesearch_steps": 100}
     assert variant({"method": "auglag", "method.multiplier_update": "paper", **today}) == "auglag"
+
+
+def test_summary_judges_each_method_against_sqp_adam_per_setting():
+    """The SQP-momentum summary's comparison lines: per problem, rate and batch mode, each
+    other method and form against sqp_adam in the paper's form, by the 2× rule."""
+    import pandas as pd
+
+    from runners.tables import against_method
+
+    rows = []
+    for lr, full, sqp, unc, iclr in [(1e-4, False, (1.0, 2.0), (3.0, 1.0), (1.5, 2.5)),
+                                     (5e-4, True, (4.0, 4.0), (1.0, 1.0), (20.0, 1.0))]:
+        for method, variant, (total, mse) in [("sqp_adam", "sqp_adam", sqp),
+                                              ("adam_unc", "adam_unc", unc),
+                                              ("sqp_adam", "sqp_adam + ICLR form", iclr)]:
+            rows.append({"problem": "spring", "method": method, "variant": variant,
+                         "method.lr": lr, "method.full_batch": full, "seeds": 5, "failed": 0,
+                         "total_mean": total, "total_std": 0.1, "test_mse_mean": mse,
+                         "test_mse_std": 0.1})
+    text = against_method(pd.DataFrame(rows), "sqp_adam", ("total", "test_mse"))
+    lines = text.splitlines()
+    assert len(lines) == 2
+    # lr 1e-4: adam_unc's loss 3× sqp_adam's -> worse; the ICLR form 1.5× / 1.25× -> within 2×
+    assert lines[0].startswith("- **spring, lr 0.0001, mini-batch**, against sqp_adam")
+    assert "within 2×: sqp_adam + ICLR form (total loss 1.5×, test MSE 1.25×)" in lines[0]
+    assert "worse: adam_unc (total loss 3×, test MSE 0.5×)" in lines[0]
+    # lr 5e-4, full batch: adam_unc 4× lower in both -> better; the ICLR form's loss 5× -> worse
+    assert lines[1].startswith("- **spring, lr 0.0005, full batch**")
+    assert "better: adam_unc (total loss 0.25×, test MSE 0.25×)" in lines[1]
+    assert "worse: sqp_adam + ICLR form (total loss 5×, test MSE 0.25×)" in lines[1]
