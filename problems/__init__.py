@@ -55,5 +55,5 @@ def build_problem(name: str, values: dict, dtype: str | None = None):
     return cls(config_from_dict(cls.Config, values, "problem"))
 
 
-__all__ = ["PRECISIONS", "PROBLEMS", "build_problem", "resolve_precision", "ConfigError", "CONSTRAINED_LEARNING", "NEURAL_DAE",
-           "PARAMETRIC_OPT", "STOCHASTIC_CONSTRAINED"]
+__all__ = ["PRECISIONS", "PROBLEMS", "build_problem", "resolve_precision", "ConfigError",
+           "CONSTRAINED_LEARNING", "NEURAL_DAE", "PARAMETRIC_OPT", "STOCHASTIC_CONSTRAINED"]
