@@ -137,7 +137,8 @@ table-trsqp-sensitivity: install
 	    --experiment $$e --out results/figures/$$e-$(SCALE).png || exit 1; \
 	done
 
-# SQP momentum paper: per problem, 4 methods x 2 learning rates x SQP_SEEDS seeds (one
+# SQP momentum paper (float32, as the authors' code: precision=auto): per problem, 4 methods
+# x 2 learning rates x SQP_SEEDS seeds (one
 # vmapped program per method and rate: seeds=N) and 1 full-batch run per method and rate,
 # one resumable sweep folder per scale. sqp_adam runs in both forms: the paper's Algorithm 3
 # (the default) and the ICLR-2025 predecessor's (method.variant=iclr, its own rows). Butene
