@@ -6,6 +6,7 @@ from problems.base import (
     CONSTRAINED_LEARNING,
     STOCHASTIC_CONSTRAINED,
     ConfigError,
+    check_choice,
     config_from_dict,
 )
 from problems.bioreactor import Bioreactor
@@ -27,16 +28,14 @@ PROBLEMS = {cls.name: cls for cls in (Transport, Reaction, ReactionDiffusion,
                                       Qp, NonconvexQp, Rosenbrock)}
 
 
-PRECISIONS = ("float64", "float32")
+PRECISIONS = ("auto", "float64", "float32")
 
 
 def resolve_precision(value: str, name: str) -> str:
     """``precision=auto`` -> the problem's ``default_precision`` (float32 for the SQP-momentum
     family, whose authors ran PyTorch's float32; float64 elsewhere); an explicit float64 /
     float32 is kept. Raises ConfigError naming the field and the choices."""
-    valid = ("auto",) + PRECISIONS
-    if value not in valid:
-        raise ConfigError(f"precision: must be one of {', '.join(valid)}, got {value!r}")
+    check_choice(value, "precision", PRECISIONS)
     if value != "auto":
         return value
     return getattr(PROBLEMS.get(name), "default_precision", "float64")

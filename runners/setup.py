@@ -61,7 +61,6 @@ def resolve(cfg: DictConfig) -> Setup:
     check_sweep_name(cfg.get("sweep_name"))
     if cfg.get("jax_cache_dir"):  # '' / null: no persistent compilation cache
         check_writable_dir(cfg.get("jax_cache_dir"), "jax_cache_dir")
-    check_choice(cfg.get("precision"), "precision", ["auto", "float64", "float32"])
     seed = cfg.get("seed")
     check(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0, "seed",
           f"must be an integer >= 0, got {seed!r}")
