@@ -8,11 +8,24 @@ The pipeline (spec neural_dae.md, "Method collocation"):
    Gives smooth x, y, z and the network's input/output standardisation (mean/std of the
    smoothed x and z over all collocation points).
 2. **Pretraining**: the MLP fitted to the smoother's (x, z) pairs in standardized coordinates,
-   optax Adam (lr 1e-3, 200 epochs, batch 32) on MSE + α_r(‖W‖² + ‖b‖²).
+   optax Adam (lr 1e-3, 200 epochs, batch 32) on MSE + α_r Σ_layers (mean(W²) + mean(b²))
+   (the authors' code; ``pretrain_regularizer=sum`` gives ‖W‖² + ‖b‖²).
 3. **Main NLP**: z = NN(x; θ) as equations at every collocation point, θ (shared by all
    trajectories) a decision variable; warm start from steps 1–2; IPOPT with
    ``hessian_approximation=limited-memory`` (L-BFGS) at tol ε1, or the exact Hessian.
 4. **Refinement** (optional): exact Hessian at tol ε2 = 1e-6, warm-started primal and dual.
+
+x(t0) is a decision variable of steps 1 and 3 unless ``problem.initial_state=fixed``
+(problems/dae.py, ``INITIAL_STATES``: the authors' code frees it).
+
+**Prediction** on new conditions (:func:`constrained_inference`, ``inference=constrained``,
+the authors' code): the trained network fixed inside a collocation NLP over the new
+horizon, x(t0) the new initial state, the problem's bounds and path constraints, and the
+network equation relaxed by an l1 slack, (z − z̄)/σ_z − NN((x − x̄)/σ_x) = s⁺ − s⁻,
+s± ≥ 0, minimising w · mean(s⁺ + s⁻) (w = ``inference_slack_weight`` = 1e-5). Where the
+network keeps the states in their bounds the slack is 0 and the NLP's solution is the
+simulation; where it would leave them, the bounds hold and the slack measures by how much
+the network was overruled.
 
 Objective of steps 1 and 3 (paper eq. 10): Σ over trajectories of the mean over its
 observations of the squared standardized error ((x̂(t_m) − x_m)/σ_x)², σ_x the std of the
@@ -59,6 +72,16 @@ from problems.dae import (
 from problems.networks import MLP
 
 HESSIANS = ("lbfgs", "exact")
+EXACT_HESSIANS = ("assembled", "casadi")
+# step 2's weight penalty: "mean" Σ_layers (mean(W²) + mean(b²)) (the authors' code);
+# "sum" ‖W‖² + ‖b‖² as in the main NLP (this project's earlier default, ~10³× stronger on
+# the tank's network)
+PRETRAIN_REGULARIZERS = ("mean", "sum")
+# how test predictions are made: "constrained" a collocation NLP over the test horizon with
+# the trained network fixed, the problem's bounds and path constraints, and an l1 slack on
+# the network equation (the authors' code); "simulate" the unconstrained element-by-element
+# Newton march of DaeProblem.simulate
+INFERENCES = ("constrained", "simulate")
 LINEAR_SOLVERS = ("mumps", "ma27", "ma57", "ma86", "ma97")
 
 
@@ -125,9 +148,17 @@ class CollocationConfig:
     smoothing_tol: float = 1e-6
     max_iter: int = 3000  # IPOPT iterations per step
     linear_solver: str = "mumps"  # ma27/ma57 need the HSL library
+    # how the exact Hessian (hessian=exact, refine) is computed; the same matrix either way:
+    # "assembled" CasADi for the sparse terms + JAX for the network's (methods/
+    # network_hessian.py), "casadi" CasADi's AD of the whole Lagrangian (~20 s per
+    # evaluation on the tank manifold)
+    exact_hessian: str = "assembled"
     pretrain_epochs: int = 200
     pretrain_lr: float = 1e-3
     pretrain_batch: int = 32
+    pretrain_regularizer: str = "mean"  # mean (the authors' code) | sum (this project's)
+    inference: str = "constrained"  # test predictions: constrained | simulate
+    inference_slack_weight: float = 1e-5  # the authors' slack_coef of the inference NLP
     init_seed: int = 0  # the network's initial weights
     ipopt_options: dict | None = None  # extra IPOPT options, e.g. {print_timing_statistics: yes}
 
@@ -137,7 +168,14 @@ class CollocationConfig:
             if v is not None:
                 check_positive_int(v, f"method.{f}")
         check_choice(self.hessian, "method.hessian", HESSIANS)
+        check_choice(self.pretrain_regularizer, "method.pretrain_regularizer",
+                     PRETRAIN_REGULARIZERS)
+        check_choice(self.inference, "method.inference", INFERENCES)
+        check(isinstance(self.inference_slack_weight, (int, float))
+              and self.inference_slack_weight > 0, "method.inference_slack_weight",
+              f"must be a number > 0, got {self.inference_slack_weight!r}")
         check_linear_solver(self.linear_solver)
+        check_choice(self.exact_hessian, "method.exact_hessian", EXACT_HESSIANS)
         for f in ("smoothing", "pretrain", "refine"):
             check(isinstance(getattr(self, f), bool), f"method.{f}",
                   f"must be true or false, got {getattr(self, f)!r}")
@@ -173,6 +211,12 @@ class StepReport:
     objective: float
     max_violation: float
     return_status: str = ""
+    hessian_calls: int = 0  # IPOPT's evaluations of the exact Hessian
+    hessian_s: float = 0.0  # their wall time
+
+    @property
+    def hessian_ms_per_call(self) -> float:
+        return 1e3 * self.hessian_s / self.hessian_calls if self.hessian_calls else float("nan")
 
 
 @dataclasses.dataclass
@@ -203,41 +247,59 @@ def _bounds(values, n):
 
 
 class _Builder:
-    """The discretized DAE of every trajectory in one casadi.Opti (steps 1 and 3)."""
+    """The discretized DAE of one or more trajectories in one casadi.Opti (steps 1 and 3,
+    and constrained inference).
 
-    def __init__(self, problem: DaeProblem, grid: RadauGrid, data: Trajectories,
-                 free_closure: bool):
+    ``ps``: each trajectory's parameters p. ``x0s``: None leaves x(t0) a decision variable
+    (``problem.initial_state=free``); otherwise each trajectory's states
+    ``problem.fixed_states()`` are these constants at t0 (no variable) and the others
+    variables tied by the problem's initial equations. ``X`` is then the (n_x, N + 1)
+    expression [x(t0), X at the collocation points]."""
+
+    def __init__(self, problem: DaeProblem, grid: RadauGrid, ps, free_closure: bool,
+                 x0s=None):
         self.opti = ca.Opti()
-        self.problem, self.grid, self.data = problem, grid, data
+        self.problem, self.grid = problem, grid
         f, g, _ = problem.casadi_functions()
         n = grid.n_points
         self.f, self.g = f.map(n), g.map(n)
-        self.x_std = np.maximum(data.x_obs.std(axis=(0, 2)), 1e-12)  # σ_x per state
-        self.B = grid.interpolation_matrix(data.t)  # (N+1, T): x̂(t_m) = X B
         opti = self.opti
-        self.X, self.Y, self.Z = [], [], []
+        self.X, self.Y, self.Z, self.Xc, self.X0 = [], [], [], [], []
         path = self._path_function(n)
-        for p in data.p:
-            X = opti.variable(problem.n_x, n + 1)
+        fixed = () if x0s is None else problem.fixed_states()
+        free0 = [i for i in range(problem.n_x) if i not in fixed]
+        for k, p in enumerate(ps):
+            Xc = opti.variable(problem.n_x, n)  # the collocation columns
+            X0 = opti.variable(len(free0)) if free0 else None
+            rows = []
+            for i in range(problem.n_x):
+                rows.append(X0[free0.index(i)] if i in free0 else ca.MX(float(x0s[k][i])))
+            X = ca.horzcat(ca.vertcat(*rows), Xc)
             Y = opti.variable(problem.n_y, n) if problem.n_y else ca.MX(0, n)
             Z = opti.variable(problem.n_z, n + 1 if free_closure else n)
             Zc = Z[:, 1:] if free_closure else Z
             P = ca.repmat(ca.DM(p), 1, n) if problem.n_p else ca.DM(0, n)
-            xc = X[:, 1:]
-            dxdt = self.f(xc, Y, Zc, P)
+            dxdt = self.f(Xc, Y, Zc, P)
             opti.subject_to(ca.vec(grid.collocation_residual(X, dxdt)) == 0)
             if problem.n_y:
-                opti.subject_to(ca.vec(self.g(xc, Y, Zc, P)) == 0)
+                opti.subject_to(ca.vec(self.g(Xc, Y, Zc, P)) == 0)
             init = problem.initial_equations(X[:, 0])
-            if init.numel():
+            if init.numel() and free0:
                 opti.subject_to(init == 0)
-            self._lower(X, problem.x_lower, problem.n_x)
+            self._lower(Xc, problem.x_lower, problem.n_x)
+            if X0 is not None:
+                lb = _bounds(problem.x_lower, problem.n_x)
+                for j, i in enumerate(free0):
+                    if lb is not None and np.isfinite(lb[i, 0]):
+                        opti.subject_to(X0[j] >= lb[i, 0])
             if problem.n_y:
                 self._lower(Y, problem.y_lower, problem.n_y)
             self._lower(Zc, getattr(problem, "z_lower", None), problem.n_z)
             if path is not None:
-                opti.subject_to(ca.vec(path(xc, Y, Zc, P, dxdt)) <= 0)
+                opti.subject_to(ca.vec(path(Xc, Y, Zc, P, dxdt)) <= 0)
             self.X.append(X)
+            self.Xc.append(Xc)
+            self.X0.append((X0, free0))
             self.Y.append(Y)
             self.Z.append(Z)
 
@@ -258,27 +320,34 @@ class _Builder:
         for i in rows:
             self.opti.subject_to(var[i, :] >= lb[i, 0])
 
-    def data_fit(self):
-        """Σ_traj mean_m Σ_states ((x̂(t_m) − x_m)/σ_x)² / n_x (eq. 10)."""
+    def data_fit(self, data: Trajectories):
+        """Σ_traj mean_m Σ_states ((x̂(t_m) − x_m)/σ_x)² / n_x (eq. 10), σ_x the std of the
+        observations of each state, x̂ = X B the collocation polynomial at the observation
+        times."""
         total = 0
-        w = ca.DM(1.0 / self.x_std)
-        for X, obs in zip(self.X, self.data.x_obs):
-            err = (X @ ca.DM(self.B) - ca.DM(obs)) * ca.repmat(w, 1, obs.shape[1])
+        w = ca.DM(1.0 / np.maximum(data.x_obs.std(axis=(0, 2)), 1e-12))
+        B = ca.DM(self.grid.interpolation_matrix(data.t))  # (N+1, T)
+        for X, obs in zip(self.X, data.x_obs):
+            err = (X @ B - ca.DM(obs)) * ca.repmat(w, 1, obs.shape[1])
             total += ca.sumsqr(err) / obs.size
         return total
 
     def solve(self, name, objective, hessian, tol, cfg: CollocationConfig, on_iteration,
-              warm_dual=None, expand=True):
+              warm_dual=None, expand=True, hess_lag=None):
         """IPOPT on the Opti problem. ``expand``: turn the MX graph into SX first (fast for
         the scalar DAE equations; the network equations stay MX over a mapped SX point
         function, whose dense θ-Jacobian would otherwise be built symbolically)."""
         opti = self.opti
         opti.minimize(objective)
-        opts = {"expand": expand, "print_time": False, "ipopt.print_level": 0, "ipopt.sb": "yes",
+        opts = {"expand": expand and hess_lag is None, "print_time": False,
+                "ipopt.print_level": 0, "ipopt.sb": "yes",
                 "ipopt.tol": tol, "ipopt.max_iter": cfg.max_iter,
                 "ipopt.hessian_approximation": IPOPT_HESSIAN[hessian],
                 "ipopt.linear_solver": cfg.linear_solver,
                 **{f"ipopt.{k}": v for k, v in (cfg.ipopt_options or {}).items()}}
+        if hess_lag is not None:  # (Function, the callback it calls: kept alive here)
+            opts["hess_lag"] = hess_lag[0]
+            self._hessian = hess_lag
         if warm_dual is not None:
             opts.update({"ipopt.warm_start_init_point": "yes",
                          "ipopt.warm_start_bound_push": 1e-9,
@@ -309,8 +378,15 @@ class _Builder:
                             iterations=int(stats.get("iter_count", 0)), wall_s=wall,
                             objective=float(view.value(opti.f)),
                             max_violation=float(np.max(np.maximum(lbg - g, g - ubg), initial=0)),
-                            return_status=ret)
+                            return_status=ret,
+                            hessian_calls=int(stats.get("n_call_nlp_hess_l", 0) or 0),
+                            hessian_s=float(stats.get("t_wall_nlp_hess_l", 0.0) or 0.0))
         return view, report
+
+
+def _known_x0(problem, data):
+    """The true initial states under ``problem.initial_state=fixed``, else None (free)."""
+    return data.x0 if problem.cfg.initial_state == "fixed" else None
 
 
 def _linear_initial(problem, grid, data):
@@ -320,8 +396,10 @@ def _linear_initial(problem, grid, data):
 
 
 def _set_initial(b: _Builder, xs, ys, zs):
-    for X, Y, Z, x, y, z in zip(b.X, b.Y, b.Z, xs, ys, zs):
-        b.opti.set_initial(X, x)
+    for Xc, (X0, free0), Y, Z, x, y, z in zip(b.Xc, b.X0, b.Y, b.Z, xs, ys, zs):
+        b.opti.set_initial(Xc, x[:, 1:])
+        if X0 is not None:
+            b.opti.set_initial(X0, np.asarray(x)[free0, 0])
         if b.problem.n_y:
             b.opti.set_initial(Y, y)
         b.opti.set_initial(Z, z)
@@ -329,7 +407,7 @@ def _set_initial(b: _Builder, xs, ys, zs):
 
 def smoothing_step(problem, grid, data, cfg, on_iteration=None):
     """Step 1: (X, Y, Z with a t0 column, report)."""
-    b = _Builder(problem, grid, data, free_closure=True)
+    b = _Builder(problem, grid, data.p, free_closure=True, x0s=_known_x0(problem, data))
     x_init = _linear_initial(problem, grid, data)
     n = grid.n_points
     _set_initial(b, x_init, [np.zeros((problem.n_y, n))] * len(x_init),
@@ -337,7 +415,7 @@ def smoothing_step(problem, grid, data, cfg, on_iteration=None):
     m = ca.DM(grid.derivative_matrix)
     span = grid.tf - grid.t0
     smooth = sum(span * ca.sumsqr(Z @ m) / (n * problem.n_z) for Z in b.Z)
-    view, report = b.solve("smoothing", b.data_fit() + problem.cfg.smoothing_weight * smooth,
+    view, report = b.solve("smoothing", b.data_fit(data) + problem.cfg.smoothing_weight * smooth,
                            "exact", cfg.smoothing_tol, cfg, on_iteration)
     xs = [np.asarray(view.value(X)).reshape(problem.n_x, -1) for X in b.X]
     ys = [np.asarray(view.value(Y)).reshape(problem.n_y, -1) if problem.n_y else
@@ -346,16 +424,24 @@ def smoothing_step(problem, grid, data, cfg, on_iteration=None):
     return xs, ys, zs, report
 
 
+def weight_penalty(arrays, kind: str = "mean"):
+    """Step 2's R(θ) over the weight and bias arrays: Σ mean(a²) (``mean``, the authors'
+    code) or Σ sum(a²) = ‖W‖² + ‖b‖² (``sum``)."""
+    reduce = jnp.mean if kind == "mean" else jnp.sum
+    return sum(reduce(jnp.asarray(a) ** 2) for a in arrays)
+
+
 def pretrain_network(layers, v, z, activation: str, cfg: CollocationConfig, l2: float, key):
-    """Step 2: Adam on mean((NN(v) − z)²) + α_r (‖W‖² + ‖b‖²) over the (v, z) rows, in
-    minibatches of ``pretrain_batch`` (a fresh permutation per epoch; the last batch wraps
-    around). Returns the layers and the loss after each epoch."""
+    """Step 2: Adam on mean((NN(v) − z)²) + α_r R(θ) over the (v, z) rows, in minibatches
+    of ``pretrain_batch`` (a fresh permutation per epoch; the last batch wraps around).
+    R = Σ_layers (mean(W²) + mean(b²)) (``pretrain_regularizer=mean``, the authors' code)
+    or ‖W‖² + ‖b‖² (``sum``). Returns the layers and the loss after each epoch."""
     net = MLP(len(layers) - 1, layers[0][0].shape[1], activation, out_features=z.shape[1])
     params = jax.tree.map(jnp.asarray, layers_to_flax(layers))
     v, z = jnp.asarray(v), jnp.asarray(z)
 
     def loss(params, v, z):
-        reg = sum(jnp.sum(x**2) for x in jax.tree.leaves(params))
+        reg = weight_penalty(jax.tree.leaves(params), cfg.pretrain_regularizer)
         return jnp.mean((net.apply(params, v) - z) ** 2) + l2 * reg
 
     opt = optax.adam(cfg.pretrain_lr)
@@ -433,19 +519,36 @@ def train_collocation(problem: DaeProblem, cfg: CollocationConfig, data: Traject
         steps.append(rep)
         note(rep)
     # --- step 3: the main NLP ------------------------------------------------------------
-    b = _Builder(problem, grid, data, free_closure=False)
+    b = _Builder(problem, grid, data.p, free_closure=False, x0s=_known_x0(problem, data))
     opti = b.opti
     theta = opti.variable(sum(w.size + bias.size for w, bias in layers))  # θ, flat
     opti.set_initial(theta, pack_layers(layers))
     nn = problem.network_function(layers, scaling.x_mean, scaling.x_std, scaling.z_mean,
                                   scaling.z_std).map(n)  # one SX point, mapped
-    for X, Z in zip(b.X, b.Z):
-        opti.subject_to(ca.vec(Z - nn(X[:, 1:], theta)) == 0)
+    network, outputs = [], []
+    for Xc, Z in zip(b.Xc, b.Z):
+        out = nn(Xc, theta)
+        network.append((opti.ng, Xc, problem.n_z))
+        outputs.append(out)
+        opti.subject_to(ca.vec(Z - out) == 0)
     _set_initial(b, xs, ys, zs)
     reg = ca.sumsqr(theta)
-    objective = b.data_fit() + problem.cfg.l2_weight * reg
+    objective = b.data_fit(data) + problem.cfg.l2_weight * reg
+    opti.minimize(objective)
+    hess_lag, hess_build_s = None, 0.0
+    if (cfg.hessian == "exact" or cfg.refine) and cfg.exact_hessian == "assembled":
+        from methods.network_hessian import fast_hessian, jax_network
+
+        t = time.perf_counter()
+        jnn = jax_network(layer_shapes(problem.network_inputs, problem.cfg.hidden,
+                                       problem.n_z), problem.cfg.activation, scaling.x_mean,
+                          scaling.x_std, scaling.z_mean, scaling.z_std)
+        hess_lag = fast_hessian(opti, objective, network, theta, outputs, jnn)
+        hess_build_s = time.perf_counter() - t
     view, rep = b.solve("main", objective, cfg.hessian, cfg.tol, cfg, on_iteration,
-                        expand=EXPAND[cfg.hessian])
+                        expand=EXPAND[cfg.hessian],
+                        hess_lag=hess_lag if cfg.hessian == "exact" else None)
+    rep.wall_s += hess_build_s  # building the assembled Hessian counts towards step 3
     steps.append(rep)
     note(rep)
     if cfg.refine:
@@ -453,7 +556,8 @@ def train_collocation(problem: DaeProblem, cfg: CollocationConfig, data: Traject
         lam = view.value(opti.lam_g)
         opti.set_initial(opti.x, x0)
         view, rep = b.solve("refinement", objective, "exact", cfg.refine_tol, cfg,
-                            on_iteration, warm_dual=lam, expand=EXPAND["exact"])
+                            on_iteration, warm_dual=lam, expand=EXPAND["exact"],
+                            hess_lag=hess_lag)
         steps.append(rep)
         note(rep)
     layers = unpack_layers(np.asarray(view.value(theta)).ravel(), layers)
@@ -464,12 +568,81 @@ def train_collocation(problem: DaeProblem, cfg: CollocationConfig, data: Traject
         Z=[value(Z, problem.n_z) for Z in b.Z], steps=steps, grid=grid)
 
 
+@dataclasses.dataclass
+class Inference:
+    """A constrained prediction from one initial state (:func:`constrained_inference`)."""
+
+    grid: RadauGrid
+    X: np.ndarray  # (n_x, N + 1)
+    Y: np.ndarray  # (n_y, N)
+    Z: np.ndarray  # (n_z, N)
+    slack_pos: np.ndarray  # (n_z, N) s⁺
+    slack_neg: np.ndarray  # (n_z, N) s⁻
+    report: StepReport
+
+    @property
+    def ok(self) -> bool:
+        return self.report.status == "converged"
+
+
+def constrained_inference(problem: DaeProblem, layers, scaling: Standardization, x0,
+                          grid: RadauGrid, slack_weight: float = 1e-5,
+                          guess: np.ndarray | None = None,
+                          ipopt_options: dict | None = None) -> Inference:
+    """Predict from ``x0`` over ``grid`` with the trained network fixed (module docstring,
+    "Prediction"): the problem's DAE collocated on ``grid`` from the fixed initial state,
+    bounds, path constraints, the network equation with an l1 slack in standardized output
+    units, objective ``slack_weight`` · mean(s⁺ + s⁻). IPOPT with the exact Hessian (the
+    network's weights are constants here, so the NLP is small and sparse) at IPOPT's own
+    defaults (tol 1e-8, max_iter 3000: the authors pass no options). ``guess``: states on
+    ``grid.times`` to start from (the simulation, clipped into the bounds, where finite);
+    by default x0 held constant."""
+    x0 = np.asarray(x0, float)
+    p = problem.parameters(x0)
+    n = grid.n_points
+    b = _Builder(problem, grid, [p], free_closure=False, x0s=[x0])
+    opti = b.opti
+    nn = problem.network_function(layers, scaling.x_mean, scaling.x_std, scaling.z_mean,
+                                  scaling.z_std).map(n)
+    Xc, Z = b.Xc[0], b.Z[0]
+    sp, sn = opti.variable(problem.n_z, n), opti.variable(problem.n_z, n)
+    opti.subject_to(ca.vec(sp) >= 0)
+    opti.subject_to(ca.vec(sn) >= 0)
+    z_std = ca.repmat(ca.DM(np.asarray(scaling.z_std, float)), 1, n)
+    opti.subject_to(ca.vec((Z - nn(Xc, ca.DM(pack_layers(layers)))) / z_std) == ca.vec(sp - sn))
+    objective = slack_weight * ca.sum1(ca.vec(sp + sn)) / (problem.n_z * n)
+    x = np.repeat(x0[:, None], n + 1, axis=1)
+    if guess is not None:
+        g = np.asarray(guess, float)
+        x = np.where(np.isfinite(g), g, x)
+        lb = _bounds(problem.x_lower, problem.n_x)
+        if lb is not None:
+            x = np.maximum(x, np.where(np.isfinite(lb), lb, -np.inf))
+    closure = problem.network_closure(layers, scaling.x_mean, scaling.x_std, scaling.z_mean,
+                                      scaling.z_std)
+    z = np.asarray(closure.map(n)(x[:, 1:], np.zeros((problem.n_y, n)),
+                                  np.repeat(p[:, None], n, 1) if problem.n_p else
+                                  np.zeros((0, n))), float).reshape(problem.n_z, n)
+    _set_initial(b, [x], [np.zeros((problem.n_y, n))], [z])
+    opti.set_initial(sp, np.zeros((problem.n_z, n)))
+    opti.set_initial(sn, np.zeros((problem.n_z, n)))
+    cfg = CollocationConfig(max_iter=3000, ipopt_options=ipopt_options)
+    view, rep = b.solve("inference", objective, "exact", 1e-8, cfg, None, expand=True)
+    value = lambda m, k: np.asarray(view.value(m), float).reshape(k, -1)
+    return Inference(grid=grid, X=value(b.X[0], problem.n_x),
+                     Y=value(b.Y[0], problem.n_y) if problem.n_y else np.zeros((0, n)),
+                     Z=value(Z, problem.n_z), slack_pos=value(sp, problem.n_z),
+                     slack_neg=value(sn, problem.n_z), report=rep)
+
+
 def learned_closure(problem: DaeProblem, result: CollocationResult):
     s = result.scaling
     return problem.network_closure(result.layers, s.x_mean, s.x_std, s.z_mean, s.z_std)
 
 
-__all__ = ["CollocationConfig", "CollocationResult", "HESSIANS", "LINEAR_SOLVERS",
-           "StepReport", "available_linear_solvers", "check_linear_solver", "init_layers",
+__all__ = ["CollocationConfig", "CollocationResult", "HESSIANS", "INFERENCES", "Inference",
+           "LINEAR_SOLVERS", "PRETRAIN_REGULARIZERS", "Standardization", "StepReport",
+           "available_linear_solvers", "check_linear_solver", "constrained_inference",
+           "init_layers", "weight_penalty",
            "ipopt_status", "learned_closure", "pack_layers",
            "pretrain_network", "smoothing_step", "train_collocation", "unpack_layers"]

@@ -4,11 +4,18 @@ paper's baseline; spec neural_dae.md, "Method sequential").
 The same MLP as the collocation method sits inside the model, z = NN((x − x̄)/σ_x; θ), with
 x̄, σ_x the mean and std of the observations (no smoother here) and the output unscaled.
 Each step integrates every training trajectory with diffrax (Tsit5, adaptive PID step
-control, rtol/atol from the config; Kvaerno5 as the stiff option) from its *observed-true*
-initial condition, evaluates the standardized data misfit at the observation times
+control, rtol/atol from the config; Kvaerno5 as the stiff option) from its initial state,
+evaluates the standardized data misfit at the observation times
 (the collocation objective, eq. 10, with the same α_r‖θ‖²) and takes one optax Adam step
 on its gradient (diffrax's default RecursiveCheckpointAdjoint: reverse mode through the
 solver). Full batch: the three (or one) training trajectories every step.
+
+The initial state is what the collocation method knows of it (``problem.initial_state``,
+problems/dae.py): ``free`` fits x(t0) of each trajectory as a parameter of the same Adam
+step, started at the first observation (made consistent by the problem: the tank's
+x0 = x1); ``fixed`` integrates from the true initial state. Predictions on the test ICs
+are the integrated model (``inference=simulate``, the sequential approach's own), or the
+collocation method's constrained NLP with this network (``inference=constrained``).
 
 DAEs: the algebraic variables are eliminated in closed form by each problem's ``ode_rhs``
 (the tank manifold after index reduction, see problems/tank_manifold.py). Nothing keeps
@@ -26,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from methods.collocation import init_layers
+from methods.collocation import INFERENCES, init_layers
 from methods.driver import Method, tree_all_finite
 from problems.base import check, check_choice, check_positive_int
 from problems.dae import DaeProblem, Trajectories, layers_to_flax
@@ -44,11 +51,17 @@ class SequentialConfig:
     atol: float = 1e-8
     max_steps: int = 10000  # integrator steps per trajectory
     init_seed: int = 0
+    inference: str = "simulate"  # test predictions: simulate | constrained
+    inference_slack_weight: float = 1e-5  # of inference=constrained
 
     def __post_init__(self):
         for f in ("epochs", "max_steps"):
             check_positive_int(getattr(self, f), f"method.{f}")
         check_choice(self.solver, "method.solver", list(SOLVERS))
+        check_choice(self.inference, "method.inference", INFERENCES)
+        check(isinstance(self.inference_slack_weight, (int, float))
+              and self.inference_slack_weight > 0, "method.inference_slack_weight",
+              f"must be a number > 0, got {self.inference_slack_weight!r}")
         for f in ("lr", "rtol", "atol"):
             v = getattr(self, f)
             check(isinstance(v, (int, float)) and 0 < v < 1, f"method.{f}",
@@ -58,7 +71,7 @@ class SequentialConfig:
 
 
 class SequentialState(NamedTuple):
-    params: dict
+    params: dict  # {"net": Flax params, "x0": (n_traj, n_x) fitted initial states}
     opt_state: optax.OptState
     count: jax.Array
     loss: jax.Array
@@ -105,15 +118,19 @@ def sequential_method(problem: DaeProblem, cfg: SequentialConfig, data: Trajecto
     sigma = jnp.asarray(np.maximum(data.x_obs.std(axis=(0, 2)), 1e-12))  # σ_x, as eq. 10
     l2 = problem.cfg.l2_weight
     opt = optax.adam(cfg.lr)
+    free = problem.cfg.initial_state == "free"
 
     def loss(params, d: SequentialData):
-        def one(x0, p, obs):
-            xs = simulate_jax(problem, net, x_mean, x_std, params, x0, p, d.t, cfg)
-            return jnp.sum(((xs - obs) / sigma[:, None]) ** 2) / obs.size
-        fit = jnp.sum(jax.vmap(one)(d.x0, d.p, d.x_obs))
-        return fit + l2 * sum(jnp.sum(w**2) for w in jax.tree.leaves(params))
+        x0s = jax.vmap(problem.consistent_initial_state)(params["x0"]) if free else d.x0
 
-    def init(params, d):
+        def one(x0, p, obs):
+            xs = simulate_jax(problem, net, x_mean, x_std, params["net"], x0, p, d.t, cfg)
+            return jnp.sum(((xs - obs) / sigma[:, None]) ** 2) / obs.size
+        fit = jnp.sum(jax.vmap(one)(x0s, d.p, d.x_obs))
+        return fit + l2 * sum(jnp.sum(w**2) for w in jax.tree.leaves(params["net"]))
+
+    def init(net_params, d):
+        params = {"net": net_params, "x0": d.x_obs[:, :, 0]}  # the first observation
         return SequentialState(params, opt.init(params), jnp.int32(0), loss(params, d))
 
     def step(s: SequentialState, d):
@@ -125,7 +142,7 @@ def sequential_method(problem: DaeProblem, cfg: SequentialConfig, data: Trajecto
         name="sequential", init=init, step=step, done=lambda s: s.count >= cfg.epochs,
         finite=lambda s: tree_all_finite(s.params) & jnp.isfinite(s.loss),
         converged=lambda s: jnp.array(False),
-        log=lambda s, d: {"objective": s.loss}, params=lambda s: s.params,
+        log=lambda s, d: {"objective": s.loss}, params=lambda s: s.params["net"],
         iterations=lambda s: s.count, progress=lambda s: s.count, progress_total=cfg.epochs,
         progress_unit="epoch")
 

@@ -36,6 +36,7 @@ class BioreactorConfig(DaeConfig):
     l2_weight: float = 1e-3
     noise_std: tuple = (0.05, 0.05, 0.5, 0.1)
     test_horizon: float | None = 60.0
+    inference_n_fe: int | None = 45  # 60 h at the authors' density (30 elements over 40 h)
 
 
 class Bioreactor(DaeProblem):

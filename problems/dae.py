@@ -29,11 +29,22 @@ from typing import Any
 import casadi as ca
 import numpy as np
 
-from problems.base import check, check_positive_int
+from problems.base import check, check_choice, check_positive_int
 from problems.collocation import RadauGrid
 from problems.networks import ACTIVATIONS
 
 NEURAL_DAE = "neural_dae"
+
+# What training knows of x(t0) (``problem.initial_state``, both methods alike):
+#   free   x(t0) is a decision variable fitted to the data like every other state (the
+#          authors' code: each trajectory's states are fixed at t0 when it is built, then
+#          every network input, the states at t0 included, is unfixed again by its default
+#          ``unfix_io=True``); the sequential method fits x(t0) as a parameter, started
+#          at the first observation.
+#   fixed  x(t0) is the trajectory's true initial state: no decision variable (the states of
+#          ``DaeProblem.fixed_initial_states``; the others follow from the initial
+#          equations, the tank's x0 = x1); the sequential method integrates from it.
+INITIAL_STATES = ("free", "fixed")
 
 # CasADi forms of the activations the neural DAE problems use (problems.networks names)
 CASADI_ACTIVATIONS = {
@@ -108,8 +119,11 @@ class DaeConfig:
     smoothing_weight: float = 10.0  # λ_s of the smoothing problem (step 1)
     l2_weight: float = 1e-2  # α_r: weight of ‖W‖² + ‖b‖²
     test_horizon: float | None = None  # null: the training horizon
-    ipopt_tol: float = 1e-3  # the paper's IPOPT tolerance of step 3 (the method's default)
-    ipopt_max_iter: int = 3000  # the paper's IPOPT iteration limit (the method's default)
+    inference_n_fe: int | None = None  # test-horizon elements of constrained inference
+    # (null: elements as long as the training grid's)
+    initial_state: str = "free"  # x(t0) in training: free (the authors' code) | fixed
+    ipopt_tol: float = 1e-3  # the paper's ε1 of step 3 (the method's default)
+    ipopt_max_iter: int = 1000  # the authors' code's IPOPT iteration limit (paper silent)
 
     def __post_init__(self):
         for f in ("n_fe", "K", "truth_n_fe", "truth_K", "subsample"):
@@ -129,6 +143,9 @@ class DaeConfig:
         check(isinstance(self.ipopt_tol, (int, float)) and 0 < self.ipopt_tol < 1,
               "problem.ipopt_tol", f"must be a number in (0, 1), got {self.ipopt_tol!r}")
         check_positive_int(self.ipopt_max_iter, "problem.ipopt_max_iter")
+        check_choice(self.initial_state, "problem.initial_state", INITIAL_STATES)
+        if self.inference_n_fe is not None:
+            check_positive_int(self.inference_n_fe, "problem.inference_n_fe")
         check(self.test_horizon is None or self.test_horizon > 0, "problem.test_horizon",
               f"must be null or > 0, got {self.test_horizon!r}")
 
@@ -203,6 +220,19 @@ class DaeProblem:
     def parameters(self, x0) -> np.ndarray:
         """p of a trajectory from its initial condition (bioreactor: S_f = S(t0))."""
         return np.zeros(0)
+
+    # the states fixed at t0 under ``initial_state=fixed`` (None: all); the others follow
+    # from :meth:`initial_equations`
+    fixed_initial_states: tuple | None = None
+
+    def fixed_states(self) -> tuple[int, ...]:
+        return tuple(range(self.n_x)) if self.fixed_initial_states is None else \
+            tuple(self.fixed_initial_states)
+
+    def consistent_initial_state(self, x0):
+        """x(t0) from free values (JAX or NumPy): the states that :meth:`initial_equations`
+        determine set from the others (tank: x0 = x1). Default: unchanged."""
+        return x0
 
     # bounds on states and algebraic variables (physical: heights, flows, concentrations)
     x_lower: tuple | None = None
@@ -311,26 +341,70 @@ class DaeProblem:
         n_fe = max(1, round(self.cfg.truth_n_fe * (tf - self.t0) / (self.tf - self.t0)))
         return RadauGrid(n_fe, self.cfg.truth_K, self.t0, tf)
 
-    def evaluate_closure(self, closure) -> tuple[dict, list]:
-        """Simulate the model with ``closure`` and the true model from every test IC on
-        :meth:`test_grid`: test_mse (all states, all grid points), per-problem extras from
-        :meth:`test_metrics`, and the simulations [(t, X_learned, X_true, ok)] for figures."""
-        grid = self.test_grid()
-        sims, errs, extras = [], [], {}
+    def inference_grid(self, K: int | None = None) -> RadauGrid:
+        """The grid of constrained inference over the test horizon: ``inference_n_fe``
+        elements, or elements as long as the training grid's (null), of the training grid's
+        K Radau points."""
+        tf = self.cfg.test_horizon or self.tf
+        n_fe = self.cfg.inference_n_fe or max(
+            1, round(self.cfg.n_fe * (tf - self.t0) / (self.tf - self.t0)))
+        return RadauGrid(n_fe, K or self.cfg.K, self.t0, tf)
+
+    def evaluate_test(self, predict, prefix: str = "test") -> tuple[dict, list]:
+        """Score a learned model's predictions from every test IC against the true model.
+
+        ``predict(k, x0)`` -> (grid, X (n_x, N + 1) on ``grid.times``, ok). The error is
+        taken on :meth:`test_grid` (the truth's fine grid), the prediction's collocation
+        polynomial evaluated there: ``<prefix>_mse`` over all states and points (NaN when a
+        prediction failed), ``<prefix>_ok``, ``<prefix>_mse_<k>`` with several test ICs,
+        ``<prefix>_bound_violation`` the largest amount by which a state of any prediction
+        falls below its lower bound at the prediction's grid points (0: none),
+        and the problem's :meth:`test_metrics` on the prediction's own grid, named
+        ``<name>`` for ``prefix="test"`` and ``<prefix>_<name>`` otherwise (``_<k>`` with
+        several test ICs). Returns (metrics, [(t, X_learned, X_true, ok)]) on the test grid
+        for the figures."""
+        tgrid = self.test_grid()
+        sims, errs, extras, below = [], [], {}, []
+        several = len(self.test_x0) > 1
         for k, x0 in enumerate(self.test_x0):
             x0 = np.asarray(x0, float)
-            xt, *_ = self.simulate_truth(x0, grid)
-            xl, _, _, ok = self.simulate(closure, x0, grid)
-            sims.append((grid.times, xl, xt, ok))
-            errs.append((xl - xt) ** 2)
-            if len(self.test_x0) > 1:
-                extras[f"test_mse_{k}"] = float(np.mean(errs[-1]))
+            xt, *_ = self.simulate_truth(x0, tgrid)
+            grid, xl, ok = predict(k, x0)
+            on_test = grid.interpolate(xl, tgrid.times) if ok else np.full_like(xt, np.nan)
+            sims.append((tgrid.times, on_test, xt, ok))
+            errs.append((on_test - xt) ** 2)
+            if several:
+                extras[f"{prefix}_mse_{k}"] = float(np.mean(errs[-1]))
             for key, v in self.test_metrics(grid, xl).items():
-                extras[f"{key}" if len(self.test_x0) == 1 else f"{key}_{k}"] = v
-        err = np.concatenate([e.ravel() for e in errs])
+                name = key if prefix == "test" else f"{prefix}_{key}"
+                extras[f"{name}_{k}" if several else name] = v
+            below.append(self.bound_violation(xl))
         ok_all = all(s[3] for s in sims)
-        return {"test_mse": float(np.mean(err)) if ok_all else float("nan"),
-                "test_simulation_ok": ok_all, **extras}, sims
+        err = np.concatenate([e.ravel() for e in errs])
+        return {f"{prefix}_mse": float(np.mean(err)) if ok_all else float("nan"),
+                f"{prefix}_ok": ok_all, f"{prefix}_bound_violation": float(max(below)),
+                **extras}, sims
+
+    def bound_violation(self, x: np.ndarray) -> float:
+        """max over states and points of (lower bound − x)⁺ (NaN where x is not finite)."""
+        if self.x_lower is None:
+            return 0.0
+        if not np.all(np.isfinite(x)):
+            return float("nan")
+        lb = np.asarray(self.x_lower, float)[:, None]
+        gap = np.where(np.isfinite(lb), lb - x, -np.inf)
+        return float(max(0.0, gap.max()))
+
+    def evaluate_closure(self, closure, prefix: str = "test") -> tuple[dict, list]:
+        """:meth:`evaluate_test` of the unconstrained march (:meth:`simulate`) with
+        ``closure`` on :meth:`test_grid`."""
+        grid = self.test_grid()
+
+        def predict(k, x0):
+            x, _, _, ok = self.simulate(closure, x0, grid)
+            return grid, x, ok
+
+        return self.evaluate_test(predict, prefix)
 
     def test_metrics(self, grid: RadauGrid, x: np.ndarray) -> dict:
         """Extra metrics of a learned model's test simulation (bioreactor: S < 0)."""
@@ -354,6 +428,7 @@ class DaeProblem:
                             x0=np.asarray(self.train_x0, float), p=np.stack(ps))
 
 
-__all__ = ["CASADI_ACTIVATIONS", "DaeConfig", "DaeProblem", "NEURAL_DAE", "Trajectories",
+__all__ = ["CASADI_ACTIVATIONS", "DaeConfig", "DaeProblem", "INITIAL_STATES", "NEURAL_DAE",
+           "Trajectories",
            "casadi_mlp", "flax_to_layers", "layer_shapes", "layers_to_flax", "pack_layers",
            "unpack_layers"]

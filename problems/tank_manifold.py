@@ -52,6 +52,7 @@ class TankManifold(DaeProblem):
     x_lower = (0.0, 0.0, 0.0, 0.0)
     y_lower = (0.0, -np.inf, 0.0)  # y1 ≥ 0, y2 free (reversible), y4 ≥ 0
     z_lower = (0.0, 0.0)  # y0, y3 ≥ 0
+    fixed_initial_states = (1, 2, 3)  # x0(t0) follows from x0 = x1 (the authors' code)
 
     def rhs(self, x, y, z, p):
         phi = self.cfg.phi
@@ -69,6 +70,14 @@ class TankManifold(DaeProblem):
 
     def initial_equations(self, x0):
         return x0[0] - x0[1]
+
+    def consistent_initial_state(self, x0):
+        """x0 = x1 at t0 (JAX or NumPy)."""
+        if isinstance(x0, np.ndarray):
+            x0 = x0.copy()
+            x0[0] = x0[1]
+            return x0
+        return x0.at[0].set(x0[1])
 
     def ode_rhs(self, x, z, p):
         """dx/dt with the algebraic variables eliminated (JAX; the sequential method).

@@ -4,13 +4,17 @@ Writes into the run folder, besides Hydra's ``.hydra/``:
 
     metrics.json    status (converged | max_iter | solver_failed: <IPOPT status> | diverged),
                     per-step IPOPT iterations / wall time / status / objective / violation,
-                    train_mse, test_mse, problem extras (bioreactor min_S, hours_S_negative),
-                    config, versions
+                    train_mse; the test predictions two ways: ``test_*`` and the problem's
+                    extras (bioreactor min_S, hours_S_negative) from ``method.inference``
+                    (collocation: the constrained inference NLP; sequential: the
+                    integrated model), ``simulate_*`` from the unconstrained march
+                    (``simulate_min_S``, ...); config, versions
     history.csv     one row per IPOPT iteration (step, iteration, objective, infeasibility)
                     or per logged chunk of the sequential method
     network.npz     the closure network: W_k, b_k (Flax layout) and the standardisation
     trajectories.png  data, truth and the learned model per training trajectory, and the
-                    test simulation(s) beyond the training horizon
+                    test predictions (constrained inference and simulation) beyond the
+                    training horizon
 
 A failed IPOPT solve still writes all of these, from its last iterate.
 """
@@ -59,6 +63,45 @@ class IpoptProgress:
             self.bar = None
 
 
+def _as_test(key: str) -> str:
+    """``simulate_mse`` -> ``test_mse`` (also ``_ok``, ``_mse_<k>``), ``simulate_min_S``
+    -> ``min_S``: the names :meth:`DaeProblem.evaluate_test` gives with ``prefix="test"``."""
+    rest = key[len("simulate_"):]
+    return f"test_{rest}" if rest in ("mse", "ok") or rest.startswith("mse_") else rest
+
+
+def _constrained_predictions(problem, layers, scaling: dict, mcfg, record: dict):
+    """:func:`methods.collocation.constrained_inference` from every test IC on the
+    problem's inference grid (started from the simulation where finite), scored by
+    :meth:`DaeProblem.evaluate_test`; adds the NLPs' status, iterations, wall time and the
+    network's mean violation |s⁺ − s⁻| (standardized units) to ``record``."""
+    from methods.collocation import Standardization, constrained_inference
+
+    sc = Standardization(**{k: np.asarray(v, float) for k, v in scaling.items()})
+    closure = problem.network_closure(layers, sc.x_mean, sc.x_std, sc.z_mean, sc.z_std)
+    grid = problem.inference_grid()
+    runs = []
+
+    def predict(k, x0):
+        guess, *_ = problem.simulate(closure, x0, grid)
+        inf = constrained_inference(problem, layers, sc, x0, grid,
+                                    mcfg.inference_slack_weight, guess=guess)
+        runs.append(inf)
+        return grid, inf.X, inf.ok
+
+    test, sims = problem.evaluate_test(predict, "test")
+    reps = [r.report for r in runs]
+    record.update({
+        "inference.status": next((r.status for r in reps if r.status != "converged"),
+                                 "converged"),
+        "inference.iterations": sum(r.iterations for r in reps),
+        "inference.wall_s": sum(r.wall_s for r in reps),
+        "inference.grid": f"{grid.n_fe}x{grid.K}",
+        "inference.network_violation": float(np.mean(
+            [np.mean(np.abs(r.slack_pos - r.slack_neg)) for r in runs]))})
+    return test, sims
+
+
 def _simulated_train_mse(problem, closure, data) -> float:
     """The learned model simulated from each training IC, at the observation times, against
     the (noisy) observations; original units."""
@@ -72,14 +115,17 @@ def _simulated_train_mse(problem, closure, data) -> float:
     return float(np.mean(errs))
 
 
-def trajectories_figure(problem, data, learned, sims, path: Path, title: str):
-    """Rows: training trajectories then test simulations; columns: states."""
+def trajectories_figure(problem, data, learned, tests, path: Path, title: str):
+    """Rows: training trajectories then test ICs; columns: states. ``tests``:
+    [(label, sims)] with sims [(t, X_learned, X_true, ok)] per test IC, drawn over each
+    other (constrained inference and simulation)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = len(data.x0) + len(sims)
+    n_test = len(tests[0][1]) if tests else 0
+    rows = len(data.x0) + n_test
     fig, axes = plt.subplots(rows, problem.n_x, figsize=(3.2 * problem.n_x, 2.3 * rows),
                              squeeze=False, sharex="row")
     grid = problem.truth_grid()
@@ -92,17 +138,24 @@ def trajectories_figure(problem, data, learned, sims, path: Path, title: str):
             ax.plot(data.t, obs[i], "o", ms=3, color="tab:gray", label="data")
             ax.plot(t_l, x_l[i], "--", color="tab:red", lw=1.5, label="learned")
             ax.set_title(f"train {r + 1}: {name}", fontsize=9)
-    for k, (t, xl, xt, _) in enumerate(sims):
+    styles = [("--", "tab:blue"), (":", "tab:orange")]
+    for k in range(n_test):
         r = len(data.x0) + k
         for i, name in enumerate(problem.state_names):
             ax = axes[r, i]
-            ax.plot(t, xt[i], "k-", lw=1, label="truth")
-            ax.plot(t, xl[i], "--", color="tab:blue", lw=1.5, label="learned (test)")
+            ax.plot(tests[0][1][k][0], tests[0][1][k][2][i], "k-", lw=1, label="truth")
+            for (label, sims), (ls, color) in zip(tests, styles):
+                t, xl, _, _ = sims[k]
+                ax.plot(t, xl[i], ls, color=color, lw=1.5, label=label)
+            if problem.x_lower is not None and np.isfinite(problem.x_lower[i]):
+                ax.axhline(problem.x_lower[i], color="tab:red", lw=0.6, alpha=0.5)
             ax.axvline(problem.tf, color="0.6", lw=0.8, ls=":")
             ax.set_title(f"test {k + 1}: {name}", fontsize=9)
     for ax in axes[-1]:
         ax.set_xlabel("t")
     axes[0, 0].legend(fontsize=7)
+    if n_test:
+        axes[len(data.x0), 0].legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)
@@ -141,6 +194,9 @@ def run_neural_dae(cfg: DictConfig, setup, out: Path, base_record: dict) -> tupl
                            f"{s.name}.max_violation": s.max_violation})
             if s.return_status:
                 record[f"{s.name}.ipopt_status"] = s.return_status
+            if s.hessian_calls and s.name in ("main", "refinement"):
+                record.update({f"{s.name}.hessian_calls": s.hessian_calls,
+                               f"{s.name}.hessian_s": s.hessian_s})
         main = [s for s in res.steps if s.name in ("main", "refinement")][-1]
         record.update(iterations=sum(s.iterations for s in res.steps if s.name != "pretraining"),
                       objective=main.objective, max_violation=main.max_violation,
@@ -190,12 +246,23 @@ def run_neural_dae(cfg: DictConfig, setup, out: Path, base_record: dict) -> tupl
         record.update(iterations=int(method.iterations(r.state)),
                       objective=float(r.state.loss), wall_s=r.wall_s, compile_s=r.compile_s)
         grid = problem.truth_grid()
-        learned = [(grid.times, problem.simulate(closure, x0, grid)[0]) for x0 in data.x0]
+        x0s = (np.asarray(jax.device_get(r.state.params["x0"]))
+               if problem.cfg.initial_state == "free" else data.x0)
+        x0s = [problem.consistent_initial_state(np.array(x, float)) for x in x0s]
+        record["fitted_x0"] = [list(map(float, x)) for x in x0s]
+        learned = [(grid.times, problem.simulate(closure, x0, grid)[0]) for x0 in x0s]
 
     t_eval = time.perf_counter()
-    test, sims = problem.evaluate_closure(closure)
-    record.update(train_mse=_simulated_train_mse(problem, closure, data), **test,
-                  eval_s=time.perf_counter() - t_eval, data_s=data_s)
+    simulated, sims = problem.evaluate_closure(closure, prefix="simulate")
+    tests = [("simulated (test)", sims)]
+    if mcfg.inference == "constrained":
+        test, inferred = _constrained_predictions(problem, layers, scaling, mcfg, record)
+        tests.insert(0, ("constrained inference (test)", inferred))
+    else:  # the simulation is the prediction
+        test = {_as_test(k): v for k, v in simulated.items()}
+    record.update(train_mse=_simulated_train_mse(problem, closure, data), **test, **simulated,
+                  inference=mcfg.inference, eval_s=time.perf_counter() - t_eval,
+                  data_s=data_s)
     if history:
         write_atomic(out / "history.csv", pd.DataFrame(history).to_csv(index=False))
     arrays = {**{f"W{k}": w for k, (w, _) in enumerate(layers)},
@@ -204,7 +271,7 @@ def run_neural_dae(cfg: DictConfig, setup, out: Path, base_record: dict) -> tupl
     _write_npz(out / "network.npz", arrays)
     label = f"{problem.name} / {setup.method_name}  (seed {cfg.seed}, status {status})"
     if cfg.figures:
-        trajectories_figure(problem, data, learned, sims, out / "trajectories.png", label)
+        trajectories_figure(problem, data, learned, tests, out / "trajectories.png", label)
     full = {**base_record, "status": status, **record}
     write_json(out / "metrics.json", full)
     shown = ", ".join(f"{k} {full[k]:.4g}" for k in ("objective", "train_mse", "test_mse",

@@ -121,12 +121,24 @@ PROBLEM_VARIANTS = {
     # the authors' Darcy code batches every term, so "residual" is the departure there
     "darcy": {**_SHARED, "batch_terms": {"residual": ("boundary and data unbatched",
                                                       "this project")}},
+    # neural DAE problems: x(t0) fixed to the true initial state (the authors' code frees it)
+    **{p: {"initial_state": {"fixed": ("fixed x(t0)", "this project")}}
+       for p in ("tank_manifold", "population", "bioreactor")},
 }
+# neural DAE methods: the pretraining penalty of this project's earlier default, and test
+# predictions other than each method's own (collocation: constrained inference; sequential:
+# the integrated model)
+VARIANTS["collocation"] = {
+    "pretrain_regularizer": {"sum": ("‖θ‖² pretraining penalty", _EARLIER)},
+    "inference": {"simulate": ("simulated test predictions", "this project")}}
+VARIANTS["sequential"] = {
+    "inference": {"constrained": ("constrained inference", "this project")}}
 # What a run recorded before an option existed did: it ran this value (the option's
 # default then). on_linesearch_failure (added 2026-11-30, default ``step`` until the
 # default became the authors' ``stop``) applies to the jitted optax solver only; the
 # SQP-momentum problems' batch_terms, init and x_grid were added on 2026-11-30 too.
-BEFORE_OPTION = {"on_linesearch_failure": "step"}
+BEFORE_OPTION = {"on_linesearch_failure": "step", "pretrain_regularizer": "sum",
+                 "inference": "simulate"}
 BEFORE_PROBLEM_OPTION = {"batch_terms": "all", "init": "flax", "x_grid": "periodic"}
 
 

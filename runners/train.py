@@ -705,7 +705,7 @@ def _experiment_sweep(args: list[str]) -> list[str]:
         return []
     params = OmegaConf.load(path).get("hydra", {}).get("sweeper", {}).get("params", {}) or {}
     given = {a.split("=", 1)[0].lstrip("+~") for a in args}
-    return [f"{k}={v}" for k, v in params.items() if k not in given]
+    return [f"{k}={v}" for k, v in params.items() if k.lstrip("+~") not in given]
 
 
 def main():
