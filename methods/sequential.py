@@ -12,8 +12,9 @@ solver). Full batch: the three (or one) training trajectories every step.
 
 The initial state is what the collocation method knows of it (``problem.initial_state``,
 problems/dae.py): ``free`` fits x(t0) of each trajectory as a parameter of the same Adam
-step, started at the first observation (made consistent by the problem: the tank's
-x0 = x1); ``fixed`` integrates from the true initial state. Predictions on the test ICs
+step, started at the first observation and projected after every step onto the states'
+lower bounds, which the collocation NLP imposes on its x(t0) too (made consistent by the
+problem: the tank's x0 = x1); ``fixed`` integrates from the true initial state. Predictions on the test ICs
 are the integrated model (``inference=simulate``, the sequential approach's own), or the
 collocation method's constrained NLP with this network (``inference=constrained``).
 
@@ -119,6 +120,8 @@ def sequential_method(problem: DaeProblem, cfg: SequentialConfig, data: Trajecto
     l2 = problem.cfg.l2_weight
     opt = optax.adam(cfg.lr)
     free = problem.cfg.initial_state == "free"
+    lower = jnp.asarray(np.full(problem.n_x, -np.inf) if problem.x_lower is None else
+                        np.asarray(problem.x_lower, float))
 
     def loss(params, d: SequentialData):
         x0s = jax.vmap(problem.consistent_initial_state)(params["x0"]) if free else d.x0
@@ -130,13 +133,15 @@ def sequential_method(problem: DaeProblem, cfg: SequentialConfig, data: Trajecto
         return fit + l2 * sum(jnp.sum(w**2) for w in jax.tree.leaves(params["net"]))
 
     def init(net_params, d):
-        params = {"net": net_params, "x0": d.x_obs[:, :, 0]}  # the first observation
+        params = {"net": net_params, "x0": jnp.maximum(d.x_obs[:, :, 0], lower)}
         return SequentialState(params, opt.init(params), jnp.int32(0), loss(params, d))
 
     def step(s: SequentialState, d):
         value, g = jax.value_and_grad(loss)(s.params, d)
         u, o = opt.update(g, s.opt_state, s.params)
-        return SequentialState(optax.apply_updates(s.params, u), o, s.count + 1, value)
+        params = optax.apply_updates(s.params, u)
+        params = {**params, "x0": jnp.maximum(params["x0"], lower)}  # x(t0) in its bounds
+        return SequentialState(params, o, s.count + 1, value)
 
     return Method(
         name="sequential", init=init, step=step, done=lambda s: s.count >= cfg.epochs,
