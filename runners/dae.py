@@ -64,10 +64,12 @@ class IpoptProgress:
 
 
 def _as_test(key: str) -> str:
-    """``simulate_mse`` -> ``test_mse`` (also ``_ok``, ``_mse_<k>``), ``simulate_min_S``
-    -> ``min_S``: the names :meth:`DaeProblem.evaluate_test` gives with ``prefix="test"``."""
+    """``simulate_mse`` -> ``test_mse`` (also ``_ok``, ``_bound_violation``, ``_mse_<k>``),
+    ``simulate_min_S`` -> ``min_S``: the names :meth:`DaeProblem.evaluate_test` gives with
+    ``prefix="test"``."""
     rest = key[len("simulate_"):]
-    return f"test_{rest}" if rest in ("mse", "ok") or rest.startswith("mse_") else rest
+    test = rest in ("mse", "ok", "bound_violation") or rest.startswith("mse_")
+    return f"test_{rest}" if test else rest
 
 
 def _constrained_predictions(problem, layers, scaling: dict, mcfg, record: dict):

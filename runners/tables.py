@@ -48,7 +48,19 @@ METRICS = {"abs_error": "abs error", "rel_error": "rel error",
            "smoothing.wall_s": "step 1 s", "pretraining.wall_s": "step 2 s",
            "main.wall_s": "step 3 s", "objective": "objective", "train_mse": "train MSE",
            "max_violation": "max violation", "min_S": "min S (test)",
-           "hours_S_negative": "h with S < 0",
+           "hours_S_negative": "h with S < 0", "refinement.iterations": "step 4 it",
+           "refinement.wall_s": "step 4 s", "simulate_mse": "test MSE (simulated)",
+           "simulate_min_S": "min S (simulated)",
+           "simulate_hours_S_negative": "h with S < 0 (simulated)",
+           "test_bound_violation": "below bounds (test)",
+           "simulate_bound_violation": "below bounds (simulated)",
+           "inference.network_violation": "network overruled",
+           **{f"{a}{k}": f"{b} {k} {c}".strip() for k in (0, 1) for a, b, c in (
+               ("test_mse_", "test MSE", ""), ("simulate_mse_", "test MSE", "(simulated)"),
+               ("final_distance_to_equilibrium_", "end distance", ""),
+               ("simulate_final_distance_to_equilibrium_", "end distance", "(simulated)"),
+               ("max_V_increase_", "max V rise", ""),
+               ("simulate_max_V_increase_", "max V rise", "(simulated)"))},
            # the parametric_opt family (LISCO, IPOPT, OSQP): over the test split
            "gap_max": "max gap %", "gap_mean": "gap %", "eq_max": "max |Ay−x|",
            "ineq_max": "max relu(Gy−h)", "eq_mean": "mean |Ay−x|",
@@ -539,7 +551,8 @@ def experiment_table(df: pd.DataFrame, spec: dict) -> tuple[pd.DataFrame, pd.Dat
                 factor = worse_by(m, mean, p)
                 long.append({"row": r, "col": c, "metric": m, "mean": mean, "std": std,
                              "seeds": len(vals), "failed": n_failed, "paper": p,
-                             "ours/paper": None if mean is None or not p else mean / p,
+                             "ours/paper": None if mean is None or p is None else
+                             mean / p if p else 1.0 if mean == 0 else float("inf"),
                              "verdict": verdict(factor)})
                 ours = "–" if mean is None else f"{mean:.3g}" + (f" ± {std:.1g}" if std else "")
                 line[f"{c} {METRICS.get(m, m)}"] = ours + note + (
