@@ -173,8 +173,8 @@ table-sqp-momentum: install
 # spec's full settings (the problems are small: SCALE only sets the sequential method's
 # epochs) -> results/tables/neural_dae-<scale>/neural_dae_<exp>.{md,csv,tex}; every run
 # folder has trajectories.png (constrained inference and simulation of the test ICs).
-# DAE_ABLATIONS: the tank-manifold ablation letters to run (D, the exact Hessian, takes
-# ~12 min here).
+# DAE_ABLATIONS: the tank-manifold ablation letters to run (D, the exact Hessian, about a
+# minute on an idle core).
 DAE_TABLES ?= neural_dae_tank neural_dae_bioreactor neural_dae_population
 DAE_ABLATIONS ?= A,B,C,D,R
 table-neural-dae: install

@@ -22,10 +22,12 @@ x(t0) is a decision variable of steps 1 and 3 unless ``problem.initial_state=fix
 the authors' code): the trained network fixed inside a collocation NLP over the new
 horizon, x(t0) the new initial state, the problem's bounds and path constraints, and the
 network equation relaxed by an l1 slack, (z − z̄)/σ_z − NN((x − x̄)/σ_x) = s⁺ − s⁻,
-s± ≥ 0, minimising w · mean(s⁺ + s⁻) (w = ``inference_slack_weight`` = 1e-5). Where the
-network keeps the states in their bounds the slack is 0 and the NLP's solution is the
-simulation; where it would leave them, the bounds hold and the slack measures by how much
-the network was overruled.
+s± ≥ 0, minimising w · mean(s⁺ + s⁻) (w = ``inference_slack_weight`` = 1e-5). The l1
+penalty is exact: where the network keeps the states in their bounds the slack is 0 and the
+NLP's solution is the simulation; where it would leave them, the bounds hold and s⁺ − s⁻
+measures by how much the network was overruled. At the authors' small w the objective is
+~1e-7 per unit of slack, so IPOPT's barrier leaves s⁺ and s⁻ near 1e-2 each and pins the
+states less tightly than a larger w would (tests/test_neural_dae.py shows both).
 
 Objective of steps 1 and 3 (paper eq. 10): Σ over trajectories of the mean over its
 observations of the squared standardized error ((x̂(t_m) − x_m)/σ_x)², σ_x the std of the
@@ -150,8 +152,8 @@ class CollocationConfig:
     linear_solver: str = "mumps"  # ma27/ma57 need the HSL library
     # how the exact Hessian (hessian=exact, refine) is computed; the same matrix either way:
     # "assembled" CasADi for the sparse terms + JAX for the network's (methods/
-    # network_hessian.py), "casadi" CasADi's AD of the whole Lagrangian (~20 s per
-    # evaluation on the tank manifold)
+    # network_hessian.py; 0.3 s per evaluation on the tank manifold), "casadi" CasADi's AD
+    # of the whole Lagrangian (1.3 s per evaluation after ~7 min building it)
     exact_hessian: str = "assembled"
     pretrain_epochs: int = 200
     pretrain_lr: float = 1e-3
