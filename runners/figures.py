@@ -392,7 +392,8 @@ def loss_curves(results, out_dir: str | Path) -> list[Path]:
     """SQP momentum Figures 1–7 style: per (problem, learning rate, batch mode), log10 of
     each full-batch loss term and ‖c‖∞ against the epoch, one line per method: mean over
     seeds with a ± std band (of log10 values). A method run in two forms or with a problem
-    option (``variant``: "sqp_adam + ICLR-2025 Adam form (predecessor)") is its own line."""
+    option (``variant``: "sqp_adam + ICLR-2025 Adam form (predecessor)") is its own line,
+    and so is each precision where a group holds runs of both ("[float32]")."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -402,6 +403,8 @@ def loss_curves(results, out_dir: str | Path) -> list[Path]:
     df, paths = _sqp_runs(results), []
     for (prob, lr, full), runs in df.groupby(["problem", "method.lr", "method.full_batch"]):
         hist = {}
+        if "precision" in runs and runs["precision"].nunique() > 1:
+            runs = runs.assign(variant=runs["variant"] + " [" + runs["precision"] + "]")
         for m, r in runs.groupby("variant"):
             for p in r["path"]:
                 try:
