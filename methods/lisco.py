@@ -12,7 +12,8 @@ Both networks are trained without solutions, on the optimality residual F(z; x) 
 * **Solver** Π_sol: [x, F/‖F‖, log10‖F‖] ↦ direction, step Δz = ‖F‖·Π_sol (paper §3.2).
   Loss mean log10(T̃(z + Δz; x)/n_z): one-step look-ahead on the residual, where T̃ uses the
   convexified gradient ∇f(y_k) + 2ρ(y − y_k) for the non-convex problems (ρ = 1; exact F on
-  the QP). AdamW lr 1e-4, weight decay 1e-3. A persistent batch of (x, z) iterates: after the
+  the QP), y_k the pre-step iterate (``convexification=iterate``) or the trial point
+  (``trial``; see CONVEXIFICATIONS). AdamW lr 1e-4, weight decay 1e-3. A persistent batch of (x, z) iterates: after the
   first ``warmup`` steps each sample moves to z + Δz (detached) unless its T would exceed
   ``reject_factor``·T₀ (T₀ its starting merit); a sample is resampled (fresh x, z₀ from the
   predictor or N(0, 1)) once T ≤ ``resample_tol`` or after ``max_age`` steps.
@@ -74,6 +75,8 @@ class LiscoConfig:
     resample_tol: float = 1e-8  # resample a sample once T ≤ this ...
     max_age: int = 2000  # ... or after this many steps
     rho: float = 1.0  # convexification of non-convex problems (0: exact F)
+    # where eq. 14's linearisation is taken in the solver loss (CONVEXIFICATIONS)
+    convexification: str = "iterate"
     n_max: int = 500  # inference iterations
     tol: float = 1e-8  # success: ½‖F‖² ≤ tol
     omega: float = 10.0  # reset to the best iterate when ‖F‖ > ω‖F_best‖ ...
@@ -89,6 +92,7 @@ class LiscoConfig:
               "method.hidden", f"must be a list of positive integers, got {list(self.hidden)}")
         check_choice(self.activation, "method.activation", list(ACTIVATIONS))
         check_choice(self.step_scale, "method.step_scale", ["v1", "v2"])
+        check_choice(self.convexification, "method.convexification", CONVEXIFICATIONS)
         for f in ("predictor_lr", "solver_lr", "reject_factor", "tol", "resample_tol",
                   "min_lr", "omega"):
             v = getattr(self, f)
@@ -103,6 +107,17 @@ class LiscoConfig:
         check(0 < self.shrink <= 1, "method.shrink", f"must be in (0, 1], got {self.shrink!r}")
         check(self.train or bool(self.checkpoint), "method.checkpoint",
               "method.train=false needs method.checkpoint=<run folder of a trained lisco run>")
+
+
+# Where the solver loss's T̃ (eq. 14) linearises the objective, f̃(y) = f(y_k) +
+# ∇f(y_k)ᵀ(y − y_k) + ρ‖y − y_k‖², y_k detached:
+#   iterate  y_k the pre-step iterate (the spec's first reading): the best step the network
+#            can learn is a proximal-gradient step of length 1/(2ρ), which diverges on
+#            Rosenbrock at ρ = 1 where the reduced Hessian's eigenvalues reach ~12
+#   trial    y_k the trial point y(z + Δz) itself: T̃(z + Δz) = T(z + Δz) in value, while its
+#            gradient sees 2ρI in place of the indefinite ∇²f (how the authors' later code
+#            treats the non-convex term: the exact value, a detached curvature)
+CONVEXIFICATIONS = ("iterate", "trial")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -261,6 +276,15 @@ class SolverState(NamedTuple):
     solved: jax.Array  # of these, resampled because T ≤ resample_tol
 
 
+def lookahead_residual(res, z, dz, x, rho: float, convexification: str, n_y: int):
+    """F̃(z + Δz; x), the residual the solver loss looks ahead with (eq. 14): ∇f replaced by
+    ∇f(y_k) + 2ρ(y − y_k), y_k detached and taken at the pre-step iterate z
+    (``iterate``) or at the trial point z + Δz (``trial``, where F̃ = F in value and only
+    its derivative changes: 2ρI in place of ∇²f in the stationarity rows)."""
+    y_k = (z + dz if convexification == "trial" else z)[:n_y]
+    return res.convexified(z + dz, x, y_k, rho)
+
+
 def solver_method(problem, cfg: LiscoConfig, dtype, key, pred_params=None) -> Method:
     """Π_sol training as a driver Method; starts from Π_pred(x) when ``pred_params`` is
     given ("with Pred."), else from z₀ ~ N(0, 1) ("w/o Pred.")."""
@@ -282,8 +306,8 @@ def solver_method(problem, cfg: LiscoConfig, dtype, key, pred_params=None) -> Me
         f = jax.vmap(res)(z, x)
         feats, nrm = solver_features(x, f)
         dz = step_size(nrm, cfg.step_scale) * sol.apply(params, feats)
-        y_k = z[:, :problem.n_y]
-        fc = jax.vmap(lambda zz, xx, yk: res.convexified(zz, xx, yk, rho))(z + dz, x, y_k)
+        fc = jax.vmap(lambda zz, d, xx: lookahead_residual(
+            res, zz, d, xx, rho, cfg.convexification, problem.n_y))(z, dz, x)
         t = 0.5 * jnp.sum(fc**2, axis=1) / n_z
         t = jnp.maximum(t, jnp.finfo(dtype).tiny)
         return jnp.mean(jnp.log10(t)), dz
@@ -365,6 +389,7 @@ def make_batch_inference(problem, cfg: LiscoConfig, dtype, thresholds=(1e-6, 1e-
         thresholds=thresholds, chunk=chunk)
 
 
-__all__ = ["LiscoConfig", "IpoptConfig", "OsqpConfig", "Net", "networks", "init_networks",
+__all__ = ["CONVEXIFICATIONS", "LiscoConfig", "IpoptConfig", "OsqpConfig", "Net", "networks",
+           "init_networks", "lookahead_residual",
            "predictor_method", "solver_method", "solver_step", "solver_features", "start_points",
            "make_inference", "make_batch_inference"]

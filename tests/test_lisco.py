@@ -37,6 +37,30 @@ def test_convexified_residual(ncqp):
     np.testing.assert_allclose(res.convexified(z, x, y_k, 0.0), res(z, x), atol=0)
 
 
+def test_lookahead_residual_readings(ncqp):
+    """The solver loss's F̃(z + Δz): linearised at the trial point it equals F(z + Δz) in
+    value, and its Δz-Jacobian differs from F's by 2ρI − ∇²f(y + Δy) in the stationarity
+    rows' y columns only; linearised at the pre-step iterate its value differs."""
+    from methods.lisco import lookahead_residual
+
+    res = ncqp.residual(jnp.float64)
+    rng = np.random.default_rng(1)
+    z, dz = jnp.asarray(rng.normal(size=200)), jnp.asarray(0.3 * rng.normal(size=200))
+    x, rho = jnp.asarray(ncqp.test_x[0]), 1.0
+    trial = lambda d: lookahead_residual(res, z, d, x, rho, "trial", 100)
+    exact = lambda d: res(z + d, x)
+    np.testing.assert_allclose(trial(dz), exact(dz), atol=1e-13)
+    j_trial, j_exact = jax.jacfwd(trial)(dz), jax.jacfwd(exact)(dz)
+    y = np.asarray((z + dz)[:100])
+    term = 2 * rho * np.eye(100) - np.diag(np.diag(ncqp.inst.Q) - ncqp.inst.p * np.sin(y))
+    diff = np.asarray(j_trial - j_exact)
+    np.testing.assert_allclose(diff[:100, :100], term, atol=1e-12)
+    np.testing.assert_allclose(np.delete(diff, np.s_[:100], axis=0), 0, atol=1e-12)
+    np.testing.assert_allclose(diff[:100, 100:], 0, atol=1e-12)
+    at_iterate = lookahead_residual(res, z, dz, x, rho, "iterate", 100)
+    assert float(jnp.max(jnp.abs(at_iterate - exact(dz)))) > 1e-2
+
+
 def test_predictor_training_lowers_the_loss_by_orders_of_magnitude():
     """500 AdamW steps of a 256-unit predictor on the QP: mean T/n_z on the validation split
     falls by more than 100× (self-supervised: no solutions used)."""
