@@ -15,8 +15,9 @@ Both networks are trained without solutions, on the optimality residual F(z; x) 
   the QP), y_k the pre-step iterate (``convexification=iterate``) or the trial point
   (``trial``; see CONVEXIFICATIONS). AdamW lr 1e-4, weight decay 1e-3. A persistent batch
   of (x, z) iterates: after the first ``warmup`` steps each sample moves to z + Δz
-  (detached) unless its T would exceed ``reject_factor``·T₀ (T₀ its starting merit); a sample is resampled (fresh x, z₀ from the
-  predictor or N(0, 1)) once T ≤ ``resample_tol`` or after ``max_age`` steps.
+  (detached) unless its T would exceed ``reject_factor``·T₀ (T₀ its starting merit); a
+  sample is resampled (fresh x, z₀ from the predictor or N(0, 1)) once T ≤ ``resample_tol``
+  or after ``max_age`` steps.
 
 Inference (``methods.lisco_inference.infer``) iterates z ← z + αΔz with the exact F.
 

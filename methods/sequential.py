@@ -15,8 +15,9 @@ problems/dae.py): ``free`` fits x(t0) of each trajectory as a parameter of the s
 step, started at the first observation and projected after every step onto the states'
 lower bounds, which the collocation NLP imposes on its x(t0) too (made consistent by the
 problem: the tank's x0 = x1); ``fixed`` integrates from the true initial state.
-Predictions on the test ICs are the integrated model (``inference=simulate``, the sequential approach's own), or the
-collocation method's constrained NLP with this network (``inference=constrained``).
+Predictions on the test ICs are the integrated model (``inference=simulate``, the
+sequential approach's own), or the collocation method's constrained NLP with this network
+(``inference=constrained``).
 
 DAEs: the algebraic variables are eliminated in closed form by each problem's ``ode_rhs``
 (the tank manifold after index reduction, see problems/tank_manifold.py). Nothing keeps
