@@ -77,7 +77,7 @@ class LiscoConfig:
     max_age: int = 2000  # ... or after this many steps
     rho: float = 1.0  # convexification of non-convex problems (0: exact F)
     # where eq. 14's linearisation is taken in the solver loss (CONVEXIFICATIONS)
-    convexification: str = "iterate"
+    convexification: str = "trial"
     n_max: int = 500  # inference iterations
     tol: float = 1e-8  # success: ½‖F‖² ≤ tol
     omega: float = 10.0  # reset to the best iterate when ‖F‖ > ω‖F_best‖ ...
@@ -118,6 +118,10 @@ class LiscoConfig:
 #   trial    y_k the trial point y(z + Δz) itself: T̃(z + Δz) = T(z + Δz) in value, while its
 #            gradient sees 2ρI in place of the indefinite ∇²f (how the authors' later code
 #            treats the non-convex term: the exact value, a detached curvature)
+# The default is ``trial``, from the evidence (scale=cpu, instance 0, with predictor, ρ = 1):
+# Rosenbrock success 0.995 in a median 15 iterations against 0.000 (500) with ``iterate``,
+# the non-convex QP 0.996 in 44 against 0.998 in 71 (the paper: 1.000 in 4.8 and 0.977 in
+# 18). ``iterate`` is this project's earlier reading.
 CONVEXIFICATIONS = ("iterate", "trial")
 
 

@@ -143,6 +143,8 @@ PROBLEM_VARIANTS = {
 VARIANTS["collocation"] = {
     "pretrain_regularizer": {"sum": ("‖θ‖² pretraining penalty", _EARLIER)},
     "inference": {"simulate": ("simulated test predictions", "this project")}}
+VARIANTS["lisco"] = {
+    "convexification": {"iterate": ("eq. 14 at the pre-step iterate", _EARLIER)}}
 VARIANTS["sequential"] = {
     "inference": {"constrained": ("constrained inference", "this project")}}
 # What a run recorded before an option existed did: it ran this value (the option's
@@ -150,7 +152,7 @@ VARIANTS["sequential"] = {
 # default became the authors' ``stop``) applies to the jitted optax solver only; the
 # SQP-momentum problems' batch_terms, init and x_grid were added on 2026-11-30 too.
 BEFORE_OPTION = {"on_linesearch_failure": "step", "pretrain_regularizer": "sum",
-                 "inference": "simulate"}
+                 "inference": "simulate", "convexification": "iterate"}
 BEFORE_PROBLEM_OPTION = {"batch_terms": "all", "init": "flax", "x_grid": "periodic"}
 
 
