@@ -485,6 +485,53 @@ def _stack_columns(mats, drop_first=False):
     return np.concatenate([m[:, 1:] if drop_first else m for m in mats], axis=1).T
 
 
+@dataclasses.dataclass
+class MainNlp:
+    """Step 3's NLP: the builder (its Opti holds the DAE, the network equations and the
+    objective), θ, and the network pieces the assembled Hessian needs: per trajectory
+    (first row of its network equations in g, its network inputs Xc, n_z) and the MX
+    outputs NN(Xc; θ) inside those equations."""
+
+    builder: _Builder
+    theta: ca.MX
+    objective: ca.MX
+    network: list
+    outputs: list
+
+
+def main_nlp(problem: DaeProblem, grid: RadauGrid, data: Trajectories, layers,
+             scaling: Standardization) -> MainNlp:
+    """Step 3: the discretized DAE of every trajectory, z = NN(x; θ) at every collocation
+    point (one SX point function, mapped), θ a decision variable started at ``layers``,
+    objective data fit + α_r ‖θ‖² (eq. 10), minimised."""
+    b = _Builder(problem, grid, data.p, free_closure=False, x0s=_known_x0(problem, data))
+    opti = b.opti
+    theta = opti.variable(sum(w.size + bias.size for w, bias in layers))  # θ, flat
+    opti.set_initial(theta, pack_layers(layers))
+    nn = problem.network_function(layers, scaling.x_mean, scaling.x_std, scaling.z_mean,
+                                  scaling.z_std).map(grid.n_points)
+    network, outputs = [], []
+    for Xc, Z in zip(b.Xc, b.Z):
+        out = nn(Xc, theta)
+        network.append((opti.ng, Xc, problem.n_z))
+        outputs.append(out)
+        opti.subject_to(ca.vec(Z - out) == 0)
+    objective = b.data_fit(data) + problem.cfg.l2_weight * ca.sumsqr(theta)
+    opti.minimize(objective)
+    return MainNlp(b, theta, objective, network, outputs)
+
+
+def assembled_hessian(problem: DaeProblem, nlp: MainNlp, scaling: Standardization):
+    """``hess_lag`` for ``nlp`` (methods/network_hessian.py): (Function, callback)."""
+    from methods.network_hessian import fast_hessian, jax_network
+
+    jnn = jax_network(layer_shapes(problem.network_inputs, problem.cfg.hidden, problem.n_z),
+                      problem.cfg.activation, scaling.x_mean, scaling.x_std, scaling.z_mean,
+                      scaling.z_std)
+    return fast_hessian(nlp.builder.opti, nlp.objective, nlp.network, nlp.theta,
+                        nlp.outputs, jnn)
+
+
 def train_collocation(problem: DaeProblem, cfg: CollocationConfig, data: Trajectories,
                       on_iteration: Callable | None = None,
                       on_step: Callable | None = None) -> CollocationResult:
@@ -521,31 +568,13 @@ def train_collocation(problem: DaeProblem, cfg: CollocationConfig, data: Traject
         steps.append(rep)
         note(rep)
     # --- step 3: the main NLP ------------------------------------------------------------
-    b = _Builder(problem, grid, data.p, free_closure=False, x0s=_known_x0(problem, data))
-    opti = b.opti
-    theta = opti.variable(sum(w.size + bias.size for w, bias in layers))  # θ, flat
-    opti.set_initial(theta, pack_layers(layers))
-    nn = problem.network_function(layers, scaling.x_mean, scaling.x_std, scaling.z_mean,
-                                  scaling.z_std).map(n)  # one SX point, mapped
-    network, outputs = [], []
-    for Xc, Z in zip(b.Xc, b.Z):
-        out = nn(Xc, theta)
-        network.append((opti.ng, Xc, problem.n_z))
-        outputs.append(out)
-        opti.subject_to(ca.vec(Z - out) == 0)
+    nlp = main_nlp(problem, grid, data, layers, scaling)
+    b, opti, theta, objective = nlp.builder, nlp.builder.opti, nlp.theta, nlp.objective
     _set_initial(b, xs, ys, zs)
-    reg = ca.sumsqr(theta)
-    objective = b.data_fit(data) + problem.cfg.l2_weight * reg
-    opti.minimize(objective)
     hess_lag, hess_build_s = None, 0.0
     if (cfg.hessian == "exact" or cfg.refine) and cfg.exact_hessian == "assembled":
-        from methods.network_hessian import fast_hessian, jax_network
-
         t = time.perf_counter()
-        jnn = jax_network(layer_shapes(problem.network_inputs, problem.cfg.hidden,
-                                       problem.n_z), problem.cfg.activation, scaling.x_mean,
-                          scaling.x_std, scaling.z_mean, scaling.z_std)
-        hess_lag = fast_hessian(opti, objective, network, theta, outputs, jnn)
+        hess_lag = assembled_hessian(problem, nlp, scaling)
         hess_build_s = time.perf_counter() - t
     view, rep = b.solve("main", objective, cfg.hessian, cfg.tol, cfg, on_iteration,
                         expand=EXPAND[cfg.hessian],
@@ -644,7 +673,7 @@ def learned_closure(problem: DaeProblem, result: CollocationResult):
 
 __all__ = ["CollocationConfig", "CollocationResult", "HESSIANS", "INFERENCES", "Inference",
            "LINEAR_SOLVERS", "PRETRAIN_REGULARIZERS", "Standardization", "StepReport",
-           "available_linear_solvers", "check_linear_solver", "constrained_inference",
-           "init_layers", "weight_penalty",
+           "MainNlp", "assembled_hessian", "available_linear_solvers", "check_linear_solver",
+           "constrained_inference", "init_layers", "main_nlp", "weight_penalty",
            "ipopt_status", "learned_closure", "pack_layers",
            "pretrain_network", "smoothing_step", "train_collocation", "unpack_layers"]

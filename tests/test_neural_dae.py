@@ -230,44 +230,22 @@ def test_sequential_fits_the_initial_state_when_it_is_free():
     assert float(jnp.abs(g).max()) == 0.0  # the true x0 is used, the parameter is idle
 
 
-def _tank_main_nlp(n_fe=2, hidden=(32, 32)):
-    """The tank manifold's step-3 NLP on a small grid, with its network pieces."""
-    import casadi as ca
-
-    from methods.collocation import init_layers
-
-    p = TankManifold(TankManifoldConfig(n_fe=n_fe, hidden=hidden))
-    data = p.make_data()
-    grid = p.train_grid()
-    layers = init_layers(p, 0)
-    b = _Builder(p, grid, data.p, free_closure=False)
-    opti = b.opti
-    theta = opti.variable(sum(w.size + c.size for w, c in layers))
-    sc = (np.linspace(1, 2, 4), np.linspace(0.5, 1.5, 4), np.array([0.1, -0.2]),
-          np.array([1.5, 0.7]))
-    nn = p.network_function(layers, *sc).map(grid.n_points)
-    network, outs = [], []
-    for Xc, Z in zip(b.Xc, b.Z):
-        out = nn(Xc, theta)
-        network.append((opti.ng, Xc, p.n_z))
-        outs.append(out)
-        opti.subject_to(ca.vec(Z - out) == 0)
-    objective = b.data_fit(data) + 1e-2 * ca.sumsqr(theta)
-    opti.minimize(objective)
-    return p, opti, objective, network, outs, theta, layers, sc
-
-
 def test_assembled_hessian_equals_casadis():
     """The exact Hessian assembled from CasADi's sparse terms and JAX's network blocks is
-    CasADi's plain AD Hessian of the same Lagrangian, at a random point."""
+    CasADi's plain AD Hessian of the same Lagrangian (step 3's NLP, tank manifold, small
+    grid, non-trivial standardisation), at a random point."""
     import casadi as ca
 
-    from methods.network_hessian import fast_hessian, jax_network
-    from problems.dae import layer_shapes
+    from methods.collocation import assembled_hessian, init_layers, main_nlp
 
-    p, opti, objective, network, outs, theta, layers, sc = _tank_main_nlp()
-    jnn = jax_network(layer_shapes(4, p.cfg.hidden, 2), p.cfg.activation, *sc)
-    hess, _cb = fast_hessian(opti, objective, network, theta, outs, jnn)
+    p = TankManifold(TankManifoldConfig(n_fe=2))
+    data = p.make_data()
+    layers = init_layers(p, 0)
+    sc = Standardization(np.linspace(1, 2, 4), np.linspace(0.5, 1.5, 4),
+                         np.array([0.1, -0.2]), np.array([1.5, 0.7]))
+    nlp = main_nlp(p, p.train_grid(), data, layers, sc)
+    hess, _cb = assembled_hessian(p, nlp, sc)
+    opti, objective, theta = nlp.builder.opti, nlp.objective, nlp.theta
     x, g = opti.x, opti.g
     lam_f, lam_g = ca.MX.sym("lam_f"), ca.MX.sym("lam_g", g.shape[0])
     plain = ca.Function("plain", [x, lam_f, lam_g],
