@@ -193,17 +193,20 @@ table-neural-dae: install
 # LISCO paper Tables 1-5 (gaps and violations; batch-1 solve times, success and iterations
 # against IPOPT / OSQP; 1/2||F||^2 percentiles; fraction converged after k iterations;
 # training times) and the convergence figure, in one resumable sweep folder per scale:
-# lisco with and without predictor on each problem, IPOPT on each, OSQP on the QP.
+# lisco with and without predictor on each problem, IPOPT on each, OSQP on the QP, each on
+# the instances LISCO_INSTANCES (five, as the paper reports; each cell is their mean ± std).
 # -> results/tables/lisco-<scale>/lisco_table{1..5}.{md,csv,tex}, results/figures/lisco_convergence-<scale>.png
 LISCO_PROBLEMS ?= qp,nonconvex_qp,rosenbrock
+LISCO_INSTANCES ?= 0,1,2,3,4
 table-lisco: install
 	$(BIN)/python -m runners.train -m experiment=lisco scale=$(SCALE) problem=$(LISCO_PROBLEMS) \
-	  sweep_name=lisco-$(SCALE) $(ARGS)
+	  problem.instance=$(LISCO_INSTANCES) sweep_name=lisco-$(SCALE) $(ARGS)
 	$(BIN)/python -m runners.train -m experiment=lisco_baselines scale=$(SCALE) \
-	  problem=$(LISCO_PROBLEMS) sweep_name=lisco-$(SCALE) $(ARGS)
+	  problem=$(LISCO_PROBLEMS) problem.instance=$(LISCO_INSTANCES) sweep_name=lisco-$(SCALE) \
+	  $(ARGS)
 	@if echo "$(LISCO_PROBLEMS)" | grep -qw qp; then \
 	  $(BIN)/python -m runners.train -m experiment=lisco_baselines scale=$(SCALE) problem=qp \
-	    method=osqp sweep_name=lisco-$(SCALE) $(ARGS); fi
+	    method=osqp problem.instance=$(LISCO_INSTANCES) sweep_name=lisco-$(SCALE) $(ARGS); fi
 	$(BIN)/python -m runners.tables experiment=lisco --results results/sweeps/lisco-$(SCALE) \
 	  --out results/tables/lisco-$(SCALE)
 	$(BIN)/python -m runners.lisco --results results/sweeps/lisco-$(SCALE) \
@@ -221,11 +224,11 @@ table-lisco: install
 # lists them as missing), limited-memory trsqp (10 pairs) and 1000 iterations for every PDE
 # method, 2 vectorized seeds and 2 / 5 epochs (mini-batch / full batch) on Burgers and
 # Darcy for the SQP-momentum paper, the tank ablation A-C (D, the exact Hessian, alone takes
-# ~12 min), LISCO evaluated on 200 test points.
+# ~12 min), LISCO evaluated on 200 test points of instances 0 and 1.
 # SCALE=cpu|paper run every target as configured.
 REPRODUCE_TARGETS ?= table-lisco table-neural-dae table-sqp-momentum table-trsqp
 PARALLEL ?= hydra/launcher=joblib hydra.launcher.n_jobs=2
-REPRODUCE_smoke = TRSQP_FIG1= SQP_SEEDS=2 DAE_ABLATIONS=A,B,C \
+REPRODUCE_smoke = TRSQP_FIG1= SQP_SEEDS=2 DAE_ABLATIONS=A,B,C LISCO_INSTANCES=0,1 \
   XLA_FLAGS=--xla_cpu_multi_thread_eigen=false
 ARGS_smoke_table-lisco = scale.lisco.n_test=200
 ARGS_smoke_table-trsqp = $(PARALLEL) scale.trsqp_memory=10 scale.max_iter=1000

@@ -213,6 +213,49 @@ def test_experiment_tables_derive_the_predictor_row():
     assert "LISCO with Pred." in set(shown.iloc[:, 0]) and "IPOPT" in set(shown.iloc[:, 0])
 
 
+def test_tables_average_over_instances():
+    """With ``over: [problem.instance]`` a cell is the mean ± std of the instances' runs (two
+    instances here), not the newest instance alone; the footnote names the instances."""
+    import pandas as pd
+
+    from runners.tables import averaged_over, experiment_specs, experiment_table
+
+    spec = experiment_specs("lisco")["lisco_table2"]
+    df = pd.DataFrame([
+        {"problem": "rosenbrock", "method": "lisco", "method.predictor": True,
+         "problem.instance": i, "success": s, "it_median": it, "seed": 0,
+         "finished_at": f"2026-12-01T0{i}:00:00+00:00"}
+        for i, s, it in ((0, 0.9, 10.0), (1, 1.0, 20.0))])
+    long, shown = experiment_table(df, spec)
+    cell = long[(long.row == "lisco/true") & (long.col == "rosenbrock")].set_index("metric")
+    assert cell.loc["success", "seeds"] == 2
+    assert cell.loc["success", "mean"] == pytest.approx(0.95)
+    assert cell.loc["success", "std"] == pytest.approx(np.std([0.9, 1.0], ddof=1))
+    assert cell.loc["it_median", "mean"] == pytest.approx(15.0)
+    row = shown[shown.iloc[:, 0] == "LISCO with Pred."].iloc[0]
+    assert row["rosenbrock success"].startswith("0.95 ± 0.07")
+    note = averaged_over(df, long, spec)
+    assert "problem.instance ∈ {0, 1}" in note and "2 runs per filled cell" in note
+    # without ``over`` the two instances are two configurations: the newest alone is shown
+    long1, _ = experiment_table(df, {k: v for k, v in spec.items() if k != "over"})
+    one = long1[(long1.row == "lisco/true") & (long1.col == "rosenbrock")
+                & (long1.metric == "success")].iloc[0]
+    assert one["seeds"] == 1 and one["mean"] == 1.0
+
+
+def test_max_violation_in_dc3s_convention():
+    """``eq_max_avg`` is DC3's "Max. Eq.": the mean over test points of each point's max
+    |Ay − x|; ``eq_max`` the worst point's; likewise for the inequalities."""
+    from runners.lisco import summarize
+
+    sm = {"objective": np.zeros(3), "merit": np.zeros(3),
+          "eq_max": np.array([1e-3, 2e-3, 6e-3]), "eq_mean": np.array([1e-4, 1e-4, 1e-4]),
+          "ineq_max": np.array([0.0, 0.0, 3e-2]), "ineq_mean": np.zeros(3)}
+    rec = summarize(sm)
+    assert rec["eq_max_avg"] == pytest.approx(3e-3) and rec["eq_max"] == pytest.approx(6e-3)
+    assert rec["ineq_max_avg"] == pytest.approx(1e-2) and rec["ineq_max"] == pytest.approx(3e-2)
+
+
 def test_cli_osqp_tight_baseline(tmp_path):
     """method=osqp method.tight=true on the QP: ½‖F‖² ≤ 1e-10 with OSQP's multipliers and a
     gap to IPOPT's tol-1e-10 reference below 1e-6 %."""
