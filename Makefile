@@ -193,7 +193,8 @@ table-neural-dae: install
 # LISCO paper Tables 1-5 (gaps and violations; batch-1 solve times, success and iterations
 # against IPOPT / OSQP; 1/2||F||^2 percentiles; fraction converged after k iterations;
 # training times) and the convergence figure, in one resumable sweep folder per scale:
-# lisco with and without predictor on each problem, IPOPT on each, OSQP on the QP, each on
+# lisco with and without predictor on each problem, IPOPT on each, OSQP and jaxopt's batched
+# BoxOSQP (OSQP's default and tight tolerances) on the QP, each on
 # the instances LISCO_INSTANCES (five, as the paper reports; each cell is their mean ± std).
 # -> results/tables/lisco-<scale>/lisco_table{1..5}.{md,csv,tex}, results/figures/lisco_convergence-<scale>.png
 LISCO_PROBLEMS ?= qp,nonconvex_qp,rosenbrock
@@ -206,7 +207,10 @@ table-lisco: install
 	  $(ARGS)
 	@if echo "$(LISCO_PROBLEMS)" | grep -qw qp; then \
 	  $(BIN)/python -m runners.train -m experiment=lisco_baselines scale=$(SCALE) problem=qp \
-	    method=osqp problem.instance=$(LISCO_INSTANCES) sweep_name=lisco-$(SCALE) $(ARGS); fi
+	    method=osqp problem.instance=$(LISCO_INSTANCES) sweep_name=lisco-$(SCALE) $(ARGS) && \
+	  $(BIN)/python -m runners.train -m experiment=lisco_baselines scale=$(SCALE) problem=qp \
+	    method=jaxopt_osqp method.tight=false,true problem.instance=$(LISCO_INSTANCES) \
+	    sweep_name=lisco-$(SCALE) $(ARGS) || exit 1; fi
 	$(BIN)/python -m runners.tables experiment=lisco --results results/sweeps/lisco-$(SCALE) \
 	  --out results/tables/lisco-$(SCALE)
 	$(BIN)/python -m runners.lisco --results results/sweeps/lisco-$(SCALE) \

@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 from methods.collocation import CollocationConfig, train_collocation
 from methods.driver import FINISHED, Method, RunResult, run_chunked
-from methods.lisco import IpoptConfig, LiscoConfig, OsqpConfig
+from methods.lisco import IpoptConfig, JaxoptOsqpConfig, LiscoConfig, OsqpConfig
 from methods.penalty import (
     AuglagConfig,
     PenaltyConfig,
@@ -54,6 +54,7 @@ METHODS: dict[str, MethodSpec] = {
     "lisco": MethodSpec(PARAMETRIC_OPT, LiscoConfig, None),
     "ipopt": MethodSpec(PARAMETRIC_OPT, IpoptConfig, None),
     "osqp": MethodSpec(PARAMETRIC_OPT, OsqpConfig, None),
+    "jaxopt_osqp": MethodSpec(PARAMETRIC_OPT, JaxoptOsqpConfig, None),
 }
 
 

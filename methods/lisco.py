@@ -155,6 +155,22 @@ class OsqpConfig:
               f"must be true or false, got {self.tight!r}")
 
 
+@dataclasses.dataclass(frozen=True)
+class JaxoptOsqpConfig:
+    """Baseline ``jaxopt_osqp`` (convex QP only): jaxopt's BoxOSQP vmapped over the test
+    points in one jitted call, in float64. ``tight: false``: OSQP's defaults (tol 1e-3,
+    4000 iterations); ``true``: tol 1e-9, 100000 iterations (jaxopt has no polishing).
+    ``eq_qp_solve``: BoxOSQP's linear solver (``lu``: dense, the problems here are small)."""
+
+    tight: bool = False
+    eq_qp_solve: str = "lu"
+
+    def __post_init__(self):
+        check(isinstance(self.tight, bool), "method.tight",
+              f"must be true or false, got {self.tight!r}")
+        check_choice(self.eq_qp_solve, "method.eq_qp_solve", ["lu", "cg", "cg+jacobi"])
+
+
 class Net(nn.Module):
     """Hidden layers of ``hidden`` units with ``activation``, linear output (paper §3)."""
 
@@ -394,7 +410,8 @@ def make_batch_inference(problem, cfg: LiscoConfig, dtype, thresholds=(1e-6, 1e-
         thresholds=thresholds, chunk=chunk)
 
 
-__all__ = ["CONVEXIFICATIONS", "LiscoConfig", "IpoptConfig", "OsqpConfig", "Net", "networks",
+__all__ = ["CONVEXIFICATIONS", "LiscoConfig", "IpoptConfig", "OsqpConfig",
+           "JaxoptOsqpConfig", "Net", "networks",
            "init_networks", "lookahead_residual",
            "predictor_method", "solver_method", "solver_step", "solver_features", "start_points",
            "make_inference", "make_batch_inference"]

@@ -290,6 +290,70 @@ def neural_dae_tank(repeats: int, chunk: int) -> dict:
             "casadi_probe_wall_s": wall_c, **steps}
 
 
+def lisco_parts(problem_name: str):
+    """What one LISCO inference iteration costs, at batch 1 and at the whole test batch
+    (833), float32, the paper's network (one hidden layer of 2048; cost does not depend on
+    the weights, so untrained ones serve): seconds per call, each part run ``chunk`` times
+    inside one compiled loop, of F(z; x) (the KKT residual, with ∇f by autodiff), of
+    Π_sol on ready features (the network alone), of the step Δz (F, features, network) and
+    of a whole loop iteration (the step, F at the new iterate for the ω-test, the best-iterate
+    and reset bookkeeping; ``methods.lisco_inference``)."""
+
+    def bench(repeats: int, chunk: int) -> dict:
+        import jax
+        import jax.numpy as jnp
+
+        from methods.lisco import LiscoConfig, init_networks, networks, solver_features, solver_step
+        from methods.lisco_inference import infer
+        from problems import build_problem
+
+        jax.config.update("jax_enable_x64", True)
+        problem = build_problem(problem_name, {})
+        dtype = jnp.float32
+        mc = LiscoConfig(solver_zero_init=False)
+        _, sol = networks(problem, mc, dtype)
+        _, params = init_networks(problem, mc, dtype, jax.random.PRNGKey(0))
+        res = problem.residual(dtype)
+        residual = jax.vmap(res)
+        step = solver_step(sol, params, res, mc.step_scale)
+        def at_batch(b: int) -> dict:
+            x = jnp.asarray(problem.test_x[:b], dtype)
+            z = jax.random.normal(jax.random.PRNGKey(1), (b, problem.n_z), dtype)
+            feats = solver_features(x, residual(z, x))[0]
+            parts = {"residual": lambda t: residual(t, x),
+                     "network": lambda t: sol.apply(params, feats + t[:, :1]),
+                     "step": lambda t: step(t, x)}
+            got = {}
+            for name, fn in parts.items():
+                run = jax.jit(lambda t, fn=fn: jax.lax.fori_loop(
+                    0, chunk, lambda k, u: u + 1e-12 * fn(u), t))
+                got[f"batch{b}.{name}.s_per_call"] = _per_call(run, z, repeats, chunk)
+            loop = jax.jit(lambda t: infer(step, res, t, x, n_max=chunk, tol=0.0).z)
+            got[f"batch{b}.iteration.s_per_call"] = _per_call(loop, z, repeats, chunk)
+            return got
+
+        out = {**at_batch(1), **at_batch(len(problem.test_x))}
+        return {"s_per_iter_median": out["batch1.iteration.s_per_call"], "compile_s": 0.0,
+                "repeats": repeats, "iterations_per_repeat": chunk, "precision": "float32",
+                "hidden": list(mc.hidden), "batch": len(problem.test_x), **out}
+
+    return bench
+
+
+def _per_call(run, arg, repeats: int, chunk: int) -> float:
+    """Median seconds per loop iteration of the compiled ``run(arg)`` (``chunk`` iterations
+    a call; the first, compiling call is not timed)."""
+    import jax
+
+    jax.block_until_ready(run(arg))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(run(arg))
+        times.append((time.perf_counter() - t0) / chunk)
+    return statistics.median(times)
+
+
 def _latest_lisco_checkpoint(problem_name: str) -> Path | None:
     """The newest lisco run folder (with predictor) for ``problem_name`` under results/."""
     best = None
@@ -325,15 +389,27 @@ def lisco_vs_baseline(problem_name: str):
         import numpy as np
 
         from methods.lisco import LiscoConfig, init_networks
-        from methods.lisco_baselines import ipopt_solve, osqp_solve
+        from methods.lisco_baselines import box_osqp_solve, ipopt_solve, osqp_solve
         from problems import build_problem
         from runners.lisco import _load_networks, time_lisco
 
+        jax.config.update("jax_enable_x64", True)  # the baselines and metrics in float64
         problem = build_problem(problem_name, {})
         x = problem.test_x
+        batched: dict = {}
         if problem_name == "qp":
             base = osqp_solve(problem.inst, x)
             base_s, base_name = base.total_s, "osqp"
+            for tight in (False, True):  # the accelerator's QP baseline: one vmapped call
+                box, info = box_osqp_solve(problem.inst, x, tight=tight)
+                z = np.hstack([box.y, box.nu, box.lam])
+                tag = "jaxopt_osqp" + ("_tight" if tight else "")
+                batched.update({
+                    f"{tag}_batch_s": info["batch_s"], f"{tag}_compile_s": info["compile_s"],
+                    f"{tag}_throughput": len(x) / info["batch_s"],
+                    f"{tag}_median_iterations": float(np.median(box.iterations)),
+                    f"{tag}_median_T": float(np.median(
+                        problem.sample_metrics(z, x, None)["merit"]))})
         else:
             base = ipopt_solve(problem.kind, problem.inst, x, tol=1e-10)
             base_s, base_name = base.solve_s, "ipopt"
@@ -375,7 +451,9 @@ def lisco_vs_baseline(problem_name: str):
                 "median_ratio_baseline_over_lisco": float(np.median(base_s)) / lisco_med,
                 "throughput_ratio": t["throughput"] / base_tp,
                 "lisco_s_per_iter_batch1": it1, "lisco_s_per_iter_batch833": itb,
-                "lisco_s_per_instance_iter_batch833": itb / len(x)}
+                "lisco_s_per_instance_iter_batch833": itb / len(x), **batched,
+                **{f"throughput_ratio_vs_{k[:-len('_throughput')]}": t["throughput"] / v
+                   for k, v in batched.items() if k.endswith("_throughput")}}
 
     return bench
 
@@ -438,6 +516,7 @@ BENCHMARKS = {"penalty_lbfgs_iter": penalty_lbfgs_iteration,
               **{f"sqp_momentum_{p}_parts": sqp_momentum_parts(p) for p in PAPER_GPU_S},
               "neural_dae_tank_pipeline": neural_dae_tank,
               **{f"lisco_{p}": lisco_vs_baseline(p) for p in ("qp", "nonconvex_qp", "rosenbrock")},
+              **{f"lisco_{p}_parts": lisco_parts(p) for p in ("nonconvex_qp", "rosenbrock")},
               "seeds5_trsqp_reaction": seeds_vectorized("trsqp", "reaction"),
               "seeds5_trsqp_lm10_reaction": seeds_vectorized(
                   "trsqp", "reaction", extra=("scale.trsqp_memory=10",)),
@@ -473,7 +552,7 @@ def render(bench_dir: Path = BENCH_DIR, table: Path = TABLE) -> str:
                     "compile_s": r.get(f"{m}.compile_s")})
         text += ("\n## SQP momentum: seconds per iteration by method (paper: their GPU)\n\n"
                  + pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g") + "\n")
-    parts = df[df["name"].str.endswith("_parts")]
+    parts = df[df["name"].str.startswith("sqp_momentum_") & df["name"].str.endswith("_parts")]
     if len(parts):
         keys = ["grad_f", "c_and_jacobian", "grad_f_plus_c_and_jacobian"]
         rows = [{"problem": r["name"].removeprefix("sqp_momentum_").removesuffix("_parts"),
@@ -498,7 +577,7 @@ def render(bench_dir: Path = BENCH_DIR, table: Path = TABLE) -> str:
                      f" calls in D) against {r['casadi_hessian_ms']:.0f} ms for CasADi's AD "
                      f"Hessian of the whole Lagrangian ({r['casadi_hessian_calls']:.0f} calls "
                      f"in 2 iterations of D)\n")
-    lisco = df[df["name"].str.startswith("lisco_")]
+    lisco = df[df["name"].str.startswith("lisco_") & ~df["name"].str.endswith("_parts")]
     if len(lisco):
         keys = ["baseline", "baseline_median_s", "baseline_max_s", "lisco_median_s",
                 "lisco_max_s", "median_ratio_baseline_over_lisco", "baseline_throughput",
@@ -508,6 +587,29 @@ def render(bench_dir: Path = BENCH_DIR, table: Path = TABLE) -> str:
                 for _, r in lisco.iterrows()]
         text += ("\n## LISCO vs IPOPT / OSQP on the 833 test points (targets: median ratio ≥ 3, "
                  "throughput ratio ≥ 100)\n\n"
+                 + pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g") + "\n")
+        box = [{"problem": r["name"].removeprefix("lisco_"), "setting": tag,
+                **{k: r.get(f"jaxopt_osqp{suffix}_{k}") for k in
+                   ("batch_s", "compile_s", "throughput", "median_iterations", "median_T")},
+                "lisco_throughput": r.get("lisco_throughput"),
+                "lisco_over_batched": r.get(f"throughput_ratio_vs_jaxopt_osqp{suffix}")}
+               for _, r in lisco.iterrows() for tag, suffix in (("OSQP defaults", ""),
+                                                               ("tight", "_tight"))
+               if pd.notna(r.get(f"jaxopt_osqp{suffix}_batch_s"))]
+        if box:
+            text += ("\n## The batched QP baseline: jaxopt BoxOSQP vmapped over the 833 test "
+                     "points, one jitted call, float64 (median ½‖F‖² with the same multiplier "
+                     "mapping as every baseline)\n\n"
+                     + pd.DataFrame(box).to_markdown(index=False, floatfmt=".4g") + "\n")
+    lparts = df[df["name"].str.startswith("lisco_") & df["name"].str.endswith("_parts")]
+    if len(lparts):
+        rows = [{"problem": r["name"].removeprefix("lisco_").removesuffix("_parts"),
+                 "batch": b, **{f"{k} (µs)": 1e6 * r.get(f"batch{b}.{k}.s_per_call", float("nan"))
+                                for k in ("residual", "network", "step", "iteration")}}
+                for _, r in lparts.iterrows() for b in (1, int(r.get("batch", 833)))]
+        text += ("\n## LISCO: what one inference iteration is made of (µs per call, float32, "
+                 "one hidden layer of 2048; iteration = step + F at the new iterate + "
+                 "bookkeeping)\n\n"
                  + pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g") + "\n")
     seeds = df[df["name"].str.startswith("seeds")]
     if len(seeds):
@@ -541,7 +643,7 @@ def main(argv=None):
                   **{f"version.{k}": v for k, v in versions().items()},
                   "commit": _commit(), "timestamp": now.isoformat(timespec="seconds")}
         write_json(BENCH_DIR / f"{name}-{now.strftime('%Y%m%dT%H%M%S')}.json", record)
-        if name.startswith("lisco_"):
+        if name.startswith("lisco_") and not name.endswith("_parts"):
             print(f"{name}: {fig['baseline']} median {fig['baseline_median_s'] * 1e3:.1f} ms, "
                   f"LISCO batch-1 median {fig['lisco_median_s'] * 1e3:.2f} ms (success "
                   f"{fig['lisco_success']:.3f}, trained={fig['trained']}), throughput ratio "

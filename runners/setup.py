@@ -90,8 +90,9 @@ def resolve(cfg: DictConfig) -> Setup:
         from runners.lisco import networks_meta
 
         networks_meta(method_cfg.checkpoint, method_cfg, problem, precision)
-    check(mname != "osqp" or getattr(problem, "convex", True), "method",
-          f"'osqp' solves convex QPs only, not problem {pname!r}; valid methods: lisco, ipopt")
+    check(mname not in ("osqp", "jaxopt_osqp") or getattr(problem, "convex", True), "method",
+          f"{mname!r} solves convex QPs only, not problem {pname!r}; valid methods: lisco, "
+          "ipopt")
 
     pretrain_cfg = None
     check(isinstance(cfg.pretrain, bool), "pretrain",

@@ -194,7 +194,7 @@ def test_solver_starts_with_zero_steps(ncqp):
 
 def test_experiment_tables_derive_the_predictor_row():
     """Table 1's "Pred." row reads a lisco run's ``pred.*`` metrics; baselines without a
-    ``method.predictor`` field get the row label <method>/None; the paper's value sits beside."""
+    ``method.predictor`` field get the row label <method>/None/None; the paper's value sits beside."""
     import pandas as pd
 
     from runners.tables import experiment_specs, experiment_table
@@ -209,7 +209,7 @@ def test_experiment_tables_derive_the_predictor_row():
     long, shown = experiment_table(df, specs["lisco_table3"])
     cell = long[(long.metric == "T_max") & (long.col == "qp")].set_index("row")
     assert cell.loc["Pred.", "mean"] == 2e-4 and cell.loc["Pred.", "paper"] == 9.05e-4
-    assert cell.loc["lisco/true", "mean"] == 1e-9 and cell.loc["ipopt/None", "mean"] == 3e-12
+    assert cell.loc["lisco/true/None", "mean"] == 1e-9 and cell.loc["ipopt/None/None", "mean"] == 3e-12
     assert "LISCO with Pred." in set(shown.iloc[:, 0]) and "IPOPT" in set(shown.iloc[:, 0])
 
 
@@ -227,7 +227,7 @@ def test_tables_average_over_instances():
          "finished_at": f"2026-12-01T0{i}:00:00+00:00"}
         for i, s, it in ((0, 0.9, 10.0), (1, 1.0, 20.0))])
     long, shown = experiment_table(df, spec)
-    cell = long[(long.row == "lisco/true") & (long.col == "rosenbrock")].set_index("metric")
+    cell = long[(long.row == "lisco/true/None") & (long.col == "rosenbrock")].set_index("metric")
     assert cell.loc["success", "seeds"] == 2
     assert cell.loc["success", "mean"] == pytest.approx(0.95)
     assert cell.loc["success", "std"] == pytest.approx(np.std([0.9, 1.0], ddof=1))
@@ -238,7 +238,7 @@ def test_tables_average_over_instances():
     assert "problem.instance ∈ {0, 1}" in note and "2 runs per filled cell" in note
     # without ``over`` the two instances are two configurations: the newest alone is shown
     long1, _ = experiment_table(df, {k: v for k, v in spec.items() if k != "over"})
-    one = long1[(long1.row == "lisco/true") & (long1.col == "rosenbrock")
+    one = long1[(long1.row == "lisco/true/None") & (long1.col == "rosenbrock")
                 & (long1.metric == "success")].iloc[0]
     assert one["seeds"] == 1 and one["mean"] == 1.0
 
@@ -254,6 +254,15 @@ def test_max_violation_in_dc3s_convention():
     rec = summarize(sm)
     assert rec["eq_max_avg"] == pytest.approx(3e-3) and rec["eq_max"] == pytest.approx(6e-3)
     assert rec["ineq_max_avg"] == pytest.approx(1e-2) and rec["ineq_max"] == pytest.approx(3e-2)
+
+
+@pytest.mark.parametrize("method", ["osqp", "jaxopt_osqp"])
+def test_cli_convex_qp_baselines_refuse_non_convex_problems(tmp_path, method):
+    """The QP solvers on the non-convex QP: one line naming the field and the valid methods,
+    exit 2, nothing written."""
+    r = _train(tmp_path, f"method={method}", "problem=nonconvex_qp")
+    assert r.returncode == 2 and "convex QPs only" in r.stderr and "ipopt" in r.stderr
+    assert not (tmp_path / "runs").exists()
 
 
 def test_cli_osqp_tight_baseline(tmp_path):

@@ -98,3 +98,31 @@ def test_bad_choice_raises_one_line_value_error(inst, call):
     msg = str(e.value)
     assert "\n" not in msg and "valid choices" in msg
     assert "qp, nonconvex_qp, rosenbrock" in msg or "exact, lbfgs" in msg
+
+
+def test_batched_box_osqp_matches_osqp_on_twenty_points():
+    """jaxopt's BoxOSQP, vmapped over 20 test points of DC3's QP: at OSQP's default tolerance
+    its objective is OSQP's (defaults, the CPU package) to 1e-4 relative; tight, its (ν, λ)
+    put into the same ½‖F‖² mapping as every baseline give ½‖F‖² ≤ 1e-12 and the objective
+    of tight OSQP to 1e-8."""
+    from methods.lisco_baselines import box_osqp_solve
+    from problems import build_problem
+
+    pr = build_problem("qp", {})
+    x = pr.test_x[:20]
+
+    def objective(y):
+        return 0.5 * np.einsum("ij,jk,ik->i", y, pr.inst.Q, y) + y @ pr.inst.p
+
+    ref, tight_ref = osqp_solve(pr.inst, x), osqp_solve(pr.inst, x, tight=True)
+    box, info = box_osqp_solve(pr.inst, x)
+    assert box.success.all() and info["tol"] == 1e-3 and box.y.shape == (20, 100)
+    np.testing.assert_allclose(objective(box.y), objective(ref.y), rtol=1e-4)
+    tight, _ = box_osqp_solve(pr.inst, x, tight=True)
+    f_ref = objective(tight_ref.y)
+    np.testing.assert_allclose(objective(tight.y), f_ref, rtol=1e-8)
+    sm = pr.sample_metrics(np.hstack([tight.y, tight.nu, tight.lam]), x, f_ref)
+    assert sm["merit"].max() <= 1e-12 and (tight.lam >= -1e-9).all()
+    # the default tolerance leaves ½‖F‖² far above the tight solve's: the mapping sees it
+    loose = pr.sample_metrics(np.hstack([box.y, box.nu, box.lam]), x, f_ref)["merit"]
+    assert np.median(loose) > 1e3 * sm["merit"].max()
