@@ -30,9 +30,11 @@ import jax
 import jax.numpy as jnp
 
 CONVERGED, MAX_ITER, TIME_BUDGET, DIVERGED = "converged", "max_iter", "time_budget", "diverged"
+STALLED = "stalled"  # the method stopped itself short of its convergence test (no progress)
 # a run that ended with one of these is not run again by resume (runners.io.SUCCEEDED says
 # which of them are results that tables average; "solver_failed: ..." is counted apart)
-FINISHED = (CONVERGED, MAX_ITER, TIME_BUDGET, DIVERGED, "solver_failed", "evaluated", "partial")
+FINISHED = (CONVERGED, STALLED, MAX_ITER, TIME_BUDGET, DIVERGED, "solver_failed", "evaluated",
+            "partial")
 
 
 class Method(NamedTuple):
@@ -55,6 +57,9 @@ class Method(NamedTuple):
     # whose iterations run outside JAX (SciPy's L-BFGS-B: :mod:`methods.penalty`,
     # ``solver="scipy"``).
     run: Callable[..., Any] | None = None
+    # state -> bool, once done: stopped by a no-progress test, not at its convergence test
+    # (``converged`` false, iterations left). None: a method that never stalls.
+    stalled: Callable[[Any], jax.Array] | None = None
 
 
 class RunResult(NamedTuple):
@@ -80,12 +85,12 @@ def tree_all_finite(tree) -> jax.Array:
 
 
 def run_status(done: bool, converged: bool, diverged: bool, iteration: int, *,
-               timed_out: bool, max_steps: int) -> str:
+               timed_out: bool, max_steps: int, stalled: bool = False) -> str:
     """How a run ended, from the method's state when the driver stopped it."""
     if diverged:
         return DIVERGED
     if done:
-        return CONVERGED if converged else MAX_ITER
+        return CONVERGED if converged else STALLED if stalled else MAX_ITER
     return TIME_BUDGET if timed_out and iteration < max_steps else MAX_ITER
 
 
@@ -171,9 +176,12 @@ def run_chunked(method: Method, state, data, *, max_steps: int, log_every: int,
     vec = seeds is not None
     length = max(1, min(log_every, max_steps))
     done_fn, conv_fn, it_fn = method.done, method.converged, method.iterations
+    stall_fn = method.stalled or (lambda s: jnp.array(False))
     if vec:
-        done_fn, conv_fn, it_fn = (jax.vmap(f) for f in (done_fn, conv_fn, it_fn))
+        done_fn, conv_fn, it_fn, stall_fn = (jax.vmap(f) for f in (done_fn, conv_fn, it_fn,
+                                                                    stall_fn))
     done_fn, conv_fn, it_fn = jax.jit(done_fn), jax.jit(conv_fn), jax.jit(it_fn)
+    stall_fn = jax.jit(stall_fn)
     resumed = history is not None
     history = list(history) if resumed else []
     if diverged is None:
@@ -221,10 +229,13 @@ def run_chunked(method: Method, state, data, *, max_steps: int, log_every: int,
             raise Interrupted(int(jnp.max(it_fn(state))))
         if not vec and bool(diverged):
             break
-    done, conv, div, its = (jax.device_get(x) for x in (done_fn(state), conv_fn(state),
-                                                         diverged, it_fn(state)))
+    done, conv, div, its, stall = (jax.device_get(x) for x in (
+        done_fn(state), conv_fn(state), diverged, it_fn(state), stall_fn(state)))
 
-    status = lambda *a: run_status(*a, timed_out=timed_out, max_steps=max_steps)
-    st = ([status(bool(a), bool(b), bool(c), int(d)) for a, b, c, d in zip(done, conv, div, its)]
-          if vec else status(bool(done), bool(conv), bool(div), int(its)))
+    def status(a, b, c, d, e):
+        return run_status(bool(a), bool(b), bool(c), int(d), timed_out=timed_out,
+                          max_steps=max_steps, stalled=bool(e))
+
+    st = ([status(*v) for v in zip(done, conv, div, its, stall)] if vec
+          else status(done, conv, div, its, stall))
     return RunResult(state, st, history, compile_s, time.perf_counter() - t0)

@@ -15,7 +15,8 @@ Byrd–Omojokun step with radius Δ_k, as a *descent* (normal + tangential step)
    λ_{k+1} = argmin ‖∇f_{k+1} + J_{k+1}ᵀλ‖, and H is updated with the paper's secant pair
    s_k = θ_{k+1} − θ_k, y_k = ∇L(θ_{k+1}, λ_{k+1}) − ∇L(θ_k, λ_k) (§3, ∇L_k := ∇L(θ_k, λ_k)).
 5. Stop when a step is rejected and (‖d‖ ≤ xtol or ‖∇L‖∞ ≤ gtol), or when
-   ‖∇L‖∞ ≤ gtol and ‖c‖∞ ≤ ctol (a KKT point), or after K_max iterations.
+   ‖∇L‖∞ ≤ gtol and ‖c‖∞ ≤ ctol (a KKT point), or after K_max iterations. Only the KKT
+   test gives status ``converged``; the rejected-step stops are ``stalled``.
 
 The defaults are Algorithm 3 as the paper writes it. Options that differ from it, all off
 by default, and labelled as this project's (or the reference code's) wherever they appear:
@@ -359,12 +360,18 @@ def trsqp_solver(f: Callable, c: Callable, n: int, cfg: TrsqpConfig, dtype):
         new = new._replace(radius=radius, mu=mu, iteration=s.iteration + 1, eta=eta,
                            accepted=accept, step_norm=dn, cg_iterations=cg.iterations,
                            cg_reason=cg.reason, soc=soc)
-        kkt = kkt_residual(new)
-        stalled = (~accept) & ((dn <= cfg.xtol) | (kkt <= cfg.gtol))
-        at_kkt = (kkt <= cfg.gtol) & (jnp.max(jnp.abs(new.c)) <= cfg.ctol)
-        return new._replace(done=stalled | at_kkt | (new.iteration >= cfg.max_iter))
+        stalled = (~accept) & ((dn <= cfg.xtol) | (kkt_residual(new) <= cfg.gtol))
+        return new._replace(done=stalled | at_kkt_point(new, cfg)
+                            | (new.iteration >= cfg.max_iter))
 
     return init, step
+
+
+def at_kkt_point(s: TrsqpState, cfg: TrsqpConfig) -> jax.Array:
+    """The convergence test: ‖∇L‖∞ ≤ gtol and ‖c‖∞ ≤ ctol. A run that stops otherwise
+    before K_max (a rejected step with ‖d‖ ≤ xtol, or ‖∇L‖∞ ≤ gtol with c not met) is
+    ``stalled``, not ``converged``."""
+    return (kkt_residual(s) <= cfg.gtol) & (jnp.max(jnp.abs(s.c)) <= cfg.ctol)
 
 
 def trsqp_method(problem, cfg: TrsqpConfig, dtype) -> Method:
@@ -388,6 +395,7 @@ def trsqp_method(problem, cfg: TrsqpConfig, dtype) -> Method:
         name="trsqp", init=lambda params, data: init(ravel_pytree(params)[0], data),
         step=step, done=lambda s: s.done,
         finite=lambda s: tree_all_finite((s.theta, s.f, s.c, s.g)),
-        converged=lambda s: s.iteration < cfg.max_iter, log=log,
+        converged=lambda s: at_kkt_point(s, cfg), log=log,
+        stalled=lambda s: (s.iteration < cfg.max_iter) & ~at_kkt_point(s, cfg),
         params=lambda s: unravel(s.theta), iterations=lambda s: s.iteration,
         progress=lambda s: s.iteration, progress_total=cfg.max_iter)

@@ -92,7 +92,8 @@ def read_json(path: str | Path) -> dict | None:
 # counted in its own metrics (success, solver_success). Anything else ("solver_failed:
 # <IPOPT status>", a missing or foreign status) is a failed run: recorded, shown as a count,
 # never averaged into a metric.
-SUCCEEDED = ("converged", "max_iter", "time_budget", "diverged", "evaluated", "partial")
+SUCCEEDED = ("converged", "stalled", "max_iter", "time_budget", "diverged", "evaluated",
+             "partial")
 
 
 def status_failed(status) -> bool:
