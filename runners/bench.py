@@ -634,7 +634,7 @@ def main(argv=None):
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    from runners.train import versions
+    from runners.plumbing import versions
 
     for name in args.only or list(BENCHMARKS):
         fig = BENCHMARKS[name](args.repeats, args.chunk)

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from runners.io import save_figure, write_atomic, write_json
+from runners.io import draw, save_figure, write_atomic, write_json
 
 
 class IpoptProgress:
@@ -272,10 +272,11 @@ def run_neural_dae(cfg: DictConfig, setup, out: Path, base_record: dict) -> tupl
               **{k: np.asarray(v, float) for k, v in scaling.items()}}
     _write_npz(out / "network.npz", arrays)
     label = f"{problem.name} / {setup.method_name}  (seed {cfg.seed}, status {status})"
-    if cfg.figures:
-        trajectories_figure(problem, data, learned, tests, out / "trajectories.png", label)
     full = {**base_record, "status": status, **record}
     write_json(out / "metrics.json", full)
+    if cfg.figures:  # after metrics.json: a failing figure loses nothing
+        draw(trajectories_figure, out / "trajectories.png", problem, data, learned, tests,
+             title=label)
     shown = ", ".join(f"{k} {full[k]:.4g}" for k in ("objective", "train_mse", "test_mse",
                                                       "max_violation", "min_S") if k in full)
     summary = (f"{label}: iterations {full.get('iterations')}, {shown}, "

@@ -63,6 +63,24 @@ def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
     return path
 
 
+def draw(fn, path: str | Path, *args, **kwargs) -> bool:
+    """``fn(*args, path, **kwargs)``, a run's figure, drawn after its metrics.json is written:
+    a figure that fails is a warning naming the file and the error, never a lost run.
+    True when it was drawn."""
+    import logging
+
+    try:
+        fn(*args, path, **kwargs)
+        return True
+    except Exception as e:  # noqa: BLE001 - any plotting failure: the run's data is saved
+        logging.getLogger("runners").warning("figure %s not drawn (%s: %s)", path,
+                                             type(e).__name__, e)
+        import matplotlib.pyplot as plt
+
+        plt.close("all")
+        return False
+
+
 def _json_safe(v):
     if isinstance(v, float) and not math.isfinite(v):
         return str(v)  # JSON has no inf/nan; keep them readable ("inf", "nan")

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from runners.io import save_figure, write_atomic, write_json
+from runners.io import draw, save_figure, write_atomic, write_json
 
 THRESHOLDS = (1e-6, 1e-8)  # Table 4 / the convergence figure
 TABLE4_ITERS = (10, 20, 50, 100)
@@ -262,8 +262,8 @@ def _train(cfg, setup, problem, dtype, out, history, key):
     from methods.driver import Interrupted
     from methods.lisco import init_networks, predictor_method, solver_method
     from runners.checkpoint import CheckpointMismatch, Phases, StopSignals
+    from runners.plumbing import Progress, config_hash, interrupted, open_checkpoint
     from runners.setup import ConfigError
-    from runners.train import Progress, config_hash, interrupted, open_checkpoint
 
     mc = setup.method_cfg
     k_init, k_pred, k_sol = jax.random.split(key, 3)
@@ -331,8 +331,9 @@ def trained_networks(cfg: DictConfig, setup):
 
 
 def run_lisco(cfg: DictConfig, setup, out: Path, x: np.ndarray, ref: dict,
-              networks=None) -> tuple[dict, str]:
-    """``networks``: (predictor, solver) loaded by :func:`trained_networks` (train=false)."""
+              networks=None) -> tuple[dict, str, list]:
+    """``networks``: (predictor, solver) loaded by :func:`trained_networks` (train=false).
+    Returns (record, status, figures to draw once metrics.json is written)."""
     import jax
     import jax.numpy as jnp
 
@@ -382,11 +383,11 @@ def run_lisco(cfg: DictConfig, setup, out: Path, x: np.ndarray, ref: dict,
         index=False))
     if history:
         write_atomic(out / "history.csv", pd.DataFrame(history).to_csv(index=False))
-    if cfg.figures:
-        variant = "with Pred." if pred_params is not None else "w/o Pred."
-        convergence_figure({f"½‖F‖² ≤ {thr:g}": (k, f) for thr, f in fr.items()},
-                           out / "convergence.png", f"LISCO {variant}, {problem.name}")
-    return rec, status
+    variant = "with Pred." if pred_params is not None else "w/o Pred."
+    figures = [(convergence_figure, out / "convergence.png",
+                ({f"½‖F‖² ≤ {thr:g}": (k, f) for thr, f in fr.items()},),
+                {"title": f"LISCO {variant}, {problem.name}"})]
+    return rec, status, figures
 
 
 # --- baselines -----------------------------------------------------------------------------
@@ -441,13 +442,16 @@ def run_parametric_opt(cfg: DictConfig, setup, out: Path, base: dict) -> tuple[d
     ref = reference(problem, x, Path(cfg.results_dir) / "cache", cfg.progress)
     ref_s = time.perf_counter() - t0
     if setup.method_name == "lisco":
-        rec, status = run_lisco(cfg, setup, out, x, ref, networks)
+        rec, status, figures = run_lisco(cfg, setup, out, x, ref, networks)
     else:
-        rec, status = run_baseline(cfg, setup, out, x, ref)
+        (rec, status), figures = run_baseline(cfg, setup, out, x, ref), []
     record = {**{k: v for k, v in base.items() if k not in ("finished_at", "run_dir")},
               "status": status, "n_test": len(x), "reference_s": ref_s, **rec,
               "finished_at": base["finished_at"], "run_dir": str(out)}
     write_json(out / "metrics.json", record)
+    if cfg.figures:  # after metrics.json: a failing figure loses nothing
+        for fn, path, args, kwargs in figures:
+            draw(fn, path, *args, **kwargs)
     summary = (f"{problem.name} / {setup.method_name} (seed {cfg.seed}, {status}): "
                f"success {record['success']:.3f}, median ½‖F‖² {record['T_p50']:.2e}, "
                f"gap {record.get('gap_mean', float('nan')):+.2e}%, median it "

@@ -70,7 +70,7 @@ def report_cells(long: pd.DataFrame) -> pd.DataFrame:
 
 
 def environment(results: Path) -> dict:
-    from runners.train import versions
+    from runners.plumbing import versions
 
     def git(*args):
         try:

@@ -25,7 +25,6 @@ if __name__ == "__main__":  # before the imports below (seconds): a stop signal 
 import hashlib
 import logging
 import math
-import platform
 import sys
 import time
 from datetime import datetime, timezone
@@ -36,133 +35,28 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from methods.driver import FINISHED
-from problems import resolve_precision
 from problems.base import CONSTRAINED_LEARNING, STOCHASTIC_CONSTRAINED
 from problems.dae import NEURAL_DAE
 from problems.parametric_opt import PARAMETRIC_OPT
-from runners.io import flatten, git_commit, read_json, save_figure, write_atomic, write_json
+from runners.io import draw, flatten, git_commit, read_json, save_figure, write_atomic, write_json
+from runners.plumbing import (
+    Progress,
+    _multirun,
+    config_hash,
+    fail,
+    interrupted,
+    open_checkpoint,
+    seeds_hash,
+    versions,
+)
 from runners.setup import ConfigError, Setup, resolve
 
 log = logging.getLogger("runners.train")
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-# keys that do not change what a run computes (left out of its config hash)
-NOT_HASHED = ("resume", "progress", "results_dir", "sweep_name", "figures", "jax_cache_dir",
-              "table", "tables", "seeds", "checkpoint_every")
 # top-level config recorded in metrics.json besides problem.* and method.* (what tables can
 # show as columns; the group hash covers the whole config whatever is recorded)
 RECORDED_NODES = ("budget", "pretraining")
 RECORDED_KEYS = ("log_every", "eval_every")
-
-
-def config_hash(cfg: DictConfig, seed: bool = True) -> str:
-    """sha256 (16 hex digits) of the resolved config without the keys of ``NOT_HASHED``;
-    ``seed=False``: without ``seed`` too, the *group hash* that runners.tables uses to tell
-    seeds of one configuration from different configurations."""
-    c = OmegaConf.to_container(cfg, resolve=True)
-    if c.get("precision") == "auto":  # hash what runs: a float64 run keeps its hash
-        c["precision"] = resolve_precision("auto", (c.get("problem") or {}).get("name"))
-    for k in NOT_HASHED + (() if seed else ("seed",)):
-        c.pop(k, None)
-    return hashlib.sha256(OmegaConf.to_yaml(OmegaConf.create(c)).encode()).hexdigest()[:16]
-
-
-def seeds_hash(chash: str, n_seeds: int) -> str:
-    """What identifies a run's work (its checkpoint, its lock): the config hash, and for
-    ``seeds=N`` (N > 1, one vmapped program) N too."""
-    if n_seeds == 1:
-        return chash
-    return hashlib.sha256(f"{chash}-seeds{n_seeds}".encode()).hexdigest()[:16]
-
-
-def versions() -> dict:
-    import casadi
-    import flax
-    import jax
-    import jaxlib
-    import numpy
-    import optax
-
-    return {"python": platform.python_version(), "jax": jax.__version__,
-            "jaxlib": jaxlib.__version__, "flax": flax.__version__, "optax": optax.__version__,
-            "numpy": numpy.__version__, "casadi": casadi.__version__}
-
-
-def fail(message: str, code: int = 2):
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(code)
-
-
-class Progress:
-    """A tqdm bar per phase plus history rows with subsampled errors every few chunks.
-
-    The history so far is also written to ``history.csv`` every ``FLUSH_S`` seconds, so a
-    long run that is killed still leaves its curve behind. With seeds vectorized the driver
-    hands over one row per seed; the bar follows the slowest seed.
-    """
-
-    FLUSH_S = 30.0
-
-    def __init__(self, cfg, problem, data, history: list, out: Path, data_axes=None,
-                 vectorized: bool = False):
-        import jax
-
-        self.cfg, self.data, self.history, self.out = cfg, data, history, out
-        self.vec = vectorized
-        fn = getattr(problem, "log_errors", None)
-        self.log_errors = None if fn is None else jax.jit(
-            jax.vmap(fn, in_axes=(0, data_axes)) if vectorized else fn)
-        self.bar = None
-        self.flushed = time.perf_counter()
-
-    def flush(self):
-        import pandas as pd
-
-        if self.history:
-            write_atomic(self.out / "history.csv", pd.DataFrame(self.history).to_csv(index=False))
-        self.flushed = time.perf_counter()
-
-    def start(self, phase, method, desc):
-        import jax
-        from tqdm.auto import tqdm
-
-        self.close()
-        self.phase, self.method = phase, method
-        self.chunks = sum(1 for r in self.history if r.get("phase") == phase
-                          and r.get("seed_index", 0) == 0)  # a resumed phase
-        self.params = jax.jit(jax.vmap(method.params) if self.vec else method.params)
-        self.count = jax.jit(jax.vmap(method.progress) if self.vec else method.progress)
-        self.bar = tqdm(total=method.progress_total, desc=desc, unit=method.progress_unit,
-                        disable=not self.cfg.progress, dynamic_ncols=True, mininterval=0.5,
-                        file=sys.stderr)
-
-    def __call__(self, state, rows):
-        import numpy as np
-
-        rows = rows if self.vec else [rows]
-        if self.log_errors is not None and self.chunks % self.cfg.eval_every == 0:
-            errs = self.log_errors(self.params(state), self.data)
-            for i, row in enumerate(rows):
-                row.update({k: float(np.asarray(v)[i] if self.vec else v)
-                            for k, v in errs.items()})
-        self.chunks += 1
-        for row in rows:
-            row["phase"] = self.phase
-        self.history.extend(rows)
-        self.bar.n = min(int(np.min(np.asarray(self.count(state)))), self.bar.total)
-        row = max(rows, key=lambda r: r.get("constraint_norm", r.get("max_abs_c", 0.0)))
-        post = {"loss": row.get("objective", row.get("loss_total", row.get("loss"))),
-                "|c|": row.get("constraint_norm", row.get("max_abs_c"))}
-        if self.phase != "pretrain" and "mu" in row:
-            post["mu"] = row["mu"]
-        self.bar.set_postfix({k: f"{v:.3g}" for k, v in post.items() if v is not None},
-                             refresh=True)
-        if time.perf_counter() - self.flushed > self.FLUSH_S:
-            self.flush()
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
 
 
 def solution_figure(problem, params, data, path: Path, title: str):
@@ -261,10 +155,6 @@ def run(cfg: DictConfig, out: Path) -> dict | list | None:
                  "continue" if kept else "nothing was saved; run the same command again to "
                  "start over"), file=sys.stderr, flush=True)
         sys.exit(EXIT_INTERRUPTED)
-
-
-def _multirun() -> bool:
-    return HydraConfig.initialized() and str(HydraConfig.get().mode) == "RunMode.MULTIRUN"
 
 
 def _run_locked(cfg: DictConfig, setup: Setup, out: Path) -> dict | list:
@@ -393,34 +283,6 @@ def _take(tree, i, axes=None):
     return jax.tree.unflatten(treedef, [x if a is None else x[i] for x, a in zip(flat, ax)])
 
 
-def open_checkpoint(cfg, out: Path, chash: str, n_seeds: int = 1):
-    """The run's checkpoint folder; a single run (its folder is new on every invocation)
-    continues the newest interrupted run of the same config under the same parent."""
-    from runners.checkpoint import Checkpoint, find_interrupted
-
-    chash = seeds_hash(chash, n_seeds)  # a seeds=5 checkpoint is not a seeds=1 one
-    previous = None
-    if not _multirun() and not (out / "checkpoint" / "checkpoint.json").exists():
-        previous = find_interrupted(out.parent, chash, exclude=out)
-    ckpt = Checkpoint(out, chash, previous)
-    meta = ckpt.meta()
-    if meta is not None:
-        print(f"resuming {ckpt.source} from its {meta['phase']} checkpoint at iteration "
-              f"{meta['iteration']}", flush=True)
-    return ckpt
-
-
-def interrupted(progress, stop, ckpt, e):
-    """A stop signal arrived: the state is checkpointed; leave with exit code 143."""
-    from runners.checkpoint import EXIT_INTERRUPTED
-
-    progress.close()
-    progress.flush()
-    print(f"interrupted by {stop.requested} at iteration {e.iteration}: checkpoint in "
-          f"{ckpt.dir}; run the same command again to continue", file=sys.stderr, flush=True)
-    sys.exit(EXIT_INTERRUPTED)
-
-
 def _run_jax(cfg, setup, seeds, outs, hashes, dev) -> list[dict]:
     """The chunked JAX steppers (constrained learning, stochastic constrained): one program,
     vmapped over the seeds when there are several; checkpoints and stop signals."""
@@ -538,13 +400,6 @@ def _run_jax(cfg, setup, seeds, outs, hashes, dev) -> list[dict]:
             write_atomic(o / ".hydra" / "config.yaml", OmegaConf.to_yaml(seed_config(cfg, s)))
         write_atomic(o / "params.msgpack", serialization.to_bytes(p_i))
         label = f"{problem.name} / {setup.method_name}  (seed {s}, status {statuses[i]})"
-        if cfg.figures and stochastic:
-            from runners.figures import loss_curves_figure, prediction_figure
-
-            prediction_figure(problem, p_i, d_i, o / "prediction.png", label)
-            loss_curves_figure(hist_i, o / "losses.png", label)
-        elif cfg.figures:
-            solution_figure(problem, p_i, d_i, o / "solution.png", label)
         last = next((r for r in reversed(hist_i) if r.get("phase") == "train"), {})
         pre_last = next((r for r in reversed(hist_i) if r.get("phase") == "pretrain"), {})
         base = _record_base(seed_config(cfg, s) if vec else cfg, setup, h, dev, o)
@@ -572,6 +427,13 @@ def _run_jax(cfg, setup, seeds, outs, hashes, dev) -> list[dict]:
             **base}
         write_json(o / "metrics.json", record)
         records.append(record)
+        if cfg.figures and stochastic:  # after metrics.json: a failing figure loses nothing
+            from runners.figures import loss_curves_figure, prediction_figure
+
+            draw(prediction_figure, o / "prediction.png", problem, p_i, d_i, title=label)
+            draw(loss_curves_figure, o / "losses.png", hist_i, title=label)
+        elif cfg.figures:
+            draw(solution_figure, o / "solution.png", problem, p_i, d_i, title=label)
         shown = ("abs_error", "rel_error", "max_constraint_violation", "total", "test_mse",
                  "max_abs_c")
         figures = ", ".join(f"{k} {final[k]:.4g}" for k in shown if k in final)

@@ -194,7 +194,8 @@ def test_solver_starts_with_zero_steps(ncqp):
 
 def test_experiment_tables_derive_the_predictor_row():
     """Table 1's "Pred." row reads a lisco run's ``pred.*`` metrics; baselines without a
-    ``method.predictor`` field get the row label <method>/None/None; the paper's value sits beside."""
+    ``method.predictor`` field get the row label <method>/None/None; the paper's value sits
+    beside."""
     import pandas as pd
 
     from runners.tables import experiment_specs, experiment_table
@@ -209,7 +210,8 @@ def test_experiment_tables_derive_the_predictor_row():
     long, shown = experiment_table(df, specs["lisco_table3"])
     cell = long[(long.metric == "T_max") & (long.col == "qp")].set_index("row")
     assert cell.loc["Pred.", "mean"] == 2e-4 and cell.loc["Pred.", "paper"] == 9.05e-4
-    assert cell.loc["lisco/true/None", "mean"] == 1e-9 and cell.loc["ipopt/None/None", "mean"] == 3e-12
+    assert cell.loc["lisco/true/None", "mean"] == 1e-9
+    assert cell.loc["ipopt/None/None", "mean"] == 3e-12
     assert "LISCO with Pred." in set(shown.iloc[:, 0]) and "IPOPT" in set(shown.iloc[:, 0])
 
 

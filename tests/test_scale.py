@@ -269,3 +269,25 @@ def test_bad_precision_is_a_one_line_error(tmp_path):
         resolve(compose_cfg(tmp_path, "precision=half"))
     msg = str(e.value)
     assert msg.startswith("precision:") and "auto" in msg and "\n" not in msg
+
+
+def test_a_failing_figure_does_not_lose_the_run(tmp_path, monkeypatch, caplog):
+    """A stochastic problem whose prediction figure raises: metrics.json and params are
+    written first, the run returns its record, and the failure is one warning naming the
+    figure; the other figure is still drawn."""
+    import logging
+
+    from runners import figures
+
+    def broken(*args, **kwargs):
+        raise KeyError("no panel for this problem")
+
+    monkeypatch.setattr(figures, "prediction_figure", broken)
+    with caplog.at_level(logging.WARNING, logger="runners"):
+        rec = run(tmp_path, tmp_path / "run", *TINY_SPRING[:-1], "figures=true")
+    out = Path(rec["run_dir"])
+    assert json.loads((out / "metrics.json").read_text())["status"] == rec["status"]
+    assert (out / "params.msgpack").is_file() and (out / "losses.png").is_file()
+    assert not (out / "prediction.png").exists()
+    assert any("prediction.png not drawn" in r.getMessage() and "KeyError" in r.getMessage()
+               for r in caplog.records)
