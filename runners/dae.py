@@ -21,7 +21,6 @@ A failed IPOPT solve still writes all of these, from its last iterate.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -39,8 +38,7 @@ class IpoptProgress:
         self.bar, self.step = None, None
 
     def __call__(self, step, k, objective, inf):
-        from tqdm.auto import tqdm
-
+        from runners.plumbing import Bar
         from runners.signals import StopRequested, requested
 
         if requested():  # CasADi catches what the signal handler raised in its callback:
@@ -49,13 +47,10 @@ class IpoptProgress:
         if step != self.step:
             self.close()
             self.step = step
-            self.bar = tqdm(total=self.max_iter, desc=f"IPOPT {step}", unit="it",
-                            disable=not self.enabled, dynamic_ncols=True, mininterval=0.3,
-                            file=sys.stderr)
+            self.bar = Bar(self.max_iter, f"IPOPT {step}", enabled=self.enabled)
         self.history.append({"phase": step, "iteration": k, "objective": objective,
                              "infeasibility": inf})
-        self.bar.n = k
-        self.bar.set_postfix({"obj": f"{objective:.4g}", "inf": f"{inf:.2g}"}, refresh=True)
+        self.bar.show(k, {"obj": f"{objective:.4g}", "inf": f"{inf:.2g}"})
 
     def close(self):
         if self.bar is not None:
@@ -223,17 +218,16 @@ def run_neural_dae(cfg: DictConfig, setup, out: Path, base_record: dict) -> tupl
         mcfg = setup.method_cfg
         method = sequential_method(problem, mcfg, data)
         sdata = to_sequential_data(data)
-        from tqdm.auto import tqdm
+        from runners.plumbing import Bar
 
-        bar = tqdm(total=mcfg.epochs, desc=f"sequential {problem.name}", unit="epoch",
-                   disable=not cfg.progress, dynamic_ncols=True, mininterval=0.5,
-                   file=sys.stderr)
+        bar = Bar(mcfg.epochs, f"sequential {problem.name}", enabled=cfg.progress,
+                  unit="epoch")
 
         def on_chunk(state, row):
             row["phase"] = "train"
             history.append(row)
-            bar.n = int(method.progress(state))
-            bar.set_postfix({"loss": f"{row.get('objective', float('nan')):.4g}"}, refresh=True)
+            bar.show(int(method.progress(state)),
+                     {"loss": f"{row.get('objective', float('nan')):.4g}"})
 
         r = run_chunked(method, method.init(initial_params(problem, mcfg), sdata), sdata,
                         max_steps=min(setup.max_iter, mcfg.epochs), log_every=cfg.log_every,

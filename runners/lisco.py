@@ -39,10 +39,9 @@ TABLE4_ITERS = (10, 20, 50, 100)
 
 
 def _bar(enabled: bool, total: int, desc: str):
-    from tqdm.auto import tqdm
+    from runners.plumbing import Bar
 
-    return tqdm(total=total, desc=desc, disable=not enabled, dynamic_ncols=True,
-                mininterval=0.5, file=sys.stderr)
+    return Bar(total, desc, enabled=enabled)
 
 
 def reference(problem, x: np.ndarray, cache_dir: Path, progress: bool) -> dict:

@@ -60,6 +60,60 @@ def fail(message: str, code: int = 2):
     sys.exit(code)
 
 
+class _Lines:
+    """A stream for tqdm off a terminal: each refresh becomes one plain line (no carriage
+    returns or cursor moves in a log file)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str):
+        text = text.replace("\r", "").replace("\x1b[A", "").strip()
+        if text:
+            self.stream.write(text + "\n")
+
+    def flush(self):
+        self.stream.flush()
+
+
+class Bar:
+    """A progress bar: tqdm on a terminal; on a log file (stderr is not a TTY) one plain line
+    every ``LOG_S`` seconds and one at the end, instead of carriage-return frames."""
+
+    LOG_S = 60.0
+
+    def __init__(self, total: int | None, desc: str, *, enabled: bool = True, unit: str = "it"):
+        from tqdm.auto import tqdm
+
+        self.tty = sys.stderr.isatty()
+        self.last = time.perf_counter()
+        self.bar = tqdm(total=total, desc=desc, unit=unit, disable=not enabled,
+                        file=sys.stderr if self.tty else _Lines(sys.stderr),
+                        dynamic_ncols=self.tty, ncols=None if self.tty else 100,
+                        mininterval=0.5 if self.tty else self.LOG_S)
+
+    @property
+    def total(self):
+        return self.bar.total
+
+    def show(self, n: int, postfix: dict | None = None):
+        """Set the count to ``n`` (and the postfix) and redraw, at most every ``LOG_S``
+        seconds off a terminal."""
+        self.bar.n = min(int(n), self.bar.total) if self.bar.total else int(n)
+        if postfix:
+            self.bar.set_postfix(postfix, refresh=False)
+        now = time.perf_counter()
+        if self.tty or now - self.last >= self.LOG_S:
+            self.bar.refresh()
+            self.last = now
+
+    def update(self, k: int = 1):
+        self.bar.update(k)
+
+    def close(self):
+        self.bar.close()
+
+
 class Progress:
     """A tqdm bar per phase plus history rows with subsampled errors every few chunks.
 
@@ -91,7 +145,6 @@ class Progress:
 
     def start(self, phase, method, desc):
         import jax
-        from tqdm.auto import tqdm
 
         self.close()
         self.phase, self.method = phase, method
@@ -99,9 +152,8 @@ class Progress:
                           and r.get("seed_index", 0) == 0)  # a resumed phase
         self.params = jax.jit(jax.vmap(method.params) if self.vec else method.params)
         self.count = jax.jit(jax.vmap(method.progress) if self.vec else method.progress)
-        self.bar = tqdm(total=method.progress_total, desc=desc, unit=method.progress_unit,
-                        disable=not self.cfg.progress, dynamic_ncols=True, mininterval=0.5,
-                        file=sys.stderr)
+        self.bar = Bar(method.progress_total, desc, enabled=self.cfg.progress,
+                       unit=method.progress_unit)
 
     def __call__(self, state, rows):
         import numpy as np
@@ -116,14 +168,13 @@ class Progress:
         for row in rows:
             row["phase"] = self.phase
         self.history.extend(rows)
-        self.bar.n = min(int(np.min(np.asarray(self.count(state)))), self.bar.total)
         row = max(rows, key=lambda r: r.get("constraint_norm", r.get("max_abs_c", 0.0)))
         post = {"loss": row.get("objective", row.get("loss_total", row.get("loss"))),
                 "|c|": row.get("constraint_norm", row.get("max_abs_c"))}
         if self.phase != "pretrain" and "mu" in row:
             post["mu"] = row["mu"]
-        self.bar.set_postfix({k: f"{v:.3g}" for k, v in post.items() if v is not None},
-                             refresh=True)
+        self.bar.show(int(np.min(np.asarray(self.count(state)))),
+                      {k: f"{v:.3g}" for k, v in post.items() if v is not None})
         if time.perf_counter() - self.flushed > self.FLUSH_S:
             self.flush()
 
@@ -165,5 +216,5 @@ def interrupted(progress, stop, ckpt, e):
     sys.exit(EXIT_INTERRUPTED)
 
 
-__all__ = ["NOT_HASHED", "Progress", "config_hash", "fail", "interrupted", "open_checkpoint",
+__all__ = ["NOT_HASHED", "Bar", "Progress", "config_hash", "fail", "interrupted", "open_checkpoint",
            "seeds_hash", "versions"]

@@ -511,6 +511,8 @@ if not OmegaConf.has_resolver("default_n_jobs"):
 
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
 def hydra_entry(cfg: DictConfig):
+    # JAX logs its failed TPU probe at INFO on every CPU/GPU run: noise in every run log
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
     return run(cfg, Path(HydraConfig.get().runtime.output_dir))
 
 

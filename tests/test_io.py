@@ -56,3 +56,19 @@ def test_tables_compare_lists_changed_and_missing_runs(tmp_path):
                         str(tmp_path / "A"), str(tmp_path / "B"), "--out", str(tmp_path / "t")],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and "2 of" in p.stdout and (tmp_path / "t/compare.csv").is_file()
+
+
+def test_progress_bar_off_a_terminal_writes_plain_lines(capsys, monkeypatch):
+    """stderr is not a TTY (a log file): no carriage-return frames, one line per LOG_S
+    seconds at most and one at the end, with the count and the postfix."""
+    from runners.plumbing import Bar
+
+    monkeypatch.setattr(Bar, "LOG_S", 3600.0)
+    bar = Bar(100, "trsqp reaction")
+    for k in range(1, 101):
+        bar.show(k, {"loss": f"{1.0 / k:.3g}"})
+    bar.close()
+    err = capsys.readouterr().err
+    assert "\r" not in err and "\x1b" not in err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert 1 <= len(lines) <= 2 and "100/100" in lines[-1] and "loss=0.01" in lines[-1]
