@@ -58,6 +58,17 @@ METHODS: dict[str, MethodSpec] = {
 }
 
 
+def register_method(name: str, spec: MethodSpec) -> MethodSpec:
+    """Add method ``name`` to ``METHODS``: the extension point for a method defined outside
+    this package (``plugins=[module]``; docs/extending.md). ``spec.build(problem, config,
+    dtype)`` returns a :class:`methods.driver.Method` for the JAX families; a name already
+    taken is refused."""
+    if name in METHODS and METHODS[name] is not spec:
+        raise ConfigError(f"method: {name!r} is taken")
+    METHODS[name] = spec
+    return spec
+
+
 def method_config(name: str, values: dict, problem_name: str, problem_family: str):
     """Validate method ``name`` against the problem's family and build its config."""
     if name not in METHODS:
@@ -77,5 +88,6 @@ def build_method(name: str, cfg, problem, dtype, key=None) -> Method:
         problem, cfg, dtype)
 
 
-__all__ = ["METHODS", "FINISHED", "Method", "RunResult", "run_chunked", "method_config",
-           "build_method", "PretrainConfig", "pretrain_method", "pretrain_report"]
+__all__ = ["METHODS", "FINISHED", "Method", "MethodSpec", "RunResult", "run_chunked",
+           "method_config", "register_method", "build_method", "PretrainConfig",
+           "pretrain_method", "pretrain_report"]

@@ -28,6 +28,21 @@ PROBLEMS = {cls.name: cls for cls in (Transport, Reaction, ReactionDiffusion,
                                       Qp, NonconvexQp, Rosenbrock)}
 
 
+def register_problem(cls):
+    """Add a problem class to ``PROBLEMS`` (usable as a decorator): the extension point for a
+    problem defined outside this package (``plugins=[module]`` on the command line imports
+    the module; docs/extending.md). ``cls`` needs ``name``, ``family`` and ``Config`` (a
+    dataclass built from ``problem.*``); a name already taken is refused."""
+    for attr in ("name", "family", "Config"):
+        if not getattr(cls, attr, None):
+            raise ConfigError(f"problem: {cls.__name__} has no {attr!r}; a problem class "
+                              "needs name, family and Config")
+    if cls.name in PROBLEMS and PROBLEMS[cls.name] is not cls:
+        raise ConfigError(f"problem: {cls.name!r} is taken by {PROBLEMS[cls.name].__name__}")
+    PROBLEMS[cls.name] = cls
+    return cls
+
+
 PRECISIONS = ("auto", "float64", "float32")
 
 
@@ -54,5 +69,6 @@ def build_problem(name: str, values: dict, dtype: str | None = None):
     return cls(config_from_dict(cls.Config, values, "problem"))
 
 
-__all__ = ["PRECISIONS", "PROBLEMS", "build_problem", "resolve_precision", "ConfigError",
+__all__ = ["PRECISIONS", "PROBLEMS", "build_problem", "register_problem", "resolve_precision",
+           "ConfigError",
            "CONSTRAINED_LEARNING", "NEURAL_DAE", "PARAMETRIC_OPT", "STOCHASTIC_CONSTRAINED"]

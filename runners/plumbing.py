@@ -31,6 +31,8 @@ def config_hash(cfg: DictConfig, seed: bool = True) -> str:
         c["precision"] = resolve_precision("auto", (c.get("problem") or {}).get("name"))
     for k in NOT_HASHED + (() if seed else ("seed",)):
         c.pop(k, None)
+    if not c.get("plugins"):  # no plugins: the hash of a config from before the key existed
+        c.pop("plugins", None)
     return hashlib.sha256(OmegaConf.to_yaml(OmegaConf.create(c)).encode()).hexdigest()[:16]
 
 

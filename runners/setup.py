@@ -55,8 +55,25 @@ def check_sweep_name(value: Any) -> None:
           f"empty part), got {value!r}")
 
 
+def load_plugins(names: Any) -> None:
+    """Import the modules of ``plugins`` (a list of importable names): they register their
+    problems and methods (``problems.register_problem``, ``methods.register_method``)."""
+    import importlib
+
+    check(names is None or (isinstance(names, (list, tuple)) and all(
+        isinstance(n, str) and n for n in names)), "plugins",
+        f"must be a list of module names, got {names!r}")
+    for name in names or ():
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # noqa: BLE001 - any import failure is the user's input
+            raise ConfigError(f"plugins: cannot import {name!r} ({type(e).__name__}: {e}); "
+                              "the module must be importable (PYTHONPATH)") from None
+
+
 def resolve(cfg: DictConfig) -> Setup:
     """Validate every user-facing field; raises :class:`ConfigError` with a one-line message."""
+    load_plugins(OmegaConf.to_container(cfg.plugins) if cfg.get("plugins") else None)
     check_writable_dir(cfg.get("results_dir"), "results_dir")
     check_sweep_name(cfg.get("sweep_name"))
     if cfg.get("jax_cache_dir"):  # '' / null: no persistent compilation cache
@@ -109,4 +126,4 @@ def resolve(cfg: DictConfig) -> Setup:
                  math.inf if time_s is None else float(time_s))
 
 
-__all__ = ["Setup", "resolve", "ConfigError"]
+__all__ = ["Setup", "load_plugins", "resolve", "ConfigError"]

@@ -432,7 +432,9 @@ def _run_jax(cfg, setup, seeds, outs, hashes, dev) -> list[dict]:
 
             draw(prediction_figure, o / "prediction.png", problem, p_i, d_i, title=label)
             draw(loss_curves_figure, o / "losses.png", hist_i, title=label)
-        elif cfg.figures:
+        elif cfg.figures and hasattr(problem, "figures"):  # a problem that draws its own
+            draw(problem.figures, o, p_i, d_i, title=label)
+        elif cfg.figures and hasattr(d_i, "u_ref"):  # the PDE problems' reference grid
             draw(solution_figure, o / "solution.png", problem, p_i, d_i, title=label)
         shown = ("abs_error", "rel_error", "max_constraint_violation", "total", "test_mse",
                  "max_abs_c")
@@ -533,7 +535,8 @@ def prevalidate(argv: list[str]) -> None:
     if any(a.split("=")[0] in _NO_RUN_FLAGS for a in argv):
         return
     args = [a for a in argv if not a.startswith("-")
-            and not a.lstrip("+~").startswith(("hydra.", "hydra/"))]
+            and (not a.lstrip("+~").startswith(("hydra.", "hydra/"))
+                 or a.startswith("hydra.searchpath="))]  # a user's config folder
     if "-m" in argv or "--multirun" in argv:
         args += _experiment_sweep(args)
     from hydra import compose, initialize_config_dir
