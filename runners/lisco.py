@@ -474,29 +474,34 @@ def sweep_convergence_figure(results: Path, path: Path) -> int:
     df = collect(results)
     df = df[~failed_flags(df)] if len(df) else df
     for rec in (r for _, r in df.iterrows() if r["method"] == "lisco"):
-        path = Path(rec["path"]) / "convergence.csv"
-        if not path.is_file():
+        csv = Path(rec["path"]) / "convergence.csv"
+        if not csv.is_file():
             continue
         try:
-            runs.append((rec.to_dict(), pd.read_csv(path)[["iteration", "frac_T_le_1e-06",
-                                                           "frac_T_le_1e-08"]]))
+            runs.append((rec.to_dict(), pd.read_csv(csv)[["iteration", "frac_T_le_1e-06",
+                                                          "frac_T_le_1e-08"]]))
         except (OSError, ValueError, KeyError) as e:
-            warn(f"skipping {path}: {type(e).__name__}")
+            warn(f"skipping {csv}: {type(e).__name__}")
     problems = sorted({r["problem"] for r, _ in runs})
     if not problems:
         return 0
     fig, axes = plt.subplots(1, len(problems), figsize=(4.6 * len(problems), 3.8),
                              squeeze=False, constrained_layout=True)
     for ax, prob in zip(axes[0], problems):
-        for rec, df in runs:
-            if rec["problem"] != prob:
+        for with_pred, color, label in ((True, "C0", "with Pred."), (False, "C1", "w/o Pred.")):
+            mine = [df for rec, df in runs if rec["problem"] == prob
+                    and bool(rec.get("method.predictor")) == with_pred]
+            if not mine:
                 continue
-            with_pred = bool(rec.get("method.predictor"))
-            color = "C0" if with_pred else "C1"
-            label = "with Pred." if with_pred else "w/o Pred."
+            n = f" (mean of {len(mine)} instances)" if len(mine) > 1 else ""
             for thr, ls in ((1e-6, "--"), (1e-8, "-")):
-                ax.plot(df["iteration"], df[f"frac_T_le_{thr:g}"], ls, color=color,
-                        label=f"{label}, ≤ {thr:g}")
+                col = f"frac_T_le_{thr:g}"
+                if len(mine) > 1:  # each instance thin, their mean bold
+                    for df in mine:
+                        ax.plot(df["iteration"], df[col], ls, color=color, lw=0.6, alpha=0.35)
+                mean = pd.concat([df.set_index("iteration")[col] for df in mine], axis=1)
+                ax.plot(mean.index, mean.mean(axis=1), ls, color=color, lw=1.6,
+                        label=f"{label}, ≤ {thr:g}{n}")
         ax.set(xscale="symlog", xlabel="iteration", title=prob, ylim=(-0.02, 1.02))
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("fraction of test points with ½‖F‖² ≤ τ")

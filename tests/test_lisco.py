@@ -294,3 +294,25 @@ def test_compacted_inference_matches_the_single_loop(ncqp):
     its = np.asarray(a.iterations)
     assert bool(np.all(np.asarray(a.converged))) and its.min() < its.max()
     assert int(np.max(np.asarray(a.resets))) > 0
+
+
+def test_sweep_convergence_figure_averages_instances(tmp_path):
+    """Two instances of one problem with predictor: one panel, their curves and their mean,
+    written to the figure path asked for (a run's convergence.csv must not replace it)."""
+    import pandas as pd
+
+    from runners.lisco import sweep_convergence_figure
+
+    for i in (0, 1):
+        run = tmp_path / f"inst{i}"
+        run.mkdir()
+        (run / "metrics.json").write_text(json.dumps(
+            {"problem": "rosenbrock", "method": "lisco", "method.predictor": True,
+             "problem.instance": i, "status": "max_iter"}))
+        k = np.arange(0, 501)
+        pd.DataFrame({"iteration": k, "frac_T_le_1e-06": np.minimum(1.0, k / (10 + 10 * i)),
+                      "frac_T_le_1e-08": np.minimum(1.0, k / (20 + 10 * i))}).to_csv(
+            run / "convergence.csv", index=False)
+    out = tmp_path / "figs" / "convergence.png"
+    assert sweep_convergence_figure(tmp_path, out) == 2
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
