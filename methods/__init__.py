@@ -9,6 +9,7 @@ from typing import NamedTuple
 from methods.collocation import CollocationConfig, train_collocation
 from methods.driver import FINISHED, Method, RunResult, run_chunked
 from methods.lisco import IpoptConfig, JaxoptOsqpConfig, LiscoConfig, OsqpConfig
+from methods.lisco_baselines import box_osqp_method, convex_only, ipopt_method, osqp_method
 from methods.penalty import (
     AuglagConfig,
     PenaltyConfig,
@@ -35,8 +36,12 @@ from problems.parametric_opt import PARAMETRIC_OPT
 class MethodSpec(NamedTuple):
     family: str
     Config: type
-    build: Callable  # (problem, config, dtype[, key]) -> Method
+    build: Callable | None  # (problem, config, dtype[, key]) -> Method (the JAX steppers)
     stochastic: bool = False  # build takes a PRNG key (the run's seed: mini-batch stream)
+    # a host solver instead of a stepper: (problem, config, X, on_instance) -> (result, extra)
+    solve: Callable | None = None
+    # problem -> None, or why this method cannot take it (one line, checked before a run)
+    refuses: Callable | None = None
 
 
 METHODS: dict[str, MethodSpec] = {
@@ -52,9 +57,11 @@ METHODS: dict[str, MethodSpec] = {
     "sequential": MethodSpec(NEURAL_DAE, SequentialConfig, sequential_method),
     # parametric optimization (LISCO paper): runners/lisco.py drives these
     "lisco": MethodSpec(PARAMETRIC_OPT, LiscoConfig, None),
-    "ipopt": MethodSpec(PARAMETRIC_OPT, IpoptConfig, None),
-    "osqp": MethodSpec(PARAMETRIC_OPT, OsqpConfig, None),
-    "jaxopt_osqp": MethodSpec(PARAMETRIC_OPT, JaxoptOsqpConfig, None),
+    "ipopt": MethodSpec(PARAMETRIC_OPT, IpoptConfig, None, solve=ipopt_method),
+    "osqp": MethodSpec(PARAMETRIC_OPT, OsqpConfig, None, solve=osqp_method,
+                       refuses=convex_only),
+    "jaxopt_osqp": MethodSpec(PARAMETRIC_OPT, JaxoptOsqpConfig, None, solve=box_osqp_method,
+                              refuses=convex_only),
 }
 
 
@@ -67,6 +74,18 @@ def register_method(name: str, spec: MethodSpec) -> MethodSpec:
         raise ConfigError(f"method: {name!r} is taken")
     METHODS[name] = spec
     return spec
+
+
+def method_refusal(name: str, problem) -> str | None:
+    """None, or the one-line reason method ``name`` cannot take ``problem`` (its family
+    fits): the method's own ``refuses`` test, with the methods that can."""
+    spec = METHODS[name]
+    why = spec.refuses(problem) if spec.refuses is not None else None
+    if why is None:
+        return None
+    valid = [m for m, s in METHODS.items() if s.family == problem.family
+             and (s.refuses is None or s.refuses(problem) is None)]
+    return f"{name!r} {why}; valid methods: {', '.join(valid)}"
 
 
 def method_config(name: str, values: dict, problem_name: str, problem_family: str):
@@ -89,5 +108,5 @@ def build_method(name: str, cfg, problem, dtype, key=None) -> Method:
 
 
 __all__ = ["METHODS", "FINISHED", "Method", "MethodSpec", "RunResult", "run_chunked",
-           "method_config", "register_method", "build_method", "PretrainConfig",
+           "method_config", "method_refusal", "register_method", "build_method", "PretrainConfig",
            "pretrain_method", "pretrain_report"]

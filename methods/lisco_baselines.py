@@ -189,5 +189,33 @@ def box_osqp_solve(inst: Dc3Instance, X: np.ndarray, *, tight: bool = False,
     return res, {"compile_s": compile_s - batch_s, "batch_s": batch_s, **setting}
 
 
-__all__ = ["HESSIANS", "BOX_OSQP", "BaselineResult", "box_osqp_solve", "casadi_objective",
+# --- the baselines as methods: solve(problem, cfg, X, on_instance) -> (result, extra record) --
+
+def ipopt_method(problem, cfg, X, on_instance=None) -> tuple[BaselineResult, dict]:
+    """``method=ipopt`` (``methods.lisco.IpoptConfig``) on a ``parametric_opt`` problem."""
+    return ipopt_solve(problem.kind, problem.inst, X, tol=cfg.tol, hessian=cfg.hessian,
+                       max_iter=cfg.max_iter, linear_solver=cfg.linear_solver,
+                       on_instance=on_instance), {}
+
+
+def osqp_method(problem, cfg, X, on_instance=None) -> tuple[BaselineResult, dict]:
+    """``method=osqp`` (``OsqpConfig``): the osqp package, a new solver per instance."""
+    return osqp_solve(problem.inst, X, tight=cfg.tight, on_instance=on_instance), {}
+
+
+def box_osqp_method(problem, cfg, X, on_instance=None) -> tuple[BaselineResult, dict]:
+    """``method=jaxopt_osqp`` (``JaxoptOsqpConfig``): one batched call (no per-instance
+    progress); its batch figures go to the record under ``batch.``."""
+    r, info = box_osqp_solve(problem.inst, X, tight=cfg.tight, eq_qp_solve=cfg.eq_qp_solve)
+    return r, {f"batch.{k}": v for k, v in info.items()}
+
+
+def convex_only(problem) -> str | None:
+    """Why a convex-QP solver cannot take ``problem`` (None: it can)."""
+    return None if getattr(problem, "convex", False) else \
+        f"solves convex QPs only, not problem {problem.name!r}"
+
+
+__all__ = ["HESSIANS", "BOX_OSQP", "box_osqp_method", "convex_only", "ipopt_method",
+           "osqp_method", "BaselineResult", "box_osqp_solve", "casadi_objective",
            "ipopt_solve", "osqp_solve"]

@@ -392,30 +392,23 @@ def run_lisco(cfg: DictConfig, setup, out: Path, x: np.ndarray, ref: dict,
 # --- baselines -----------------------------------------------------------------------------
 
 def run_baseline(cfg: DictConfig, setup, out: Path, x: np.ndarray, ref: dict):
-    from methods.lisco_baselines import box_osqp_solve, ipopt_solve, osqp_solve
+    """A host solver of the family (its ``MethodSpec.solve``) on the test points."""
+    from methods import METHODS
 
     problem, mc = setup.problem, setup.method_cfg
-    batch: dict = {}
-    if setup.method_name == "jaxopt_osqp":  # one batched call: no per-instance progress
-        r, batch = box_osqp_solve(problem.inst, x, tight=mc.tight, eq_qp_solve=mc.eq_qp_solve)
-    else:
-        bar = _bar(cfg.progress, len(x), f"{setup.method_name} {problem.name}")
-        if setup.method_name == "ipopt":
-            r = ipopt_solve(problem.kind, problem.inst, x, tol=mc.tol, hessian=mc.hessian,
-                            max_iter=mc.max_iter, linear_solver=mc.linear_solver,
-                            on_instance=lambda i: bar.update())
-        else:
-            r = osqp_solve(problem.inst, x, tight=mc.tight, on_instance=lambda i: bar.update())
-        bar.close()
+    bar = _bar(cfg.progress, len(x), f"{setup.method_name} {problem.name}")
+    r, extra = METHODS[setup.method_name].solve(problem, mc, x,
+                                                on_instance=lambda i: bar.update())
+    bar.close()
     z = np.hstack([r.y, r.nu, r.lam])
     sm = problem.sample_metrics(z, x, ref["objective"])
-    secs = r.solve_s if setup.method_name == "ipopt" else r.total_s
+    secs = r.total_s  # per instance: setup + solve (IPOPT is built once: its solve alone)
     rec = summarize(sm, r.iterations, secs)
+    batched = "batch.batch_s" in extra  # one call for all points (its figures in extra)
     rec.update(solve_only_median_s=float(np.median(r.solve_s)),
                solver_success=float(np.mean(r.success)),
-               throughput=len(x) / float(np.sum(secs)), batch_size=len(x) if batch else 1)
-    if batch:  # the batched solver's own figures: one call for all points, compile apart
-        rec.update({f"batch.{k}": v for k, v in batch.items()})
+               throughput=len(x) / float(np.sum(secs)), batch_size=len(x) if batched else 1,
+               **extra)
     _samples_csv(out, sm, iterations=r.iterations, seconds=secs, status=np.asarray(r.status))
     failed = int(np.sum(~np.asarray(r.success)))
     if failed == 0:

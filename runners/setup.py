@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 
 from omegaconf import DictConfig, OmegaConf
 
-from methods import METHODS, PretrainConfig, method_config
+from methods import METHODS, PretrainConfig, method_config, method_refusal
 from problems import PROBLEMS, build_problem, resolve_precision
 from problems.base import ConfigError, check, check_choice, check_positive_int, config_from_dict
 
@@ -107,9 +107,8 @@ def resolve(cfg: DictConfig) -> Setup:
         from runners.lisco import networks_meta
 
         networks_meta(method_cfg.checkpoint, method_cfg, problem, precision)
-    check(mname not in ("osqp", "jaxopt_osqp") or getattr(problem, "convex", True), "method",
-          f"{mname!r} solves convex QPs only, not problem {pname!r}; valid methods: lisco, "
-          "ipopt")
+    refusal = method_refusal(mname, problem)
+    check(refusal is None, "method", refusal or "")
 
     pretrain_cfg = None
     check(isinstance(cfg.pretrain, bool), "pretrain",

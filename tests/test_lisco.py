@@ -276,6 +276,17 @@ def test_cli_osqp_tight_baseline(tmp_path):
     assert rec["success"] == 1.0 and rec["T_max"] <= 1e-10 and abs(rec["gap_max"]) < 1e-6
 
 
+def test_cli_batched_box_osqp_baseline(tmp_path):
+    """method=jaxopt_osqp method.tight=true on the QP: one batched call; ½‖F‖² ≤ 1e-12 with
+    its multipliers, the gap to the reference below 1e-6 %, the batch's figures recorded."""
+    r = _train(tmp_path, "method=jaxopt_osqp", "problem=qp", "problem.n_test=10",
+               "method.tight=true")
+    assert r.returncode == 0, r.stderr[-2000:]
+    rec, _ = _metrics(tmp_path, "qp", "jaxopt_osqp")
+    assert rec["success"] == 1.0 and rec["T_max"] <= 1e-12 and abs(rec["gap_max"]) < 1e-6
+    assert rec["batch_size"] == 10 and rec["batch.tol"] == 1e-9 and rec["batch.batch_s"] > 0
+
+
 def test_compacted_inference_matches_the_single_loop(ncqp):
     """Chunks of 5 iterations with converged samples dropped between chunks give the same
     per-sample iterates, merits, iteration counts, resets and first hits as one while_loop."""
