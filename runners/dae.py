@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 from omegaconf import DictConfig
@@ -159,94 +160,120 @@ def trajectories_figure(problem, data, learned, tests, path: Path, title: str):
     plt.close(fig)
 
 
+class Trained(NamedTuple):
+    """What a DAE method hands the evaluation: its status, the network (layers and
+    scaling), the closure z = NN(x), the learned training trajectories and its record."""
+
+    status: str
+    layers: list
+    scaling: dict
+    closure: Any
+    learned: list
+    record: dict
+
+
+def _collocation(cfg, setup, problem, data, history: list) -> Trained:
+    """Steps 1-4 of the simultaneous approach (CasADi + IPOPT), an IPOPT progress bar."""
+    from methods.collocation import learned_closure, train_collocation
+
+    mcfg, record = setup.method_cfg, {}
+    bar = IpoptProgress(bool(cfg.progress), mcfg.max_iter, history)
+    try:
+        res = train_collocation(problem, mcfg, data, on_iteration=bar)
+    finally:
+        bar.close()
+    from runners.signals import StopRequested, requested
+
+    if requested():  # a stop signal during an IPOPT solve ended it as a failed step
+        raise StopRequested(requested())
+    for s in res.steps:
+        record.update({f"{s.name}.status": s.status, f"{s.name}.iterations": s.iterations,
+                       f"{s.name}.wall_s": s.wall_s, f"{s.name}.objective": s.objective,
+                       f"{s.name}.max_violation": s.max_violation})
+        if s.return_status:
+            record[f"{s.name}.ipopt_status"] = s.return_status
+        if s.hessian_calls and s.name in ("main", "refinement"):
+            record.update({f"{s.name}.hessian_calls": s.hessian_calls,
+                           f"{s.name}.hessian_s": s.hessian_s})
+    main = [s for s in res.steps if s.name in ("main", "refinement")][-1]
+    record.update(iterations=sum(s.iterations for s in res.steps if s.name != "pretraining"),
+                  objective=main.objective, max_violation=main.max_violation,
+                  wall_s=sum(s.wall_s for s in res.steps),
+                  nlp_train_mse=float(np.mean([(res.grid.interpolate(x, data.t) - obs) ** 2
+                                               for x, obs in zip(res.X, data.x_obs)])))
+    sc = res.scaling
+    scaling = {"x_mean": sc.x_mean, "x_std": sc.x_std, "z_mean": sc.z_mean, "z_std": sc.z_std}
+    return Trained(res.status, res.layers, scaling, learned_closure(problem, res),
+                   [(res.grid.times, x) for x in res.X], record)
+
+
+def _sequential(cfg, setup, problem, data, history: list) -> Trained:
+    """The sequential baseline: a jitted stepper through the ODE solver, in chunks."""
+    import jax
+
+    from methods.driver import run_chunked
+    from methods.sequential import (
+        initial_params,
+        make_model,
+        sequential_method,
+        to_sequential_data,
+    )
+    from problems.dae import flax_to_layers
+    from runners.plumbing import Bar
+
+    mcfg = setup.method_cfg
+    method = sequential_method(problem, mcfg, data)
+    sdata = to_sequential_data(data)
+    bar = Bar(mcfg.epochs, f"sequential {problem.name}", enabled=cfg.progress, unit="epoch")
+
+    def on_chunk(state, row):
+        row["phase"] = "train"
+        history.append(row)
+        bar.show(int(method.progress(state)),
+                 {"loss": f"{row.get('objective', float('nan')):.4g}"})
+
+    r = run_chunked(method, method.init(initial_params(problem, mcfg), sdata), sdata,
+                    max_steps=min(setup.max_iter, mcfg.epochs), log_every=cfg.log_every,
+                    time_budget_s=setup.time_s, on_chunk=on_chunk)
+    bar.close()
+    _, xm, xs = make_model(problem, data)
+    layers = flax_to_layers(jax.device_get(method.params(r.state)))
+    scaling = {"x_mean": np.asarray(xm), "x_std": np.asarray(xs),
+               "z_mean": np.zeros(problem.n_z), "z_std": np.ones(problem.n_z)}
+    closure = problem.network_closure(layers, *scaling.values())
+    record = {"iterations": int(method.iterations(r.state)), "objective": float(r.state.loss),
+              "wall_s": r.wall_s, "compile_s": r.compile_s}
+    grid = problem.truth_grid()
+    x0s = (np.asarray(jax.device_get(r.state.params["x0"]))
+           if problem.cfg.initial_state == "free" else data.x0)
+    x0s = [problem.consistent_initial_state(np.array(x, float)) for x in x0s]
+    record["fitted_x0"] = [list(map(float, x)) for x in x0s]
+    learned = [(grid.times, problem.simulate(closure, x0, grid)[0]) for x0 in x0s]
+    return Trained(r.status, layers, scaling, closure, learned, record)
+
+
+# how each neural-DAE method trains (a method registered for the family needs an entry)
+TRAINERS = {"collocation": _collocation, "sequential": _sequential}
+
+
 def run_neural_dae(cfg: DictConfig, setup, out: Path, base_record: dict) -> tuple[dict, str]:
     """Train, evaluate, write the artifacts; returns (record, one-line summary)."""
     import pandas as pd
 
-    from methods.collocation import learned_closure, train_collocation
+    from problems.base import ConfigError
 
     problem = setup.problem
+    if setup.method_name not in TRAINERS:
+        raise ConfigError(f"method: {setup.method_name!r} has no neural-DAE trainer in "
+                          f"runners.dae.TRAINERS; valid methods: {', '.join(TRAINERS)}")
     t0 = time.perf_counter()
     data = problem.make_data()
     data_s = time.perf_counter() - t0
     history: list = []
-    record: dict = {}
-    if setup.method_name == "collocation":
-        mcfg = setup.method_cfg
-        bar = IpoptProgress(bool(cfg.progress), mcfg.max_iter, history)
-        try:
-            res = train_collocation(problem, mcfg, data, on_iteration=bar)
-        finally:
-            bar.close()
-        from runners.signals import StopRequested, requested
-
-        if requested():  # a stop signal during an IPOPT solve ended it as a failed step
-            raise StopRequested(requested())
-        closure = learned_closure(problem, res)
-        layers, sc = res.layers, res.scaling
-        status = res.status
-        for s in res.steps:
-            record.update({f"{s.name}.status": s.status, f"{s.name}.iterations": s.iterations,
-                           f"{s.name}.wall_s": s.wall_s, f"{s.name}.objective": s.objective,
-                           f"{s.name}.max_violation": s.max_violation})
-            if s.return_status:
-                record[f"{s.name}.ipopt_status"] = s.return_status
-            if s.hessian_calls and s.name in ("main", "refinement"):
-                record.update({f"{s.name}.hessian_calls": s.hessian_calls,
-                               f"{s.name}.hessian_s": s.hessian_s})
-        main = [s for s in res.steps if s.name in ("main", "refinement")][-1]
-        record.update(iterations=sum(s.iterations for s in res.steps if s.name != "pretraining"),
-                      objective=main.objective, max_violation=main.max_violation,
-                      wall_s=sum(s.wall_s for s in res.steps),
-                      nlp_train_mse=float(np.mean([(res.grid.interpolate(x, data.t) - obs) ** 2
-                                                   for x, obs in zip(res.X, data.x_obs)])))
-        learned = [(res.grid.times, x) for x in res.X]
-        scaling = {"x_mean": sc.x_mean, "x_std": sc.x_std, "z_mean": sc.z_mean,
-                   "z_std": sc.z_std}
-    else:  # sequential
-        import jax
-
-        from methods.driver import run_chunked
-        from methods.sequential import (
-            initial_params,
-            make_model,
-            sequential_method,
-            to_sequential_data,
-        )
-        from problems.dae import flax_to_layers
-
-        mcfg = setup.method_cfg
-        method = sequential_method(problem, mcfg, data)
-        sdata = to_sequential_data(data)
-        from runners.plumbing import Bar
-
-        bar = Bar(mcfg.epochs, f"sequential {problem.name}", enabled=cfg.progress,
-                  unit="epoch")
-
-        def on_chunk(state, row):
-            row["phase"] = "train"
-            history.append(row)
-            bar.show(int(method.progress(state)),
-                     {"loss": f"{row.get('objective', float('nan')):.4g}"})
-
-        r = run_chunked(method, method.init(initial_params(problem, mcfg), sdata), sdata,
-                        max_steps=min(setup.max_iter, mcfg.epochs), log_every=cfg.log_every,
-                        time_budget_s=setup.time_s, on_chunk=on_chunk)
-        bar.close()
-        status = r.status
-        _, xm, xs = make_model(problem, data)
-        layers = flax_to_layers(jax.device_get(method.params(r.state)))
-        scaling = {"x_mean": np.asarray(xm), "x_std": np.asarray(xs),
-                   "z_mean": np.zeros(problem.n_z), "z_std": np.ones(problem.n_z)}
-        closure = problem.network_closure(layers, *scaling.values())
-        record.update(iterations=int(method.iterations(r.state)),
-                      objective=float(r.state.loss), wall_s=r.wall_s, compile_s=r.compile_s)
-        grid = problem.truth_grid()
-        x0s = (np.asarray(jax.device_get(r.state.params["x0"]))
-               if problem.cfg.initial_state == "free" else data.x0)
-        x0s = [problem.consistent_initial_state(np.array(x, float)) for x in x0s]
-        record["fitted_x0"] = [list(map(float, x)) for x in x0s]
-        learned = [(grid.times, problem.simulate(closure, x0, grid)[0]) for x0 in x0s]
+    mcfg = setup.method_cfg
+    trained = TRAINERS[setup.method_name](cfg, setup, problem, data, history)
+    status, layers, scaling, closure, learned = trained[:5]
+    record = dict(trained.record)
 
     t_eval = time.perf_counter()
     simulated, sims = problem.evaluate_closure(closure, prefix="simulate")
