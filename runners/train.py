@@ -178,7 +178,7 @@ def _run_locked(cfg: DictConfig, setup: Setup, out: Path) -> dict | list:
     dev = jax.devices()[0]
     log.info("JAX %s on %s (%s); precision %s", jax.__version__, dev.platform.upper(),
              dev.device_kind, setup.precision)
-    if setup.problem.family in (NEURAL_DAE, PARAMETRIC_OPT):  # CasADi / IPOPT / LISCO branches
+    if setup.problem.family in FAMILY_RUNNERS:  # CasADi / IPOPT / LISCO: their own runner
         if vec:
             print(f"note: seeds={len(seeds)}: {setup.method_name} on {setup.problem.name} is not "
                   "a vectorizable JAX stepper; running the seeds one after another", flush=True)
@@ -233,13 +233,20 @@ def _record_base(cfg, setup, chash, dev, out) -> dict:
         "run_dir": str(out)}
 
 
+# families whose runs are not the chunked, vmappable JAX steppers of ``_run_jax``: the module
+# and function that run one seed, ``(cfg, setup, out, base_record) -> (record, summary)``
+FAMILY_RUNNERS = {NEURAL_DAE: ("runners.dae", "run_neural_dae"),
+                  PARAMETRIC_OPT: ("runners.lisco", "run_parametric_opt")}
+
+
 def _run_branch(cfg, setup, out: Path, chash: str, dev) -> dict:
-    """Neural DAE (collocation / sequential) or parametric optimization (LISCO, IPOPT, OSQP)."""
+    """One seed of a family in :data:`FAMILY_RUNNERS` (neural DAE: collocation / sequential;
+    parametric optimization: LISCO and its baselines)."""
+    import importlib
+
     base = _record_base(cfg, setup, chash, dev, out)
-    if setup.problem.family == NEURAL_DAE:  # collocation (CasADi + IPOPT) or sequential
-        from runners.dae import run_neural_dae as branch
-    else:  # LISCO, IPOPT, OSQP on DC3's problems
-        from runners.lisco import run_parametric_opt as branch
+    module, name = FAMILY_RUNNERS[setup.problem.family]
+    branch = getattr(importlib.import_module(module), name)
     try:
         record, summary = branch(cfg, setup, out, base)
     except ConfigError as e:  # found only once the run looks at files (a checkpoint)
