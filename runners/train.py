@@ -434,15 +434,17 @@ def _run_jax(cfg, setup, seeds, outs, hashes, dev) -> list[dict]:
             **base}
         write_json(o / "metrics.json", record)
         records.append(record)
-        if cfg.figures and stochastic:  # after metrics.json: a failing figure loses nothing
+        if cfg.figures:  # after metrics.json: a failing figure is a warning, never fatal
             from runners.figures import loss_curves_figure, prediction_figure
 
-            draw(prediction_figure, o / "prediction.png", problem, p_i, d_i, title=label)
-            draw(loss_curves_figure, o / "losses.png", hist_i, title=label)
-        elif cfg.figures and hasattr(problem, "figures"):  # a problem that draws its own
-            draw(problem.figures, o, p_i, d_i, title=label)
-        elif cfg.figures and hasattr(d_i, "u_ref"):  # the PDE problems' reference grid
-            draw(solution_figure, o / "solution.png", problem, p_i, d_i, title=label)
+            if hasattr(problem, "figures"):  # a problem that draws its own (docs/extending.md)
+                draw(problem.figures, o, p_i, d_i, title=label)
+            elif stochastic:
+                draw(prediction_figure, o / "prediction.png", problem, p_i, d_i, title=label)
+            elif hasattr(d_i, "u_ref"):  # the PDE problems' reference grid
+                draw(solution_figure, o / "solution.png", problem, p_i, d_i, title=label)
+            if stochastic:
+                draw(loss_curves_figure, o / "losses.png", hist_i, title=label)
         shown = ("abs_error", "rel_error", "max_constraint_violation", "total", "test_mse",
                  "max_abs_c")
         figures = ", ".join(f"{k} {final[k]:.4g}" for k in shown if k in final)
