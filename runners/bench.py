@@ -354,8 +354,9 @@ def _per_call(run, arg, repeats: int, chunk: int) -> float:
     return statistics.median(times)
 
 
-def _latest_lisco_checkpoint(problem_name: str) -> Path | None:
-    """The newest lisco run folder (with predictor) for ``problem_name`` under results/."""
+def _latest_lisco_checkpoint(problem_name: str, instance: int = 0) -> Path | None:
+    """The newest lisco run folder (with predictor) for ``problem_name`` and its
+    ``instance`` (the bench evaluates instance 0's test points) under results/."""
     best = None
     for meta in Path("results").rglob("networks.json"):
         try:
@@ -363,6 +364,7 @@ def _latest_lisco_checkpoint(problem_name: str) -> Path | None:
         except (OSError, ValueError):
             continue
         if (info.get("problem") == problem_name and info.get("predictor")
+                and info.get("instance", 0) == instance
                 and (meta.parent / "solver.msgpack").is_file()
                 and (best is None or meta.stat().st_mtime > best.stat().st_mtime)):
             best = meta
