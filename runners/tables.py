@@ -81,11 +81,23 @@ NOT_JUDGED = {"predictor_steps_done", "solver_steps_done", "status"}
 WORSE_FACTOR = 2.0
 
 
-def worse_by(metric: str, ours: float | None, paper: float | None) -> float | None:
+def worse_by(metric: str, ours: float | None, paper: float | None,
+             rounding: float | None = None) -> float | None:
     """How many times worse ours is than the paper's (≤ 1: as good or better); None when the
-    metric is not judged or a value is missing. Zeros compare through a 1e-12 floor."""
+    metric is not judged or a value is missing. Zeros compare through a 1e-12 floor.
+
+    ``rounding``: the paper printed its values to this step (0.001 for "0.000"), so a printed
+    value stands for anything within half a step of it. Ours within half a step of the
+    paper's value is equal at the paper's precision (factor 1); otherwise the comparison is
+    with the nearest end of that interval (a printed 0.000 as 0.0005, never as 0)."""
     if metric in NOT_JUDGED or ours is None or paper is None:
         return None
+    if rounding:
+        half = rounding / 2
+        if abs(abs(ours) - abs(paper)) <= half:
+            return 1.0
+        lo, hi = max(abs(paper) - half, 0.0), abs(paper) + half
+        paper = hi if abs(ours) > hi else lo
     a, b = max(abs(ours), 1e-12), max(abs(paper), 1e-12)
     return b / a if metric in HIGHER_IS_BETTER else a / b
 
@@ -560,11 +572,12 @@ def experiment_table(df: pd.DataFrame, spec: dict) -> tuple[pd.DataFrame, pd.Dat
                 vals = pd.to_numeric(ok[m], errors="coerce").dropna() if m in ok else []
                 mean = float(vals.mean()) if len(vals) else None
                 std = float(vals.std()) if len(vals) > 1 else None
-                factor = worse_by(m, mean, p)
+                factor = worse_by(m, mean, p, spec.get("paper_rounding"))
                 long.append({"row": r, "col": c, "metric": m, "mean": mean, "std": std,
                              "seeds": len(vals), "failed": n_failed, "paper": p,
                              "ours/paper": None if mean is None or p is None else
                              mean / p if p else 1.0 if mean == 0 else float("inf"),
+                             "factor": factor, "rounding": spec.get("paper_rounding"),
                              "verdict": verdict(factor)})
                 ours = "–" if mean is None else f"{mean:.3g}" + (f" ± {std:.1g}" if std else "")
                 line[f"{c} {METRICS.get(m, m)}"] = ours + note + (
@@ -584,6 +597,19 @@ def _judged(rows: list[tuple[str, set, str]]) -> str:
     return " · ".join(f"{k}: " + "; ".join(v) for k, v in groups.items() if v)
 
 
+def _ratio_text(label: str, r) -> str:
+    """'<metric> <ours/paper>×', or for a table whose paper values are rounded
+    (``paper_rounding``): 'equal at the paper's precision' or the factor against the nearer
+    end of the printed value's interval."""
+    rounding = r.get("rounding") if hasattr(r, "get") else None
+    if rounding and pd.notna(rounding) and r.get("factor") is not None \
+            and pd.notna(r.get("factor")):
+        if r["factor"] == 1.0:
+            return f"{label} = to {rounding:g}"
+        return f"{label} {r['factor']:.3g}×"
+    return f"{label} {r['ours/paper']:.3g}×"
+
+
 def against_paper(long: pd.DataFrame) -> str:
     """Markdown lines, one per column of the table (a problem, say): which rows are better
     than the paper's (every judged metric more than 2× better), within 2× or worse (some
@@ -594,8 +620,8 @@ def against_paper(long: pd.DataFrame) -> str:
     lines = []
     for col, cells in judged.groupby("col", sort=False):
         rows = [(shown_label(row), set(c["verdict"]),
-                 ", ".join(f"{METRICS.get(m, m)} {r:.3g}×"
-                           for m, r in zip(c["metric"], c["ours/paper"])))
+                 ", ".join(_ratio_text(METRICS.get(r["metric"], r["metric"]), r)
+                           for _, r in c.iterrows()))
                 for row, c in cells.groupby("row", sort=False)]
         lines.append(f"- **{shown_label(col)}** against the paper (ours / paper): "
                      + _judged(rows))
@@ -730,6 +756,16 @@ def averaged_over(df: pd.DataFrame, long: pd.DataFrame, spec: dict) -> str:
             f"{counts} runs per filled cell._")
 
 
+def rounding_note(spec: dict) -> str:
+    """The footnote of a table whose paper values are compared at the paper's precision."""
+    r = spec.get("paper_rounding")
+    if not r:
+        return ""
+    return (f"_The paper prints its values to {r:g}: ours within ±{r / 2:g} of a printed value "
+            f"is equal to it (\"= to {r:g}\"); otherwise the factor is against the nearer end "
+            f"of that interval (a printed 0.000 counts as {r / 2:g}, not as 0)._")
+
+
 def write_experiment(name: str, results: str | Path, out: str | Path,
                      stem: str | None = None) -> dict:
     """Every table of experiment ``name`` -> <out>/<table>.{md,csv,tex}; {table: shown}.
@@ -744,7 +780,7 @@ def write_experiment(name: str, results: str | Path, out: str | Path,
         fields = spec["rows"] + spec["cols"]
         parts = [f"# {title}", shown.to_markdown(index=False), against_paper(long),
                  against_column(long, spec["versus"]) if spec.get("versus") else "",
-                 averaged_over(df, long, spec), time_capped(df, fields),
+                 rounding_note(spec), averaged_over(df, long, spec), time_capped(df, fields),
                  earlier_line_search(df, fields), failed_search_end(df, fields),
                  provenance(df, results)]
         write_atomic(out / f"{table}.md", "\n\n".join(p for p in parts if p) + "\n")

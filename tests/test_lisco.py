@@ -327,3 +327,17 @@ def test_sweep_convergence_figure_averages_instances(tmp_path):
     out = tmp_path / "figs" / "convergence.png"
     assert sweep_convergence_figure(tmp_path, out) == 2
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_paper_values_printed_to_three_decimals_compare_at_that_precision():
+    """The paper's 0.000 is anything below 0.0005: ours at 1e-5 is equal to it, ours at 0.01
+    is 20× worse than its upper end (not infinitely worse); a nonzero printed value is an
+    interval too."""
+    from runners.tables import verdict, worse_by
+
+    assert worse_by("eq_max_avg", 1e-5, 0.0, 0.001) == 1.0
+    assert verdict(worse_by("eq_max_avg", 1e-5, 0.0, 0.001)) == "within 2×"
+    assert worse_by("eq_max_avg", 0.01, 0.0, 0.001) == pytest.approx(20.0)
+    assert worse_by("gap_max", 1e-5, 0.021, 0.001) == pytest.approx(1e-5 / 0.0205)
+    assert worse_by("gap_max", 0.0212, 0.021, 0.001) == 1.0
+    assert worse_by("eq_max_avg", 1e-5, 0.0) == pytest.approx(1e7)  # no rounding: 1e-12 floor
