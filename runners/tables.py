@@ -597,16 +597,13 @@ def _judged(rows: list[tuple[str, set, str]]) -> str:
     return " · ".join(f"{k}: " + "; ".join(v) for k, v in groups.items() if v)
 
 
-def _ratio_text(label: str, r) -> str:
-    """'<metric> <ours/paper>×', or for a table whose paper values are rounded
-    (``paper_rounding``): 'equal at the paper's precision' or the factor against the nearer
-    end of the printed value's interval."""
-    rounding = r.get("rounding") if hasattr(r, "get") else None
-    if rounding and pd.notna(rounding) and r.get("factor") is not None \
-            and pd.notna(r.get("factor")):
-        if r["factor"] == 1.0:
-            return f"{label} = to {rounding:g}"
-        return f"{label} {r['factor']:.3g}×"
+def _ratio_text(label: str, r: pd.Series) -> str:
+    """'<metric> <ours/paper>×'; for a table whose paper values are rounded
+    (``paper_rounding``): '<metric> = to <step>' when equal at the paper's precision, else
+    :func:`worse_by`'s factor against the nearer end of the printed value's interval."""
+    if pd.notna(r.get("rounding")) and pd.notna(r.get("factor")):
+        return (f"{label} = to {r['rounding']:g}" if r["factor"] == 1.0
+                else f"{label} {r['factor']:.3g}×")
     return f"{label} {r['ours/paper']:.3g}×"
 
 
