@@ -65,11 +65,35 @@ MAX_REGULARIZATION = 64  # give up adding i·I after this many tries (the step i
 
 # --- m × m linear algebra ------------------------------------------------------------------
 
+UNROLLED_CHOLESKY_MAX = 16  # m up to this: Cholesky as plain array ops (see cholesky)
+
+
+def cholesky(A):
+    """Lower Cholesky factor L of an SPD A (m × m), NaN where A is not positive definite.
+
+    For m ≤ :data:`UNROLLED_CHOLESKY_MAX` (spring's 3, butene's and Burgers' 10
+    constraints) the column-by-column algorithm L[:, j] = (A[:, j] − L Lⱼᵀ)/L[j, j],
+    L[j, j] = sqrt(A[j, j] − ‖Lⱼ‖²), unrolled into array ops that XLA fuses with the rest of
+    the step. XLA:CPU's LAPACK call (``jnp.linalg.cholesky``) costs ~15 µs per call at
+    m = 3, more than the whole rest of spring's m × m algebra; larger m (Darcy's 50) use it.
+    """
+    m = A.shape[0]
+    if m > UNROLLED_CHOLESKY_MAX:
+        return jnp.linalg.cholesky(A)
+    rows = jnp.arange(m)
+    L = jnp.zeros_like(A)
+    for j in range(m):
+        col = A[:, j] - L @ L[j]  # L[j] holds L[j, :j] (zeros beyond)
+        d = jnp.sqrt(col[j])
+        L = L.at[:, j].set(jnp.where(rows > j, col / d, jnp.where(rows == j, d, 0.0)))
+    return L
+
+
 def spd_factor(A):
     """Cholesky factor of a small SPD A; a singular A gets A + i·I, i = 1, 2, … (as the
     reference code does). Returns (factor, i), i = 0 when A itself was factorised."""
     eye = jnp.eye(A.shape[0], dtype=A.dtype)
-    factor = lambda i: jnp.linalg.cholesky(A + i * eye)  # lower triangular L
+    factor = lambda i: cholesky(A + i * eye)  # lower triangular L
     failed = lambda L: ~(jnp.all(jnp.isfinite(L)) & jnp.all(jnp.diagonal(L) > 0))
 
     def regularise(_):
@@ -293,6 +317,6 @@ def sqp_momentum_method(kind: str, problem, cfg: SqpMomentumConfig, dtype, key) 
         progress_total=epochs, progress_unit="epoch")
 
 
-__all__ = ["KINDS", "SqpMomentumConfig", "SqpMomentumState", "gram_and_projection",
+__all__ = ["KINDS", "cholesky", "SqpMomentumConfig", "SqpMomentumState", "gram_and_projection",
            "iterations_per_epoch", "kkt_solve", "make_solver", "normal_step", "project",
            "solve_spd", "spd_factor", "sqp_momentum_method"]

@@ -9,6 +9,7 @@ from scipy.optimize import minimize
 
 from methods.sqp_momentum import (
     SqpMomentumConfig,
+    cholesky,
     kkt_solve,
     make_solver,
     normal_step,
@@ -37,6 +38,19 @@ def test_kkt_solve_matches_a_dense_solve(diag, seed):
     np.testing.assert_allclose(lam, lam_ref, atol=1e-10)
     np.testing.assert_allclose(J @ np.asarray(s), -c, atol=1e-10)  # Js = −c
     assert float(reg) == 0
+
+
+@pytest.mark.parametrize("m", [1, 3, 10, 16, 17, 30])
+def test_cholesky_matches_numpy_both_ways(m):
+    """m ≤ 16 runs the unrolled factorisation, m > 16 LAPACK's: both give NumPy's factor,
+    and NaN where A is not positive definite (what spd_factor's regularisation tests)."""
+    r = np.random.default_rng(m)
+    B = r.standard_normal((m, m + 2))
+    A = B @ B.T
+    np.testing.assert_allclose(cholesky(jnp.asarray(A)), np.linalg.cholesky(A), rtol=1e-10,
+                               atol=1e-12)
+    A[0, 0] = -1.0
+    assert not np.all(np.isfinite(np.asarray(cholesky(jnp.asarray(A)))))
 
 
 def test_singular_systems_are_regularised_and_counted():
