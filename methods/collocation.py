@@ -44,7 +44,8 @@ observations for x and unit scale for z).
 Built with ``casadi.Opti`` (MX; the problem's f, g are SX functions mapped over the points).
 IPOPT's own printing is off; progress goes to ``on_iteration(step, iteration, objective,
 infeasibility)``. Statuses: ``converged`` (Solve_Succeeded / Solved_To_Acceptable_Level),
-``max_iter``, ``solver_failed: <IPOPT status>``; a failed step keeps its last iterate.
+``max_iter``, ``solver_failed`` (IPOPT's return status kept apart); a failed step keeps its
+last iterate.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from methods.driver import Status
 from problems.base import check, check_choice, check_positive_int
 from problems.collocation import RadauGrid
 from problems.dae import (
@@ -236,12 +238,14 @@ class CollocationResult:
         return self.steps[-1].status if self.steps else "not_run"
 
 
-def ipopt_status(return_status: str, success: bool) -> str:
+def ipopt_status(return_status: str, success: bool) -> Status:
+    """IPOPT's return status as a run status (the return status itself is kept apart, in
+    the step's ``return_status``)."""
     if success or return_status in ("Solve_Succeeded", "Solved_To_Acceptable_Level"):
-        return "converged"
+        return Status.CONVERGED
     if return_status == "Maximum_Iterations_Exceeded":
-        return "max_iter"
-    return f"solver_failed: {return_status}"
+        return Status.MAX_ITER
+    return Status.SOLVER_FAILED
 
 
 def _bounds(values, n):

@@ -21,6 +21,7 @@ the resumed run ends bit-for-bit where the uninterrupted one does (on one device
 
 from __future__ import annotations
 
+import enum
 import math
 import time
 from collections.abc import Callable
@@ -29,12 +30,32 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-CONVERGED, MAX_ITER, TIME_BUDGET, DIVERGED = "converged", "max_iter", "time_budget", "diverged"
-STALLED = "stalled"  # the method stopped itself short of its convergence test (no progress)
+
+class Status(str, enum.Enum):
+    """How a run ended: metrics.json's ``status`` is one of these values; a solver's own
+    words (IPOPT's return status, how many instances a baseline left unsolved) go in
+    ``status_message`` beside it. A ``str`` subclass: it compares equal to its value and
+    is written to JSON as it."""
+
+    CONVERGED = "converged"  # the method's convergence test passed
+    STALLED = "stalled"  # the method stopped itself short of that test (no progress)
+    MAX_ITER = "max_iter"  # the iteration budget ran out
+    TIME_BUDGET = "time_budget"  # budget.time_s ran out first
+    DIVERGED = "diverged"  # non-finite values; the last finite iterate is kept
+    EVALUATED = "evaluated"  # LISCO: trained networks loaded from a checkpoint, evaluated
+    PARTIAL = "partial"  # a batch baseline left some instances unsolved (counted in metrics)
+    SOLVER_FAILED = "solver_failed"  # the external solver failed: not a result
+
+    def __str__(self) -> str:
+        return self.value
+
+
+CONVERGED, MAX_ITER, TIME_BUDGET, DIVERGED = (Status.CONVERGED, Status.MAX_ITER,
+                                              Status.TIME_BUDGET, Status.DIVERGED)
+STALLED = Status.STALLED
 # a run that ended with one of these is not run again by resume (runners.io.SUCCEEDED says
-# which of them are results that tables average; "solver_failed: ..." is counted apart)
-FINISHED = (CONVERGED, STALLED, MAX_ITER, TIME_BUDGET, DIVERGED, "solver_failed", "evaluated",
-            "partial")
+# which of them are results that tables average; solver_failed is counted apart)
+FINISHED = tuple(s.value for s in Status)
 
 
 class Method(NamedTuple):

@@ -2,7 +2,8 @@
 
 Writes into the run folder, besides Hydra's ``.hydra/``:
 
-    metrics.json    status (converged | max_iter | solver_failed: <IPOPT status> | diverged),
+    metrics.json    status (converged | max_iter | solver_failed | diverged; IPOPT's return
+                    status in status_message when it failed),
                     per-step IPOPT iterations / wall time / status / objective / violation,
                     train_mse; the test predictions two ways: ``test_*`` and the problem's
                     extras (bioreactor min_S, hours_S_negative) from ``method.inference``
@@ -201,6 +202,8 @@ def _collocation(cfg, setup, problem, data, history: list) -> Trained:
                   wall_s=sum(s.wall_s for s in res.steps),
                   nlp_train_mse=float(np.mean([(res.grid.interpolate(x, data.t) - obs) ** 2
                                                for x, obs in zip(res.X, data.x_obs)])))
+    if res.steps and res.steps[-1].status == "solver_failed":  # IPOPT's words, apart
+        record["status_message"] = res.steps[-1].return_status
     sc = res.scaling
     scaling = {"x_mean": sc.x_mean, "x_std": sc.x_std, "z_mean": sc.z_mean, "z_std": sc.z_std}
     return Trained(res.status, res.layers, scaling, learned_closure(problem, res),

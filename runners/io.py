@@ -104,19 +104,41 @@ def read_json(path: str | Path) -> dict | None:
         return None
 
 
-# Statuses whose metrics are results: tables and the report average them. "diverged" keeps
-# the last finite iterate; "evaluated" is a LISCO run of trained networks; "partial" is a
-# batch baseline (IPOPT / OSQP over the test points) that left some instances unsolved,
-# counted in its own metrics (success, solver_success). Anything else ("solver_failed:
-# <IPOPT status>", a missing or foreign status) is a failed run: recorded, shown as a count,
-# never averaged into a metric.
+# Statuses (methods.driver.Status) whose metrics are results: tables and the report average
+# them. "diverged" keeps the last finite iterate; "evaluated" is a LISCO run of trained
+# networks; "partial" is a batch baseline (IPOPT / OSQP over the test points) that left some
+# instances unsolved, counted in its own metrics (success, solver_success). Anything else
+# ("solver_failed", a missing or foreign status) is a failed run: recorded, shown as a
+# count, never averaged into a metric.
+# The values of methods.driver.Status, written out: this module stays free of JAX (tables and
+# the report import it); tests/test_io.py checks that they are the enum's.
 SUCCEEDED = ("converged", "stalled", "max_iter", "time_budget", "diverged", "evaluated",
              "partial")
+FINISHED = (*SUCCEEDED, "solver_failed")
+
+
+def status_name(status) -> str | None:
+    """The :class:`~methods.driver.Status` value of a record's ``status``, or None. Records
+    written before ``status_message`` existed carry the message after a colon
+    ("solver_failed: Infeasible_Problem_Detected"); the text before it is the status."""
+    if not isinstance(status, str):
+        return None
+    name = status.split(":")[0].strip()
+    return name if name in FINISHED else None
 
 
 def status_failed(status) -> bool:
-    """True unless ``status`` (any value) is one of :data:`SUCCEEDED` (text before ':')."""
-    return not isinstance(status, str) or status.split(":")[0].strip() not in SUCCEEDED
+    """True unless ``status`` (any value) is one of :data:`SUCCEEDED`."""
+    return status_name(status) not in SUCCEEDED
+
+
+def status_text(rec: dict) -> str:
+    """A record's status as tables show it: the status, then the solver's message if any
+    ("solver_failed: Invalid_Option")."""
+    status, message = rec.get("status"), rec.get("status_message")
+    if not isinstance(status, str):
+        return f"invalid status: {status!r}"
+    return f"{status}: {message}" if message else status
 
 
 def flatten(d: dict, prefix: str = "") -> dict:

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from runners.io import draw, save_figure, write_atomic, write_json
+from runners.io import draw, save_figure, status_text, write_atomic, write_json
 
 THRESHOLDS = (1e-6, 1e-8)  # Table 4 / the convergence figure
 TABLE4_ITERS = (10, 20, 50, 100)
@@ -410,13 +410,17 @@ def run_baseline(cfg: DictConfig, setup, out: Path, x: np.ndarray, ref: dict):
                throughput=len(x) / float(np.sum(secs)), batch_size=len(x) if batched else 1,
                **extra)
     _samples_csv(out, sm, iterations=r.iterations, seconds=secs, status=np.asarray(r.status))
+    from methods.driver import Status
+
     failed = int(np.sum(~np.asarray(r.success)))
     if failed == 0:
-        status = "converged"
+        status = Status.CONVERGED
     elif failed < len(x):  # a result: the unsolved instances are in success / solver_success
-        status = f"partial: {failed}/{len(x)} instances unsolved"
+        status = Status.PARTIAL
+        rec["status_message"] = f"{failed}/{len(x)} instances unsolved"
     else:  # nothing solved: not a result (runners.io.status_failed)
-        status = f"solver_failed: {r.status[0]} on all {len(x)} instances"
+        status = Status.SOLVER_FAILED
+        rec["status_message"] = f"{r.status[0]} on all {len(x)} instances"
     return rec, status
 
 
@@ -444,7 +448,7 @@ def run_parametric_opt(cfg: DictConfig, setup, out: Path, base: dict) -> tuple[d
     if cfg.figures:  # after metrics.json: a failing figure loses nothing
         for fn, path, args, kwargs in figures:
             draw(fn, path, *args, **kwargs)
-    summary = (f"{problem.name} / {setup.method_name} (seed {cfg.seed}, {status}): "
+    summary = (f"{problem.name} / {setup.method_name} (seed {cfg.seed}, {status_text(record)}): "
                f"success {record['success']:.3f}, median ½‖F‖² {record['T_p50']:.2e}, "
                f"gap {record.get('gap_mean', float('nan')):+.2e}%, median it "
                f"{record.get('it_median', float('nan')):.0f}, median time "

@@ -15,8 +15,9 @@ written before it existed get one from their recorded config fields). The config
 run and null or absent in another included, are the table's columns; if two
 configurations still look alike, a ``config`` column shows their group hash.
 
-A run whose status is not a result (:data:`runners.io.SUCCEEDED`; e.g. ``solver_failed:
-Invalid_Option``) is counted in ``failed`` and never averaged into a metric. A
+A run whose status is not a result (:data:`runners.io.SUCCEEDED`; e.g. ``solver_failed``,
+shown with its ``status_message`` as ``solver_failed: Invalid_Option``) is counted in
+``failed`` and never averaged into a metric. A
 ``metrics.json`` that cannot be read is skipped with a one-line warning naming it, and
 the skipped files are counted.
 """
@@ -32,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from runners.io import status_failed, write_atomic
+from runners.io import status_failed, status_text, write_atomic
 
 METRICS = {"abs_error": "abs error", "rel_error": "rel error",
            "max_constraint_violation": "max |c|",
@@ -224,8 +225,8 @@ def collect(results: str | Path = "results", quiet: bool = False) -> pd.DataFram
             skipped.append((str(path), "not a run record (no problem and method names)"))
             continue
         status = rec.get("status")
-        rec["status"] = status if isinstance(status, str) else f"invalid status: {status!r}"
         rec["failed"] = status_failed(status)
+        rec["status"] = status_text(rec)  # with the solver's message, if any
         rec["variant"] = variant(rec)
         rec["path"] = str(path.parent)
         rows.append(rec)

@@ -34,11 +34,19 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from methods.driver import FINISHED
 from problems.base import CONSTRAINED_LEARNING, STOCHASTIC_CONSTRAINED
 from problems.dae import NEURAL_DAE
 from problems.parametric_opt import PARAMETRIC_OPT
-from runners.io import draw, flatten, git_commit, read_json, save_figure, write_atomic, write_json
+from runners.io import (
+    draw,
+    flatten,
+    git_commit,
+    read_json,
+    save_figure,
+    status_name,
+    write_atomic,
+    write_json,
+)
 from runners.plumbing import (
     Progress,
     _multirun,
@@ -102,8 +110,7 @@ def seed_config(cfg: DictConfig, seed: int) -> DictConfig:
 
 def _finished(out: Path, chash: str) -> dict | None:
     old = read_json(out / "metrics.json")
-    if old and str(old.get("status")).split(":")[0] in FINISHED \
-            and old.get("config_hash") == chash:
+    if old and status_name(old.get("status")) and old.get("config_hash") == chash:
         return old
     return None
 

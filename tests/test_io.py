@@ -1,5 +1,6 @@
 """Atomic, shareable result files."""
 
+import json
 import os
 import stat
 
@@ -72,3 +73,23 @@ def test_progress_bar_off_a_terminal_writes_plain_lines(capsys, monkeypatch):
     assert "\r" not in err and "\x1b" not in err
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert 1 <= len(lines) <= 2 and "100/100" in lines[-1] and "loss=0.01" in lines[-1]
+
+
+def test_statuses_are_one_enum_and_old_records_still_read():
+    """runners.io lists methods.driver.Status's values (it stays free of JAX); a record's
+    status is one of them with the solver's words in status_message, and a record written
+    before status_message ("solver_failed: <message>") reads the same."""
+    from methods.driver import Status
+    from runners.io import FINISHED, SUCCEEDED, status_failed, status_name, status_text
+
+    assert set(FINISHED) == {s.value for s in Status}
+    assert set(FINISHED) - set(SUCCEEDED) == {"solver_failed"}
+    new = {"status": Status.SOLVER_FAILED, "status_message": "Invalid_Option"}
+    old = {"status": "solver_failed: Invalid_Option"}
+    for rec in (json.loads(json.dumps(new)), old):
+        assert status_name(rec["status"]) == "solver_failed" and status_failed(rec["status"])
+        assert status_text(rec) == "solver_failed: Invalid_Option"
+    partial = {"status": "partial", "status_message": "3/833 instances unsolved"}
+    assert not status_failed(partial["status"]) and status_text(partial).startswith("partial: 3")
+    assert status_failed(7) and status_failed("bogus") and status_name("bogus") is None
+    assert status_text({"status": 7}) == "invalid status: 7"
