@@ -12,7 +12,7 @@ import pytest
 from methods.driver import run_chunked
 from methods.lisco import LiscoConfig, init_networks, predictor_method
 from methods.lisco_inference import infer, newton_step
-from problems import build_problem
+from problems import ConfigError, build_problem
 from problems.dc3 import Residual, dc3_instance
 
 
@@ -108,6 +108,22 @@ def test_inference_first_hit_iterations(ncqp):
     for k in range(int(hits[:, 0].max()) + 1):  # replay: best T after k iterations
         best = np.asarray(replay(k))
         np.testing.assert_array_equal(best <= 1e-6, hits[:, 0] <= k)
+
+
+def test_stop_tol_zero_runs_every_point_all_n_max_steps(ncqp):
+    """method.stop_tol: null stops a point at ½‖F‖² ≤ tol (Algorithm 1's τ); 0 runs every
+    point all n_max iterations (Table 3's "evaluated for 500 steps" reading)."""
+    from methods.lisco import make_inference
+
+    x = jnp.asarray(ncqp.test_x[:4], jnp.float32)
+    z0 = jnp.zeros((4, ncqp.n_z), jnp.float32)
+    for stop, iterations in ((None, 0), (0.0, 7)):
+        cfg = LiscoConfig(hidden=(8,), n_max=7, tol=1e30, stop_tol=stop)  # every T ≤ tol
+        _, sol = init_networks(ncqp, cfg, jnp.float32, jax.random.PRNGKey(0))
+        out = make_inference(ncqp, cfg, jnp.float32)(sol, z0, x)
+        np.testing.assert_array_equal(np.asarray(out.iterations), iterations)
+    with pytest.raises(ConfigError, match="method.stop_tol"):
+        LiscoConfig(stop_tol=-1.0)
 
 
 def _train(tmp_path, *args):
