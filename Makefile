@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 SCALE  ?= smoke
 
-.PHONY: install demo test test-slow lint bench tables table-trsqp table-trsqp-precision table-trsqp-baseline-gap table-trsqp-sensitivity table-sqp-momentum table-neural-dae table-lisco reproduce clean-results
+.PHONY: install demo test test-slow lint bench tables table-trsqp table-trsqp-precision table-trsqp-baseline-gap table-trsqp-sensitivity table-sqp-momentum table-neural-dae table-lisco table-lisco-500steps reproduce clean-results
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -215,6 +215,24 @@ table-lisco: install
 	  --out results/tables/lisco-$(SCALE)
 	$(BIN)/python -m runners.lisco --results results/sweeps/lisco-$(SCALE) \
 	  --out results/figures/lisco_convergence-$(SCALE).png
+
+# Table 3's other reading ("LISCO is evaluated for 500 steps"): the networks that
+# table-lisco trained, evaluated again with every test point run all n_max = 500 steps
+# (++method.stop_tol=0; the default stops a point at 1/2||F||^2 <= 1e-8, Algorithm 1's tau).
+# Needs table-lisco's runs. -> results/tables/lisco_500steps-<scale>/lisco_table{1..5}.*
+table-lisco-500steps: install
+	@set -e; for d in results/sweeps/lisco-$(SCALE)/experiment=lisco,*; do \
+	  [ -f "$$d/metrics.json" ] || continue; \
+	  p=$$(echo "$$d" | sed 's/.*,problem=\([a-z_]*\),.*/\1/'); \
+	  i=$$(echo "$$d" | sed 's/.*problem.instance=\([0-9]*\),.*/\1/'); \
+	  b=$$(echo "$$d" | sed 's/.*method.predictor=\([A-Za-z]*\),.*/\1/' | tr A-Z a-z); \
+	  $(BIN)/python -m runners.train experiment=lisco scale=$(SCALE) problem=$$p \
+	    method.predictor=$$b problem.instance=$$i method.train=false \
+	    "method.checkpoint='$$d'" ++method.stop_tol=0 figures=false progress=false \
+	    results_dir=results/sweeps/lisco_500steps-$(SCALE) $(ARGS); \
+	done
+	$(BIN)/python -m runners.tables experiment=lisco \
+	  --results results/sweeps/lisco_500steps-$(SCALE) --out results/tables/lisco_500steps-$(SCALE)
 
 # Every paper's tables and figures, then results/REPORT.md and REPORT.html (ours beside the
 # paper's, ratio, ✗ where ours is > 2x worse, missing runs named, environment, the wall time
