@@ -24,14 +24,17 @@ DEMO ?= precision=float32 scale.trsqp_memory=10 scale.trsqp_max_iter=2000 \
 demo: install  ## trsqp on reaction in about a minute, against the paper's figure
 	$(BIN)/python -m runners.train scale=$(SCALE) $(DEMO)
 
-test: install  ## fast test suite (CI)
+test: install  ## fast test suite (CI): ruff check, ruff format --check, pytest
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
 
 test-slow: install  ## paper-scale checks
 	$(BIN)/python -m pytest -q -m slow
 
-lint: install
+lint: install  ## ruff check and ruff format --check (`ruff format .` fixes the second)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench: install  ## performance figures -> results/bench/*.json, results/tables/bench.md
 	$(BIN)/python -m runners.bench

@@ -49,19 +49,25 @@ METHODS: dict[str, MethodSpec] = {
     "auglag": MethodSpec(CONSTRAINED_LEARNING, AuglagConfig, auglag_method),
     "pinn": MethodSpec(CONSTRAINED_LEARNING, PinnConfig, pinn_method),
     "trsqp": MethodSpec(CONSTRAINED_LEARNING, TrsqpConfig, trsqp_method),
-    **{k: MethodSpec(STOCHASTIC_CONSTRAINED, SqpMomentumConfig,
-                     functools.partial(sqp_momentum_method, k), stochastic=True)
-       for k in SQP_MOMENTUM},
+    **{
+        k: MethodSpec(
+            STOCHASTIC_CONSTRAINED,
+            SqpMomentumConfig,
+            functools.partial(sqp_momentum_method, k),
+            stochastic=True,
+        )
+        for k in SQP_MOMENTUM
+    },
     # neural DAE: not chunked JAX steppers; runners/dae.py calls these directly
     "collocation": MethodSpec(NEURAL_DAE, CollocationConfig, train_collocation),
     "sequential": MethodSpec(NEURAL_DAE, SequentialConfig, sequential_method),
     # parametric optimization (LISCO paper): runners/lisco.py drives these
     "lisco": MethodSpec(PARAMETRIC_OPT, LiscoConfig, None),
     "ipopt": MethodSpec(PARAMETRIC_OPT, IpoptConfig, None, solve=ipopt_method),
-    "osqp": MethodSpec(PARAMETRIC_OPT, OsqpConfig, None, solve=osqp_method,
-                       refuses=convex_only),
-    "jaxopt_osqp": MethodSpec(PARAMETRIC_OPT, JaxoptOsqpConfig, None, solve=box_osqp_method,
-                              refuses=convex_only),
+    "osqp": MethodSpec(PARAMETRIC_OPT, OsqpConfig, None, solve=osqp_method, refuses=convex_only),
+    "jaxopt_osqp": MethodSpec(
+        PARAMETRIC_OPT, JaxoptOsqpConfig, None, solve=box_osqp_method, refuses=convex_only
+    ),
 }
 
 
@@ -83,8 +89,11 @@ def method_refusal(name: str, problem) -> str | None:
     why = spec.refuses(problem) if spec.refuses is not None else None
     if why is None:
         return None
-    valid = [m for m, s in METHODS.items() if s.family == problem.family
-             and (s.refuses is None or s.refuses(problem) is None)]
+    valid = [
+        m
+        for m, s in METHODS.items()
+        if s.family == problem.family and (s.refuses is None or s.refuses(problem) is None)
+    ]
     return f"{name!r} {why}; valid methods: {', '.join(valid)}"
 
 
@@ -95,18 +104,33 @@ def method_config(name: str, values: dict, problem_name: str, problem_family: st
     spec = METHODS[name]
     if spec.family != problem_family:
         valid = [m for m, s in METHODS.items() if s.family == problem_family]
-        raise ConfigError(f"method: {name!r} does not fit problem {problem_name!r} "
-                          f"(family {problem_family}); valid methods: {', '.join(valid)}")
+        raise ConfigError(
+            f"method: {name!r} does not fit problem {problem_name!r} "
+            f"(family {problem_family}); valid methods: {', '.join(valid)}"
+        )
     return config_from_dict(spec.Config, values, "method")
 
 
 def build_method(name: str, cfg, problem, dtype, key=None) -> Method:
     """The method's init/step over ``problem``; ``key`` seeds stochastic methods."""
     spec = METHODS[name]
-    return spec.build(problem, cfg, dtype, key) if spec.stochastic else spec.build(
-        problem, cfg, dtype)
+    return (
+        spec.build(problem, cfg, dtype, key) if spec.stochastic else spec.build(problem, cfg, dtype)
+    )
 
 
-__all__ = ["METHODS", "FINISHED", "Method", "MethodSpec", "RunResult", "run_chunked",
-           "method_config", "method_refusal", "register_method", "build_method", "PretrainConfig",
-           "pretrain_method", "pretrain_report"]
+__all__ = [
+    "METHODS",
+    "FINISHED",
+    "Method",
+    "MethodSpec",
+    "RunResult",
+    "run_chunked",
+    "method_config",
+    "method_refusal",
+    "register_method",
+    "build_method",
+    "PretrainConfig",
+    "pretrain_method",
+    "pretrain_report",
+]

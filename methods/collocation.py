@@ -110,10 +110,16 @@ def available_linear_solvers() -> tuple[str, ...]:
     import subprocess
     import sys
 
-    procs = {name: subprocess.Popen([sys.executable, "-c", _PROBE % name],
-                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                    text=True)
-             for name in LINEAR_SOLVERS if name != "mumps"}
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, "-c", _PROBE % name],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        for name in LINEAR_SOLVERS
+        if name != "mumps"
+    }
     ok = ["mumps"]
     for name, p in procs.items():
         try:
@@ -121,8 +127,10 @@ def available_linear_solvers() -> tuple[str, ...]:
         except subprocess.TimeoutExpired:
             p.kill()
             continue
-        status = next((line.split(maxsplit=1)[1] for line in out.splitlines()
-                       if line.startswith("status ")), "Invalid_Option")
+        status = next(
+            (line.split(maxsplit=1)[1] for line in out.splitlines() if line.startswith("status ")),
+            "Invalid_Option",
+        )
         if status.strip() != "Invalid_Option":
             ok.append(name)
     return tuple(ok)
@@ -133,8 +141,14 @@ def check_linear_solver(value, field: str = "method.linear_solver") -> None:
     check_choice(value, field, LINEAR_SOLVERS)
     if value != "mumps":
         here = available_linear_solvers()
-        check(value in here, field, f"{value!r} is not available here (IPOPT cannot load it: "
-              f"HSL solvers need the HSL library); available: {', '.join(here)}")
+        check(
+            value in here,
+            field,
+            f"{value!r} is not available here (IPOPT cannot load it: "
+            f"HSL solvers need the HSL library); available: {', '.join(here)}",
+        )
+
+
 IPOPT_HESSIAN = {"lbfgs": "limited-memory", "exact": "exact"}
 EXPAND = {"lbfgs": False, "exact": False}  # SX Hessian of the network: 750 s to build
 
@@ -172,27 +186,43 @@ class CollocationConfig:
             if v is not None:
                 check_positive_int(v, f"method.{f}")
         check_choice(self.hessian, "method.hessian", HESSIANS)
-        check_choice(self.pretrain_regularizer, "method.pretrain_regularizer",
-                     PRETRAIN_REGULARIZERS)
+        check_choice(
+            self.pretrain_regularizer, "method.pretrain_regularizer", PRETRAIN_REGULARIZERS
+        )
         check_choice(self.inference, "method.inference", INFERENCES)
-        check(isinstance(self.inference_slack_weight, (int, float))
-              and self.inference_slack_weight > 0, "method.inference_slack_weight",
-              f"must be a number > 0, got {self.inference_slack_weight!r}")
+        check(
+            isinstance(self.inference_slack_weight, (int, float))
+            and self.inference_slack_weight > 0,
+            "method.inference_slack_weight",
+            f"must be a number > 0, got {self.inference_slack_weight!r}",
+        )
         check_linear_solver(self.linear_solver)
         check_choice(self.exact_hessian, "method.exact_hessian", EXACT_HESSIANS)
         for f in ("smoothing", "pretrain", "refine"):
-            check(isinstance(getattr(self, f), bool), f"method.{f}",
-                  f"must be true or false, got {getattr(self, f)!r}")
+            check(
+                isinstance(getattr(self, f), bool),
+                f"method.{f}",
+                f"must be true or false, got {getattr(self, f)!r}",
+            )
         for f in ("tol", "refine_tol", "smoothing_tol", "pretrain_lr"):
             v = getattr(self, f)
-            check(isinstance(v, (int, float)) and 0 < v < 1, f"method.{f}",
-                  f"must be a number in (0, 1), got {v!r}")
+            check(
+                isinstance(v, (int, float)) and 0 < v < 1,
+                f"method.{f}",
+                f"must be a number in (0, 1), got {v!r}",
+            )
         for f in ("max_iter", "pretrain_epochs", "pretrain_batch"):
             check_positive_int(getattr(self, f), f"method.{f}")
-        check(isinstance(self.init_seed, int) and self.init_seed >= 0, "method.init_seed",
-              f"must be an integer >= 0, got {self.init_seed!r}")
-        check(self.ipopt_options is None or isinstance(self.ipopt_options, dict),
-              "method.ipopt_options", f"must be a mapping, got {self.ipopt_options!r}")
+        check(
+            isinstance(self.init_seed, int) and self.init_seed >= 0,
+            "method.init_seed",
+            f"must be an integer >= 0, got {self.init_seed!r}",
+        )
+        check(
+            self.ipopt_options is None or isinstance(self.ipopt_options, dict),
+            "method.ipopt_options",
+            f"must be a mapping, got {self.ipopt_options!r}",
+        )
 
 
 @dataclasses.dataclass
@@ -262,8 +292,7 @@ class _Builder:
     variables tied by the problem's initial equations. ``X`` is then the (n_x, N + 1)
     expression [x(t0), X at the collocation points]."""
 
-    def __init__(self, problem: DaeProblem, grid: RadauGrid, ps, free_closure: bool,
-                 x0s=None):
+    def __init__(self, problem: DaeProblem, grid: RadauGrid, ps, free_closure: bool, x0s=None):
         self.opti = ca.Opti()
         self.problem, self.grid = problem, grid
         f, g, _ = problem.casadi_functions()
@@ -313,8 +342,16 @@ class _Builder:
         """The problem's path constraints (≤ 0) at one point as an SX Function of
         (x, y, z, p, dx/dt), mapped over the n collocation points; None without any."""
         pr = self.problem
-        syms = [ca.SX.sym(name, k) for name, k in (("x", pr.n_x), ("y", pr.n_y), ("z", pr.n_z),
-                                                    ("p", pr.n_p), ("dxdt", pr.n_x))]
+        syms = [
+            ca.SX.sym(name, k)
+            for name, k in (
+                ("x", pr.n_x),
+                ("y", pr.n_y),
+                ("z", pr.n_z),
+                ("p", pr.n_p),
+                ("dxdt", pr.n_x),
+            )
+        ]
         expr = pr.path_constraints(*syms)
         return ca.Function("path", syms, [expr]).map(n) if expr.numel() else None
 
@@ -338,35 +375,57 @@ class _Builder:
             total += ca.sumsqr(err) / obs.size
         return total
 
-    def solve(self, name, objective, hessian, tol, cfg: CollocationConfig, on_iteration,
-              warm_dual=None, expand=True, hess_lag=None):
+    def solve(
+        self,
+        name,
+        objective,
+        hessian,
+        tol,
+        cfg: CollocationConfig,
+        on_iteration,
+        warm_dual=None,
+        expand=True,
+        hess_lag=None,
+    ):
         """IPOPT on the Opti problem. ``expand``: turn the MX graph into SX first (fast for
         the scalar DAE equations; the network equations stay MX over a mapped SX point
         function, whose dense θ-Jacobian would otherwise be built symbolically)."""
         opti = self.opti
         opti.minimize(objective)
-        opts = {"expand": expand and hess_lag is None, "print_time": False,
-                "ipopt.print_level": 0, "ipopt.sb": "yes",
-                "ipopt.tol": tol, "ipopt.max_iter": cfg.max_iter,
-                "ipopt.hessian_approximation": IPOPT_HESSIAN[hessian],
-                "ipopt.linear_solver": cfg.linear_solver,
-                **{f"ipopt.{k}": v for k, v in (cfg.ipopt_options or {}).items()}}
+        opts = {
+            "expand": expand and hess_lag is None,
+            "print_time": False,
+            "ipopt.print_level": 0,
+            "ipopt.sb": "yes",
+            "ipopt.tol": tol,
+            "ipopt.max_iter": cfg.max_iter,
+            "ipopt.hessian_approximation": IPOPT_HESSIAN[hessian],
+            "ipopt.linear_solver": cfg.linear_solver,
+            **{f"ipopt.{k}": v for k, v in (cfg.ipopt_options or {}).items()},
+        }
         if hess_lag is not None:  # (Function, the callback it calls: kept alive here)
             opts["hess_lag"] = hess_lag[0]
             self._hessian = hess_lag
         if warm_dual is not None:
-            opts.update({"ipopt.warm_start_init_point": "yes",
-                         "ipopt.warm_start_bound_push": 1e-9,
-                         "ipopt.warm_start_mult_bound_push": 1e-9, "ipopt.mu_init": 1e-6})
+            opts.update(
+                {
+                    "ipopt.warm_start_init_point": "yes",
+                    "ipopt.warm_start_bound_push": 1e-9,
+                    "ipopt.warm_start_mult_bound_push": 1e-9,
+                    "ipopt.mu_init": 1e-6,
+                }
+            )
             opti.set_initial(opti.lam_g, warm_dual)
         opti.solver("ipopt", opts)
         if on_iteration is not None:
+
             def cb(k):
                 g = np.asarray(opti.debug.value(opti.g)).ravel()
                 lbg = np.asarray(opti.debug.value(opti.lbg)).ravel()
                 ubg = np.asarray(opti.debug.value(opti.ubg)).ravel()
                 inf = float(np.max(np.maximum(lbg - g, g - ubg), initial=0.0))
                 on_iteration(name, int(k), float(opti.debug.value(opti.f)), inf)
+
             opti.callback(cb)
         t = time.perf_counter()
         try:
@@ -380,13 +439,17 @@ class _Builder:
         g = np.asarray(view.value(opti.g)).ravel()
         lbg = np.asarray(view.value(opti.lbg)).ravel()
         ubg = np.asarray(view.value(opti.ubg)).ravel()
-        report = StepReport(name=name, status=ipopt_status(ret, ok and stats.get("success", ok)),
-                            iterations=int(stats.get("iter_count", 0)), wall_s=wall,
-                            objective=float(view.value(opti.f)),
-                            max_violation=float(np.max(np.maximum(lbg - g, g - ubg), initial=0)),
-                            return_status=ret,
-                            hessian_calls=int(stats.get("n_call_nlp_hess_l", 0) or 0),
-                            hessian_s=float(stats.get("t_wall_nlp_hess_l", 0.0) or 0.0))
+        report = StepReport(
+            name=name,
+            status=ipopt_status(ret, ok and stats.get("success", ok)),
+            iterations=int(stats.get("iter_count", 0)),
+            wall_s=wall,
+            objective=float(view.value(opti.f)),
+            max_violation=float(np.max(np.maximum(lbg - g, g - ubg), initial=0)),
+            return_status=ret,
+            hessian_calls=int(stats.get("n_call_nlp_hess_l", 0) or 0),
+            hessian_s=float(stats.get("t_wall_nlp_hess_l", 0.0) or 0.0),
+        )
         return view, report
 
 
@@ -397,8 +460,10 @@ def _known_x0(problem, data):
 
 def _linear_initial(problem, grid, data):
     """States from the observations interpolated linearly onto the collocation times."""
-    return [np.stack([np.interp(grid.times, data.t, obs[i]) for i in range(problem.n_x)])
-            for obs in data.x_obs]
+    return [
+        np.stack([np.interp(grid.times, data.t, obs[i]) for i in range(problem.n_x)])
+        for obs in data.x_obs
+    ]
 
 
 def _set_initial(b: _Builder, xs, ys, zs):
@@ -416,16 +481,28 @@ def smoothing_step(problem, grid, data, cfg, on_iteration=None):
     b = _Builder(problem, grid, data.p, free_closure=True, x0s=_known_x0(problem, data))
     x_init = _linear_initial(problem, grid, data)
     n = grid.n_points
-    _set_initial(b, x_init, [np.zeros((problem.n_y, n))] * len(x_init),
-                 [np.zeros((problem.n_z, n + 1))] * len(x_init))
+    _set_initial(
+        b,
+        x_init,
+        [np.zeros((problem.n_y, n))] * len(x_init),
+        [np.zeros((problem.n_z, n + 1))] * len(x_init),
+    )
     m = ca.DM(grid.derivative_matrix)
     span = grid.tf - grid.t0
     smooth = sum(span * ca.sumsqr(Z @ m) / (n * problem.n_z) for Z in b.Z)
-    view, report = b.solve("smoothing", b.data_fit(data) + problem.cfg.smoothing_weight * smooth,
-                           "exact", cfg.smoothing_tol, cfg, on_iteration)
+    view, report = b.solve(
+        "smoothing",
+        b.data_fit(data) + problem.cfg.smoothing_weight * smooth,
+        "exact",
+        cfg.smoothing_tol,
+        cfg,
+        on_iteration,
+    )
     xs = [np.asarray(view.value(X)).reshape(problem.n_x, -1) for X in b.X]
-    ys = [np.asarray(view.value(Y)).reshape(problem.n_y, -1) if problem.n_y else
-          np.zeros((0, n)) for Y in b.Y]
+    ys = [
+        np.asarray(view.value(Y)).reshape(problem.n_y, -1) if problem.n_y else np.zeros((0, n))
+        for Y in b.Y
+    ]
     zs = [np.asarray(view.value(Z)).reshape(problem.n_z, -1) for Z in b.Z]
     return xs, ys, zs, report
 
@@ -480,8 +557,9 @@ def init_layers(problem: DaeProblem, seed: int):
     with jax.enable_x64(True):
         params = net.init(jax.random.PRNGKey(seed), jnp.zeros(problem.network_inputs))
     layers = flax_to_layers(params)
-    assert [w.shape for w, _ in layers] == layer_shapes(problem.network_inputs, c.hidden,
-                                                        problem.n_z)
+    assert [w.shape for w, _ in layers] == layer_shapes(
+        problem.network_inputs, c.hidden, problem.n_z
+    )
     return layers
 
 
@@ -503,8 +581,9 @@ class MainNlp:
     outputs: list
 
 
-def main_nlp(problem: DaeProblem, grid: RadauGrid, data: Trajectories, layers,
-             scaling: Standardization) -> MainNlp:
+def main_nlp(
+    problem: DaeProblem, grid: RadauGrid, data: Trajectories, layers, scaling: Standardization
+) -> MainNlp:
     """Step 3: the discretized DAE of every trajectory, z = NN(x; θ) at every collocation
     point (one SX point function, mapped), θ a decision variable started at ``layers``,
     objective data fit + α_r ‖θ‖² (eq. 10), minimised."""
@@ -512,8 +591,9 @@ def main_nlp(problem: DaeProblem, grid: RadauGrid, data: Trajectories, layers,
     opti = b.opti
     theta = opti.variable(sum(w.size + bias.size for w, bias in layers))  # θ, flat
     opti.set_initial(theta, pack_layers(layers))
-    nn = problem.network_function(layers, scaling.x_mean, scaling.x_std, scaling.z_mean,
-                                  scaling.z_std).map(grid.n_points)
+    nn = problem.network_function(
+        layers, scaling.x_mean, scaling.x_std, scaling.z_mean, scaling.z_std
+    ).map(grid.n_points)
     network, outputs = [], []
     for Xc, Z in zip(b.Xc, b.Z):
         out = nn(Xc, theta)
@@ -529,16 +609,24 @@ def assembled_hessian(problem: DaeProblem, nlp: MainNlp, scaling: Standardizatio
     """``hess_lag`` for ``nlp`` (methods/network_hessian.py): (Function, callback)."""
     from methods.network_hessian import fast_hessian, jax_network
 
-    jnn = jax_network(layer_shapes(problem.network_inputs, problem.cfg.hidden, problem.n_z),
-                      problem.cfg.activation, scaling.x_mean, scaling.x_std, scaling.z_mean,
-                      scaling.z_std)
-    return fast_hessian(nlp.builder.opti, nlp.objective, nlp.network, nlp.theta,
-                        nlp.outputs, jnn)
+    jnn = jax_network(
+        layer_shapes(problem.network_inputs, problem.cfg.hidden, problem.n_z),
+        problem.cfg.activation,
+        scaling.x_mean,
+        scaling.x_std,
+        scaling.z_mean,
+        scaling.z_std,
+    )
+    return fast_hessian(nlp.builder.opti, nlp.objective, nlp.network, nlp.theta, nlp.outputs, jnn)
 
 
-def train_collocation(problem: DaeProblem, cfg: CollocationConfig, data: Trajectories,
-                      on_iteration: Callable | None = None,
-                      on_step: Callable | None = None) -> CollocationResult:
+def train_collocation(
+    problem: DaeProblem,
+    cfg: CollocationConfig,
+    data: Trajectories,
+    on_iteration: Callable | None = None,
+    on_step: Callable | None = None,
+) -> CollocationResult:
     """Steps 1–4 of the pipeline on ``data``; ``on_step(report)`` after each step."""
     grid = problem.train_grid(cfg.n_fe, cfg.K)
     n, steps = grid.n_points, []
@@ -550,25 +638,39 @@ def train_collocation(problem: DaeProblem, cfg: CollocationConfig, data: Traject
         note(rep)
         zs = [z[:, 1:] for z in zs]  # the closure at the collocation points
         xc, zc = _stack_columns(xs, drop_first=True), _stack_columns(zs)
-        scaling = Standardization(xc.mean(0), np.maximum(xc.std(0), 1e-8), zc.mean(0),
-                                  np.maximum(zc.std(0), 1e-8))
+        scaling = Standardization(
+            xc.mean(0), np.maximum(xc.std(0), 1e-8), zc.mean(0), np.maximum(zc.std(0), 1e-8)
+        )
     else:
         xs = _linear_initial(problem, grid, data)
         ys = [np.zeros((problem.n_y, n)) for _ in xs]
         zs = [np.zeros((problem.n_z, n)) for _ in xs]
         obs = np.concatenate(list(data.x_obs), axis=1).T
-        scaling = Standardization(obs.mean(0), np.maximum(obs.std(0), 1e-8),
-                                  np.zeros(problem.n_z), np.ones(problem.n_z))
+        scaling = Standardization(
+            obs.mean(0), np.maximum(obs.std(0), 1e-8), np.zeros(problem.n_z), np.ones(problem.n_z)
+        )
     if cfg.pretrain and cfg.smoothing:
         t = time.perf_counter()
         v = (xc - scaling.x_mean) / scaling.x_std
         zt = (zc - scaling.z_mean) / scaling.z_std
         with jax.enable_x64(True):
-            layers, losses = pretrain_network(layers, v, zt, problem.cfg.activation, cfg,
-                                              problem.cfg.l2_weight,
-                                              jax.random.PRNGKey(cfg.init_seed))
-        rep = StepReport("pretraining", "converged", cfg.pretrain_epochs,
-                         time.perf_counter() - t, float(losses[-1]), 0.0)
+            layers, losses = pretrain_network(
+                layers,
+                v,
+                zt,
+                problem.cfg.activation,
+                cfg,
+                problem.cfg.l2_weight,
+                jax.random.PRNGKey(cfg.init_seed),
+            )
+        rep = StepReport(
+            "pretraining",
+            "converged",
+            cfg.pretrain_epochs,
+            time.perf_counter() - t,
+            float(losses[-1]),
+            0.0,
+        )
         steps.append(rep)
         note(rep)
     # --- step 3: the main NLP ------------------------------------------------------------
@@ -580,9 +682,16 @@ def train_collocation(problem: DaeProblem, cfg: CollocationConfig, data: Traject
         t = time.perf_counter()
         hess_lag = assembled_hessian(problem, nlp, scaling)
         hess_build_s = time.perf_counter() - t
-    view, rep = b.solve("main", objective, cfg.hessian, cfg.tol, cfg, on_iteration,
-                        expand=EXPAND[cfg.hessian],
-                        hess_lag=hess_lag if cfg.hessian == "exact" else None)
+    view, rep = b.solve(
+        "main",
+        objective,
+        cfg.hessian,
+        cfg.tol,
+        cfg,
+        on_iteration,
+        expand=EXPAND[cfg.hessian],
+        hess_lag=hess_lag if cfg.hessian == "exact" else None,
+    )
     rep.wall_s += hess_build_s  # building the assembled Hessian counts towards step 3
     steps.append(rep)
     note(rep)
@@ -590,17 +699,30 @@ def train_collocation(problem: DaeProblem, cfg: CollocationConfig, data: Traject
         x0 = view.value(opti.x)
         lam = view.value(opti.lam_g)
         opti.set_initial(opti.x, x0)
-        view, rep = b.solve("refinement", objective, "exact", cfg.refine_tol, cfg,
-                            on_iteration, warm_dual=lam, expand=EXPAND["exact"],
-                            hess_lag=hess_lag)
+        view, rep = b.solve(
+            "refinement",
+            objective,
+            "exact",
+            cfg.refine_tol,
+            cfg,
+            on_iteration,
+            warm_dual=lam,
+            expand=EXPAND["exact"],
+            hess_lag=hess_lag,
+        )
         steps.append(rep)
         note(rep)
     layers = unpack_layers(np.asarray(view.value(theta)).ravel(), layers)
     value = lambda m, k: np.asarray(view.value(m)).reshape(k, -1)
     return CollocationResult(
-        layers=layers, scaling=scaling, X=[value(X, problem.n_x) for X in b.X],
+        layers=layers,
+        scaling=scaling,
+        X=[value(X, problem.n_x) for X in b.X],
         Y=[value(Y, problem.n_y) if problem.n_y else np.zeros((0, n)) for Y in b.Y],
-        Z=[value(Z, problem.n_z) for Z in b.Z], steps=steps, grid=grid)
+        Z=[value(Z, problem.n_z) for Z in b.Z],
+        steps=steps,
+        grid=grid,
+    )
 
 
 @dataclasses.dataclass
@@ -620,10 +742,16 @@ class Inference:
         return self.report.status == "converged"
 
 
-def constrained_inference(problem: DaeProblem, layers, scaling: Standardization, x0,
-                          grid: RadauGrid, slack_weight: float = 1e-5,
-                          guess: np.ndarray | None = None,
-                          ipopt_options: dict | None = None) -> Inference:
+def constrained_inference(
+    problem: DaeProblem,
+    layers,
+    scaling: Standardization,
+    x0,
+    grid: RadauGrid,
+    slack_weight: float = 1e-5,
+    guess: np.ndarray | None = None,
+    ipopt_options: dict | None = None,
+) -> Inference:
     """Predict from ``x0`` over ``grid`` with the trained network fixed (module docstring,
     "Prediction"): the problem's DAE collocated on ``grid`` from the fixed initial state,
     bounds, path constraints, the network equation with an l1 slack in standardized output
@@ -637,8 +765,9 @@ def constrained_inference(problem: DaeProblem, layers, scaling: Standardization,
     n = grid.n_points
     b = _Builder(problem, grid, [p], free_closure=False, x0s=[x0])
     opti = b.opti
-    nn = problem.network_function(layers, scaling.x_mean, scaling.x_std, scaling.z_mean,
-                                  scaling.z_std).map(n)
+    nn = problem.network_function(
+        layers, scaling.x_mean, scaling.x_std, scaling.z_mean, scaling.z_std
+    ).map(n)
     Xc, Z = b.Xc[0], b.Z[0]
     sp, sn = opti.variable(problem.n_z, n), opti.variable(problem.n_z, n)
     opti.subject_to(ca.vec(sp) >= 0)
@@ -653,21 +782,32 @@ def constrained_inference(problem: DaeProblem, layers, scaling: Standardization,
         lb = _bounds(problem.x_lower, problem.n_x)
         if lb is not None:
             x = np.maximum(x, np.where(np.isfinite(lb), lb, -np.inf))
-    closure = problem.network_closure(layers, scaling.x_mean, scaling.x_std, scaling.z_mean,
-                                      scaling.z_std)
-    z = np.asarray(closure.map(n)(x[:, 1:], np.zeros((problem.n_y, n)),
-                                  np.repeat(p[:, None], n, 1) if problem.n_p else
-                                  np.zeros((0, n))), float).reshape(problem.n_z, n)
+    closure = problem.network_closure(
+        layers, scaling.x_mean, scaling.x_std, scaling.z_mean, scaling.z_std
+    )
+    z = np.asarray(
+        closure.map(n)(
+            x[:, 1:],
+            np.zeros((problem.n_y, n)),
+            np.repeat(p[:, None], n, 1) if problem.n_p else np.zeros((0, n)),
+        ),
+        float,
+    ).reshape(problem.n_z, n)
     _set_initial(b, [x], [np.zeros((problem.n_y, n))], [z])
     opti.set_initial(sp, np.zeros((problem.n_z, n)))
     opti.set_initial(sn, np.zeros((problem.n_z, n)))
     cfg = CollocationConfig(max_iter=3000, ipopt_options=ipopt_options)
     view, rep = b.solve("inference", objective, "exact", 1e-8, cfg, None, expand=True)
     value = lambda m, k: np.asarray(view.value(m), float).reshape(k, -1)
-    return Inference(grid=grid, X=value(b.X[0], problem.n_x),
-                     Y=value(b.Y[0], problem.n_y) if problem.n_y else np.zeros((0, n)),
-                     Z=value(Z, problem.n_z), slack_pos=value(sp, problem.n_z),
-                     slack_neg=value(sn, problem.n_z), report=rep)
+    return Inference(
+        grid=grid,
+        X=value(b.X[0], problem.n_x),
+        Y=value(b.Y[0], problem.n_y) if problem.n_y else np.zeros((0, n)),
+        Z=value(Z, problem.n_z),
+        slack_pos=value(sp, problem.n_z),
+        slack_neg=value(sn, problem.n_z),
+        report=rep,
+    )
 
 
 def learned_closure(problem: DaeProblem, result: CollocationResult):
@@ -675,9 +815,29 @@ def learned_closure(problem: DaeProblem, result: CollocationResult):
     return problem.network_closure(result.layers, s.x_mean, s.x_std, s.z_mean, s.z_std)
 
 
-__all__ = ["CollocationConfig", "CollocationResult", "HESSIANS", "INFERENCES", "Inference",
-           "LINEAR_SOLVERS", "PRETRAIN_REGULARIZERS", "Standardization", "StepReport",
-           "MainNlp", "assembled_hessian", "available_linear_solvers", "check_linear_solver",
-           "constrained_inference", "init_layers", "main_nlp", "weight_penalty",
-           "ipopt_status", "learned_closure", "pack_layers",
-           "pretrain_network", "smoothing_step", "train_collocation", "unpack_layers"]
+__all__ = [
+    "CollocationConfig",
+    "CollocationResult",
+    "HESSIANS",
+    "INFERENCES",
+    "Inference",
+    "LINEAR_SOLVERS",
+    "PRETRAIN_REGULARIZERS",
+    "Standardization",
+    "StepReport",
+    "MainNlp",
+    "assembled_hessian",
+    "available_linear_solvers",
+    "check_linear_solver",
+    "constrained_inference",
+    "init_layers",
+    "main_nlp",
+    "weight_penalty",
+    "ipopt_status",
+    "learned_closure",
+    "pack_layers",
+    "pretrain_network",
+    "smoothing_step",
+    "train_collocation",
+    "unpack_layers",
+]

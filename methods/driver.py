@@ -50,8 +50,12 @@ class Status(str, enum.Enum):
         return self.value
 
 
-CONVERGED, MAX_ITER, TIME_BUDGET, DIVERGED = (Status.CONVERGED, Status.MAX_ITER,
-                                              Status.TIME_BUDGET, Status.DIVERGED)
+CONVERGED, MAX_ITER, TIME_BUDGET, DIVERGED = (
+    Status.CONVERGED,
+    Status.MAX_ITER,
+    Status.TIME_BUDGET,
+    Status.DIVERGED,
+)
 STALLED = Status.STALLED
 # a run that ended with one of these is not run again by resume (runners.io.SUCCEEDED says
 # which of them are results that tables average; solver_failed is counted apart)
@@ -100,13 +104,24 @@ class Interrupted(Exception):
 
 
 def tree_all_finite(tree) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
-              if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
+    leaves = [
+        jnp.all(jnp.isfinite(x))
+        for x in jax.tree.leaves(tree)
+        if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)
+    ]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
-def run_status(done: bool, converged: bool, diverged: bool, iteration: int, *,
-               timed_out: bool, max_steps: int, stalled: bool = False) -> str:
+def run_status(
+    done: bool,
+    converged: bool,
+    diverged: bool,
+    iteration: int,
+    *,
+    timed_out: bool,
+    max_steps: int,
+    stalled: bool = False,
+) -> str:
     """How a run ended, from the method's state when the driver stopped it."""
     if diverged:
         return DIVERGED
@@ -115,8 +130,9 @@ def run_status(done: bool, converged: bool, diverged: bool, iteration: int, *,
     return TIME_BUDGET if timed_out and iteration < max_steps else MAX_ITER
 
 
-def make_chunk(method: Method, length: int, max_steps: int, *, vectorized: bool = False,
-               data_axes: Any = None):
+def make_chunk(
+    method: Method, length: int, max_steps: int, *, vectorized: bool = False, data_axes: Any = None
+):
     """``chunk(state, data[, diverged]) -> (state, diverged, log_row)``: ``length`` guarded
     steps. A step is skipped once the method is done, has diverged or reached ``max_steps``.
 
@@ -134,8 +150,9 @@ def make_chunk(method: Method, length: int, max_steps: int, *, vectorized: bool 
 
     def chunk(state, data, diverged=None):
         diverged = jnp.array(False) if diverged is None else diverged
-        (state, diverged, _), _ = jax.lax.scan(guarded, (state, diverged, data), None,
-                                               length=length)
+        (state, diverged, _), _ = jax.lax.scan(
+            guarded, (state, diverged, data), None, length=length
+        )
         return state, diverged, method.log(state, data)
 
     if not vectorized:
@@ -160,26 +177,35 @@ def make_chunk(method: Method, length: int, max_steps: int, *, vectorized: bool 
             pick = lambda n, o: jnp.where(keep.reshape(keep.shape + (1,) * (n.ndim - 1)), o, n)
             return jax.tree.map(pick, new, s), ok | stop
 
-        state, ok = jax.lax.cond(jnp.all(stop), lambda s: (s, jnp.ones_like(stop)), advance,
-                                 state)
+        state, ok = jax.lax.cond(jnp.all(stop), lambda s: (s, jnp.ones_like(stop)), advance, state)
         return (state, diverged | ~ok, data), None
 
     def chunk_v(state, data, diverged):
-        (state, diverged, _), _ = jax.lax.scan(guarded_v, (state, diverged, data), None,
-                                               length=length)
+        (state, diverged, _), _ = jax.lax.scan(
+            guarded_v, (state, diverged, data), None, length=length
+        )
         return state, diverged, v(method.log, (0, data_axes))(state, data)
 
     return jax.jit(chunk_v)
 
 
-def run_chunked(method: Method, state, data, *, max_steps: int, log_every: int,
-                time_budget_s: float = math.inf,
-                on_chunk: Callable[[Any, Any], None] | None = None,
-                seeds: int | None = None, data_axes: Any = None,
-                diverged: Any = None, history: list | None = None,
-                checkpoint_every: int = 0,
-                on_checkpoint: Callable[[Any, Any, list], None] | None = None,
-                should_stop: Callable[[], bool] | None = None) -> RunResult:
+def run_chunked(
+    method: Method,
+    state,
+    data,
+    *,
+    max_steps: int,
+    log_every: int,
+    time_budget_s: float = math.inf,
+    on_chunk: Callable[[Any, Any], None] | None = None,
+    seeds: int | None = None,
+    data_axes: Any = None,
+    diverged: Any = None,
+    history: list | None = None,
+    checkpoint_every: int = 0,
+    on_checkpoint: Callable[[Any, Any, list], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> RunResult:
     """Drive ``method`` from ``state`` until it stops; returns the final state and status.
 
     ``on_chunk(state, row)`` is called after every chunk (and once for the initial
@@ -189,18 +215,30 @@ def run_chunked(method: Method, state, data, *, max_steps: int, log_every: int,
     checkpointed run (the initial row is then not recorded again).
     """
     if method.run is not None:  # a host-driven method (its iterations run outside JAX)
-        return method.run(method, state, data, max_steps=max_steps, log_every=log_every,
-                          time_budget_s=time_budget_s, on_chunk=on_chunk, seeds=seeds,
-                          data_axes=data_axes, diverged=diverged, history=history,
-                          checkpoint_every=checkpoint_every, on_checkpoint=on_checkpoint,
-                          should_stop=should_stop)
+        return method.run(
+            method,
+            state,
+            data,
+            max_steps=max_steps,
+            log_every=log_every,
+            time_budget_s=time_budget_s,
+            on_chunk=on_chunk,
+            seeds=seeds,
+            data_axes=data_axes,
+            diverged=diverged,
+            history=history,
+            checkpoint_every=checkpoint_every,
+            on_checkpoint=on_checkpoint,
+            should_stop=should_stop,
+        )
     vec = seeds is not None
     length = max(1, min(log_every, max_steps))
     done_fn, conv_fn, it_fn = method.done, method.converged, method.iterations
     stall_fn = method.stalled or (lambda s: jnp.array(False))
     if vec:
-        done_fn, conv_fn, it_fn, stall_fn = (jax.vmap(f) for f in (done_fn, conv_fn, it_fn,
-                                                                    stall_fn))
+        done_fn, conv_fn, it_fn, stall_fn = (
+            jax.vmap(f) for f in (done_fn, conv_fn, it_fn, stall_fn)
+        )
     done_fn, conv_fn, it_fn = jax.jit(done_fn), jax.jit(conv_fn), jax.jit(it_fn)
     stall_fn = jax.jit(stall_fn)
     resumed = history is not None
@@ -208,8 +246,11 @@ def run_chunked(method: Method, state, data, *, max_steps: int, log_every: int,
     if diverged is None:
         diverged = jnp.zeros((seeds,), bool) if vec else jnp.array(False)
     t0 = time.perf_counter()
-    compiled = make_chunk(method, length, max_steps, vectorized=vec,
-                          data_axes=data_axes).lower(state, data, diverged).compile()
+    compiled = (
+        make_chunk(method, length, max_steps, vectorized=vec, data_axes=data_axes)
+        .lower(state, data, diverged)
+        .compile()
+    )
     compile_s = time.perf_counter() - t0
     log_fn = jax.jit(jax.vmap(method.log, in_axes=(0, data_axes)) if vec else method.log)
 
@@ -217,11 +258,17 @@ def run_chunked(method: Method, state, data, *, max_steps: int, log_every: int,
         row = jax.device_get(row)
         its = jax.device_get(it_fn(state))
         if vec:
-            rows = [{"seed_index": i, "iteration": int(its[i]), "wall_s": wall,
-                     **{k: float(v[i]) for k, v in row.items()}} for i in range(seeds)]
+            rows = [
+                {
+                    "seed_index": i,
+                    "iteration": int(its[i]),
+                    "wall_s": wall,
+                    **{k: float(v[i]) for k, v in row.items()},
+                }
+                for i in range(seeds)
+            ]
         else:
-            rows = {"iteration": int(its), "wall_s": wall,
-                    **{k: float(v) for k, v in row.items()}}
+            rows = {"iteration": int(its), "wall_s": wall, **{k: float(v) for k, v in row.items()}}
         if on_chunk is not None:
             on_chunk(state, rows)
         history.extend(rows if vec else [rows])
@@ -243,20 +290,33 @@ def run_chunked(method: Method, state, data, *, max_steps: int, log_every: int,
         chunks += 1
         record(state, row, time.perf_counter() - t0)
         stop_now = should_stop is not None and should_stop()
-        if on_checkpoint is not None and (stop_now or (
-                checkpoint_every and chunks % checkpoint_every == 0)):
+        if on_checkpoint is not None and (
+            stop_now or (checkpoint_every and chunks % checkpoint_every == 0)
+        ):
             on_checkpoint(state, diverged, history)
         if stop_now:
             raise Interrupted(int(jnp.max(it_fn(state))))
         if not vec and bool(diverged):
             break
-    done, conv, div, its, stall = (jax.device_get(x) for x in (
-        done_fn(state), conv_fn(state), diverged, it_fn(state), stall_fn(state)))
+    done, conv, div, its, stall = (
+        jax.device_get(x)
+        for x in (done_fn(state), conv_fn(state), diverged, it_fn(state), stall_fn(state))
+    )
 
     def status(a, b, c, d, e):
-        return run_status(bool(a), bool(b), bool(c), int(d), timed_out=timed_out,
-                          max_steps=max_steps, stalled=bool(e))
+        return run_status(
+            bool(a),
+            bool(b),
+            bool(c),
+            int(d),
+            timed_out=timed_out,
+            max_steps=max_steps,
+            stalled=bool(e),
+        )
 
-    st = ([status(*v) for v in zip(done, conv, div, its, stall)] if vec
-          else status(done, conv, div, its, stall))
+    st = (
+        [status(*v) for v in zip(done, conv, div, its, stall)]
+        if vec
+        else status(done, conv, div, its, stall)
+    )
     return RunResult(state, st, history, compile_s, time.perf_counter() - t0)

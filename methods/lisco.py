@@ -92,32 +92,67 @@ class LiscoConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(self.hidden))
-        for f in ("predictor_steps", "predictor_batch", "plateau_patience", "solver_steps",
-                  "solver_batch", "max_age", "n_max"):
+        for f in (
+            "predictor_steps",
+            "predictor_batch",
+            "plateau_patience",
+            "solver_steps",
+            "solver_batch",
+            "max_age",
+            "n_max",
+        ):
             check_positive_int(getattr(self, f), f"method.{f}")
-        check(len(self.hidden) > 0 and all(isinstance(w, int) and w > 0 for w in self.hidden),
-              "method.hidden", f"must be a list of positive integers, got {list(self.hidden)}")
+        check(
+            len(self.hidden) > 0 and all(isinstance(w, int) and w > 0 for w in self.hidden),
+            "method.hidden",
+            f"must be a list of positive integers, got {list(self.hidden)}",
+        )
         check_choice(self.activation, "method.activation", list(ACTIVATIONS))
         check_choice(self.step_scale, "method.step_scale", ["v1", "v2"])
         check_choice(self.convexification, "method.convexification", CONVEXIFICATIONS)
-        for f in ("predictor_lr", "solver_lr", "reject_factor", "tol", "resample_tol",
-                  "min_lr", "omega"):
+        for f in (
+            "predictor_lr",
+            "solver_lr",
+            "reject_factor",
+            "tol",
+            "resample_tol",
+            "min_lr",
+            "omega",
+        ):
             v = getattr(self, f)
-            check(isinstance(v, (int, float)) and v > 0, f"method.{f}",
-                  f"must be a number > 0, got {v!r}")
+            check(
+                isinstance(v, (int, float)) and v > 0,
+                f"method.{f}",
+                f"must be a number > 0, got {v!r}",
+            )
         for f in ("weight_decay", "rho"):
             v = getattr(self, f)
-            check(isinstance(v, (int, float)) and v >= 0, f"method.{f}",
-                  f"must be a number >= 0, got {v!r}")
-        check(self.stop_tol is None or (isinstance(self.stop_tol, (int, float))
-                                        and not isinstance(self.stop_tol, bool)
-                                        and self.stop_tol >= 0), "method.stop_tol",
-              f"must be null (= method.tol) or a number >= 0, got {self.stop_tol!r}")
-        check(0 < self.plateau_factor < 1, "method.plateau_factor",
-              f"must be in (0, 1), got {self.plateau_factor!r}")
+            check(
+                isinstance(v, (int, float)) and v >= 0,
+                f"method.{f}",
+                f"must be a number >= 0, got {v!r}",
+            )
+        check(
+            self.stop_tol is None
+            or (
+                isinstance(self.stop_tol, (int, float))
+                and not isinstance(self.stop_tol, bool)
+                and self.stop_tol >= 0
+            ),
+            "method.stop_tol",
+            f"must be null (= method.tol) or a number >= 0, got {self.stop_tol!r}",
+        )
+        check(
+            0 < self.plateau_factor < 1,
+            "method.plateau_factor",
+            f"must be in (0, 1), got {self.plateau_factor!r}",
+        )
         check(0 < self.shrink <= 1, "method.shrink", f"must be in (0, 1], got {self.shrink!r}")
-        check(self.train or bool(self.checkpoint), "method.checkpoint",
-              "method.train=false needs method.checkpoint=<run folder of a trained lisco run>")
+        check(
+            self.train or bool(self.checkpoint),
+            "method.checkpoint",
+            "method.train=false needs method.checkpoint=<run folder of a trained lisco run>",
+        )
 
 
 # Where the solver loss's T̃ (eq. 14) linearises the objective, f̃(y) = f(y_k) +
@@ -145,8 +180,11 @@ class IpoptConfig:
     linear_solver: str = "mumps"
 
     def __post_init__(self):
-        check(isinstance(self.tol, (int, float)) and self.tol > 0, "method.tol",
-              f"must be a number > 0, got {self.tol!r}")
+        check(
+            isinstance(self.tol, (int, float)) and self.tol > 0,
+            "method.tol",
+            f"must be a number > 0, got {self.tol!r}",
+        )
         check_choice(self.hessian, "method.hessian", ["exact", "lbfgs"])
         check_positive_int(self.max_iter, "method.max_iter")
         from methods.collocation import check_linear_solver
@@ -161,8 +199,11 @@ class OsqpConfig:
     tight: bool = False
 
     def __post_init__(self):
-        check(isinstance(self.tight, bool), "method.tight",
-              f"must be true or false, got {self.tight!r}")
+        check(
+            isinstance(self.tight, bool),
+            "method.tight",
+            f"must be true or false, got {self.tight!r}",
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,8 +217,11 @@ class JaxoptOsqpConfig:
     eq_qp_solve: str = "lu"
 
     def __post_init__(self):
-        check(isinstance(self.tight, bool), "method.tight",
-              f"must be true or false, got {self.tight!r}")
+        check(
+            isinstance(self.tight, bool),
+            "method.tight",
+            f"must be true or false, got {self.tight!r}",
+        )
         check_choice(self.eq_qp_solve, "method.eq_qp_solve", ["lu", "cg", "cg+jacobi"])
 
 
@@ -196,21 +240,24 @@ class Net(nn.Module):
         for w in self.hidden:
             v = act(nn.Dense(w, dtype=self.dtype, param_dtype=self.dtype)(v))
         init = nn.initializers.zeros if self.zero_output else nn.linear.default_kernel_init
-        return nn.Dense(self.out, dtype=self.dtype, param_dtype=self.dtype,
-                        kernel_init=init)(v)
+        return nn.Dense(self.out, dtype=self.dtype, param_dtype=self.dtype, kernel_init=init)(v)
 
 
 def networks(problem, cfg: LiscoConfig, dtype) -> tuple[Net, Net]:
     """(Π_pred: n_x → n_z, Π_sol: n_x + n_z + 1 → n_z)."""
-    return (Net(cfg.hidden, problem.n_z, cfg.activation, dtype),
-            Net(cfg.hidden, problem.n_z, cfg.activation, dtype, cfg.solver_zero_init))
+    return (
+        Net(cfg.hidden, problem.n_z, cfg.activation, dtype),
+        Net(cfg.hidden, problem.n_z, cfg.activation, dtype, cfg.solver_zero_init),
+    )
 
 
 def init_networks(problem, cfg: LiscoConfig, dtype, key) -> tuple[Any, Any]:
     pred, sol = networks(problem, cfg, dtype)
     k1, k2 = jax.random.split(key)
-    return (pred.init(k1, jnp.zeros((1, problem.n_x), dtype)),
-            sol.init(k2, jnp.zeros((1, problem.n_x + problem.n_z + 1), dtype)))
+    return (
+        pred.init(k1, jnp.zeros((1, problem.n_x), dtype)),
+        sol.init(k2, jnp.zeros((1, problem.n_x + problem.n_z + 1), dtype)),
+    )
 
 
 def solver_features(x, f):
@@ -227,13 +274,16 @@ def step_size(nrm, kind: str):
 
 def solver_step(sol: Net, sol_params, residual, kind: str = "v1"):
     """Δz(z, x) = s(‖F‖)·Π_sol([x, F/‖F‖, log10‖F‖]) with the exact F (batched)."""
+
     def step(z, x):
         feats, nrm = solver_features(x, jax.vmap(residual)(z, x))
         return step_size(nrm, kind) * sol.apply(sol_params, feats)
+
     return step
 
 
 # --- predictor training -------------------------------------------------------------------
+
 
 class PredictorState(NamedTuple):
     params: Any
@@ -251,9 +301,10 @@ def predictor_method(problem, cfg: LiscoConfig, dtype, key) -> Method:
     """Π_pred training as a driver Method (params: the predictor's initial parameters)."""
     pred, _ = networks(problem, cfg, dtype)
     res = problem.residual(dtype)
-    opt = optax.chain(optax.adamw(cfg.predictor_lr, weight_decay=cfg.weight_decay),
-                      reduce_on_plateau(cfg.plateau_factor, cfg.plateau_patience,
-                                        cooldown=cfg.plateau_cooldown))
+    opt = optax.chain(
+        optax.adamw(cfg.predictor_lr, weight_decay=cfg.weight_decay),
+        reduce_on_plateau(cfg.plateau_factor, cfg.plateau_patience, cooldown=cfg.plateau_cooldown),
+    )
     n_z = problem.n_z
 
     def loss_fn(params, x):
@@ -261,16 +312,18 @@ def predictor_method(problem, cfg: LiscoConfig, dtype, key) -> Method:
         return jnp.mean(jax.vmap(res.merit)(z, x)) / n_z
 
     def init(params, data):
-        return PredictorState(params, opt.init(params), key, jnp.int32(0),
-                              jnp.asarray(jnp.inf, dtype))
+        return PredictorState(
+            params, opt.init(params), key, jnp.int32(0), jnp.asarray(jnp.inf, dtype)
+        )
 
     def step(s: PredictorState, data):
         k, sub = jax.random.split(s.key)
         x = problem.sample_x(sub, cfg.predictor_batch, dtype)
         loss, grads = jax.value_and_grad(loss_fn)(s.params, x)
         updates, opt_state = opt.update(grads, s.opt_state, s.params, value=loss)
-        return PredictorState(optax.apply_updates(s.params, updates), opt_state, k, s.step + 1,
-                              loss)
+        return PredictorState(
+            optax.apply_updates(s.params, updates), opt_state, k, s.step + 1, loss
+        )
 
     def lr(s):
         return cfg.predictor_lr * _plateau_scale(s.opt_state)
@@ -281,16 +334,30 @@ def predictor_method(problem, cfg: LiscoConfig, dtype, key) -> Method:
     def log(s, data):
         xv = data["valid_x"]
         merit = jax.vmap(res.merit)(pred.apply(s.params, xv), xv)
-        return {"loss": s.loss, "lr": lr(s), "valid_loss": jnp.mean(merit) / n_z,
-                "valid_T_median": jnp.median(merit)}
+        return {
+            "loss": s.loss,
+            "lr": lr(s),
+            "valid_loss": jnp.mean(merit) / n_z,
+            "valid_T_median": jnp.median(merit),
+        }
 
-    return Method("lisco_predictor", init, step, done,
-                  lambda s: jnp.all(jnp.isfinite(s.loss)) | (s.step == 0),
-                  lambda s: jnp.array(True), log, lambda s: s.params, lambda s: s.step,
-                  lambda s: s.step, cfg.predictor_steps)
+    return Method(
+        "lisco_predictor",
+        init,
+        step,
+        done,
+        lambda s: jnp.all(jnp.isfinite(s.loss)) | (s.step == 0),
+        lambda s: jnp.array(True),
+        log,
+        lambda s: s.params,
+        lambda s: s.step,
+        lambda s: s.step,
+        cfg.predictor_steps,
+    )
 
 
 # --- solver training ----------------------------------------------------------------------
+
 
 class SolverState(NamedTuple):
     params: Any
@@ -329,16 +396,22 @@ def solver_method(problem, cfg: LiscoConfig, dtype, key, pred_params=None) -> Me
     def starts(k, n):
         kx, kz = jax.random.split(k)
         x = problem.sample_x(kx, n, dtype)
-        z = (pred.apply(pred_params, x) if pred_params is not None
-             else jax.random.normal(kz, (n, n_z), dtype))
+        z = (
+            pred.apply(pred_params, x)
+            if pred_params is not None
+            else jax.random.normal(kz, (n, n_z), dtype)
+        )
         return x, z
 
     def loss_fn(params, x, z):
         f = jax.vmap(res)(z, x)
         feats, nrm = solver_features(x, f)
         dz = step_size(nrm, cfg.step_scale) * sol.apply(params, feats)
-        fc = jax.vmap(lambda zz, d, xx: lookahead_residual(
-            res, zz, d, xx, rho, cfg.convexification, problem.n_y))(z, dz, x)
+        fc = jax.vmap(
+            lambda zz, d, xx: lookahead_residual(
+                res, zz, d, xx, rho, cfg.convexification, problem.n_y
+            )
+        )(z, dz, x)
         t = 0.5 * jnp.sum(fc**2, axis=1) / n_z
         t = jnp.maximum(t, jnp.finfo(dtype).tiny)
         return jnp.mean(jnp.log10(t)), dz
@@ -347,9 +420,20 @@ def solver_method(problem, cfg: LiscoConfig, dtype, key, pred_params=None) -> Me
         k, sub = jax.random.split(key)
         x, z = starts(sub, b)
         t = merits(z, x)
-        return SolverState(params, opt.init(params), k, jnp.int32(0), x, z, t, t,
-                           jnp.zeros((b,), jnp.int32), jnp.asarray(jnp.inf, dtype),
-                           jnp.int32(0), jnp.int32(0))
+        return SolverState(
+            params,
+            opt.init(params),
+            k,
+            jnp.int32(0),
+            x,
+            z,
+            t,
+            t,
+            jnp.zeros((b,), jnp.int32),
+            jnp.asarray(jnp.inf, dtype),
+            jnp.int32(0),
+            jnp.int32(0),
+        )
 
     def step(s: SolverState, data):
         (loss, dz), grads = jax.value_and_grad(loss_fn, has_aux=True)(s.params, s.x, s.z)
@@ -357,8 +441,9 @@ def solver_method(problem, cfg: LiscoConfig, dtype, key, pred_params=None) -> Me
         params = optax.apply_updates(s.params, updates)
         z_new = s.z + jax.lax.stop_gradient(dz)
         t_new = merits(z_new, s.x)
-        accept = (s.step >= cfg.warmup) & jnp.isfinite(t_new) & (t_new <= cfg.reject_factor
-                                                                   * s.merit0)
+        accept = (
+            (s.step >= cfg.warmup) & jnp.isfinite(t_new) & (t_new <= cfg.reject_factor * s.merit0)
+        )
         z = jnp.where(accept[:, None], z_new, s.z)
         t = jnp.where(accept, t_new, s.merit)
         age = s.age + 1
@@ -371,21 +456,46 @@ def solver_method(problem, cfg: LiscoConfig, dtype, key, pred_params=None) -> Me
         t0 = merits(z0, x0)
         t = jnp.where(again, t0, t)
         merit0 = jnp.where(again, t0, s.merit0)
-        return SolverState(params, opt_state, k, s.step + 1, x, z, t, merit0,
-                           jnp.where(again, 0, age), loss,
-                           s.resampled + jnp.sum(again, dtype=jnp.int32),
-                           s.solved + jnp.sum(solved, dtype=jnp.int32))
+        return SolverState(
+            params,
+            opt_state,
+            k,
+            s.step + 1,
+            x,
+            z,
+            t,
+            merit0,
+            jnp.where(again, 0, age),
+            loss,
+            s.resampled + jnp.sum(again, dtype=jnp.int32),
+            s.solved + jnp.sum(solved, dtype=jnp.int32),
+        )
 
     def log(s, data):
-        return {"loss": s.loss, "batch_T_median": jnp.median(s.merit), "resampled": s.resampled,
-                "solved": s.solved}
+        return {
+            "loss": s.loss,
+            "batch_T_median": jnp.median(s.merit),
+            "resampled": s.resampled,
+            "solved": s.solved,
+        }
 
-    return Method("lisco_solver", init, step, lambda s: jnp.array(False),
-                  lambda s: jnp.isfinite(s.loss) | (s.step == 0), lambda s: jnp.array(True),
-                  log, lambda s: s.params, lambda s: s.step, lambda s: s.step, cfg.solver_steps)
+    return Method(
+        "lisco_solver",
+        init,
+        step,
+        lambda s: jnp.array(False),
+        lambda s: jnp.isfinite(s.loss) | (s.step == 0),
+        lambda s: jnp.array(True),
+        log,
+        lambda s: s.params,
+        lambda s: s.step,
+        lambda s: s.step,
+        cfg.solver_steps,
+    )
 
 
 # --- evaluation ---------------------------------------------------------------------------
+
 
 def start_points(problem, cfg: LiscoConfig, dtype, pred_params, x, key):
     """z₀ for inference: Π_pred(x), or N(0, 1) draws without a predictor."""
@@ -407,27 +517,55 @@ def make_inference(problem, cfg: LiscoConfig, dtype, thresholds=(1e-6, 1e-8)):
 
     @jax.jit
     def run(sol_params, z0, x):
-        return infer(solver_step(sol, sol_params, res, cfg.step_scale), res, z0, x, n_max=cfg.n_max,
-                     tol=stop_tol(cfg), omega=cfg.omega, shrink=cfg.shrink,
-                     thresholds=thresholds)
+        return infer(
+            solver_step(sol, sol_params, res, cfg.step_scale),
+            res,
+            z0,
+            x,
+            n_max=cfg.n_max,
+            tol=stop_tol(cfg),
+            omega=cfg.omega,
+            shrink=cfg.shrink,
+            thresholds=thresholds,
+        )
 
     return run
 
 
-def make_batch_inference(problem, cfg: LiscoConfig, dtype, thresholds=(1e-6, 1e-8),
-                         chunk: int = 25):
+def make_batch_inference(
+    problem, cfg: LiscoConfig, dtype, thresholds=(1e-6, 1e-8), chunk: int = 25
+):
     """``run(sol_params, z0, x)`` for a large batch: the same loop in compiled chunks,
     converged samples dropped between chunks (``infer_compacted``)."""
     _, sol = networks(problem, cfg, dtype)
     res = problem.residual(dtype)
     return compacted_runner(
-        lambda sol_params, z, x: solver_step(sol, sol_params, res, cfg.step_scale)(z, x), res,
-        n_max=cfg.n_max, tol=stop_tol(cfg), omega=cfg.omega, shrink=cfg.shrink,
-        thresholds=thresholds, chunk=chunk)
+        lambda sol_params, z, x: solver_step(sol, sol_params, res, cfg.step_scale)(z, x),
+        res,
+        n_max=cfg.n_max,
+        tol=stop_tol(cfg),
+        omega=cfg.omega,
+        shrink=cfg.shrink,
+        thresholds=thresholds,
+        chunk=chunk,
+    )
 
 
-__all__ = ["CONVEXIFICATIONS", "LiscoConfig", "IpoptConfig", "OsqpConfig",
-           "JaxoptOsqpConfig", "Net", "networks",
-           "init_networks", "lookahead_residual",
-           "predictor_method", "solver_method", "solver_step", "solver_features", "start_points",
-           "make_inference", "make_batch_inference"]
+__all__ = [
+    "CONVEXIFICATIONS",
+    "LiscoConfig",
+    "IpoptConfig",
+    "OsqpConfig",
+    "JaxoptOsqpConfig",
+    "Net",
+    "networks",
+    "init_networks",
+    "lookahead_residual",
+    "predictor_method",
+    "solver_method",
+    "solver_step",
+    "solver_features",
+    "start_points",
+    "make_inference",
+    "make_batch_inference",
+]

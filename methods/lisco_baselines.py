@@ -58,19 +58,33 @@ def casadi_objective(kind: str, inst: Dc3Instance, y):
         return 0.5 * ca.dot(y, q * y) + ca.dot(p, y)
     if kind == "nonconvex_qp":
         return 0.5 * ca.dot(y, q * y) + ca.dot(p, ca.sin(y))
-    return (ca.sum1((y[1:] - y[:-1] ** 2) ** 2 + 0.01 * (1 - y[:-1]) ** 2)
-            + 5.0 * ca.dot(p, y))
+    return ca.sum1((y[1:] - y[:-1] ** 2) ** 2 + 0.01 * (1 - y[:-1]) ** 2) + 5.0 * ca.dot(p, y)
 
 
 def _result(ys, nus, lams, iters, status, success, solve_s, total_s) -> BaselineResult:
-    return BaselineResult(np.array(ys), np.array(nus), np.array(lams),
-                          np.array(iters, dtype=int), list(status),
-                          np.array(success, dtype=bool), np.array(solve_s), np.array(total_s))
+    return BaselineResult(
+        np.array(ys),
+        np.array(nus),
+        np.array(lams),
+        np.array(iters, dtype=int),
+        list(status),
+        np.array(success, dtype=bool),
+        np.array(solve_s),
+        np.array(total_s),
+    )
 
 
-def ipopt_solve(kind: str, inst: Dc3Instance, X: np.ndarray, *, tol: float = 1e-10,
-                hessian: str = "exact", max_iter: int = 3000, linear_solver: str = "mumps",
-                on_instance: Callable[[int], None] | None = None) -> BaselineResult:
+def ipopt_solve(
+    kind: str,
+    inst: Dc3Instance,
+    X: np.ndarray,
+    *,
+    tol: float = 1e-10,
+    hessian: str = "exact",
+    max_iter: int = 3000,
+    linear_solver: str = "mumps",
+    on_instance: Callable[[int], None] | None = None,
+) -> BaselineResult:
     """IPOPT on every row x of ``X`` with one CasADi solver (x is its parameter p).
 
     ``on_instance(i)`` is called after instance i (e.g. to advance a progress bar)."""
@@ -80,13 +94,19 @@ def ipopt_solve(kind: str, inst: Dc3Instance, X: np.ndarray, *, tol: float = 1e-
     n_ineq = inst.G.shape[0]
     y, xp = ca.SX.sym("y", n), ca.SX.sym("x", n_eq)
     g = ca.vertcat(ca.mtimes(ca.DM(inst.A), y) - xp, ca.mtimes(ca.DM(inst.G), y))
-    opts = {"print_time": False, "ipopt.print_level": 0, "ipopt.sb": "yes",
-            "ipopt.tol": tol, "ipopt.max_iter": max_iter,
-            "ipopt.linear_solver": linear_solver}
+    opts = {
+        "print_time": False,
+        "ipopt.print_level": 0,
+        "ipopt.sb": "yes",
+        "ipopt.tol": tol,
+        "ipopt.max_iter": max_iter,
+        "ipopt.linear_solver": linear_solver,
+    }
     if hessian == "lbfgs":
         opts["ipopt.hessian_approximation"] = "limited-memory"
-    solver = ca.nlpsol("ipopt", "ipopt",
-                       {"x": y, "p": xp, "f": casadi_objective(kind, inst, y), "g": g}, opts)
+    solver = ca.nlpsol(
+        "ipopt", "ipopt", {"x": y, "p": xp, "f": casadi_objective(kind, inst, y), "g": g}, opts
+    )
     pinv = np.linalg.pinv(inst.A)
     lbg = np.concatenate([np.zeros(n_eq), np.full(n_ineq, -np.inf)])
     ubg = np.concatenate([np.zeros(n_eq), inst.h])
@@ -97,23 +117,41 @@ def ipopt_solve(kind: str, inst: Dc3Instance, X: np.ndarray, *, tol: float = 1e-
         dt = time.perf_counter() - t0
         st = solver.stats()
         lam_g = np.asarray(sol["lam_g"]).ravel()
-        for acc, v in zip(out, (np.asarray(sol["x"]).ravel(), lam_g[:n_eq], lam_g[n_eq:],
-                                st["iter_count"], st["return_status"], st["success"], dt)):
+        for acc, v in zip(
+            out,
+            (
+                np.asarray(sol["x"]).ravel(),
+                lam_g[:n_eq],
+                lam_g[n_eq:],
+                st["iter_count"],
+                st["return_status"],
+                st["success"],
+                dt,
+            ),
+        ):
             acc.append(v)
         if on_instance is not None:
             on_instance(i)
     return _result(*out, out[-1])
 
 
-def osqp_solve(inst: Dc3Instance, X: np.ndarray, *, tight: bool = False,
-               on_instance: Callable[[int], None] | None = None) -> BaselineResult:
+def osqp_solve(
+    inst: Dc3Instance,
+    X: np.ndarray,
+    *,
+    tight: bool = False,
+    on_instance: Callable[[int], None] | None = None,
+) -> BaselineResult:
     """OSQP on the convex QP for every row x of ``X``, a new solver per instance.
 
     Default: DC3's call (OSQP defaults + ``eps_prim_inf=1e-4``); ``tight``: eps_abs = eps_rel
     = 1e-10, polishing, max_iter 100000."""
     n_eq, n_ineq = inst.A.shape[0], inst.G.shape[0]
-    settings = (dict(eps_abs=1e-10, eps_rel=1e-10, polishing=True, max_iter=100000) if tight
-                else dict(eps_prim_inf=1e-4))
+    settings = (
+        dict(eps_abs=1e-10, eps_rel=1e-10, polishing=True, max_iter=100000)
+        if tight
+        else dict(eps_prim_inf=1e-4)
+    )
     p_mat = sp.csc_matrix(inst.Q)
     a_mat = sp.csc_matrix(np.vstack([inst.A, inst.G]))
     lo_ineq, hi_ineq = np.full(n_ineq, -np.inf), np.asarray(inst.h)
@@ -121,14 +159,31 @@ def osqp_solve(inst: Dc3Instance, X: np.ndarray, *, tight: bool = False,
     for i, x in enumerate(np.asarray(X)):
         t0 = time.perf_counter()
         solver = osqp.OSQP()
-        solver.setup(P=p_mat, q=inst.p, A=a_mat, l=np.concatenate([x, lo_ineq]),
-                     u=np.concatenate([x, hi_ineq]), verbose=False, **settings)
+        solver.setup(
+            P=p_mat,
+            q=inst.p,
+            A=a_mat,
+            l=np.concatenate([x, lo_ineq]),
+            u=np.concatenate([x, hi_ineq]),
+            verbose=False,
+            **settings,
+        )
         t1 = time.perf_counter()
         r = solver.solve(raise_error=False)
         t2 = time.perf_counter()
-        for acc, v in zip(out, (np.array(r.x), r.y[:n_eq].copy(), r.y[n_eq:].copy(),
-                                r.info.iter, r.info.status, r.info.status == "solved",
-                                t2 - t1, t2 - t0)):
+        for acc, v in zip(
+            out,
+            (
+                np.array(r.x),
+                r.y[:n_eq].copy(),
+                r.y[n_eq:].copy(),
+                r.info.iter,
+                r.info.status,
+                r.info.status == "solved",
+                t2 - t1,
+                t2 - t0,
+            ),
+        ):
             acc.append(v)
         if on_instance is not None:
             on_instance(i)
@@ -140,8 +195,14 @@ def osqp_solve(inst: Dc3Instance, X: np.ndarray, *, tight: bool = False,
 BOX_OSQP = {False: {"tol": 1e-3, "maxiter": 4000}, True: {"tol": 1e-9, "maxiter": 100_000}}
 
 
-def box_osqp_solve(inst: Dc3Instance, X: np.ndarray, *, tight: bool = False,
-                   dtype=np.float64, eq_qp_solve: str = "lu") -> tuple[BaselineResult, dict]:
+def box_osqp_solve(
+    inst: Dc3Instance,
+    X: np.ndarray,
+    *,
+    tight: bool = False,
+    dtype=np.float64,
+    eq_qp_solve: str = "lu",
+) -> tuple[BaselineResult, dict]:
     """jaxopt's BoxOSQP on the convex QP, vmapped over the rows of ``X`` in one jitted call.
 
         min ½ yᵀQy + pᵀy  s.t.  [A; G] y = z,  [x; −∞] ≤ z ≤ [x; h]
@@ -159,8 +220,13 @@ def box_osqp_solve(inst: Dc3Instance, X: np.ndarray, *, tight: bool = False,
         raise ValueError("box_osqp_solve in float64 needs jax_enable_x64")
     n_eq, n_ineq = inst.A.shape[0], inst.G.shape[0]
     setting = BOX_OSQP[bool(tight)]
-    solver = BoxOSQP(tol=setting["tol"], maxiter=setting["maxiter"], eq_qp_solve=eq_qp_solve,
-                     check_primal_dual_infeasability=False, jit=True)
+    solver = BoxOSQP(
+        tol=setting["tol"],
+        maxiter=setting["maxiter"],
+        eq_qp_solve=eq_qp_solve,
+        check_primal_dual_infeasability=False,
+        jit=True,
+    )
     q_mat, p_vec = jnp.asarray(inst.Q, dtype), jnp.asarray(inst.p, dtype)
     a_mat = jnp.asarray(np.vstack([inst.A, inst.G]), dtype)
     h = jnp.asarray(inst.h, dtype)
@@ -181,21 +247,32 @@ def box_osqp_solve(inst: Dc3Instance, X: np.ndarray, *, tight: bool = False,
     batch_s = time.perf_counter() - t0
     u, err, n = np.asarray(u, np.float64), np.asarray(err), len(X)
     ok = err <= setting["tol"]
-    status = ["solved" if o else f"error {e:.1e} > tol after {i} iterations"
-              for o, e, i in zip(ok, err, np.asarray(iters))]
+    status = [
+        "solved" if o else f"error {e:.1e} > tol after {i} iterations"
+        for o, e, i in zip(ok, err, np.asarray(iters))
+    ]
     per = np.full(n, batch_s / n)
-    res = _result(np.asarray(y, np.float64), u[:, :n_eq], u[:, n_eq:], np.asarray(iters),
-                  status, ok, per, per)
+    res = _result(
+        np.asarray(y, np.float64), u[:, :n_eq], u[:, n_eq:], np.asarray(iters), status, ok, per, per
+    )
     return res, {"compile_s": compile_s - batch_s, "batch_s": batch_s, **setting}
 
 
 # --- the baselines as methods: solve(problem, cfg, X, on_instance) -> (result, extra record) --
 
+
 def ipopt_method(problem, cfg, X, on_instance=None) -> tuple[BaselineResult, dict]:
     """``method=ipopt`` (``methods.lisco.IpoptConfig``) on a ``parametric_opt`` problem."""
-    return ipopt_solve(problem.kind, problem.inst, X, tol=cfg.tol, hessian=cfg.hessian,
-                       max_iter=cfg.max_iter, linear_solver=cfg.linear_solver,
-                       on_instance=on_instance), {}
+    return ipopt_solve(
+        problem.kind,
+        problem.inst,
+        X,
+        tol=cfg.tol,
+        hessian=cfg.hessian,
+        max_iter=cfg.max_iter,
+        linear_solver=cfg.linear_solver,
+        on_instance=on_instance,
+    ), {}
 
 
 def osqp_method(problem, cfg, X, on_instance=None) -> tuple[BaselineResult, dict]:
@@ -212,10 +289,23 @@ def box_osqp_method(problem, cfg, X, on_instance=None) -> tuple[BaselineResult, 
 
 def convex_only(problem) -> str | None:
     """Why a convex-QP solver cannot take ``problem`` (None: it can)."""
-    return None if getattr(problem, "convex", False) else \
-        f"solves convex QPs only, not problem {problem.name!r}"
+    return (
+        None
+        if getattr(problem, "convex", False)
+        else f"solves convex QPs only, not problem {problem.name!r}"
+    )
 
 
-__all__ = ["HESSIANS", "BOX_OSQP", "box_osqp_method", "convex_only", "ipopt_method",
-           "osqp_method", "BaselineResult", "box_osqp_solve", "casadi_objective",
-           "ipopt_solve", "osqp_solve"]
+__all__ = [
+    "HESSIANS",
+    "BOX_OSQP",
+    "box_osqp_method",
+    "convex_only",
+    "ipopt_method",
+    "osqp_method",
+    "BaselineResult",
+    "box_osqp_solve",
+    "casadi_objective",
+    "ipopt_solve",
+    "osqp_solve",
+]

@@ -45,8 +45,15 @@ class _State(NamedTuple):
     k: jax.Array
 
 
-def _loop(step: Callable, residual: Callable, *, tol: float, omega: float, shrink: float,
-          thresholds: tuple):
+def _loop(
+    step: Callable,
+    residual: Callable,
+    *,
+    tol: float,
+    omega: float,
+    shrink: float,
+    thresholds: tuple,
+):
     """(init(z0, x, alpha0) -> state, advance(state, x, k_end) -> state): the loop's pieces.
     ``advance`` iterates while k < k_end and some sample is still running."""
     never = jnp.iinfo(jnp.int32).max
@@ -61,9 +68,17 @@ def _loop(step: Callable, residual: Callable, *, tol: float, omega: float, shrin
     def init(z0, x, alpha0):
         n0 = norms(z0, x)
         b = z0.shape[0]
-        return _State(z0, z0, n0, jnp.full((b,), alpha0, z0.dtype), 0.5 * n0**2 <= tol,
-                      jnp.zeros((b,), jnp.int32), jnp.zeros((b,), jnp.int32),
-                      jnp.where(hit(n0), 0, never).astype(jnp.int32), jnp.int32(0))
+        return _State(
+            z0,
+            z0,
+            n0,
+            jnp.full((b,), alpha0, z0.dtype),
+            0.5 * n0**2 <= tol,
+            jnp.zeros((b,), jnp.int32),
+            jnp.zeros((b,), jnp.int32),
+            jnp.where(hit(n0), 0, never).astype(jnp.int32),
+            jnp.int32(0),
+        )
 
     def advance(s: _State, x, k_end):
         def cond(s: _State):
@@ -83,8 +98,17 @@ def _loop(step: Callable, residual: Callable, *, tol: float, omega: float, shrin
             alpha = jnp.where(reset, s.alpha * shrink, s.alpha)
             done = s.done | (0.5 * best_norm**2 <= tol)
             hits = jnp.where(hit(best_norm) & (s.hits == never), s.k + 1, s.hits)
-            return _State(z, best_z, best_norm, alpha, done, s.iterations + active,
-                          s.resets + reset, hits, s.k + 1)
+            return _State(
+                z,
+                best_z,
+                best_norm,
+                alpha,
+                done,
+                s.iterations + active,
+                s.resets + reset,
+                hits,
+                s.k + 1,
+            )
 
         return jax.lax.while_loop(cond, body, s)
 
@@ -98,22 +122,41 @@ def _result(s: _State, n_max, tol: float) -> InferenceResult:
     return InferenceResult(s.best_z, merit, s.iterations, merit <= tol, s.resets, hits)
 
 
-def infer(step: Callable, residual: Callable, z0: jax.Array, x: jax.Array, *,
-          n_max: int | jax.Array = 500, tol: float = 1e-8, omega: float = 10.0,
-          alpha0: float = 1.0, shrink: float = 0.95,
-          thresholds: tuple = ()) -> InferenceResult:
+def infer(
+    step: Callable,
+    residual: Callable,
+    z0: jax.Array,
+    x: jax.Array,
+    *,
+    n_max: int | jax.Array = 500,
+    tol: float = 1e-8,
+    omega: float = 10.0,
+    alpha0: float = 1.0,
+    shrink: float = 0.95,
+    thresholds: tuple = (),
+) -> InferenceResult:
     """Run the loop (jittable; ``n_max`` may be traced). ``residual(z, x)`` is F for one
     sample; it is vmapped here. ``thresholds``: levels of T whose first-hit iteration is
     recorded per sample (the convergence curves; 0 = already at the start)."""
-    init, advance = _loop(step, residual, tol=tol, omega=omega, shrink=shrink,
-                          thresholds=thresholds)
+    init, advance = _loop(
+        step, residual, tol=tol, omega=omega, shrink=shrink, thresholds=thresholds
+    )
     return _result(advance(init(z0, x, alpha0), x, n_max), n_max, tol)
 
 
-def compacted_runner(step: Callable, residual: Callable, *, n_max: int = 500,
-                     tol: float = 1e-8, omega: float = 10.0, alpha0: float = 1.0,
-                     shrink: float = 0.95, thresholds: tuple = (), chunk: int = 25,
-                     min_bucket: int = 8) -> Callable:
+def compacted_runner(
+    step: Callable,
+    residual: Callable,
+    *,
+    n_max: int = 500,
+    tol: float = 1e-8,
+    omega: float = 10.0,
+    alpha0: float = 1.0,
+    shrink: float = 0.95,
+    thresholds: tuple = (),
+    chunk: int = 25,
+    min_bucket: int = 8,
+) -> Callable:
     """``run(params, z0, x) -> InferenceResult``: :func:`infer` for a large batch, in compiled
     chunks of ``chunk`` iterations; between chunks the samples still running are gathered
     into a smaller batch (padded to a power of two: at most log2(B) shapes compile, once), so
@@ -123,8 +166,14 @@ def compacted_runner(step: Callable, residual: Callable, *, n_max: int = 500,
     import numpy as np
 
     def loop(params):
-        return _loop(lambda z, x: step(params, z, x), residual, tol=tol, omega=omega,
-                     shrink=shrink, thresholds=thresholds)
+        return _loop(
+            lambda z, x: step(params, z, x),
+            residual,
+            tol=tol,
+            omega=omega,
+            shrink=shrink,
+            thresholds=thresholds,
+        )
 
     init = jax.jit(lambda params, z0, x: loop(params)[0](z0, x, alpha0))
     advance = jax.jit(lambda params, s, x, k_end: loop(params)[1](s, x, k_end))
@@ -143,7 +192,7 @@ def compacted_runner(step: Callable, residual: Callable, *, n_max: int = 500,
             k = min(k + chunk, n_max)
             sub = jax.device_get(advance(params, sub, x[rows], np.int32(k)))
             for a, a_sub in zip(state[:-1], sub[:-1]):
-                a[idx] = a_sub[:idx.size]
+                a[idx] = a_sub[: idx.size]
         return _result(state._replace(k=np.int32(k)), n_max, tol)
 
     return run
@@ -156,10 +205,11 @@ def infer_compacted(step: Callable, residual: Callable, z0, x, **kw) -> Inferenc
 
 def newton_step(residual: Callable) -> Callable:
     """Δz = −J(z)⁻¹ F(z) per sample (batched): the exact-Newton stand-in for the network."""
+
     def one(z, x):
         return -jnp.linalg.solve(jax.jacfwd(residual)(z, x), residual(z, x))
+
     return jax.vmap(one)
 
 
-__all__ = ["InferenceResult", "infer", "infer_compacted", "compacted_runner",
-           "newton_step"]
+__all__ = ["InferenceResult", "infer", "infer_compacted", "compacted_runner", "newton_step"]

@@ -44,14 +44,15 @@ def jax_network(shapes, activation: str, x_mean, x_std, z_mean, z_std):
     """NN(x; θ) in JAX for layer shapes [(in, out)] and flat θ (the CasADi layout)."""
     act = JAX_ACTIVATIONS[activation]
     # NumPy float64 constants: traced in whatever precision the caller runs (x64 here)
-    x_mean, x_std, z_mean, z_std = (np.asarray(a, np.float64)
-                                    for a in (x_mean, x_std, z_mean, z_std))
+    x_mean, x_std, z_mean, z_std = (
+        np.asarray(a, np.float64) for a in (x_mean, x_std, z_mean, z_std)
+    )
 
     def nn(theta, x):
         h, k = (x - x_mean) / x_std, 0
         for i, (n_in, n_out) in enumerate(shapes):
-            w = theta[k:k + n_in * n_out].reshape(n_in, n_out)
-            b = theta[k + n_in * n_out:k + n_in * n_out + n_out]
+            w = theta[k : k + n_in * n_out].reshape(n_in, n_out)
+            b = theta[k + n_in * n_out : k + n_in * n_out + n_out]
             k += n_in * n_out + n_out
             h = w.T @ h + b
             if i < len(shapes) - 1:
@@ -64,6 +65,7 @@ def jax_network(shapes, activation: str, x_mean, x_std, z_mean, z_std):
 def network_blocks(nn):
     """A jitted (θ, X (P, n_x), M (P, n_z)) -> (H_θθ, H_xθ (P, n_x, n_θ), H_xx (P, n_x, n_x))
     of −Σ_p μ_pᵀ NN(x_p; θ)."""
+
     def point(x, theta, mu):
         return -jnp.dot(mu, nn(theta, x))
 
@@ -138,12 +140,15 @@ class NetworkHessian(ca.Callback):
         x = np.asarray(x, float).ravel()
         lam = np.asarray(lam_g, float).ravel()
         with jax.enable_x64(True):
-            h_tt, h_xt, h_xx = self.blocks(jnp.asarray(x[self.theta_index]),
-                                           jnp.asarray(x[self.x_index]),
-                                           jnp.asarray(lam[self.mu_index]))
+            h_tt, h_xt, h_xx = self.blocks(
+                jnp.asarray(x[self.theta_index]),
+                jnp.asarray(x[self.x_index]),
+                jnp.asarray(lam[self.mu_index]),
+            )
             h_tt, h_xt, h_xx = (np.asarray(h) for h in (h_tt, h_xt, h_xx))
-        vals = np.concatenate([h_tt[self.tt], h_xt.ravel(),
-                               h_xx[:, self.xx[0], self.xx[1]].ravel()])
+        vals = np.concatenate(
+            [h_tt[self.tt], h_xt.ravel(), h_xx[:, self.xx[0], self.xx[1]].ravel()]
+        )
         return vals[self.order]
 
     def eval(self, args):
@@ -157,8 +162,9 @@ def index_of(x: ca.MX, expr: ca.MX) -> np.ndarray:
     return np.asarray(f(np.arange(x.shape[0], dtype=float)), float).ravel().round().astype(int)
 
 
-def fast_hessian(opti: ca.Opti, objective: ca.MX, network: list, theta: ca.MX,
-                 nn_outputs: list, nn) -> tuple[ca.Function, NetworkHessian]:
+def fast_hessian(
+    opti: ca.Opti, objective: ca.MX, network: list, theta: ca.MX, nn_outputs: list, nn
+) -> tuple[ca.Function, NetworkHessian]:
     """``hess_lag`` for ``opti``'s IPOPT: CasADi's Hessian of the Lagrangian with the network
     outputs replaced by zeros (what remains is sparse; expanded to SX) + the network part
     from :class:`NetworkHessian`.
@@ -177,15 +183,26 @@ def fast_hessian(opti: ca.Opti, objective: ca.MX, network: list, theta: ca.MX,
         n_x, n = xc.shape
         x_index.append(index_of(x, xc).reshape(n, n_x))  # vec is column-major: by point
         mu_index.append(first + np.arange(n * n_z).reshape(n, n_z))
-    cb = NetworkHessian("network_hessian", nx, ng, np.concatenate(x_index),
-                        np.concatenate(mu_index), index_of(x, theta), nn)
+    cb = NetworkHessian(
+        "network_hessian",
+        nx,
+        ng,
+        np.concatenate(x_index),
+        np.concatenate(mu_index),
+        index_of(x, theta),
+        nn,
+    )
     zeros = [ca.MX.zeros(e.sparsity()) for e in nn_outputs]
     g_rest, f_rest = ca.graph_substitute([g, objective], nn_outputs, zeros)
     lagrangian = lam_f * f_rest + ca.dot(lam_g, g_rest)
     h_rest = ca.triu(ca.hessian(lagrangian, x)[0])
     rest = ca.Function("hess_rest", [x, lam_f, lam_g], [h_rest]).expand()
     p = opti.p
-    hess = ca.Function("hess_lag", [x, p, lam_f, lam_g],
-                       [rest(x, lam_f, lam_g) + cb(x, lam_g)],
-                       ["x", "p", "lam_f", "lam_g"], ["triu_hess_gamma_x_x"])
+    hess = ca.Function(
+        "hess_lag",
+        [x, p, lam_f, lam_g],
+        [rest(x, lam_f, lam_g) + cb(x, lam_g)],
+        ["x", "p", "lam_f", "lam_g"],
+        ["triu_hess_gamma_x_x"],
+    )
     return hess, cb

@@ -119,26 +119,33 @@ class InnerConfig:
         check_positive_int(self.max_linesearch_steps, f"{p}.max_linesearch_steps")
         for f in ("gtol", "ftol"):
             v = getattr(self, f)
-            check(isinstance(v, (int, float)) and v >= 0, f"{p}.{f}",
-                  f"must be a number >= 0, got {v!r}")
+            check(
+                isinstance(v, (int, float)) and v >= 0,
+                f"{p}.{f}",
+                f"must be a number >= 0, got {v!r}",
+            )
         check_choice(self.linesearch, f"{p}.linesearch", LINESEARCHES)
-        check_choice(self.on_linesearch_failure, f"{p}.on_linesearch_failure",
-                     LINESEARCH_FAILURES)
+        check_choice(self.on_linesearch_failure, f"{p}.on_linesearch_failure", LINESEARCH_FAILURES)
         check_choice(self.solver, f"{p}.solver", SOLVERS)
 
     def optimizer(self) -> optax.GradientTransformationExtraArgs:
         if self.linesearch == "backtracking":
             ls = optax.scale_by_backtracking_linesearch(
-                max_backtracking_steps=self.max_linesearch_steps, store_grad=True)
+                max_backtracking_steps=self.max_linesearch_steps, store_grad=True
+            )
         else:
             ls = optax.scale_by_zoom_linesearch(
-                max_linesearch_steps=self.max_linesearch_steps, initial_guess_strategy="one")
+                max_linesearch_steps=self.max_linesearch_steps, initial_guess_strategy="one"
+            )
         return optax.lbfgs(memory_size=self.memory, linesearch=ls)
 
 
 def _positive(v, field):
-    check(isinstance(v, (int, float)) and v > 0 and math.isfinite(v), field,
-          f"must be a finite number > 0, got {v!r}")
+    check(
+        isinstance(v, (int, float)) and v > 0 and math.isfinite(v),
+        field,
+        f"must be a finite number > 0, got {v!r}",
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,8 +159,11 @@ class PenaltyConfig(InnerConfig):
     def __post_init__(self):
         super().__post_init__()
         _positive(self.mu0, "method.mu0")
-        check(isinstance(self.rho, (int, float)) and self.rho > 1 and math.isfinite(self.rho),
-              "method.rho", f"must be a finite number > 1 (μ must grow), got {self.rho!r}")
+        check(
+            isinstance(self.rho, (int, float)) and self.rho > 1 and math.isfinite(self.rho),
+            "method.rho",
+            f"must be a finite number > 1 (μ must grow), got {self.rho!r}",
+        )
         if self.mu_max is not None:
             _positive(self.mu_max, "method.mu_max")
 
@@ -223,9 +233,19 @@ def soft_constrained(loss_fn, constraint_fn):
     return phi
 
 
-def lbfgs_rounds(name: str, loss_fn: Callable, constraint_fn: Callable, inner: InnerConfig, *,
-                 mu0: float, rho: float, mu_max: float, max_rounds: int,
-                 multiplier_update: str | None, dtype) -> Method:
+def lbfgs_rounds(
+    name: str,
+    loss_fn: Callable,
+    constraint_fn: Callable,
+    inner: InnerConfig,
+    *,
+    mu0: float,
+    rho: float,
+    mu_max: float,
+    max_rounds: int,
+    multiplier_update: str | None,
+    dtype,
+) -> Method:
     """Rounds of L-BFGS on φ_k with the μ/λ schedule above, as a :class:`Method`.
 
     ``multiplier_update``: None (penalty, pinn: λ ≡ 0), ``"paper"`` (λ += μ_k c(θ_k)),
@@ -238,13 +258,23 @@ def lbfgs_rounds(name: str, loss_fn: Callable, constraint_fn: Callable, inner: I
         m = jax.eval_shape(constraint_fn, params, data).shape[0]
         scalar = lambda v: jnp.asarray(v, dtype)
         return PenaltyState(
-            params=params, opt_state=opt.init(params), mu=scalar(mu0),
-            lam=jnp.zeros((m,), dtype), c_start=constraint_fn(params, data).astype(dtype),
-            round=jnp.int32(0), inner_iter=jnp.int32(0),
-            iteration=jnp.int32(0), value=scalar(jnp.inf), grad_inf=scalar(jnp.inf),
-            step_norm=scalar(jnp.inf), inner_converged=jnp.array(False),
-            done=jnp.array(max_rounds <= 0 or mu0 >= mu_max), ls_failures=jnp.int32(0),
-            ls_increase=scalar(0.0), inner_ends=jnp.zeros(len(INNER_ENDS), jnp.int32))
+            params=params,
+            opt_state=opt.init(params),
+            mu=scalar(mu0),
+            lam=jnp.zeros((m,), dtype),
+            c_start=constraint_fn(params, data).astype(dtype),
+            round=jnp.int32(0),
+            inner_iter=jnp.int32(0),
+            iteration=jnp.int32(0),
+            value=scalar(jnp.inf),
+            grad_inf=scalar(jnp.inf),
+            step_norm=scalar(jnp.inf),
+            inner_converged=jnp.array(False),
+            done=jnp.array(max_rounds <= 0 or mu0 >= mu_max),
+            ls_failures=jnp.int32(0),
+            ls_increase=scalar(0.0),
+            inner_ends=jnp.zeros(len(INNER_ENDS), jnp.int32),
+        )
 
     def end_round(state: PenaltyState, data) -> PenaltyState:
         """λ_{k+1} = λ_k + μ_k c(θ_k) (auglag, paper; textbook: c(θ_{k+1}); authors' code:
@@ -260,15 +290,22 @@ def lbfgs_rounds(name: str, loss_fn: Callable, constraint_fn: Callable, inner: I
             lam = lam + 2 * state.mu * state.c_start
         mu = state.mu * rho
         k = state.round + 1
-        return state._replace(opt_state=opt.init(state.params), mu=mu, lam=lam, round=k,
-                              c_start=c_end, inner_iter=jnp.int32(0),
-                              done=(mu >= mu_max) | (k >= max_rounds))
+        return state._replace(
+            opt_state=opt.init(state.params),
+            mu=mu,
+            lam=lam,
+            round=k,
+            c_start=c_end,
+            inner_iter=jnp.int32(0),
+            done=(mu >= mu_max) | (k >= max_rounds),
+        )
 
     def step(state: PenaltyState, data) -> PenaltyState:
         fn = lambda p: phi(p, data, state.mu, state.lam)
         value, grad = optax.value_and_grad_from_state(fn)(state.params, state=state.opt_state)
-        updates, opt_state = opt.update(grad, state.opt_state, state.params, value=value,
-                                        grad=grad, value_fn=fn)
+        updates, opt_state = opt.update(
+            grad, state.opt_state, state.params, value=value, grad=grad, value_fn=fn
+        )
         # optax's line search reports a positive decrease error when no trial step met its
         # test; it then returns its last trial step all the same
         failed = optax.tree_utils.tree_get(opt_state, "info").decrease_error > 0
@@ -284,27 +321,43 @@ def lbfgs_rounds(name: str, loss_fn: Callable, constraint_fn: Callable, inner: I
         tol_met = (grad_inf <= inner.gtol) | (step_norm <= inner.ftol)
         stopped = failed if inner.on_linesearch_failure == "stop" else jnp.array(False)
         end = tol_met | (l >= inner.inner_maxiter) | stopped
-        why = jnp.where(stopped, 3, jnp.where(grad_inf <= inner.gtol, 0,
-                                              jnp.where(step_norm <= inner.ftol, 1, 2)))
+        why = jnp.where(
+            stopped,
+            3,
+            jnp.where(grad_inf <= inner.gtol, 0, jnp.where(step_norm <= inner.ftol, 1, 2)),
+        )
         ended = jnp.where(end, jax.nn.one_hot(why, len(INNER_ENDS), dtype=jnp.int32), 0)
-        new = state._replace(inner_ends=state.inner_ends + ended,
-                             params=params, opt_state=opt_state, inner_iter=l,
-                             iteration=state.iteration + 1, value=value, grad_inf=grad_inf,
-                             step_norm=step_norm, inner_converged=tol_met,
-                             ls_failures=state.ls_failures + failed.astype(jnp.int32),
-                             ls_increase=jnp.maximum(state.ls_increase,
-                                                     jnp.where(jnp.isfinite(rise), rise, 0.0)))
+        new = state._replace(
+            inner_ends=state.inner_ends + ended,
+            params=params,
+            opt_state=opt_state,
+            inner_iter=l,
+            iteration=state.iteration + 1,
+            value=value,
+            grad_inf=grad_inf,
+            step_norm=step_norm,
+            inner_converged=tol_met,
+            ls_failures=state.ls_failures + failed.astype(jnp.int32),
+            ls_increase=jnp.maximum(state.ls_increase, jnp.where(jnp.isfinite(rise), rise, 0.0)),
+        )
         return jax.lax.cond(end, end_round, lambda s, d: s, new, data)
 
     def log(state: PenaltyState, data) -> dict:
         c = constraint_fn(state.params, data)
-        return {"round": state.round, "inner_iter": state.inner_iter, "mu": state.mu,
-                "objective": loss_fn(state.params, data),
-                "constraint_norm": jnp.linalg.norm(c), "max_abs_c": jnp.max(jnp.abs(c)),
-                "merit": phi(state.params, data, state.mu, state.lam),
-                "grad_inf": state.grad_inf, "step_norm": state.step_norm,
-                "ls_failures": state.ls_failures, "ls_increase": state.ls_increase,
-                **{f"inner_ends_{w}": state.inner_ends[i] for i, w in enumerate(INNER_ENDS)}}
+        return {
+            "round": state.round,
+            "inner_iter": state.inner_iter,
+            "mu": state.mu,
+            "objective": loss_fn(state.params, data),
+            "constraint_norm": jnp.linalg.norm(c),
+            "max_abs_c": jnp.max(jnp.abs(c)),
+            "merit": phi(state.params, data, state.mu, state.lam),
+            "grad_inf": state.grad_inf,
+            "step_norm": state.step_norm,
+            "ls_failures": state.ls_failures,
+            "ls_increase": state.ls_increase,
+            **{f"inner_ends_{w}": state.inner_ends[i] for i, w in enumerate(INNER_ENDS)},
+        }
 
     finite = lambda s: tree_all_finite(s.params) & jnp.isfinite(s.value)
     per_round = max_rounds > 1
@@ -312,15 +365,24 @@ def lbfgs_rounds(name: str, loss_fn: Callable, constraint_fn: Callable, inner: I
     if inner.solver == "scipy":
         host = scipy_rounds(phi, end_round, log, finite, inner, dtype)
     return Method(
-        name=name, init=init, step=step, done=lambda s: s.done, finite=finite, log=log,
+        name=name,
+        init=init,
+        step=step,
+        done=lambda s: s.done,
+        finite=finite,
+        log=log,
         # a schedule of rounds has converged when it completes; a single solve only when
         # its tolerance (not l_max) stopped it
         converged=(lambda s: jnp.array(True)) if per_round else (lambda s: s.inner_converged),
-        params=lambda s: s.params, iterations=lambda s: s.iteration,
-        progress=(lambda s: s.round) if per_round else (lambda s: s.inner_iter + s.round *
-                                                        inner.inner_maxiter),
+        params=lambda s: s.params,
+        iterations=lambda s: s.iteration,
+        progress=(lambda s: s.round)
+        if per_round
+        else (lambda s: s.inner_iter + s.round * inner.inner_maxiter),
         progress_total=max_rounds if per_round else inner.inner_maxiter,
-        progress_unit="round" if per_round else "it", run=host)
+        progress_unit="round" if per_round else "it",
+        run=host,
+    )
 
 
 # Why a SciPy inner solve stopped, per round in the history (``inner_stop``): SciPy's
@@ -339,14 +401,30 @@ def scipy_rounds(phi, end_round, log, finite, inner: InnerConfig, dtype):
     from jax.flatten_util import ravel_pytree
     from scipy.optimize import minimize
 
-    def run(method, state, data, *, max_steps, log_every, time_budget_s, on_chunk, seeds,
-            data_axes, diverged, history, checkpoint_every, on_checkpoint, should_stop):
+    def run(
+        method,
+        state,
+        data,
+        *,
+        max_steps,
+        log_every,
+        time_budget_s,
+        on_chunk,
+        seeds,
+        data_axes,
+        diverged,
+        history,
+        checkpoint_every,
+        on_checkpoint,
+        should_stop,
+    ):
         del log_every, data_axes  # one history row per round
         if seeds is not None:
             raise ValueError("solver=scipy runs one seed per process: use seeds=1")
         theta, unravel = ravel_pytree(state.params)
-        value_and_grad = jax.jit(lambda x, mu, lam: jax.value_and_grad(
-            lambda y: phi(unravel(y), data, mu, lam))(x))
+        value_and_grad = jax.jit(
+            lambda x, mu, lam: jax.value_and_grad(lambda y: phi(unravel(y), data, mu, lam))(x)
+        )
         t0 = time.perf_counter()
         value_and_grad = value_and_grad.lower(theta, state.mu, state.lam).compile()
         end, log_fn, finite_fn = jax.jit(end_round), jax.jit(log), jax.jit(finite)
@@ -356,9 +434,12 @@ def scipy_rounds(phi, end_round, log, finite, inner: InnerConfig, dtype):
         diverged = bool(diverged) if diverged is not None else False
 
         def record(st, wall, stop=None):
-            row = {"iteration": int(st.iteration), "wall_s": wall,
-                   **{k: float(v) for k, v in jax.device_get(log_fn(st, data)).items()},
-                   **({"inner_stop": stop} if stop is not None else {})}
+            row = {
+                "iteration": int(st.iteration),
+                "wall_s": wall,
+                **{k: float(v) for k, v in jax.device_get(log_fn(st, data)).items()},
+                **({"inner_stop": stop} if stop is not None else {}),
+            }
             if on_chunk is not None:
                 on_chunk(st, row)
             history.append(row)
@@ -367,6 +448,7 @@ def scipy_rounds(phi, end_round, log, finite, inner: InnerConfig, dtype):
             record(state, 0.0)
         t0 = time.perf_counter() - (history[-1]["wall_s"] if history else 0.0)
         timed_out, rounds = False, 0
+
         def inner_solve(x0, mu, lam, left):
             """One round's SciPy L-BFGS-B from x0: (x, iterations, last step, why, success),
             ``why`` None or the callback's stop: ftol (the authors'), time, cap, stop."""
@@ -391,9 +473,19 @@ def scipy_rounds(phi, end_round, log, finite, inner: InnerConfig, dtype):
                 if track["why"]:
                     raise StopIteration
 
-            res = minimize(fun, x0, jac=True, method="L-BFGS-B", callback=callback,
-                           options={"maxiter": min(inner.inner_maxiter, left),
-                                    "gtol": inner.gtol, "ftol": 0.0, "maxcor": inner.memory})
+            res = minimize(
+                fun,
+                x0,
+                jac=True,
+                method="L-BFGS-B",
+                callback=callback,
+                options={
+                    "maxiter": min(inner.inner_maxiter, left),
+                    "gtol": inner.gtol,
+                    "ftol": 0.0,
+                    "maxcor": inner.memory,
+                },
+            )
             stop = INNER_STOPS.get(track["why"], res.status)
             return track["x"], track["n"], track["step"], track["why"], bool(res.success), stop
 
@@ -409,14 +501,18 @@ def scipy_rounds(phi, end_round, log, finite, inner: InnerConfig, dtype):
                 value, grad = value_and_grad(jnp.asarray(x, dtype), state.mu, state.lam)
                 real = state.value.dtype
                 new = state._replace(
-                    params=unravel(jnp.asarray(x, dtype)), inner_iter=jnp.int32(n),
-                    iteration=state.iteration + n, value=value.astype(real),
+                    params=unravel(jnp.asarray(x, dtype)),
+                    inner_iter=jnp.int32(n),
+                    iteration=state.iteration + n,
+                    value=value.astype(real),
                     grad_inf=jnp.max(jnp.abs(grad)).astype(real),
                     step_norm=jnp.asarray(step, real),
                     inner_converged=jnp.array(success or why == "ftol"),
                     ls_failures=state.ls_failures + int(stop == 2),
                     inner_ends=state.inner_ends.at[{0: 0, 3: 1, 1: 2, 2: 3}.get(stop, 0)].add(
-                        int(stop in (0, 1, 2, 3))))
+                        int(stop in (0, 1, 2, 3))
+                    ),
+                )
                 if not bool(finite_fn(new)):
                     diverged = True  # keep the last finite iterate
                     break
@@ -427,23 +523,40 @@ def scipy_rounds(phi, end_round, log, finite, inner: InnerConfig, dtype):
                 state = end(new, data)
                 rounds += 1
                 record(state, time.perf_counter() - t0, stop)
-            if on_checkpoint is not None and (stop_now or (
-                    checkpoint_every and rounds % checkpoint_every == 0)):
+            if on_checkpoint is not None and (
+                stop_now or (checkpoint_every and rounds % checkpoint_every == 0)
+            ):
                 on_checkpoint(state, jnp.array(diverged), history)
             if stop_now:
                 raise Interrupted(int(state.iteration))
-        status = run_status(bool(state.done), bool(method.converged(state)), diverged,
-                            int(state.iteration), timed_out=timed_out, max_steps=max_steps)
+        status = run_status(
+            bool(state.done),
+            bool(method.converged(state)),
+            diverged,
+            int(state.iteration),
+            timed_out=timed_out,
+            max_steps=max_steps,
+        )
         return RunResult(state, status, history, compile_s, time.perf_counter() - t0)
 
     return run
 
 
-def penalty_method(problem, cfg: PenaltyConfig, dtype, *, multiplier_update=None,
-                   name="penalty") -> Method:
-    return lbfgs_rounds(name, problem.loss, problem.constraints, cfg, mu0=cfg.mu0, rho=cfg.rho,
-                        mu_max=cfg.mu_limit, max_rounds=cfg.n_rounds,
-                        multiplier_update=multiplier_update, dtype=dtype)
+def penalty_method(
+    problem, cfg: PenaltyConfig, dtype, *, multiplier_update=None, name="penalty"
+) -> Method:
+    return lbfgs_rounds(
+        name,
+        problem.loss,
+        problem.constraints,
+        cfg,
+        mu0=cfg.mu0,
+        rho=cfg.rho,
+        mu_max=cfg.mu_limit,
+        max_rounds=cfg.n_rounds,
+        multiplier_update=multiplier_update,
+        dtype=dtype,
+    )
 
 
 def auglag_method(problem, cfg: AuglagConfig, dtype) -> Method:
@@ -452,6 +565,15 @@ def auglag_method(problem, cfg: AuglagConfig, dtype) -> Method:
 
 
 def pinn_method(problem, cfg: PinnConfig, dtype) -> Method:
-    return lbfgs_rounds("pinn", problem.loss, problem.constraints, cfg, mu0=cfg.mu, rho=1.0,
-                        mu_max=math.inf, max_rounds=1, multiplier_update=None, dtype=dtype)
-
+    return lbfgs_rounds(
+        "pinn",
+        problem.loss,
+        problem.constraints,
+        cfg,
+        mu0=cfg.mu,
+        rho=1.0,
+        mu_max=math.inf,
+        max_rounds=1,
+        multiplier_update=None,
+        dtype=dtype,
+    )

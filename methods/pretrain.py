@@ -31,9 +31,13 @@ class PretrainConfig(InnerConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        check(isinstance(self.ic_weight, (int, float)) and self.ic_weight > 0 and
-              math.isfinite(self.ic_weight), "pretraining.ic_weight",
-              f"must be a finite number > 0, got {self.ic_weight!r}")
+        check(
+            isinstance(self.ic_weight, (int, float))
+            and self.ic_weight > 0
+            and math.isfinite(self.ic_weight),
+            "pretraining.ic_weight",
+            f"must be a finite number > 0, got {self.ic_weight!r}",
+        )
 
 
 def weighted_pretrain_constraints(problem, ic_weight: float):
@@ -49,9 +53,18 @@ def weighted_pretrain_constraints(problem, ic_weight: float):
 
 def pretrain_method(problem, cfg: PretrainConfig, dtype) -> Method:
     zero = lambda params, data: jnp.zeros((), dtype)
-    return lbfgs_rounds("pretrain", zero, weighted_pretrain_constraints(problem, cfg.ic_weight),
-                        cfg, mu0=1.0, rho=1.0, mu_max=math.inf, max_rounds=1,
-                        multiplier_update=None, dtype=dtype)
+    return lbfgs_rounds(
+        "pretrain",
+        zero,
+        weighted_pretrain_constraints(problem, cfg.ic_weight),
+        cfg,
+        mu0=1.0,
+        rho=1.0,
+        mu_max=math.inf,
+        max_rounds=1,
+        multiplier_update=None,
+        dtype=dtype,
+    )
 
 
 def pretrain_report(problem, params, data) -> dict:
@@ -60,5 +73,8 @@ def pretrain_report(problem, params, data) -> dict:
     n_ic = problem.n_ic("pretrain")
     ic = r[:n_ic]
     u0 = data.pretrain.ic_u
-    return {"pretrain_c_sq": jnp.sum(r**2), "pretrain_ic_residual": jnp.linalg.norm(ic),
-            "pretrain_ic_rel": jnp.linalg.norm(ic) / jnp.maximum(jnp.linalg.norm(u0), 1e-300)}
+    return {
+        "pretrain_c_sq": jnp.sum(r**2),
+        "pretrain_ic_residual": jnp.linalg.norm(ic),
+        "pretrain_ic_rel": jnp.linalg.norm(ic) / jnp.maximum(jnp.linalg.norm(u0), 1e-300),
+    }

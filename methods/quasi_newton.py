@@ -55,8 +55,9 @@ def init(kind: str, memory: int | None, n: int, dtype):
         return Dense(jnp.eye(n, dtype=dtype))
     k = memory
     m = 2 * k if kind == "damped_bfgs" else k
-    return Compact(jnp.zeros((k, n), dtype), jnp.zeros((k, n), dtype), jnp.int32(0),
-                   jnp.eye(m, dtype=dtype))
+    return Compact(
+        jnp.zeros((k, n), dtype), jnp.zeros((k, n), dtype), jnp.int32(0), jnp.eye(m, dtype=dtype)
+    )
 
 
 def hvp(kind: str, h, v):
@@ -105,15 +106,19 @@ def update(kind: str, h, s, y):
     else:  # damped BFGS
         sHs = s @ Hs
         sy = s @ y
-        gamma = jnp.where(sy >= DAMPING * sHs, 1.0,
-                          (1 - DAMPING) * sHs / jnp.where(sHs - sy != 0, sHs - sy, 1.0))
+        gamma = jnp.where(
+            sy >= DAMPING * sHs, 1.0, (1 - DAMPING) * sHs / jnp.where(sHs - sy != 0, sHs - sy, 1.0)
+        )
         r = gamma * y + (1 - gamma) * Hs
         sr = s @ r
         ok = (sHs > 0) & (sr > 0)
         pair_y = r
         if isinstance(h, Dense):
-            H = h.H - jnp.outer(Hs, Hs) / jnp.where(ok, sHs, 1.0) + \
-                jnp.outer(r, r) / jnp.where(ok, sr, 1.0)
+            H = (
+                h.H
+                - jnp.outer(Hs, Hs) / jnp.where(ok, sHs, 1.0)
+                + jnp.outer(r, r) / jnp.where(ok, sr, 1.0)
+            )
             return Dense(jnp.where(ok, H, h.H)), ok
     # compact: drop the oldest pair, append (s, pair_y)
     S = jnp.concatenate([h.S[1:], s[None]])

@@ -61,15 +61,24 @@ class SequentialConfig:
             check_positive_int(getattr(self, f), f"method.{f}")
         check_choice(self.solver, "method.solver", list(SOLVERS))
         check_choice(self.inference, "method.inference", INFERENCES)
-        check(isinstance(self.inference_slack_weight, (int, float))
-              and self.inference_slack_weight > 0, "method.inference_slack_weight",
-              f"must be a number > 0, got {self.inference_slack_weight!r}")
+        check(
+            isinstance(self.inference_slack_weight, (int, float))
+            and self.inference_slack_weight > 0,
+            "method.inference_slack_weight",
+            f"must be a number > 0, got {self.inference_slack_weight!r}",
+        )
         for f in ("lr", "rtol", "atol"):
             v = getattr(self, f)
-            check(isinstance(v, (int, float)) and 0 < v < 1, f"method.{f}",
-                  f"must be a number in (0, 1), got {v!r}")
-        check(isinstance(self.init_seed, int) and self.init_seed >= 0, "method.init_seed",
-              f"must be an integer >= 0, got {self.init_seed!r}")
+            check(
+                isinstance(v, (int, float)) and 0 < v < 1,
+                f"method.{f}",
+                f"must be a number in (0, 1), got {v!r}",
+            )
+        check(
+            isinstance(self.init_seed, int) and self.init_seed >= 0,
+            "method.init_seed",
+            f"must be an integer >= 0, got {self.init_seed!r}",
+        )
 
 
 class SequentialState(NamedTuple):
@@ -87,8 +96,9 @@ class SequentialData(NamedTuple):
 
 
 def to_sequential_data(data: Trajectories) -> SequentialData:
-    return SequentialData(*(jnp.asarray(a, jnp.float64) for a in
-                            (data.t, data.x_obs, data.x0, data.p)))
+    return SequentialData(
+        *(jnp.asarray(a, jnp.float64) for a in (data.t, data.x_obs, data.x0, data.p))
+    )
 
 
 def make_model(problem: DaeProblem, data: Trajectories):
@@ -101,15 +111,23 @@ def make_model(problem: DaeProblem, data: Trajectories):
 
 def simulate_jax(problem, net, x_mean, x_std, params, x0, p, t, cfg: SequentialConfig):
     """The learned ODE from x0 saved at times t ((n_x, T)); NaN after a failed solve."""
+
     def field(_, x, args):
         z = net.apply(params, (x - x_mean) / x_std)
         return problem.ode_rhs(x, z, p)
 
     sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(field), SOLVERS[cfg.solver](), t[0], t[-1], None, x0,
+        diffrax.ODETerm(field),
+        SOLVERS[cfg.solver](),
+        t[0],
+        t[-1],
+        None,
+        x0,
         saveat=diffrax.SaveAt(ts=t),
         stepsize_controller=diffrax.PIDController(rtol=cfg.rtol, atol=cfg.atol, dtmin=None),
-        max_steps=cfg.max_steps, throw=False)
+        max_steps=cfg.max_steps,
+        throw=False,
+    )
     bad = sol.result != diffrax.RESULTS.successful
     return jnp.where(bad, jnp.nan, sol.ys.T)
 
@@ -121,8 +139,11 @@ def sequential_method(problem: DaeProblem, cfg: SequentialConfig, data: Trajecto
     l2 = problem.cfg.l2_weight
     opt = optax.adam(cfg.lr)
     free = problem.cfg.initial_state == "free"
-    lower = jnp.asarray(np.full(problem.n_x, -np.inf) if problem.x_lower is None else
-                        np.asarray(problem.x_lower, float))
+    lower = jnp.asarray(
+        np.full(problem.n_x, -np.inf)
+        if problem.x_lower is None
+        else np.asarray(problem.x_lower, float)
+    )
 
     def loss(params, d: SequentialData):
         x0s = jax.vmap(problem.consistent_initial_state)(params["x0"]) if free else d.x0
@@ -130,6 +151,7 @@ def sequential_method(problem: DaeProblem, cfg: SequentialConfig, data: Trajecto
         def one(x0, p, obs):
             xs = simulate_jax(problem, net, x_mean, x_std, params["net"], x0, p, d.t, cfg)
             return jnp.sum(((xs - obs) / sigma[:, None]) ** 2) / obs.size
+
         fit = jnp.sum(jax.vmap(one)(x0s, d.p, d.x_obs))
         return fit + l2 * sum(jnp.sum(w**2) for w in jax.tree.leaves(params["net"]))
 
@@ -145,12 +167,19 @@ def sequential_method(problem: DaeProblem, cfg: SequentialConfig, data: Trajecto
         return SequentialState(params, o, s.count + 1, value)
 
     return Method(
-        name="sequential", init=init, step=step, done=lambda s: s.count >= cfg.epochs,
+        name="sequential",
+        init=init,
+        step=step,
+        done=lambda s: s.count >= cfg.epochs,
         finite=lambda s: tree_all_finite(s.params) & jnp.isfinite(s.loss),
         converged=lambda s: jnp.array(False),
-        log=lambda s, d: {"objective": s.loss}, params=lambda s: s.params["net"],
-        iterations=lambda s: s.count, progress=lambda s: s.count, progress_total=cfg.epochs,
-        progress_unit="epoch")
+        log=lambda s, d: {"objective": s.loss},
+        params=lambda s: s.params["net"],
+        iterations=lambda s: s.count,
+        progress=lambda s: s.count,
+        progress_total=cfg.epochs,
+        progress_unit="epoch",
+    )
 
 
 def initial_params(problem: DaeProblem, cfg: SequentialConfig):
@@ -158,5 +187,13 @@ def initial_params(problem: DaeProblem, cfg: SequentialConfig):
     return jax.tree.map(jnp.asarray, layers_to_flax(init_layers(problem, cfg.init_seed)))
 
 
-__all__ = ["SOLVERS", "SequentialConfig", "SequentialData", "initial_params", "make_model",
-           "sequential_method", "simulate_jax", "to_sequential_data"]
+__all__ = [
+    "SOLVERS",
+    "SequentialConfig",
+    "SequentialData",
+    "initial_params",
+    "make_model",
+    "sequential_method",
+    "simulate_jax",
+    "to_sequential_data",
+]

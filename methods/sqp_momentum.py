@@ -97,13 +97,15 @@ def spd_factor(A):
     failed = lambda L: ~(jnp.all(jnp.isfinite(L)) & jnp.all(jnp.diagonal(L) > 0))
 
     def regularise(_):
-        i = jax.lax.while_loop(lambda i: failed(factor(i)) & (i < MAX_REGULARIZATION),
-                               lambda i: i + 1, jnp.ones((), A.dtype))
+        i = jax.lax.while_loop(
+            lambda i: failed(factor(i)) & (i < MAX_REGULARIZATION),
+            lambda i: i + 1,
+            jnp.ones((), A.dtype),
+        )
         return factor(i), i
 
     first = factor(jnp.zeros((), A.dtype))
-    return jax.lax.cond(failed(first), regularise, lambda _: (first, jnp.zeros((), A.dtype)),
-                        None)
+    return jax.lax.cond(failed(first), regularise, lambda _: (first, jnp.zeros((), A.dtype)), None)
 
 
 def solve_spd(A, b):
@@ -153,6 +155,7 @@ def kkt_solve(J, h, p, c, gram=None):
 
 # --- configuration -------------------------------------------------------------------------
 
+
 @dataclasses.dataclass(frozen=True)
 class SqpMomentumConfig:
     """Constants of the stochastic methods (spec sqp_momentum.md; [confirmed] unless noted)."""
@@ -169,19 +172,34 @@ class SqpMomentumConfig:
     epochs_full_batch: int = 1000  # ... and with full_batch (1 epoch = 1 iteration)
 
     def __post_init__(self):
-        check(isinstance(self.lr, (int, float)) and 0 < self.lr < math.inf, "method.lr",
-              f"must be a finite number > 0, got {self.lr!r}")
+        check(
+            isinstance(self.lr, (int, float)) and 0 < self.lr < math.inf,
+            "method.lr",
+            f"must be a finite number > 0, got {self.lr!r}",
+        )
         b = self.batch_fraction
-        check(b is None or (isinstance(b, (int, float)) and 0 < b <= 1),
-              "method.batch_fraction", f"must be null or in (0, 1], got {b!r}")
-        check(isinstance(self.full_batch, bool), "method.full_batch",
-              f"must be true or false, got {self.full_batch!r}")
+        check(
+            b is None or (isinstance(b, (int, float)) and 0 < b <= 1),
+            "method.batch_fraction",
+            f"must be null or in (0, 1], got {b!r}",
+        )
+        check(
+            isinstance(self.full_batch, bool),
+            "method.full_batch",
+            f"must be true or false, got {self.full_batch!r}",
+        )
         for f in ("beta1", "beta2", "momentum"):
             v = getattr(self, f)
-            check(isinstance(v, (int, float)) and 0 <= v < 1, f"method.{f}",
-                  f"must be in [0, 1), got {v!r}")
-        check(isinstance(self.eps_root, (int, float)) and self.eps_root > 0, "method.eps_root",
-              f"must be a number > 0, got {self.eps_root!r}")
+            check(
+                isinstance(v, (int, float)) and 0 <= v < 1,
+                f"method.{f}",
+                f"must be in [0, 1), got {v!r}",
+            )
+        check(
+            isinstance(self.eps_root, (int, float)) and self.eps_root > 0,
+            "method.eps_root",
+            f"must be a number > 0, got {self.eps_root!r}",
+        )
         check_choice(self.variant, "method.variant", ["defossez", "iclr"])
         check_positive_int(self.epochs, "method.epochs")
         check_positive_int(self.epochs_full_batch, "method.epochs_full_batch")
@@ -194,6 +212,7 @@ def iterations_per_epoch(cfg: SqpMomentumConfig, batch_fraction: float) -> int:
 
 # --- the step --------------------------------------------------------------------------------
 
+
 class SqpMomentumState(NamedTuple):
     theta: jax.Array  # θ_k (flat)
     m: jax.Array  # first moment / momentum buffer (zeros for sqp_sgd)
@@ -205,8 +224,15 @@ class SqpMomentumState(NamedTuple):
     total_regularizations: jax.Array  # ... over the whole run
 
 
-def make_solver(kind: str, f: Callable, c: Callable, cfg: SqpMomentumConfig, n_points: int,
-                batch_size: int, c_and_jac: Callable | None = None):
+def make_solver(
+    kind: str,
+    f: Callable,
+    c: Callable,
+    cfg: SqpMomentumConfig,
+    n_points: int,
+    batch_size: int,
+    c_and_jac: Callable | None = None,
+):
     """init/step for flat f(θ, data, idx) (the weighted objective on residual points idx)
     and c(θ, data) -> (m,); ``c_and_jac(θ, data) -> (c, J)``, J (m, d), defaults to c and
     reverse mode over c. ``batch_size == n_points`` means full batch."""
@@ -237,8 +263,14 @@ def make_solver(kind: str, f: Callable, c: Callable, cfg: SqpMomentumConfig, n_p
             m_hat = optax.tree.bias_correction(m, b1, count)
             v_hat = optax.tree.bias_correction(v, b2, count)
             d = -cfg.lr * m_hat / jnp.sqrt(v_hat + mu)
-            return s._replace(theta=s.theta + d, m=m, v=v, count=count,
-                              step_norm=jnp.linalg.norm(d), regularizations=jnp.zeros_like(mu))
+            return s._replace(
+                theta=s.theta + d,
+                m=m,
+                v=v,
+                count=count,
+                step_norm=jnp.linalg.norm(d),
+                regularizations=jnp.zeros_like(mu),
+            )
         cv, J = c_and_jac(s.theta, data)
         m, v, lr = s.m, s.v, cfg.lr
         reg_p = jnp.zeros((), g.dtype)  # regularisations of a projection's JJᵀ (not reused)
@@ -252,7 +284,7 @@ def make_solver(kind: str, f: Callable, c: Callable, cfg: SqpMomentumConfig, n_p
             (_, reg_p), gp = gram_and_projection(J, g)
             m = b1 * s.m + gp
             v = b2 * s.v + gp * gp
-            alpha_k = cfg.lr * (1 - b1) * jnp.sqrt((1 - b2 ** count) / (1 - b2))
+            alpha_k = cfg.lr * (1 - b1) * jnp.sqrt((1 - b2**count) / (1 - b2))
             p, h, lr, gram = alpha_k * m, jnp.sqrt(mu + v), 1.0, None
         else:  # adam_con (raw g) or sqp_adam iclr (projected g): Adam moments, H = diag(sqrt(q̂+μ))
             gg = g
@@ -265,8 +297,9 @@ def make_solver(kind: str, f: Callable, c: Callable, cfg: SqpMomentumConfig, n_p
         step_dir, _, reg = kkt_solve(J, h, p, cv, gram)
         reg = reg + reg_p
         d = lr * step_dir
-        return SqpMomentumState(s.theta + d, m, v, count, s.key, jnp.linalg.norm(d), reg,
-                                s.total_regularizations + reg)
+        return SqpMomentumState(
+            s.theta + d, m, v, count, s.key, jnp.linalg.norm(d), reg, s.total_regularizations + reg
+        )
 
     return init, step
 
@@ -282,8 +315,13 @@ def sqp_momentum_method(kind: str, problem, cfg: SqpMomentumConfig, dtype, key) 
     _, unravel = ravel_pytree(params0)
     n_points = problem.n_residual_points
     b = problem.cfg.batch_fraction if cfg.batch_fraction is None else cfg.batch_fraction
-    batch_size = (n_points if cfg.full_batch else problem.batch_size
-                  if cfg.batch_fraction is None else max(1, round(b * n_points)))
+    batch_size = (
+        n_points
+        if cfg.full_batch
+        else problem.batch_size
+        if cfg.batch_fraction is None
+        else max(1, round(b * n_points))
+    )
     per_epoch = iterations_per_epoch(cfg, b)
     epochs = cfg.epochs_full_batch if cfg.full_batch else cfg.epochs
     total_steps = min(epochs * per_epoch, 2**31 - 1)  # the step counter is int32 without x64
@@ -301,22 +339,44 @@ def sqp_momentum_method(kind: str, problem, cfg: SqpMomentumConfig, dtype, key) 
         params = unravel(s.theta)
         terms = problem.objective_terms(params, data, full)
         cv = problem.constraints(params, data)
-        return {**{f"loss_{k}": v for k, v in terms.items()},
-                "max_abs_c": jnp.max(jnp.abs(cv)), "l1_c": jnp.sum(jnp.abs(cv)),
-                "epoch": s.count / per_epoch, "step_norm": s.step_norm,
-                "regularizations": s.regularizations,
-                "total_regularizations": s.total_regularizations}
+        return {
+            **{f"loss_{k}": v for k, v in terms.items()},
+            "max_abs_c": jnp.max(jnp.abs(cv)),
+            "l1_c": jnp.sum(jnp.abs(cv)),
+            "epoch": s.count / per_epoch,
+            "step_norm": s.step_norm,
+            "regularizations": s.regularizations,
+            "total_regularizations": s.total_regularizations,
+        }
 
     return Method(
         name=kind,
         init=lambda params, data: init(ravel_pytree(params)[0], key),
-        step=step, done=lambda s: s.count >= total_steps,
+        step=step,
+        done=lambda s: s.count >= total_steps,
         finite=lambda s: tree_all_finite((s.theta, s.m, s.v)),
-        converged=lambda s: jnp.array(False), log=log, params=lambda s: unravel(s.theta),
-        iterations=lambda s: s.count, progress=lambda s: s.count // per_epoch,
-        progress_total=epochs, progress_unit="epoch")
+        converged=lambda s: jnp.array(False),
+        log=log,
+        params=lambda s: unravel(s.theta),
+        iterations=lambda s: s.count,
+        progress=lambda s: s.count // per_epoch,
+        progress_total=epochs,
+        progress_unit="epoch",
+    )
 
 
-__all__ = ["KINDS", "cholesky", "SqpMomentumConfig", "SqpMomentumState", "gram_and_projection",
-           "iterations_per_epoch", "kkt_solve", "make_solver", "normal_step", "project",
-           "solve_spd", "spd_factor", "sqp_momentum_method"]
+__all__ = [
+    "KINDS",
+    "cholesky",
+    "SqpMomentumConfig",
+    "SqpMomentumState",
+    "gram_and_projection",
+    "iterations_per_epoch",
+    "kkt_solve",
+    "make_solver",
+    "normal_step",
+    "project",
+    "solve_spd",
+    "spd_factor",
+    "sqp_momentum_method",
+]

@@ -63,6 +63,7 @@ CG_CONVERGED, CG_NEGATIVE_CURVATURE, CG_BOUNDARY, CG_MAXITER = 0, 1, 2, 3
 
 # --- the constraint Jacobian: projections and least squares ------------------------------
 
+
 class Basis(NamedTuple):
     """J = U diag(s) Vᵀ with the small singular values cut (rank check)."""
 
@@ -102,6 +103,7 @@ def to_boundary(p, d, radius):
 
 
 # --- the descent: normal and tangential steps --------------------------------------------
+
 
 def normal_step(J, b: Basis, c, radius):
     """Dogleg for min ‖c + Jn‖² s.t. ‖n‖ ≤ radius (= νΔ)."""
@@ -153,10 +155,15 @@ def projected_cg(hvp: Callable, b: Basis, g, n_step, radius, maxiter: int) -> CG
         rz_new = z_new @ z_new
         converged = jnp.sqrt(jnp.maximum(rz_new, 0.0)) <= tol
         k = k + 1
-        reason = jnp.where(negative, CG_NEGATIVE_CURVATURE,
-                           jnp.where(outside, CG_BOUNDARY,
-                                     jnp.where(converged, CG_CONVERGED,
-                                               jnp.where(k >= maxiter, CG_MAXITER, -1))))
+        reason = jnp.where(
+            negative,
+            CG_NEGATIVE_CURVATURE,
+            jnp.where(
+                outside,
+                CG_BOUNDARY,
+                jnp.where(converged, CG_CONVERGED, jnp.where(k >= maxiter, CG_MAXITER, -1)),
+            ),
+        )
         reason = reason.astype(jnp.int32)
         d_new = -z_new + (rz_new / jnp.where(rz != 0, rz, 1.0)) * d
         t = jnp.where(negative | outside, t_edge, t_new)
@@ -168,6 +175,7 @@ def projected_cg(hvp: Callable, b: Basis, g, n_step, radius, maxiter: int) -> CG
 
 
 # --- the search: merit parameter ---------------------------------------------------------
+
 
 def merit_update(quad, vpred, mu, factor=0.3):
     """μ⁺ ≥ quad / ((1 − factor) vpred) (Alg. 3 line 6) and Pred = −quad + μ⁺ vpred.
@@ -194,6 +202,7 @@ def secant_y(g, J, lam, g_new, J_new, lam_new, multiplier: str = "paper"):
 
 # --- configuration -------------------------------------------------------------------------
 
+
 @dataclasses.dataclass(frozen=True)
 class TrsqpConfig:
     """Constants of Algorithm 3 (trSQP-PINN App. A) and the implementation options."""
@@ -219,32 +228,53 @@ class TrsqpConfig:
 
     def __post_init__(self):
         check_choice(self.hessian, "method.hessian", qn.HESSIANS)
-        check(self.memory == "dense" or (isinstance(self.memory, int) and
-                                         not isinstance(self.memory, bool) and self.memory > 0),
-              "method.memory", f"must be 'dense' or a positive number of pairs, got "
-              f"{self.memory!r}")
+        check(
+            self.memory == "dense"
+            or (
+                isinstance(self.memory, int)
+                and not isinstance(self.memory, bool)
+                and self.memory > 0
+            ),
+            "method.memory",
+            f"must be 'dense' or a positive number of pairs, got {self.memory!r}",
+        )
         check_choice(self.radius_rule, "method.radius_rule", ["paper", "scipy"])
         check_choice(self.objective_reduction, "method.objective_reduction", ["mean", "sum"])
         check_choice(self.secant_multiplier, "method.secant_multiplier", SECANT_MULTIPLIERS)
         for f in ("radius0", "mu0", "rho"):
             v = getattr(self, f)
-            check(isinstance(v, (int, float)) and v > 0 and math.isfinite(v), f"method.{f}",
-                  f"must be a finite number > 0, got {v!r}")
+            check(
+                isinstance(v, (int, float)) and v > 0 and math.isfinite(v),
+                f"method.{f}",
+                f"must be a finite number > 0, got {v!r}",
+            )
         check(self.rho > 1, "method.rho", f"must be > 1, got {self.rho!r}")
         for f in ("nu", "eta_upp", "merit_factor"):
             v = getattr(self, f)
-            check(isinstance(v, (int, float)) and 0 < v < 1, f"method.{f}",
-                  f"must be in (0, 1), got {v!r}")
-        check(isinstance(self.eta_low, (int, float)) and 0 <= self.eta_low < self.eta_upp,
-              "method.eta_low", f"must be in [0, eta_upp), got {self.eta_low!r}")
+            check(
+                isinstance(v, (int, float)) and 0 < v < 1,
+                f"method.{f}",
+                f"must be in (0, 1), got {v!r}",
+            )
+        check(
+            isinstance(self.eta_low, (int, float)) and 0 <= self.eta_low < self.eta_upp,
+            "method.eta_low",
+            f"must be in [0, eta_upp), got {self.eta_low!r}",
+        )
         for f in ("xtol", "gtol", "ctol"):
             v = getattr(self, f)
-            check(isinstance(v, (int, float)) and v >= 0, f"method.{f}",
-                  f"must be a number >= 0, got {v!r}")
+            check(
+                isinstance(v, (int, float)) and v >= 0,
+                f"method.{f}",
+                f"must be a number >= 0, got {v!r}",
+            )
         check_positive_int(self.max_iter, "method.max_iter")
         check_positive_int(self.cg_maxiter, "method.cg_maxiter")
-        check(isinstance(self.second_order_correction, bool), "method.second_order_correction",
-              f"must be true or false, got {self.second_order_correction!r}")
+        check(
+            isinstance(self.second_order_correction, bool),
+            "method.second_order_correction",
+            f"must be true or false, got {self.second_order_correction!r}",
+        )
 
 
 class TrsqpState(NamedTuple):
@@ -291,11 +321,26 @@ def trsqp_solver(f: Callable, c: Callable, n: int, cfg: TrsqpConfig, dtype):
         b = basis(J)
         z = lambda v: jnp.asarray(v, dtype)
         return TrsqpState(
-            theta=theta, lam=multipliers(b, g), f=fv, c=cv, g=g, J=J, basis=b,
-            hess=qn.init(kind, memory, n, dtype), radius=z(cfg.radius0), mu=z(cfg.mu0),
-            iteration=jnp.int32(0), eta=z(jnp.nan), accepted=jnp.array(False),
-            step_norm=z(jnp.inf), cg_iterations=jnp.int32(0), cg_reason=jnp.int32(-1),
-            qn_updated=jnp.array(False), soc=jnp.array(False), done=jnp.array(False))
+            theta=theta,
+            lam=multipliers(b, g),
+            f=fv,
+            c=cv,
+            g=g,
+            J=J,
+            basis=b,
+            hess=qn.init(kind, memory, n, dtype),
+            radius=z(cfg.radius0),
+            mu=z(cfg.mu0),
+            iteration=jnp.int32(0),
+            eta=z(jnp.nan),
+            accepted=jnp.array(False),
+            step_norm=z(jnp.inf),
+            cg_iterations=jnp.int32(0),
+            cg_reason=jnp.int32(-1),
+            qn_updated=jnp.array(False),
+            soc=jnp.array(False),
+            done=jnp.array(False),
+        )
 
     def step(s: TrsqpState, data) -> TrsqpState:
         H = lambda v: hvp(s.hess, v)
@@ -323,27 +368,41 @@ def trsqp_solver(f: Callable, c: Callable, n: int, cfg: TrsqpConfig, dtype):
                 theta_c = theta_new + least_norm_newton(s.basis, c_new)
                 f_c, c_c = f(theta_c, data), c(theta_c, data)
                 eta_c = (merit - (f_c + mu * jnp.linalg.norm(c_c))) / jnp.where(
-                    pred != 0, pred, 1.0)
+                    pred != 0, pred, 1.0
+                )
                 ok = jnp.isfinite(eta_c) & (eta_c >= cfg.eta_low)
                 pick = lambda a, b: jnp.where(ok, a, b)
-                return (pick(theta_c, theta_new), pick(f_c, f_new), pick(c_c, c_new),
-                        pick(eta_c, eta), ok)
+                return (
+                    pick(theta_c, theta_new),
+                    pick(f_c, f_new),
+                    pick(c_c, c_new),
+                    pick(eta_c, eta),
+                    ok,
+                )
 
-            try_soc = (eta < cfg.eta_low) & (
-                jnp.linalg.norm(n_step) <= 0.1 * jnp.linalg.norm(cg.t))
+            try_soc = (eta < cfg.eta_low) & (jnp.linalg.norm(n_step) <= 0.1 * jnp.linalg.norm(cg.t))
             theta_new, f_new, c_new, eta, soc = jax.lax.cond(
-                try_soc, correct, lambda _: (theta_new, f_new, c_new, eta, soc), None)
+                try_soc, correct, lambda _: (theta_new, f_new, c_new, eta, soc), None
+            )
         accept = eta >= cfg.eta_low
         dn = jnp.linalg.norm(d)
         if cfg.radius_rule == "paper":
-            radius = jnp.where(eta >= cfg.eta_upp, cfg.rho * s.radius,
-                               jnp.where(accept, s.radius, s.radius / cfg.rho))
+            radius = jnp.where(
+                eta >= cfg.eta_upp,
+                cfg.rho * s.radius,
+                jnp.where(accept, s.radius, s.radius / cfg.rho),
+            )
         else:  # SciPy's equality-constrained trust-constr rule
-            shrink = jnp.clip((1 - cfg.eta_low) / (1 - eta) * dn, 0.1 * s.radius,
-                              0.5 * s.radius)
-            radius = jnp.where(eta >= 0.9, jnp.maximum(7 * dn, s.radius),
-                               jnp.where(eta >= cfg.eta_upp, jnp.maximum(2 * dn, s.radius),
-                                         jnp.where(accept, s.radius, shrink)))
+            shrink = jnp.clip((1 - cfg.eta_low) / (1 - eta) * dn, 0.1 * s.radius, 0.5 * s.radius)
+            radius = jnp.where(
+                eta >= 0.9,
+                jnp.maximum(7 * dn, s.radius),
+                jnp.where(
+                    eta >= cfg.eta_upp,
+                    jnp.maximum(2 * dn, s.radius),
+                    jnp.where(accept, s.radius, shrink),
+                ),
+            )
 
         def accepted(_):
             g_new = jax.grad(f)(theta_new, data)
@@ -352,17 +411,34 @@ def trsqp_solver(f: Callable, c: Callable, n: int, cfg: TrsqpConfig, dtype):
             lam = multipliers(b_new, g_new)
             y = secant_y(s.g, s.J, s.lam, g_new, J_new, lam, cfg.secant_multiplier)
             hess, updated = qn.update(kind, s.hess, theta_new - s.theta, y)
-            return s._replace(theta=theta_new, lam=lam, f=f_new, c=c_new, g=g_new, J=J_new,
-                              basis=b_new, hess=hess, qn_updated=updated)
+            return s._replace(
+                theta=theta_new,
+                lam=lam,
+                f=f_new,
+                c=c_new,
+                g=g_new,
+                J=J_new,
+                basis=b_new,
+                hess=hess,
+                qn_updated=updated,
+            )
 
-        new = jax.lax.cond(accept, accepted, lambda _: s._replace(qn_updated=jnp.array(False)),
-                           None)
-        new = new._replace(radius=radius, mu=mu, iteration=s.iteration + 1, eta=eta,
-                           accepted=accept, step_norm=dn, cg_iterations=cg.iterations,
-                           cg_reason=cg.reason, soc=soc)
+        new = jax.lax.cond(
+            accept, accepted, lambda _: s._replace(qn_updated=jnp.array(False)), None
+        )
+        new = new._replace(
+            radius=radius,
+            mu=mu,
+            iteration=s.iteration + 1,
+            eta=eta,
+            accepted=accept,
+            step_norm=dn,
+            cg_iterations=cg.iterations,
+            cg_reason=cg.reason,
+            soc=soc,
+        )
         stalled = (~accept) & ((dn <= cfg.xtol) | (kkt_residual(new) <= cfg.gtol))
-        return new._replace(done=stalled | at_kkt_point(new, cfg)
-                            | (new.iteration >= cfg.max_iter))
+        return new._replace(done=stalled | at_kkt_point(new, cfg) | (new.iteration >= cfg.max_iter))
 
     return init, step
 
@@ -384,18 +460,33 @@ def trsqp_method(problem, cfg: TrsqpConfig, dtype) -> Method:
     init, step = trsqp_solver(f, c, flat0.shape[0], cfg, dtype)
 
     def log(s: TrsqpState, data) -> dict:
-        return {"objective": s.f / scale, "constraint_norm": jnp.linalg.norm(s.c),
-                "max_abs_c": jnp.max(jnp.abs(s.c)),
-                "merit": s.f + s.mu * jnp.linalg.norm(s.c), "mu": s.mu, "radius": s.radius,
-                "eta": s.eta, "accepted": s.accepted, "step_norm": s.step_norm,
-                "cg_iterations": s.cg_iterations, "cg_reason": s.cg_reason,
-                "kkt_residual": kkt_residual(s), "soc": s.soc}
+        return {
+            "objective": s.f / scale,
+            "constraint_norm": jnp.linalg.norm(s.c),
+            "max_abs_c": jnp.max(jnp.abs(s.c)),
+            "merit": s.f + s.mu * jnp.linalg.norm(s.c),
+            "mu": s.mu,
+            "radius": s.radius,
+            "eta": s.eta,
+            "accepted": s.accepted,
+            "step_norm": s.step_norm,
+            "cg_iterations": s.cg_iterations,
+            "cg_reason": s.cg_reason,
+            "kkt_residual": kkt_residual(s),
+            "soc": s.soc,
+        }
 
     return Method(
-        name="trsqp", init=lambda params, data: init(ravel_pytree(params)[0], data),
-        step=step, done=lambda s: s.done,
+        name="trsqp",
+        init=lambda params, data: init(ravel_pytree(params)[0], data),
+        step=step,
+        done=lambda s: s.done,
         finite=lambda s: tree_all_finite((s.theta, s.f, s.c, s.g)),
-        converged=lambda s: at_kkt_point(s, cfg), log=log,
+        converged=lambda s: at_kkt_point(s, cfg),
+        log=log,
         stalled=lambda s: (s.iteration < cfg.max_iter) & ~at_kkt_point(s, cfg),
-        params=lambda s: unravel(s.theta), iterations=lambda s: s.iteration,
-        progress=lambda s: s.iteration, progress_total=cfg.max_iter)
+        params=lambda s: unravel(s.theta),
+        iterations=lambda s: s.iteration,
+        progress=lambda s: s.iteration,
+        progress_total=cfg.max_iter,
+    )

@@ -22,10 +22,24 @@ from problems.spring import Spring
 from problems.tank_manifold import TankManifold
 from problems.transport import Transport
 
-PROBLEMS = {cls.name: cls for cls in (Transport, Reaction, ReactionDiffusion,
-                                      Spring, Butene, Burgers, Darcy,
-                                      TankManifold, Population, Bioreactor,
-                                      Qp, NonconvexQp, Rosenbrock)}
+PROBLEMS = {
+    cls.name: cls
+    for cls in (
+        Transport,
+        Reaction,
+        ReactionDiffusion,
+        Spring,
+        Butene,
+        Burgers,
+        Darcy,
+        TankManifold,
+        Population,
+        Bioreactor,
+        Qp,
+        NonconvexQp,
+        Rosenbrock,
+    )
+}
 
 
 def register_problem(cls):
@@ -35,8 +49,10 @@ def register_problem(cls):
     dataclass built from ``problem.*``); a name already taken is refused."""
     for attr in ("name", "family", "Config"):
         if not getattr(cls, attr, None):
-            raise ConfigError(f"problem: {cls.__name__} has no {attr!r}; a problem class "
-                              "needs name, family and Config")
+            raise ConfigError(
+                f"problem: {cls.__name__} has no {attr!r}; a problem class "
+                "needs name, family and Config"
+            )
     if cls.name in PROBLEMS and PROBLEMS[cls.name] is not cls:
         raise ConfigError(f"problem: {cls.name!r} is taken by {PROBLEMS[cls.name].__name__}")
     PROBLEMS[cls.name] = cls
@@ -59,8 +75,9 @@ def resolve_precision(value: str, name: str) -> str:
 def build_problem(name: str, values: dict, dtype: str | None = None):
     """Instantiate problem ``name`` from plain config values (raises ConfigError)."""
     if name not in PROBLEMS:
-        raise ConfigError(f"problem: unknown problem {name!r}; valid choices: "
-                          f"{', '.join(PROBLEMS)}")
+        raise ConfigError(
+            f"problem: unknown problem {name!r}; valid choices: {', '.join(PROBLEMS)}"
+        )
     cls = PROBLEMS[name]
     values = dict(values)
     has_dtype = any(f.name == "dtype" for f in dataclasses.fields(cls.Config))
@@ -69,6 +86,15 @@ def build_problem(name: str, values: dict, dtype: str | None = None):
     return cls(config_from_dict(cls.Config, values, "problem"))
 
 
-__all__ = ["PRECISIONS", "PROBLEMS", "build_problem", "register_problem", "resolve_precision",
-           "ConfigError",
-           "CONSTRAINED_LEARNING", "NEURAL_DAE", "PARAMETRIC_OPT", "STOCHASTIC_CONSTRAINED"]
+__all__ = [
+    "PRECISIONS",
+    "PROBLEMS",
+    "build_problem",
+    "register_problem",
+    "resolve_precision",
+    "ConfigError",
+    "CONSTRAINED_LEARNING",
+    "NEURAL_DAE",
+    "PARAMETRIC_OPT",
+    "STOCHASTIC_CONSTRAINED",
+]

@@ -54,8 +54,11 @@ def config_from_dict(cls, values: dict, prefix: str):
     """Build dataclass ``cls`` from a plain dict, naming unknown keys with ``prefix``."""
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
-    check(not unknown, f"{prefix}.{unknown[0] if unknown else ''}",
-          f"unknown field; valid fields: {', '.join(sorted(names))}")
+    check(
+        not unknown,
+        f"{prefix}.{unknown[0] if unknown else ''}",
+        f"unknown field; valid fields: {', '.join(sorted(names))}",
+    )
     return cls(**values)
 
 
@@ -120,16 +123,18 @@ class StochasticConstrainedProblem(Protocol):
 
     def init_params(self, key: jax.Array) -> Params: ...
 
-    def make_data(self, seed: int | jax.Array | None = None,
-                  cache_dir: str | None = "results/cache") -> Data:
+    def make_data(
+        self, seed: int | jax.Array | None = None, cache_dir: str | None = "results/cache"
+    ) -> Data:
         """Data, constraint points, reference on held-out inputs (a NamedTuple of arrays).
 
         ``seed``: an int or a PRNG key, None for ``cfg.data_seed``. Generated data are
         cached as ``<cache_dir>/<name>-<hash of the generating config>.npz``; None: no cache.
         """
 
-    def objective_terms(self, params: Params, data: Data,
-                        batch_idx: jax.Array) -> dict[str, jax.Array]:
+    def objective_terms(
+        self, params: Params, data: Data, batch_idx: jax.Array
+    ) -> dict[str, jax.Array]:
         """{term: mean-squared term for term in loss_terms} and "total" = Σ w_term · term."""
 
     def constraints(self, params: Params, data: Data) -> jax.Array:

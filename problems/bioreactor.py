@@ -58,8 +58,12 @@ class Bioreactor(DaeProblem):
         c = self.cfg
         bx, prod, s, v = x[0], x[1], x[2], x[3]
         mu = z[0]
-        return ca.vertcat(mu * bx - c.feed * bx / v, c.y_px * mu * bx - c.feed * prod / v,
-                          c.feed * (p[0] - s) / v - mu * bx / c.y_xs, c.feed)
+        return ca.vertcat(
+            mu * bx - c.feed * bx / v,
+            c.y_px * mu * bx - c.feed * prod / v,
+            c.feed * (p[0] - s) / v - mu * bx / c.y_xs,
+            c.feed,
+        )
 
     def true_closure(self, x, y, p):
         return self.cfg.mu_max * x[2] / (self.cfg.k_s + x[2])
@@ -71,8 +75,14 @@ class Bioreactor(DaeProblem):
         c = self.cfg
         bx, prod, s, v = x[0], x[1], x[2], x[3]
         mu = z[0]
-        return jnp.stack([mu * bx - c.feed * bx / v, c.y_px * mu * bx - c.feed * prod / v,
-                          c.feed * (p[0] - s) / v - mu * bx / c.y_xs, c.feed + 0.0 * v])
+        return jnp.stack(
+            [
+                mu * bx - c.feed * bx / v,
+                c.y_px * mu * bx - c.feed * prod / v,
+                c.feed * (p[0] - s) / v - mu * bx / c.y_xs,
+                c.feed + 0.0 * v,
+            ]
+        )
 
     def true_closure_jax(self, x, p):
         import jax.numpy as jnp
@@ -85,5 +95,7 @@ class Bioreactor(DaeProblem):
             return {"min_S": float("nan"), "hours_S_negative": float("nan")}
         t = np.arange(grid.t0, grid.tf, 0.01)
         s = grid.interpolate(x[2:3], t)[0]
-        return {"min_S": float(min(s.min(), x[2].min())),
-                "hours_S_negative": float(np.sum(s < 0) * 0.01)}
+        return {
+            "min_S": float(min(s.min(), x[2].min())),
+            "hours_S_negative": float(np.sum(s < 0) * 0.01),
+        }

@@ -83,8 +83,9 @@ def initial_condition(x, xi, xp=np):
     return xp.sin(2.0 * math.pi * x + xi * math.pi)
 
 
-def burgers_spectral(u0: np.ndarray, nu: float, t: np.ndarray, rtol: float = 1e-10,
-                     atol: float = 1e-12) -> np.ndarray:
+def burgers_spectral(
+    u0: np.ndarray, nu: float, t: np.ndarray, rtol: float = 1e-10, atol: float = 1e-12
+) -> np.ndarray:
     """Periodic Burgers on [0, 1) from u0 at x_j = j/N: Fourier collocation + BDF.
 
     u_t = −u D u + ν D² u with D the spectral differentiation matrix; returns u at the
@@ -106,8 +107,9 @@ def burgers_spectral(u0: np.ndarray, nu: float, t: np.ndarray, rtol: float = 1e-
     def jac(_, u):
         return -(u[:, None] * d1) - np.diag(d1 @ u) + nu * d2
 
-    sol = solve_ivp(rhs, (float(t[0]), float(t[-1])), u0, method="BDF", t_eval=t, jac=jac,
-                    rtol=rtol, atol=atol)
+    sol = solve_ivp(
+        rhs, (float(t[0]), float(t[-1])), u0, method="BDF", t_eval=t, jac=jac, rtol=rtol, atol=atol
+    )
     if not sol.success:
         raise RuntimeError(f"burgers reference: BDF failed: {sol.message}")
     return sol.y.T
@@ -146,12 +148,18 @@ class BurgersConfig(StochasticConfig):
         check_int_at_least(self.n_x, "problem.n_x", 2)
         check_int_at_least(self.n_t, "problem.n_t", 2)
         check_int_at_least(self.n_data_per_ic, "problem.n_data_per_ic", 0)
-        check(self.n_data_per_ic <= self.n_x * self.n_t, "problem.n_data_per_ic",
-              f"at most n_x · n_t = {self.n_x * self.n_t}, got {self.n_data_per_ic}")
+        check(
+            self.n_data_per_ic <= self.n_x * self.n_t,
+            "problem.n_data_per_ic",
+            f"at most n_x · n_t = {self.n_x * self.n_t}, got {self.n_data_per_ic}",
+        )
         check_choice(self.x_grid, "problem.x_grid", list(X_GRIDS))
         check_int_at_least(self.n_spectral, "problem.n_spectral", 2)
-        check(self.n_constraints <= self.n_ics * self.n_x * self.n_t, "problem.n_constraints",
-              f"at most n_ics · n_x · n_t, got {self.n_constraints}")
+        check(
+            self.n_constraints <= self.n_ics * self.n_x * self.n_t,
+            "problem.n_constraints",
+            f"at most n_ics · n_x · n_t, got {self.n_constraints}",
+        )
         for f in ("residual_weight", "boundary_weight", "data_weight"):
             check_number(getattr(self, f), f"problem.{f}", nonnegative=True)
         validate_network(self.depth, self.width, self.activation, "problem")
@@ -173,13 +181,20 @@ class Burgers(StochasticProblem):
     name = "burgers"
     Config = BurgersConfig
     loss_terms = ("residual", "boundary", "data")
-    NOT_GENERATING = ("residual_weight", "boundary_weight", "data_weight", "depth", "width",
-                      "activation")
+    NOT_GENERATING = (
+        "residual_weight",
+        "boundary_weight",
+        "data_weight",
+        "depth",
+        "width",
+        "activation",
+    )
 
     def __init__(self, cfg: BurgersConfig):
         super().__init__(cfg)
-        self.net = MLP(cfg.depth, cfg.width, cfg.activation, param_dtype=self.dtype,
-                       initialization=cfg.init)
+        self.net = MLP(
+            cfg.depth, cfg.width, cfg.activation, param_dtype=self.dtype, initialization=cfg.init
+        )
 
     @property
     def n_residual_points(self) -> int:
@@ -218,8 +233,14 @@ class Burgers(StochasticProblem):
         xf = np.arange(c.n_spectral) / c.n_spectral
         t = np.linspace(0.0, c.t_max, c.n_t)
         x = grid_x(c.n_x, c.x_grid)
-        return np.stack([fourier_resample(burgers_spectral(initial_condition(xf, s), c.nu, t,
-                                                           c.rtol, c.atol), x) for s in xi])
+        return np.stack(
+            [
+                fourier_resample(
+                    burgers_spectral(initial_condition(xf, s), c.nu, t, c.rtol, c.atol), x
+                )
+                for s in xi
+            ]
+        )
 
     def _generate(self, rng):
         c = self.cfg
@@ -231,27 +252,40 @@ class Burgers(StochasticProblem):
         for row in mask:  # 200 distinct labeled points per IC
             row[rng.choice(per_ic, c.n_data_per_ic, replace=False)] = True
         con = rng.choice(c.n_ics * per_ic, c.n_constraints, replace=False)
-        return {"x": x, "t": np.linspace(0.0, c.t_max, c.n_t),
-                "u0": initial_condition(x[None, :], xi[:, None]), "u_ref": self.reference(xi),
-                "data_mask": mask.ravel(), "constraint_idx": con.astype(np.int32),
-                "test_u0": initial_condition(x[None, :], test_xi[:, None]),
-                "test_u_ref": self.reference(test_xi), "xi": xi, "test_xi": test_xi}
+        return {
+            "x": x,
+            "t": np.linspace(0.0, c.t_max, c.n_t),
+            "u0": initial_condition(x[None, :], xi[:, None]),
+            "u_ref": self.reference(xi),
+            "data_mask": mask.ravel(),
+            "constraint_idx": con.astype(np.int32),
+            "test_u0": initial_condition(x[None, :], test_xi[:, None]),
+            "test_u_ref": self.reference(test_xi),
+            "xi": xi,
+            "test_xi": test_xi,
+        }
 
     def _to_data(self, arrays) -> BurgersData:
         f = self._float
         return BurgersData(
-            x=f(arrays["x"]), t=f(arrays["t"]), u0=f(arrays["u0"]), u_ref=f(arrays["u_ref"]),
+            x=f(arrays["x"]),
+            t=f(arrays["t"]),
+            u0=f(arrays["u0"]),
+            u_ref=f(arrays["u_ref"]),
             data_mask=jnp.asarray(arrays["data_mask"]),
             data_idx=jnp.asarray(np.flatnonzero(arrays["data_mask"]), jnp.int32),
             constraint_idx=jnp.asarray(arrays["constraint_idx"]),
-            test_u0=f(arrays["test_u0"]), test_u_ref=f(arrays["test_u_ref"]))
+            test_u0=f(arrays["test_u0"]),
+            test_u_ref=f(arrays["test_u_ref"]),
+        )
 
     def grid_inputs(self, data: BurgersData, u0):
         """Network inputs for one IC on the whole grid, (n_t · n_x, 2 + n_x), t-major."""
         xx = jnp.tile(data.x, data.t.shape[0])
         tt = jnp.repeat(data.t, data.x.shape[0])
-        return jnp.concatenate([xx[:, None], tt[:, None],
-                                jnp.broadcast_to(u0, (xx.shape[0], u0.shape[0]))], axis=1)
+        return jnp.concatenate(
+            [xx[:, None], tt[:, None], jnp.broadcast_to(u0, (xx.shape[0], u0.shape[0]))], axis=1
+        )
 
     # --- objective, constraints -----------------------------------------------------------
     def _every_ic(self, params, data: BurgersData, x, t):
@@ -272,14 +306,21 @@ class Burgers(StochasticProblem):
             data_term = masked_mean((u - data.u_ref[ic, k, j]) ** 2, data.data_mask[batch_idx])
         else:  # every periodicity, IC and labeled point, whatever the batch
             tt = jnp.broadcast_to(data.t, data.u_ref.shape[:2])  # (n_ics, n_t)
-            periodic = jnp.mean((self._every_ic(params, data, jnp.zeros_like(tt), tt)
-                                 - self._every_ic(params, data, jnp.ones_like(tt), tt)) ** 2)
+            periodic = jnp.mean(
+                (
+                    self._every_ic(params, data, jnp.zeros_like(tt), tt)
+                    - self._every_ic(params, data, jnp.ones_like(tt), tt)
+                )
+                ** 2
+            )
             xx = jnp.broadcast_to(data.x, data.u0.shape)  # (n_ics, n_x)
-            initial = jnp.mean((self._every_ic(params, data, xx, jnp.zeros_like(xx))
-                                - data.u0) ** 2)
+            initial = jnp.mean(
+                (self._every_ic(params, data, xx, jnp.zeros_like(xx)) - data.u0) ** 2
+            )
             icd, kd, jd = self._points(data, data.data_idx)
-            inputs = jnp.concatenate([data.x[jd][:, None], data.t[kd][:, None], data.u0[icd]],
-                                     axis=1)
+            inputs = jnp.concatenate(
+                [data.x[jd][:, None], data.t[kd][:, None], data.u0[icd]], axis=1
+            )
             data_term = jnp.mean((self.predict(params, inputs) - data.u_ref[icd, kd, jd]) ** 2)
         return {"residual": jnp.mean(res**2), "boundary": periodic + initial, "data": data_term}
 

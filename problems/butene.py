@@ -63,10 +63,14 @@ MASS_WEIGHTS = (1.0, 0.5, 1.0, 1.0)  # w: wᵀ du/dt = 0 (each u2 molecule is ha
 def rate_matrix(c) -> np.ndarray:
     """A(c) of du/dt = A u (predecessor §4.2)."""
     c1, c2, c3, c4, c5 = c
-    return np.array([[-(c1 + c2 + c4), 0.0, c3, c5],
-                     [2.0 * c1, 0.0, 0.0, 0.0],
-                     [c2, 0.0, -c3, 0.0],
-                     [c4, 0.0, 0.0, -c5]])
+    return np.array(
+        [
+            [-(c1 + c2 + c4), 0.0, c3, c5],
+            [2.0 * c1, 0.0, 0.0, 0.0],
+            [c2, 0.0, -c3, 0.0],
+            [c4, 0.0, 0.0, -c5],
+        ]
+    )
 
 
 def reference_solution(a: np.ndarray, u0: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -105,13 +109,19 @@ class ButeneConfig(StochasticConfig):
         for f in ("n_ics", "n_times", "n_test_ics", "n_constraints"):
             check_positive_int(getattr(self, f), f"problem.{f}")
         check_fraction(self.data_fraction, "problem.data_fraction")
-        check(self.n_constraints <= self.n_ics * self.n_times, "problem.n_constraints",
-              f"at most n_ics · n_times = {self.n_ics * self.n_times}, got {self.n_constraints}")
+        check(
+            self.n_constraints <= self.n_ics * self.n_times,
+            "problem.n_constraints",
+            f"at most n_ics · n_times = {self.n_ics * self.n_times}, got {self.n_constraints}",
+        )
         for f in ("residual_weight", "mass_balance_weight", "data_weight"):
             check_number(getattr(self, f), f"problem.{f}", nonnegative=True)
         for f in ("normalize_inputs", "normalize_outputs"):
-            check(isinstance(getattr(self, f), bool), f"problem.{f}",
-                  f"must be true or false, got {getattr(self, f)!r}")
+            check(
+                isinstance(getattr(self, f), bool),
+                f"problem.{f}",
+                f"must be true or false, got {getattr(self, f)!r}",
+            )
         validate_network(self.depth, self.width, self.activation, "problem")
 
 
@@ -130,17 +140,34 @@ class Butene(StochasticProblem):
     name = "butene"
     Config = ButeneConfig
     loss_terms = ("residual", "mass_balance", "data")
-    NOT_GENERATING = ("residual_weight", "mass_balance_weight", "data_weight",
-                      "normalize_inputs", "normalize_outputs", "depth", "width", "activation")
+    NOT_GENERATING = (
+        "residual_weight",
+        "mass_balance_weight",
+        "data_weight",
+        "normalize_inputs",
+        "normalize_outputs",
+        "depth",
+        "width",
+        "activation",
+    )
 
     def __init__(self, cfg: ButeneConfig):
         super().__init__(cfg)
-        self.net = MLP(cfg.depth, cfg.width, cfg.activation, out_features=4,
-                       param_dtype=self.dtype, initialization=cfg.init)
+        self.net = MLP(
+            cfg.depth,
+            cfg.width,
+            cfg.activation,
+            out_features=4,
+            param_dtype=self.dtype,
+            initialization=cfg.init,
+        )
         self.a = jnp.asarray(rate_matrix(cfg.rates), self.dtype)  # A
         self.w = jnp.asarray(MASS_WEIGHTS, self.dtype)  # w
-        nominal = reference_solution(rate_matrix(cfg.rates), np.asarray(cfg.u0)[None],
-                                     np.arange(cfg.n_times) * (cfg.t_max / cfg.n_times))[0]
+        nominal = reference_solution(
+            rate_matrix(cfg.rates),
+            np.asarray(cfg.u0)[None],
+            np.arange(cfg.n_times) * (cfg.t_max / cfg.n_times),
+        )[0]
         on = cfg.normalize_outputs
         self.u_shift = jnp.asarray(nominal.mean(0) if on else np.zeros(4), self.dtype)  # ū
         self.u_scale = jnp.asarray(nominal.std(0) if on else np.ones(4), self.dtype)  # σ
@@ -158,8 +185,9 @@ class Butene(StochasticProblem):
             return z
         c = self.cfg
         u0 = jnp.asarray(c.u0, self.dtype)
-        return jnp.concatenate([(z[..., :4] - u0) / c.xi_max,
-                                2.0 * z[..., 4:] / c.t_max - 1.0], axis=-1)
+        return jnp.concatenate(
+            [(z[..., :4] - u0) / c.xi_max, 2.0 * z[..., 4:] / c.t_max - 1.0], axis=-1
+        )
 
     def predict(self, params, inputs):
         """u_θ at rows (IC1..IC4, t) of ``inputs`` (N, 5) -> (N, 4)."""
@@ -185,17 +213,28 @@ class Butene(StochasticProblem):
         mask[rng.choice(n, round(c.data_fraction * n), replace=False)] = True
         con = rng.choice(n, c.n_constraints, replace=False)
         test_u0 = np.asarray(c.u0) + rng.uniform(-c.xi_max, c.xi_max, (c.n_test_ics, 4))
-        return {"u0": u0, "t": t, "u_ref": reference_solution(a, u0, t), "data_mask": mask,
-                "constraint_idx": con.astype(np.int32), "test_u0": test_u0,
-                "test_u_ref": reference_solution(a, test_u0, t)}
+        return {
+            "u0": u0,
+            "t": t,
+            "u_ref": reference_solution(a, u0, t),
+            "data_mask": mask,
+            "constraint_idx": con.astype(np.int32),
+            "test_u0": test_u0,
+            "test_u_ref": reference_solution(a, test_u0, t),
+        }
 
     def _to_data(self, arrays) -> ButeneData:
         f = self._float
-        return ButeneData(u0=f(arrays["u0"]), t=f(arrays["t"]), u_ref=f(arrays["u_ref"]),
-                          data_mask=jnp.asarray(arrays["data_mask"]),
-                          data_idx=jnp.asarray(np.flatnonzero(arrays["data_mask"]), jnp.int32),
-                          constraint_idx=jnp.asarray(arrays["constraint_idx"]),
-                          test_u0=f(arrays["test_u0"]), test_u_ref=f(arrays["test_u_ref"]))
+        return ButeneData(
+            u0=f(arrays["u0"]),
+            t=f(arrays["t"]),
+            u_ref=f(arrays["u_ref"]),
+            data_mask=jnp.asarray(arrays["data_mask"]),
+            data_idx=jnp.asarray(np.flatnonzero(arrays["data_mask"]), jnp.int32),
+            constraint_idx=jnp.asarray(arrays["constraint_idx"]),
+            test_u0=f(arrays["test_u0"]),
+            test_u_ref=f(arrays["test_u_ref"]),
+        )
 
     # --- objective, constraints -----------------------------------------------------------
     def _terms(self, params, data: ButeneData, batch_idx):
@@ -210,8 +249,7 @@ class Butene(StochasticProblem):
             u0d, td, icd, kd = self._points(data, data.data_idx)
             inputs = jnp.concatenate([u0d, td[:, None]], axis=1)
             data_term = jnp.mean((self.predict(params, inputs) - data.u_ref[icd, kd]) ** 2)
-        return {"residual": jnp.mean(ode**2), "mass_balance": jnp.mean(mass**2),
-                "data": data_term}
+        return {"residual": jnp.mean(ode**2), "mass_balance": jnp.mean(mass**2), "data": data_term}
 
     def n_constraints_of(self, data: ButeneData) -> int:
         return data.constraint_idx.shape[0]
@@ -223,7 +261,8 @@ class Butene(StochasticProblem):
 
     def _test_errors(self, params, data: ButeneData):
         n, k = data.test_u0.shape[0], data.t.shape[0]
-        inputs = jnp.concatenate([jnp.repeat(data.test_u0, k, axis=0),
-                                  jnp.tile(data.t, n)[:, None]], axis=1)
+        inputs = jnp.concatenate(
+            [jnp.repeat(data.test_u0, k, axis=0), jnp.tile(data.t, n)[:, None]], axis=1
+        )
         pred = self.predict(params, inputs).reshape(n, k, 4)
         return pred - data.test_u_ref, data.test_u_ref

@@ -102,8 +102,11 @@ class RadauGrid:
     def collocation_residual(self, x, rhs):
         """X M − F: the collocation equations, (n_x × N), for CasADi or NumPy X ((n_x, N+1))
         and F ((n_x, N), f at the collocation points)."""
-        m = ca.DM(self.derivative_matrix) if isinstance(x, (ca.MX, ca.SX, ca.DM)) else \
-            self.derivative_matrix
+        m = (
+            ca.DM(self.derivative_matrix)
+            if isinstance(x, (ca.MX, ca.SX, ca.DM))
+            else self.derivative_matrix
+        )
         return x @ m - rhs
 
     def interpolation_matrix(self, t: np.ndarray) -> np.ndarray:
@@ -114,8 +117,11 @@ class RadauGrid:
         b = np.zeros((self.n_points + 1, len(t)))
         for r in range(self.K + 1):
             others = [q for q in range(self.K + 1) if q != r]
-            basis = np.prod([(tau - self.tau[q]) / (self.tau[r] - self.tau[q]) for q in others],
-                            axis=0) if others else np.ones_like(tau)  # ℓ_r(τ)
+            basis = (
+                np.prod([(tau - self.tau[q]) / (self.tau[r] - self.tau[q]) for q in others], axis=0)
+                if others
+                else np.ones_like(tau)
+            )  # ℓ_r(τ)
             b[i * self.K + r, np.arange(len(t))] += basis
         return b
 

@@ -64,8 +64,11 @@ def casadi_mlp(weights, v, activation: str):
     act = CASADI_ACTIVATIONS[activation]
     h = v
     for k, (w, b) in enumerate(weights):
-        h = w.T @ h + ca.repmat(b, 1, h.shape[1]) if isinstance(h, (ca.MX, ca.SX)) else \
-            w.T @ h + b[:, None]
+        h = (
+            w.T @ h + ca.repmat(b, 1, h.shape[1])
+            if isinstance(h, (ca.MX, ca.SX))
+            else w.T @ h + b[:, None]
+        )
         if k < len(weights) - 1:
             h = act(h)
     return h
@@ -75,13 +78,19 @@ def flax_to_layers(params) -> list[tuple[np.ndarray, np.ndarray]]:
     """Flax MLP params -> [(W, b)] in layer order (Dense_0, Dense_1, …), float64 NumPy."""
     p = params["params"]
     names = sorted(p, key=lambda n: int(n.split("_")[-1]))
-    return [(np.asarray(p[n]["kernel"], np.float64), np.asarray(p[n]["bias"], np.float64))
-            for n in names]
+    return [
+        (np.asarray(p[n]["kernel"], np.float64), np.asarray(p[n]["bias"], np.float64))
+        for n in names
+    ]
 
 
 def layers_to_flax(layers) -> dict:
-    return {"params": {f"Dense_{k}": {"kernel": np.asarray(w), "bias": np.asarray(b)}
-                       for k, (w, b) in enumerate(layers)}}
+    return {
+        "params": {
+            f"Dense_{k}": {"kernel": np.asarray(w), "bias": np.asarray(b)}
+            for k, (w, b) in enumerate(layers)
+        }
+    }
 
 
 def pack_layers(layers) -> np.ndarray:
@@ -93,7 +102,9 @@ def unpack_layers(theta: np.ndarray, like) -> list:
     """θ -> [(W, b)] shaped like ``like`` (the inverse of :func:`pack_layers`)."""
     out, k = [], 0
     for w, b in like:
-        out.append((theta[k:k + w.size].reshape(w.shape), theta[k + w.size:k + w.size + b.size]))
+        out.append(
+            (theta[k : k + w.size].reshape(w.shape), theta[k + w.size : k + w.size + b.size])
+        )
         k += w.size + b.size
     return out
 
@@ -129,25 +140,39 @@ class DaeConfig:
         for f in ("n_fe", "K", "truth_n_fe", "truth_K", "subsample"):
             check_positive_int(getattr(self, f), f"problem.{f}")
         object.__setattr__(self, "hidden", tuple(self.hidden))
-        check(len(self.hidden) > 0 and all(isinstance(w, int) and w > 0 for w in self.hidden),
-              "problem.hidden", f"must be a list of positive layer widths, got {self.hidden!r}")
-        check(self.activation in CASADI_ACTIVATIONS and self.activation in ACTIVATIONS,
-              "problem.activation", f"got {self.activation!r}; valid choices: "
-              f"{', '.join(CASADI_ACTIVATIONS)}")
+        check(
+            len(self.hidden) > 0 and all(isinstance(w, int) and w > 0 for w in self.hidden),
+            "problem.hidden",
+            f"must be a list of positive layer widths, got {self.hidden!r}",
+        )
+        check(
+            self.activation in CASADI_ACTIVATIONS and self.activation in ACTIVATIONS,
+            "problem.activation",
+            f"got {self.activation!r}; valid choices: {', '.join(CASADI_ACTIVATIONS)}",
+        )
         for f in ("smoothing_weight", "l2_weight"):
             v = getattr(self, f)
-            check(isinstance(v, (int, float)) and v >= 0, f"problem.{f}",
-                  f"must be a number >= 0, got {v!r}")
+            check(
+                isinstance(v, (int, float)) and v >= 0,
+                f"problem.{f}",
+                f"must be a number >= 0, got {v!r}",
+            )
         std = np.atleast_1d(np.asarray(self.noise_std, float))
         check(bool(np.all(std >= 0)), "problem.noise_std", f"must be >= 0, got {self.noise_std!r}")
-        check(isinstance(self.ipopt_tol, (int, float)) and 0 < self.ipopt_tol < 1,
-              "problem.ipopt_tol", f"must be a number in (0, 1), got {self.ipopt_tol!r}")
+        check(
+            isinstance(self.ipopt_tol, (int, float)) and 0 < self.ipopt_tol < 1,
+            "problem.ipopt_tol",
+            f"must be a number in (0, 1), got {self.ipopt_tol!r}",
+        )
         check_positive_int(self.ipopt_max_iter, "problem.ipopt_max_iter")
         check_choice(self.initial_state, "problem.initial_state", INITIAL_STATES)
         if self.inference_n_fe is not None:
             check_positive_int(self.inference_n_fe, "problem.inference_n_fe")
-        check(self.test_horizon is None or self.test_horizon > 0, "problem.test_horizon",
-              f"must be null or > 0, got {self.test_horizon!r}")
+        check(
+            self.test_horizon is None or self.test_horizon > 0,
+            "problem.test_horizon",
+            f"must be null or > 0, got {self.test_horizon!r}",
+        )
 
 
 @dataclasses.dataclass
@@ -226,8 +251,11 @@ class DaeProblem:
     fixed_initial_states: tuple | None = None
 
     def fixed_states(self) -> tuple[int, ...]:
-        return tuple(range(self.n_x)) if self.fixed_initial_states is None else \
-            tuple(self.fixed_initial_states)
+        return (
+            tuple(range(self.n_x))
+            if self.fixed_initial_states is None
+            else tuple(self.fixed_initial_states)
+        )
 
     def consistent_initial_state(self, x0):
         """x(t0) from free values (JAX or NumPy): the states that :meth:`initial_equations`
@@ -245,8 +273,10 @@ class DaeProblem:
     # --- CasADi functions ------------------------------------------------------------------
     def casadi_functions(self):
         """f, g and z* as CasADi Functions of (x, y, z, p) columns (map them over points)."""
-        x, y, z, p = (ca.SX.sym(n, k) for n, k in
-                      (("x", self.n_x), ("y", self.n_y), ("z", self.n_z), ("p", self.n_p)))
+        x, y, z, p = (
+            ca.SX.sym(n, k)
+            for n, k in (("x", self.n_x), ("y", self.n_y), ("z", self.n_z), ("p", self.n_p))
+        )
         f = ca.Function("f", [x, y, z, p], [self.rhs(x, y, z, p)])
         g = ca.Function("g", [x, y, z, p], [self.algebraic(x, y, z, p)])
         zs = ca.Function("z_true", [x, y, p], [self.true_closure(x, y, p)])
@@ -259,8 +289,8 @@ class DaeProblem:
         theta = ca.SX.sym("theta", int(sum(w.size + b.size for w, b in like)))
         layers, k = [], 0
         for w, b in like:
-            wk = ca.reshape(theta[k:k + w.size], w.shape[1], w.shape[0]).T  # row-major W
-            layers.append((wk, theta[k + w.size:k + w.size + b.size]))
+            wk = ca.reshape(theta[k : k + w.size], w.shape[1], w.shape[0]).T  # row-major W
+            layers.append((wk, theta[k + w.size : k + w.size + b.size]))
             k += w.size + b.size
         v = (x - ca.DM(x_mean)) / ca.DM(x_std)
         z = ca.DM(z_mean) + ca.DM(z_std) * casadi_mlp(layers, v, self.cfg.activation)
@@ -282,21 +312,23 @@ class DaeProblem:
         p = self.parameters(np.asarray(x0, float)) if p is None else np.asarray(p, float)
         f, g, _ = self.casadi_functions()
         K, nx, ny, nz = grid.K, self.n_x, self.n_y, self.n_z
-        c = ca.DM(np.asarray(grid.derivative_matrix[:K + 1, :K]))  # one element's block
+        c = ca.DM(np.asarray(grid.derivative_matrix[: K + 1, :K]))  # one element's block
         xs = ca.SX.sym("xs", nx)
         w = ca.SX.sym("w", (nx + ny + nz) * K)
         pp = ca.SX.sym("p", self.n_p)
-        xe = ca.reshape(w[:nx * K], nx, K)
-        ye = ca.reshape(w[nx * K:(nx + ny) * K], ny, K)
-        ze = ca.reshape(w[(nx + ny) * K:], nz, K)
+        xe = ca.reshape(w[: nx * K], nx, K)
+        ye = ca.reshape(w[nx * K : (nx + ny) * K], ny, K)
+        ze = ca.reshape(w[(nx + ny) * K :], nz, K)
         ps = ca.repmat(pp, 1, K)
         res = ca.vertcat(
             ca.vec(ca.horzcat(xs, xe) @ c - f.map(K)(xe, ye, ze, ps)),
             ca.vec(g.map(K)(xe, ye, ze, ps)),
-            ca.vec(ze - closure.map(K)(xe, ye, ps)))
+            ca.vec(ze - closure.map(K)(xe, ye, ps)),
+        )
         residual = ca.Function("r", [w, xs, pp], [res])
-        newton = ca.rootfinder("element", "newton", residual,
-                               {"error_on_fail": False, "abstol": 1e-12, "max_iter": 50})
+        newton = ca.rootfinder(
+            "element", "newton", residual, {"error_on_fail": False, "abstol": 1e-12, "max_iter": 50}
+        )
         n = grid.n_points
         X = np.full((nx, n + 1), np.nan)
         Y = np.full((ny, n), np.nan)
@@ -305,22 +337,30 @@ class DaeProblem:
         x_start = np.asarray(x0, float)
         y_guess = np.zeros(ny)
         z0 = np.asarray(closure(x_start, y_guess, p)).ravel()
-        guess = np.concatenate([np.repeat(x_start[:, None], K, 1).ravel("F"),
-                                np.repeat(y_guess[:, None], K, 1).ravel("F"),
-                                np.repeat(z0[:, None], K, 1).ravel("F")])
+        guess = np.concatenate(
+            [
+                np.repeat(x_start[:, None], K, 1).ravel("F"),
+                np.repeat(y_guess[:, None], K, 1).ravel("F"),
+                np.repeat(z0[:, None], K, 1).ravel("F"),
+            ]
+        )
         for i in range(grid.n_fe):
             sol = np.asarray(newton(guess, x_start, p)).ravel()
             r = np.asarray(residual(sol, x_start, p)).ravel()
             if not np.all(np.isfinite(sol)) or np.max(np.abs(r), initial=0.0) > 1e-6:
                 return X, Y, Z, False
             cols = slice(i * K, (i + 1) * K)
-            X[:, 1 + i * K:1 + (i + 1) * K] = sol[:nx * K].reshape(K, nx).T
-            Y[:, cols] = sol[nx * K:(nx + ny) * K].reshape(K, ny).T
-            Z[:, cols] = sol[(nx + ny) * K:].reshape(K, nz).T
+            X[:, 1 + i * K : 1 + (i + 1) * K] = sol[: nx * K].reshape(K, nx).T
+            Y[:, cols] = sol[nx * K : (nx + ny) * K].reshape(K, ny).T
+            Z[:, cols] = sol[(nx + ny) * K :].reshape(K, nz).T
             x_start = X[:, (i + 1) * K]
-            guess = np.concatenate([np.repeat(X[:, [(i + 1) * K]], K, 1).ravel("F"),
-                                    np.repeat(Y[:, [(i + 1) * K - 1]], K, 1).ravel("F"),
-                                    np.repeat(Z[:, [(i + 1) * K - 1]], K, 1).ravel("F")])
+            guess = np.concatenate(
+                [
+                    np.repeat(X[:, [(i + 1) * K]], K, 1).ravel("F"),
+                    np.repeat(Y[:, [(i + 1) * K - 1]], K, 1).ravel("F"),
+                    np.repeat(Z[:, [(i + 1) * K - 1]], K, 1).ravel("F"),
+                ]
+            )
         return X, Y, Z, True
 
     def simulate_truth(self, x0, grid: RadauGrid):
@@ -329,8 +369,9 @@ class DaeProblem:
 
     # --- data -----------------------------------------------------------------------------
     def truth_grid(self, tf: float | None = None) -> RadauGrid:
-        return RadauGrid(self.cfg.truth_n_fe, self.cfg.truth_K, self.t0,
-                         self.tf if tf is None else tf)
+        return RadauGrid(
+            self.cfg.truth_n_fe, self.cfg.truth_K, self.t0, self.tf if tf is None else tf
+        )
 
     def train_grid(self, n_fe: int | None = None, K: int | None = None) -> RadauGrid:
         return RadauGrid(n_fe or self.cfg.n_fe, K or self.cfg.K, self.t0, self.tf)
@@ -347,7 +388,8 @@ class DaeProblem:
         K Radau points."""
         tf = self.cfg.test_horizon or self.tf
         n_fe = self.cfg.inference_n_fe or max(
-            1, round(self.cfg.n_fe * (tf - self.t0) / (self.tf - self.t0)))
+            1, round(self.cfg.n_fe * (tf - self.t0) / (self.tf - self.t0))
+        )
         return RadauGrid(n_fe, K or self.cfg.K, self.t0, tf)
 
     def evaluate_test(self, predict, prefix: str = "test") -> tuple[dict, list]:
@@ -381,9 +423,12 @@ class DaeProblem:
             below.append(self.bound_violation(xl))
         ok_all = all(s[3] for s in sims)
         err = np.concatenate([e.ravel() for e in errs])
-        return {f"{prefix}_mse": float(np.mean(err)) if ok_all else float("nan"),
-                f"{prefix}_ok": ok_all, f"{prefix}_bound_violation": float(max(below)),
-                **extras}, sims
+        return {
+            f"{prefix}_mse": float(np.mean(err)) if ok_all else float("nan"),
+            f"{prefix}_ok": ok_all,
+            f"{prefix}_bound_violation": float(max(below)),
+            **extras,
+        }, sims
 
     def bound_violation(self, x: np.ndarray) -> float:
         """max over states and points of (lower bound − x)⁺ (NaN where x is not finite)."""
@@ -424,11 +469,26 @@ class DaeProblem:
             x_true.append(X[:, keep])
             x_obs.append(X[:, keep] + std[:, None] * rng.standard_normal((self.n_x, len(keep))))
             ps.append(self.parameters(np.asarray(x0, float)))
-        return Trajectories(t=grid.times[keep], x_obs=np.stack(x_obs), x_true=np.stack(x_true),
-                            x0=np.asarray(self.train_x0, float), p=np.stack(ps))
+        return Trajectories(
+            t=grid.times[keep],
+            x_obs=np.stack(x_obs),
+            x_true=np.stack(x_true),
+            x0=np.asarray(self.train_x0, float),
+            p=np.stack(ps),
+        )
 
 
-__all__ = ["CASADI_ACTIVATIONS", "DaeConfig", "DaeProblem", "INITIAL_STATES", "NEURAL_DAE",
-           "Trajectories",
-           "casadi_mlp", "flax_to_layers", "layer_shapes", "layers_to_flax", "pack_layers",
-           "unpack_layers"]
+__all__ = [
+    "CASADI_ACTIVATIONS",
+    "DaeConfig",
+    "DaeProblem",
+    "INITIAL_STATES",
+    "NEURAL_DAE",
+    "Trajectories",
+    "casadi_mlp",
+    "flax_to_layers",
+    "layer_shapes",
+    "layers_to_flax",
+    "pack_layers",
+    "unpack_layers",
+]

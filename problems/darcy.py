@@ -83,8 +83,12 @@ def darcy_residual(u, a, f, h):
     ay = harmonic(a[..., :, 1:], a[..., :, :-1])  # a_{i, j+½}, (s, s−1)
     flux_x = ax * (u[..., 1:, :] - u[..., :-1, :])
     flux_y = ay * (u[..., :, 1:] - u[..., :, :-1])
-    div = (flux_x[..., 1:, 1:-1] - flux_x[..., :-1, 1:-1]
-           + flux_y[..., 1:-1, 1:] - flux_y[..., 1:-1, :-1])
+    div = (
+        flux_x[..., 1:, 1:-1]
+        - flux_x[..., :-1, 1:-1]
+        + flux_y[..., 1:-1, 1:]
+        - flux_y[..., 1:-1, :-1]
+    )
     return -div / h**2 - f
 
 
@@ -104,15 +108,17 @@ def solve_darcy(a: np.ndarray, f: np.ndarray) -> np.ndarray:
     north, south = ay[i, j], ay[i, j - 1]
     rows, cols, vals = [k.ravel()], [k.ravel()], [((east + west + north + south) / h2).ravel()]
     for coef, di, dj in ((east, 1, 0), (west, -1, 0), (north, 0, 1), (south, 0, -1)):
-        inside = ((i + di >= 1) & (i + di <= s - 2) & (j + dj >= 1) & (j + dj <= s - 2))
+        inside = (i + di >= 1) & (i + di <= s - 2) & (j + dj >= 1) & (j + dj <= s - 2)
         rows.append(k[inside])
         cols.append((k + di * n + dj)[inside])
         vals.append(-coef[inside] / h2)
-    mat = scipy.sparse.csc_matrix((np.concatenate(vals), (np.concatenate(rows),
-                                                          np.concatenate(cols))), (n * n,) * 2)
+    mat = scipy.sparse.csc_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), (n * n,) * 2
+    )
     u = np.zeros_like(a, dtype=float)
-    u[1:-1, 1:-1] = scipy.sparse.linalg.spsolve(mat, np.broadcast_to(f, (n, n)).ravel()
-                                                ).reshape(n, n)
+    u[1:-1, 1:-1] = scipy.sparse.linalg.spsolve(mat, np.broadcast_to(f, (n, n)).ravel()).reshape(
+        n, n
+    )
     return u
 
 
@@ -164,27 +170,37 @@ class DarcyConfig(StochasticConfig):
         check_int_at_least(self.n_grid, "problem.n_grid", 3)
         check_number(self.a_high, "problem.a_high", positive=True)
         check_number(self.a_low, "problem.a_low", positive=True)
-        check(self.a_high != self.a_low, "problem.a_low",
-              f"must differ from problem.a_high = {self.a_high}")
+        check(
+            self.a_high != self.a_low,
+            "problem.a_low",
+            f"must differ from problem.a_high = {self.a_high}",
+        )
         check_number(self.grf_alpha, "problem.grf_alpha", positive=True)
         check_number(self.grf_tau, "problem.grf_tau", positive=True)
         check_int_at_least(self.grf_modes, "problem.grf_modes", 2)
         check_number(self.forcing, "problem.forcing")
-        for f in ("n_pool", "n_samples", "n_test", "n_constraints", "hidden_channels",
-                  "n_layers"):
+        for f in ("n_pool", "n_samples", "n_test", "n_constraints", "hidden_channels", "n_layers"):
             check_positive_int(getattr(self, f), f"problem.{f}")
-        check(self.n_samples + self.n_test <= self.n_pool, "problem.n_pool",
-              f"must be >= n_samples + n_test = {self.n_samples + self.n_test}, "
-              f"got {self.n_pool}")
-        check(self.n_constraints <= self.n_samples, "problem.n_constraints",
-              f"one constraint per sample: at most n_samples = {self.n_samples}, "
-              f"got {self.n_constraints}")
+        check(
+            self.n_samples + self.n_test <= self.n_pool,
+            "problem.n_pool",
+            f"must be >= n_samples + n_test = {self.n_samples + self.n_test}, got {self.n_pool}",
+        )
+        check(
+            self.n_constraints <= self.n_samples,
+            "problem.n_constraints",
+            f"one constraint per sample: at most n_samples = {self.n_samples}, "
+            f"got {self.n_constraints}",
+        )
         check_fraction(self.data_fraction, "problem.data_fraction")
         for f in ("residual_weight", "boundary_weight", "data_weight"):
             check_number(getattr(self, f), f"problem.{f}", nonnegative=True)
         m = self.modes
-        check(isinstance(m, (list, tuple)) and len(m) == 2, "problem.modes",
-              f"must be a pair of positive integers, got {m!r}")
+        check(
+            isinstance(m, (list, tuple)) and len(m) == 2,
+            "problem.modes",
+            f"must be a pair of positive integers, got {m!r}",
+        )
         for v in m:
             check_positive_int(v, "problem.modes")
         self._set("modes", tuple(m))
@@ -206,13 +222,29 @@ class Darcy(StochasticProblem):
     name = "darcy"
     Config = DarcyConfig
     loss_terms = ("residual", "boundary", "data")
-    NOT_GENERATING = ("residual_weight", "boundary_weight", "data_weight", "modes",
-                      "hidden_channels", "n_layers", "lifting_channels", "projection_channels")
+    NOT_GENERATING = (
+        "residual_weight",
+        "boundary_weight",
+        "data_weight",
+        "modes",
+        "hidden_channels",
+        "n_layers",
+        "lifting_channels",
+        "projection_channels",
+    )
 
     def __init__(self, cfg: DarcyConfig):
         super().__init__(cfg)
-        self.net = FNO(cfg.modes, cfg.hidden_channels, cfg.n_layers, cfg.lifting_channels,
-                       cfg.projection_channels, 1, self.dtype, cfg.init)
+        self.net = FNO(
+            cfg.modes,
+            cfg.hidden_channels,
+            cfg.n_layers,
+            cfg.lifting_channels,
+            cfg.projection_channels,
+            1,
+            self.dtype,
+            cfg.init,
+        )
         s = cfg.n_grid
         self.h = 1.0 / (s - 1)
         ring = np.ones((s, s), bool)
@@ -254,8 +286,7 @@ class Darcy(StochasticProblem):
         """u_θ for coefficient fields ``inputs`` (..., s, s) -> (..., s, s), each pixel
         a_low or a_high (the problem's fields; ``net.apply(params, _channels(a))`` takes
         any field)."""
-        return self._body(params, self._lifted_levels(params, inputs.shape[-1]), inputs)[
-            ..., 0]
+        return self._body(params, self._lifted_levels(params, inputs.shape[-1]), inputs)[..., 0]
 
     def residual(self, u, a):
         """PDE residual of fields u on their coefficients a: (..., s−2, s−2)."""
@@ -271,27 +302,41 @@ class Darcy(StochasticProblem):
         f = np.full((c.n_grid - 2,) * 2, float(c.forcing))
         u = np.stack([solve_darcy(ai, f) for ai in a])
         mask = np.zeros(c.n_samples, bool)
-        mask[rng.choice(c.n_samples, max(1, round(c.data_fraction * c.n_samples)),
-                        replace=False)] = True
+        mask[
+            rng.choice(c.n_samples, max(1, round(c.data_fraction * c.n_samples)), replace=False)
+        ] = True
         con = rng.choice(c.n_samples, c.n_constraints, replace=False)
         node = rng.integers(1, c.n_grid - 1, (c.n_constraints, 2))
-        return {"a": a[: c.n_samples], "u_ref": u[: c.n_samples], "data_mask": mask,
-                "constraint_sample": con.astype(np.int32), "constraint_node": node.astype(
-                    np.int32), "test_a": a[c.n_samples:], "test_u_ref": u[c.n_samples:],
-                "pool_index": chosen.astype(np.int32)}
+        return {
+            "a": a[: c.n_samples],
+            "u_ref": u[: c.n_samples],
+            "data_mask": mask,
+            "constraint_sample": con.astype(np.int32),
+            "constraint_node": node.astype(np.int32),
+            "test_a": a[c.n_samples :],
+            "test_u_ref": u[c.n_samples :],
+            "pool_index": chosen.astype(np.int32),
+        }
 
     def _to_data(self, arrays) -> DarcyData:
         c = self.cfg
         for k in ("a", "test_a"):  # the lifting table (``_lifted_levels``) has two levels
-            check(bool(np.isin(arrays[k], [c.a_low, c.a_high]).all()), "problem.a_low",
-                  f"the coefficient fields must take the values a_low = {c.a_low} and "
-                  f"a_high = {c.a_high} only; {k} has others (a stale cache file?)")
+            check(
+                bool(np.isin(arrays[k], [c.a_low, c.a_high]).all()),
+                "problem.a_low",
+                f"the coefficient fields must take the values a_low = {c.a_low} and "
+                f"a_high = {c.a_high} only; {k} has others (a stale cache file?)",
+            )
         f = self._float
         return DarcyData(
-            a=f(arrays["a"]), u_ref=f(arrays["u_ref"]), data_mask=jnp.asarray(arrays["data_mask"]),
+            a=f(arrays["a"]),
+            u_ref=f(arrays["u_ref"]),
+            data_mask=jnp.asarray(arrays["data_mask"]),
             constraint_sample=jnp.asarray(arrays["constraint_sample"]),
             constraint_node=jnp.asarray(arrays["constraint_node"]),
-            test_a=f(arrays["test_a"]), test_u_ref=f(arrays["test_u_ref"]))
+            test_a=f(arrays["test_a"]),
+            test_u_ref=f(arrays["test_u_ref"]),
+        )
 
     # --- objective, constraints -----------------------------------------------------------
     def _terms(self, params, data: DarcyData, batch_idx):
@@ -305,10 +350,14 @@ class Darcy(StochasticProblem):
             whole = u
         res = self.residual(u, a)
         boundary = jnp.sum(jnp.where(self.boundary, whole**2, 0.0), axis=(-2, -1)) / jnp.sum(
-            self.boundary)
+            self.boundary
+        )
         misfit = jnp.mean((whole - data.u_ref[whole_idx]) ** 2, axis=(-2, -1))
-        return {"residual": jnp.mean(res**2), "boundary": jnp.mean(boundary),
-                "data": masked_mean(misfit, data.data_mask[whole_idx])}
+        return {
+            "residual": jnp.mean(res**2),
+            "boundary": jnp.mean(boundary),
+            "data": masked_mean(misfit, data.data_mask[whole_idx]),
+        }
 
     def _constraint(self, params, lifted_levels, a, node):
         """PDE residual of u_θ(a) at interior node (i, j) of one sample (scalar): the
@@ -318,10 +367,12 @@ class Darcy(StochasticProblem):
         rows, cols = jnp.stack([i, i + 1, i - 1, i, i]), jnp.stack([j, j, j, j + 1, j - 1])
         u_c, u_e, u_w, u_n, u_s = self._body(params, lifted_levels, a, at=(rows, cols))[:, 0]
         a_c = a[i, j]
-        flux = (harmonic(a[i + 1, j], a_c) * (u_e - u_c)
-                - harmonic(a_c, a[i - 1, j]) * (u_c - u_w)
-                + harmonic(a[i, j + 1], a_c) * (u_n - u_c)
-                - harmonic(a_c, a[i, j - 1]) * (u_c - u_s))
+        flux = (
+            harmonic(a[i + 1, j], a_c) * (u_e - u_c)
+            - harmonic(a_c, a[i - 1, j]) * (u_c - u_w)
+            + harmonic(a[i, j + 1], a_c) * (u_n - u_c)
+            - harmonic(a_c, a[i, j - 1]) * (u_c - u_s)
+        )
         h = 1.0 / (a.shape[-1] - 1)
         return -flux / h**2 - self.cfg.forcing
 
@@ -330,8 +381,12 @@ class Darcy(StochasticProblem):
 
     def constraint_at(self, params, data: DarcyData, k):
         """Constraint k: the PDE residual at its interior node of its sample."""
-        return self._constraint(params, self._lifted_levels(params, data.a.shape[-1]),
-                                data.a[data.constraint_sample[k]], data.constraint_node[k])
+        return self._constraint(
+            params,
+            self._lifted_levels(params, data.a.shape[-1]),
+            data.a[data.constraint_sample[k]],
+            data.constraint_node[k],
+        )
 
     def _level_inputs(self, s):
         """The FNO's inputs for a ≡ a_low and a ≡ a_high, (2, s, s, 3)."""
@@ -348,10 +403,12 @@ class Darcy(StochasticProblem):
         runs once, not once per sample."""
         inputs = self._level_inputs(data.a.shape[-1])
         table = self.net.apply(params, inputs, stage="lift")
-        one = lambda p, t, k: self._constraint(p, t, data.a[data.constraint_sample[k]],
-                                               data.constraint_node[k])
+        one = lambda p, t, k: self._constraint(
+            p, t, data.a[data.constraint_sample[k]], data.constraint_node[k]
+        )
         c, (grad, grad_table) = jax.vmap(jax.value_and_grad(one, (0, 1)), (None, None, 0))(
-            params, table, jnp.arange(self.n_constraints_of(data)))
+            params, table, jnp.arange(self.n_constraints_of(data))
+        )
         # the body's gradient is zero in the lifting's weights; those come from the table's
         lifting = lifting_pullbacks(params, inputs, grad_table, self.cfg.lifting_channels)
         return c, {**grad, "params": {**grad["params"], **lifting}}

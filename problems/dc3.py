@@ -44,19 +44,20 @@ class Dc3Instance(NamedTuple):
 
     @property
     def train(self):
-        return self.X[:SPLIT[0]]
+        return self.X[: SPLIT[0]]
 
     @property
     def valid(self):
-        return self.X[SPLIT[0]:SPLIT[1]]
+        return self.X[SPLIT[0] : SPLIT[1]]
 
     @property
     def test(self):
-        return self.X[SPLIT[1]:]
+        return self.X[SPLIT[1] :]
 
 
-def dc3_instance(seed: int = 17, n: int = 100, n_eq: int = 50, n_ineq: int = 50,
-                 n_examples: int = 10000) -> Dc3Instance:
+def dc3_instance(
+    seed: int = 17, n: int = 100, n_eq: int = 50, n_ineq: int = 50, n_examples: int = 10000
+) -> Dc3Instance:
     """DC3's generator, draw for draw (legacy RandomState, in DC3's order)."""
     for v, f in ((n, "n"), (n_eq, "n_eq"), (n_ineq, "n_ineq"), (n_examples, "n_examples")):
         check_positive_int(v, f"problem.{f}")
@@ -78,8 +79,7 @@ def objective(kind: str, inst: Dc3Instance, dtype=None):
         return lambda y: 0.5 * y @ q @ y + p @ y
     if kind == "nonconvex_qp":
         return lambda y: 0.5 * y @ q @ y + p @ jnp.sin(y)
-    return lambda y: (jnp.sum((y[1:] - y[:-1] ** 2) ** 2 + 0.01 * (1 - y[:-1]) ** 2)
-                      + 5.0 * p @ y)
+    return lambda y: jnp.sum((y[1:] - y[:-1] ** 2) ** 2 + 0.01 * (1 - y[:-1]) ** 2) + 5.0 * p @ y
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,14 +93,12 @@ class Residual:
 
     def split(self, z):
         n, m = self.inst.A.shape[1], self.inst.A.shape[0]
-        return z[:n], z[n:n + m], z[n + m:]
+        return z[:n], z[n : n + m], z[n + m :]
 
     def __call__(self, z, x, grad_f=None):
         """F(z; x). ``grad_f(y)`` replaces ∇f (the convexified residual of training)."""
-        grad_f = jax.grad(objective(self.kind, self.inst, self.dtype)) if grad_f is None \
-            else grad_f
-        a, g_mat, h = (jnp.asarray(v, self.dtype) for v in (self.inst.A, self.inst.G,
-                                                             self.inst.h))
+        grad_f = jax.grad(objective(self.kind, self.inst, self.dtype)) if grad_f is None else grad_f
+        a, g_mat, h = (jnp.asarray(v, self.dtype) for v in (self.inst.A, self.inst.G, self.inst.h))
         y, nu, lam = self.split(z)
         g = g_mat @ y - h
         grad_l = grad_f(y) + a.T @ nu + g_mat.T @ lam  # ∇_y L

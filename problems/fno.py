@@ -68,11 +68,11 @@ class SpectralConv2d(nn.Module):
         cols = min(m2 // 2 + 1, w // 2 + 1)
         mix = lambda a, b: jnp.einsum("...xyi,xyio->...xyo", a, b)
         out = jnp.zeros((*vh.shape[:-1], self.features), vh.dtype)
-        out = out.at[..., :pos, :cols, :].set(mix(vh[..., :pos, :cols, :],
-                                                  weight[:pos, :cols]))
+        out = out.at[..., :pos, :cols, :].set(mix(vh[..., :pos, :cols, :], weight[:pos, :cols]))
         if neg:
-            out = out.at[..., h - neg:, :cols, :].set(mix(vh[..., h - neg:, :cols, :],
-                                                          weight[m1 - neg:, :cols]))
+            out = out.at[..., h - neg :, :cols, :].set(
+                mix(vh[..., h - neg :, :cols, :], weight[m1 - neg :, :cols])
+            )
         y = jnp.fft.irfft2(out, s=(h, w), axes=(-3, -2))
         return y.astype(v.dtype) + bias
 
@@ -82,8 +82,7 @@ def take_levels(table, select):
     -> (..., H, W, C), pixel (i, j) of a field = table[select[..., i, j], i, j].
     Σ_k [select = k] · table_k: elementwise, so its transpose (what per-sample gradients
     run) is elementwise too, where a gather's would be a scatter-add."""
-    return sum(jnp.where((select == k)[..., None], table[k], 0.0)
-               for k in range(table.shape[0]))
+    return sum(jnp.where((select == k)[..., None], table[k], 0.0) for k in range(table.shape[0]))
 
 
 def gelu_and_slope(z):
@@ -120,8 +119,10 @@ def lifting_pullbacks(params, v, cotangents, lifting_channels: int):
     b1_grad = jnp.einsum("hko,ho->kh", (slope.T @ cot_q).reshape(n_h, k, -1), w2)
     xs = (x[:, :, None] * slope[:, None, :]).reshape(x.shape[0], -1)  # (q, i·h)
     w1_grad = jnp.einsum("ihko,ho->kih", (xs.T @ cot_q).reshape(x.shape[1], n_h, k, -1), w2)
-    return {"Dense_0": {"kernel": w2_grad, "bias": cot.sum(1)},
-            "Dense_1": {"kernel": w1_grad, "bias": b1_grad}}
+    return {
+        "Dense_0": {"kernel": w2_grad, "bias": cot.sum(1)},
+        "Dense_1": {"kernel": w1_grad, "bias": b1_grad},
+    }
 
 
 class FNO(nn.Module):
@@ -148,9 +149,17 @@ class FNO(nn.Module):
         picks each field's pixels from it (:func:`take_levels`; Darcy's coefficient has two
         values, and the lifting's 256-channel GELU layer is most of a forward pass).
         """
+
         def dense(n, fan_in, name, **kw):  # a pointwise layer with ``fan_in`` input channels
-            return networks.dense(n, fan_in, self.initialization, param_dtype=self.param_dtype,
-                                  dtype=self.param_dtype, name=name, **kw)
+            return networks.dense(
+                n,
+                fan_in,
+                self.initialization,
+                param_dtype=self.param_dtype,
+                dtype=self.param_dtype,
+                name=name,
+                **kw,
+            )
 
         act = lambda z: nn.gelu(z, approximate=False)
         hidden, lift, proj = self.hidden_channels, self.lifting_channels, self.projection_channels
@@ -165,8 +174,9 @@ class FNO(nn.Module):
             if stage == "lift":
                 return v
         for layer in range(self.n_layers):
-            v = (SpectralConv2d(hidden, tuple(self.modes), self.param_dtype)(v)
-                 + dense(hidden, hidden, f"Dense_{n_lift + layer}", use_bias=False)(v))
+            v = SpectralConv2d(hidden, tuple(self.modes), self.param_dtype)(v) + dense(
+                hidden, hidden, f"Dense_{n_lift + layer}", use_bias=False
+            )(v)
             if layer < self.n_layers - 1:
                 v = act(v)
         if at is not None:
@@ -174,5 +184,6 @@ class FNO(nn.Module):
         last = n_lift + self.n_layers
         if proj:
             return dense(self.out_channels, proj, f"Dense_{last}")(
-                act(dense(proj, hidden, f"Dense_{last + 1}")(v)))
+                act(dense(proj, hidden, f"Dense_{last + 1}")(v))
+            )
         return dense(self.out_channels, hidden, f"Dense_{last}")(v)

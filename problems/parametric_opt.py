@@ -40,20 +40,34 @@ class ParametricOptConfig:
     n_test: int | None = None  # evaluate on the first n_test test points (null: all 833)
 
     def __post_init__(self):
-        check(isinstance(self.instance, int) and 0 <= self.instance < len(INSTANCE_SEEDS),
-              "problem.instance", f"must be one of 0..{len(INSTANCE_SEEDS) - 1}, "
-              f"got {self.instance!r}")
+        check(
+            isinstance(self.instance, int) and 0 <= self.instance < len(INSTANCE_SEEDS),
+            "problem.instance",
+            f"must be one of 0..{len(INSTANCE_SEEDS) - 1}, got {self.instance!r}",
+        )
         for f in ("n", "n_eq", "n_ineq", "n_examples"):
             check_positive_int(getattr(self, f), f"problem.{f}")
-        check(self.n_eq < self.n, "problem.n_eq", f"must be < problem.n = {self.n} "
-              f"(A y = x must leave freedom), got {self.n_eq}")
-        check(self.n_examples > SPLIT[1], "problem.n_examples",
-              f"must exceed {SPLIT[1]} (DC3's split leaves the rest as test set), "
-              f"got {self.n_examples}")
-        check(isinstance(self.fb_eps, (int, float)) and self.fb_eps > 0, "problem.fb_eps",
-              f"must be a number > 0, got {self.fb_eps!r}")
-        check(self.n_test is None or (isinstance(self.n_test, int) and self.n_test > 0),
-              "problem.n_test", f"must be null or a positive integer, got {self.n_test!r}")
+        check(
+            self.n_eq < self.n,
+            "problem.n_eq",
+            f"must be < problem.n = {self.n} (A y = x must leave freedom), got {self.n_eq}",
+        )
+        check(
+            self.n_examples > SPLIT[1],
+            "problem.n_examples",
+            f"must exceed {SPLIT[1]} (DC3's split leaves the rest as test set), "
+            f"got {self.n_examples}",
+        )
+        check(
+            isinstance(self.fb_eps, (int, float)) and self.fb_eps > 0,
+            "problem.fb_eps",
+            f"must be a number > 0, got {self.fb_eps!r}",
+        )
+        check(
+            self.n_test is None or (isinstance(self.n_test, int) and self.n_test > 0),
+            "problem.n_test",
+            f"must be null or a positive integer, got {self.n_test!r}",
+        )
 
 
 class ParametricOpt:
@@ -68,8 +82,9 @@ class ParametricOpt:
     def __init__(self, cfg: ParametricOptConfig):
         self.cfg = cfg
         self.seed = INSTANCE_SEEDS[cfg.instance]
-        self.inst: Dc3Instance = dc3_instance(self.seed, cfg.n, cfg.n_eq, cfg.n_ineq,
-                                              cfg.n_examples)
+        self.inst: Dc3Instance = dc3_instance(
+            self.seed, cfg.n, cfg.n_eq, cfg.n_ineq, cfg.n_examples
+        )
 
     @property
     def n_y(self) -> int:
@@ -87,7 +102,7 @@ class ParametricOpt:
     @property
     def test_x(self) -> np.ndarray:
         t = self.inst.test
-        return t if self.cfg.n_test is None else t[:self.cfg.n_test]
+        return t if self.cfg.n_test is None else t[: self.cfg.n_test]
 
     @property
     def valid_x(self) -> np.ndarray:
@@ -107,7 +122,7 @@ class ParametricOpt:
 
     def split_z(self, z):
         n, m = self.cfg.n, self.cfg.n_eq
-        return z[..., :n], z[..., n:n + m], z[..., n + m:]
+        return z[..., :n], z[..., n : n + m], z[..., n + m :]
 
     def sample_metrics(self, z: np.ndarray, x: np.ndarray, f_ref: np.ndarray | None) -> dict:
         """Per-sample metrics (float64, needs jax_enable_x64): objective f(y), signed
@@ -115,14 +130,19 @@ class ParametricOpt:
         and T = ½‖F‖² with the multipliers in z."""
         z, x = np.asarray(z, np.float64), np.asarray(x, np.float64)
         res = self.residual(jnp.float64)
-        f = jax.vmap(res.objective)(jnp.asarray(z[:, :self.n_y]))
+        f = jax.vmap(res.objective)(jnp.asarray(z[:, : self.n_y]))
         merit = jax.vmap(res.merit)(jnp.asarray(z), jnp.asarray(x))
-        y = z[:, :self.n_y]
+        y = z[:, : self.n_y]
         eq = np.abs(y @ self.inst.A.T - x)
         ineq = np.maximum(y @ self.inst.G.T - self.inst.h, 0.0)
-        out = {"objective": np.asarray(f), "merit": np.asarray(merit),
-               "eq_max": eq.max(1), "eq_mean": eq.mean(1),
-               "ineq_max": ineq.max(1), "ineq_mean": ineq.mean(1)}
+        out = {
+            "objective": np.asarray(f),
+            "merit": np.asarray(merit),
+            "eq_max": eq.max(1),
+            "eq_mean": eq.mean(1),
+            "ineq_max": ineq.max(1),
+            "ineq_mean": ineq.mean(1),
+        }
         if f_ref is not None:
             out["gap_pct"] = (out["objective"] - f_ref) / np.abs(f_ref) * 100.0
         return out
@@ -147,5 +167,12 @@ class Rosenbrock(ParametricOpt):
     name = kind = "rosenbrock"
 
 
-__all__ = ["PARAMETRIC_OPT", "INSTANCE_SEEDS", "ParametricOptConfig", "ParametricOpt", "Qp",
-           "NonconvexQp", "Rosenbrock"]
+__all__ = [
+    "PARAMETRIC_OPT",
+    "INSTANCE_SEEDS",
+    "ParametricOptConfig",
+    "ParametricOpt",
+    "Qp",
+    "NonconvexQp",
+    "Rosenbrock",
+]

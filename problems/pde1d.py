@@ -48,7 +48,8 @@ class PDEConfig:
     m_split: dict = dataclasses.field(default_factory=lambda: {"ic": 2, "pde": 3, "bc": 2})
     m_pretrain: int = 150  # M^pretrain, for the pretraining step (Step 0)
     m_pretrain_split: dict = dataclasses.field(
-        default_factory=lambda: {"ic": 50, "pde": 50, "bc": 50})
+        default_factory=lambda: {"ic": 50, "pde": 50, "bc": 50}
+    )
     n_heldout: int = 1000  # held-out points for the PDE residual metric
     n_log: int = 4096  # grid subsample for errors logged during training
     eval_nx: int = 2560  # N_xgrid
@@ -60,22 +61,41 @@ class PDEConfig:
     dtype: str = "float64"
 
     def __post_init__(self):
-        for f in ("n_data", "m_train", "m_pretrain", "n_heldout", "n_log", "eval_nx",
-                  "eval_nt", "eval_batch"):
+        for f in (
+            "n_data",
+            "m_train",
+            "m_pretrain",
+            "n_heldout",
+            "n_log",
+            "eval_nx",
+            "eval_nt",
+            "eval_batch",
+        ):
             check_positive_int(getattr(self, f), f"problem.{f}")
-        check(isinstance(self.noise, (int, float)) and self.noise >= 0 and
-              math.isfinite(self.noise), "problem.noise",
-              f"must be a finite number >= 0, got {self.noise!r}")
+        check(
+            isinstance(self.noise, (int, float)) and self.noise >= 0 and math.isfinite(self.noise),
+            "problem.noise",
+            f"must be a finite number >= 0, got {self.noise!r}",
+        )
         for total, split in (("m_train", "m_split"), ("m_pretrain", "m_pretrain_split")):
             s = dict(getattr(self, split))
-            check(set(s) == set(SPLIT_KEYS), f"problem.{split}",
-                  f"needs exactly the keys ic, pde, bc; got {sorted(s)}")
+            check(
+                set(s) == set(SPLIT_KEYS),
+                f"problem.{split}",
+                f"needs exactly the keys ic, pde, bc; got {sorted(s)}",
+            )
             for k in SPLIT_KEYS:
-                check(isinstance(s[k], int) and not isinstance(s[k], bool) and s[k] >= 0,
-                      f"problem.{split}.{k}", f"must be an integer >= 0, got {s[k]!r}")
-            check(sum(s.values()) == getattr(self, total), f"problem.{split}",
-                  f"ic + pde + bc = {sum(s.values())} must equal problem.{total} = "
-                  f"{getattr(self, total)}")
+                check(
+                    isinstance(s[k], int) and not isinstance(s[k], bool) and s[k] >= 0,
+                    f"problem.{split}.{k}",
+                    f"must be an integer >= 0, got {s[k]!r}",
+                )
+            check(
+                sum(s.values()) == getattr(self, total),
+                f"problem.{split}",
+                f"ic + pde + bc = {sum(s.values())} must equal problem.{total} = "
+                f"{getattr(self, total)}",
+            )
         validate_network(self.depth, self.width, self.activation, "problem")
         check_choice(self.dtype, "problem.dtype", ["float32", "float64"])
 
@@ -145,8 +165,13 @@ class PeriodicPDEProblem:
         k_ic, k_pde_x, k_pde_t, k_bc = jax.random.split(key, 4)
         dt = self.dtype
         ic_x = jax.random.uniform(k_ic, (split["ic"],), dt, 0.0, TWO_PI)
-        pde_xt = jnp.stack([jax.random.uniform(k_pde_x, (split["pde"],), dt, 0.0, TWO_PI),
-                            jax.random.uniform(k_pde_t, (split["pde"],), dt, 0.0, 1.0)], axis=1)
+        pde_xt = jnp.stack(
+            [
+                jax.random.uniform(k_pde_x, (split["pde"],), dt, 0.0, TWO_PI),
+                jax.random.uniform(k_pde_t, (split["pde"],), dt, 0.0, 1.0),
+            ],
+            axis=1,
+        )
         bc_t = jax.random.uniform(k_bc, (split["bc"],), dt, 0.0, 1.0)
         return ConstraintPoints(ic_x, self.initial_condition(ic_x), pde_xt, bc_t)
 
@@ -159,8 +184,9 @@ class PeriodicPDEProblem:
         """
         gx, gt = eval_grid(self.cfg.eval_nx, self.cfg.eval_nt)
         u_ref = jnp.asarray(self.reference(gx, gt), self.dtype)
-        return jax.jit(self._sample)(key, jnp.asarray(gx, self.dtype),
-                                     jnp.asarray(gt, self.dtype), u_ref)
+        return jax.jit(self._sample)(
+            key, jnp.asarray(gx, self.dtype), jnp.asarray(gt, self.dtype), u_ref
+        )
 
     def _sample(self, key, gx, gt, u_ref) -> PDEData:
         cfg, dt = self.cfg, self.dtype
@@ -172,13 +198,23 @@ class PeriodicPDEProblem:
             x_data = jnp.stack([gx[ix], gt[it]], axis=1)
             u_clean = u_ref[it, ix]
         else:
-            x_data = jnp.stack([jax.random.uniform(k_x, (cfg.n_data,), dt, 0.0, TWO_PI),
-                                jax.random.uniform(k_t, (cfg.n_data,), dt, 0.0, 1.0)], axis=1)
+            x_data = jnp.stack(
+                [
+                    jax.random.uniform(k_x, (cfg.n_data,), dt, 0.0, TWO_PI),
+                    jax.random.uniform(k_t, (cfg.n_data,), dt, 0.0, 1.0),
+                ],
+                axis=1,
+            )
             u_clean = self.exact(x_data[:, 0], x_data[:, 1])
         noise = jax.random.uniform(k_noise, (cfg.n_data,), dt, -cfg.noise, cfg.noise)
         k_hx, k_ht = jax.random.split(k_held)
-        heldout = jnp.stack([jax.random.uniform(k_hx, (cfg.n_heldout,), dt, 0.0, TWO_PI),
-                             jax.random.uniform(k_ht, (cfg.n_heldout,), dt, 0.0, 1.0)], axis=1)
+        heldout = jnp.stack(
+            [
+                jax.random.uniform(k_hx, (cfg.n_heldout,), dt, 0.0, TWO_PI),
+                jax.random.uniform(k_ht, (cfg.n_heldout,), dt, 0.0, 1.0),
+            ],
+            axis=1,
+        )
         log_idx = jax.random.choice(k_log, n_grid, (min(cfg.n_log, n_grid),), replace=False)
         lt, lx = jnp.divmod(log_idx, cfg.eval_nx)
         return PDEData(
@@ -255,5 +291,7 @@ class PeriodicPDEProblem:
     def log_errors(self, params, data: PDEData) -> dict:
         """abs/rel error on a fixed grid subsample: cheap enough to log during training."""
         err = self.u_batch(params, data.log_xt) - data.log_u
-        return {"abs_error_sub": jnp.mean(jnp.abs(err)),
-                "rel_error_sub": jnp.linalg.norm(err) / jnp.linalg.norm(data.log_u)}
+        return {
+            "abs_error_sub": jnp.mean(jnp.abs(err)),
+            "rel_error_sub": jnp.linalg.norm(err) / jnp.linalg.norm(data.log_u),
+        }

@@ -46,8 +46,11 @@ class PopulationConfig(DaeConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        check(isinstance(self.lyapunov, bool), "problem.lyapunov",
-              f"must be true or false, got {self.lyapunov!r}")
+        check(
+            isinstance(self.lyapunov, bool),
+            "problem.lyapunov",
+            f"must be true or false, got {self.lyapunov!r}",
+        )
 
 
 class Population(DaeProblem):
@@ -103,8 +106,7 @@ class Population(DaeProblem):
         k = a1 x0*/a2 (CasADi or NumPy)."""
         e0, e1 = self.equilibrium
         k = self.cfg.a1 * e0 / self.cfg.a2
-        return ((1 / x[0] - e0 / x[0] ** 2) * dxdt[0]
-                + k * (1 / x[1] - e1 / x[1] ** 2) * dxdt[1])
+        return (1 / x[0] - e0 / x[0] ** 2) * dxdt[0] + k * (1 / x[1] - e1 / x[1] ** 2) * dxdt[1]
 
     def test_metrics(self, grid, x) -> dict:
         """Distance to the equilibrium at the end and the largest rise of V along the test
@@ -112,6 +114,9 @@ class Population(DaeProblem):
         if not np.all(np.isfinite(x)):
             return {"final_distance_to_equilibrium": float("nan"), "max_V_increase": float("nan")}
         v = self.lyapunov_function(x)
-        return {"final_distance_to_equilibrium":
-                float(np.linalg.norm(x[:, -1] - np.asarray(self.equilibrium))),
-                "max_V_increase": float(np.max(np.diff(v)))}
+        return {
+            "final_distance_to_equilibrium": float(
+                np.linalg.norm(x[:, -1] - np.asarray(self.equilibrium))
+            ),
+            "max_V_increase": float(np.max(np.diff(v))),
+        }

@@ -34,10 +34,16 @@ class ReactionConfig(PDEConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        check(isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha),
-              "problem.alpha", f"must be a finite number, got {self.alpha!r}")
-        check(isinstance(self.zeta, (int, float)) and self.zeta > 0, "problem.zeta",
-              f"must be a number > 0, got {self.zeta!r}")
+        check(
+            isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha),
+            "problem.alpha",
+            f"must be a finite number, got {self.alpha!r}",
+        )
+        check(
+            isinstance(self.zeta, (int, float)) and self.zeta > 0,
+            "problem.zeta",
+            f"must be a number > 0, got {self.zeta!r}",
+        )
 
 
 class Reaction(PeriodicPDEProblem):

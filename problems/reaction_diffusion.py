@@ -27,8 +27,9 @@ from problems.base import check, check_positive_int
 from problems.reaction import Reaction, ReactionConfig, logistic_flow
 
 
-def strang_splitting(u0: np.ndarray, alpha: float, tau: float, t: np.ndarray,
-                     substeps: int) -> np.ndarray:
+def strang_splitting(
+    u0: np.ndarray, alpha: float, tau: float, t: np.ndarray, substeps: int
+) -> np.ndarray:
     """Solve u_t = τ u_xx + α u(1 − u) on a periodic grid of [0, 2π), outputs at times t.
 
     ``u0`` holds the IC at x_j = 2π j / nx; ``t`` is increasing with t[0] = 0. Returns
@@ -57,8 +58,11 @@ class ReactionDiffusionConfig(ReactionConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        check(isinstance(self.tau, (int, float)) and self.tau >= 0 and math.isfinite(self.tau),
-              "problem.tau", f"must be a finite number >= 0, got {self.tau!r}")
+        check(
+            isinstance(self.tau, (int, float)) and self.tau >= 0 and math.isfinite(self.tau),
+            "problem.tau",
+            f"must be a finite number >= 0, got {self.tau!r}",
+        )
         check_positive_int(self.ref_substeps, "problem.ref_substeps")
 
 
@@ -76,5 +80,6 @@ class ReactionDiffusion(Reaction):
 
     def reference(self, x, t):
         u0 = self.initial_condition(np.asarray(x), np)
-        return strang_splitting(u0, self.cfg.alpha, self.cfg.tau, np.asarray(t),
-                                self.cfg.ref_substeps)
+        return strang_splitting(
+            u0, self.cfg.alpha, self.cfg.tau, np.asarray(t), self.cfg.ref_substeps
+        )

@@ -70,27 +70,42 @@ class SpringConfig(StochasticConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        check(self.batch_terms == "residual", "problem.batch_terms",
-              f"spring's data points are not residual points, so only the residual term is "
-              f"batched: the only choice is residual, got {self.batch_terms!r}")
+        check(
+            self.batch_terms == "residual",
+            "problem.batch_terms",
+            f"spring's data points are not residual points, so only the residual term is "
+            f"batched: the only choice is residual, got {self.batch_terms!r}",
+        )
         for f in ("mass", "stiffness", "t_max"):
             check_number(getattr(self, f), f"problem.{f}", positive=True)
         check_number(self.friction, "problem.friction", nonnegative=True)
-        check(self.friction**2 < 4 * self.mass * self.stiffness, "problem.friction",
-              f"the exact solution is the under-damped one: need μ² < 4 m k, got μ = "
-              f"{self.friction}, m = {self.mass}, k = {self.stiffness}")
+        check(
+            self.friction**2 < 4 * self.mass * self.stiffness,
+            "problem.friction",
+            f"the exact solution is the under-damped one: need μ² < 4 m k, got μ = "
+            f"{self.friction}, m = {self.mass}, k = {self.stiffness}",
+        )
         for f in ("n_residual", "n_grid", "n_data", "data_stride"):
             check_positive_int(getattr(self, f), f"problem.{f}")
-        check((self.n_data - 1) * self.data_stride < self.n_grid, "problem.n_data",
-              f"(n_data − 1) · data_stride = {(self.n_data - 1) * self.data_stride} must be "
-              f"< n_grid = {self.n_grid}")
+        check(
+            (self.n_data - 1) * self.data_stride < self.n_grid,
+            "problem.n_data",
+            f"(n_data − 1) · data_stride = {(self.n_data - 1) * self.data_stride} must be "
+            f"< n_grid = {self.n_grid}",
+        )
         idx = self.constraint_idx
-        check(isinstance(idx, (list, tuple)) and len(idx) > 0, "problem.constraint_idx",
-              f"must be a non-empty list of residual-point indices, got {idx!r}")
+        check(
+            isinstance(idx, (list, tuple)) and len(idx) > 0,
+            "problem.constraint_idx",
+            f"must be a non-empty list of residual-point indices, got {idx!r}",
+        )
         for i in idx:
             check_int_at_least(i, "problem.constraint_idx", 0)
-            check(i < self.n_residual, "problem.constraint_idx",
-                  f"index {i} out of range for n_residual = {self.n_residual}")
+            check(
+                i < self.n_residual,
+                "problem.constraint_idx",
+                f"index {i} out of range for n_residual = {self.n_residual}",
+            )
         self._set("constraint_idx", tuple(idx))
         for f in ("residual_weight", "data_weight"):
             check_number(getattr(self, f), f"problem.{f}", nonnegative=True)
@@ -114,8 +129,9 @@ class Spring(StochasticProblem):
 
     def __init__(self, cfg: SpringConfig):
         super().__init__(cfg)
-        self.net = MLP(cfg.depth, cfg.width, cfg.activation, param_dtype=self.dtype,
-                       initialization=cfg.init)
+        self.net = MLP(
+            cfg.depth, cfg.width, cfg.activation, param_dtype=self.dtype, initialization=cfg.init
+        )
 
     @property
     def n_residual_points(self) -> int:
@@ -152,9 +168,14 @@ class Spring(StochasticProblem):
         t_res = np.linspace(0.0, c.t_max, c.n_residual)
         grid = np.linspace(0.0, c.t_max, c.n_grid)
         t_data = grid[: c.n_data * c.data_stride : c.data_stride]
-        return {"t_residual": t_res, "t_data": t_data, "u_data": self.exact(t_data, np),
-                "t_constraint": t_res[list(c.constraint_idx)], "t_test": grid,
-                "u_test": self.exact(grid, np)}
+        return {
+            "t_residual": t_res,
+            "t_data": t_data,
+            "u_data": self.exact(t_data, np),
+            "t_constraint": t_res[list(c.constraint_idx)],
+            "t_test": grid,
+            "u_test": self.exact(grid, np),
+        }
 
     def _to_data(self, arrays) -> SpringData:
         return SpringData(**{k: self._float(arrays[k]) for k in SpringData._fields})

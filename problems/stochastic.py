@@ -82,14 +82,20 @@ def check_fraction(value, field: str) -> None:
 
 
 def check_int_at_least(value, field: str, low: int) -> None:
-    check(isinstance(value, int) and not isinstance(value, bool) and value >= low, field,
-          f"must be an integer >= {low}, got {value!r}")
+    check(
+        isinstance(value, int) and not isinstance(value, bool) and value >= low,
+        field,
+        f"must be an integer >= {low}, got {value!r}",
+    )
 
 
 def check_vector(value, field: str, length: int) -> tuple:
     """A list/tuple of ``length`` finite numbers; returned as a tuple of floats."""
-    check(isinstance(value, (list, tuple)) and len(value) == length, field,
-          f"must be a list of {length} numbers, got {value!r}")
+    check(
+        isinstance(value, (list, tuple)) and len(value) == length,
+        field,
+        f"must be a list of {length} numbers, got {value!r}",
+    )
     for v in value:
         check_number(v, field)
     return tuple(float(v) for v in value)
@@ -129,8 +135,11 @@ def seed_material(seed) -> list[int]:
     if dt is not None and jnp.issubdtype(dt, jax.dtypes.prng_key):
         key = jax.random.key_data(key)
     arr = np.asarray(key)
-    check(arr.dtype == np.uint32 and arr.ndim == 1, "seed",
-          f"must be an int or a PRNG key, got {seed!r}")
+    check(
+        arr.dtype == np.uint32 and arr.ndim == 1,
+        "seed",
+        f"must be an int or a PRNG key, got {seed!r}",
+    )
     return [int(v) for v in arr]
 
 
@@ -156,8 +165,9 @@ def content_checksum(arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def cached_arrays(cache_dir, problem: str, key: dict,
-                  generate: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def cached_arrays(
+    cache_dir, problem: str, key: dict, generate: Callable[[], dict[str, np.ndarray]]
+) -> dict[str, np.ndarray]:
     """``generate()`` once per ``key``; later calls load ``<cache_dir>/<problem>-<hash>.npz``.
 
     ``cache_dir=None`` disables the cache. A file that cannot be read, whose stored key
@@ -189,8 +199,7 @@ def cached_arrays(cache_dir, problem: str, key: dict,
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, _key=np.array(text), _checksum=np.array(content_checksum(arrays)),
-                     **arrays)
+            np.savez(f, _key=np.array(text), _checksum=np.array(content_checksum(arrays)), **arrays)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
@@ -256,8 +265,14 @@ class StochasticProblem:
     # --- data ----------------------------------------------------------------------------
     def cache_key(self, seed) -> dict:
         fields = {f.name: getattr(self.cfg, f.name) for f in dataclasses.fields(self.cfg)}
-        for f in (*self.NOT_GENERATING, "data_seed", "batch_fraction", "dtype", "batch_terms",
-                  "init"):
+        for f in (
+            *self.NOT_GENERATING,
+            "data_seed",
+            "batch_fraction",
+            "dtype",
+            "batch_terms",
+            "init",
+        ):
             fields.pop(f, None)
         return {"seed": seed_material(seed), "config": fields}
 
@@ -266,8 +281,9 @@ class StochasticProblem:
         seed = self.cfg.data_seed if seed is None else seed
         rng = lambda: np.random.default_rng(seed_material(seed))
         if self.heavy:
-            arrays = cached_arrays(cache_dir, self.name, self.cache_key(seed),
-                                   lambda: self._generate(rng()))
+            arrays = cached_arrays(
+                cache_dir, self.name, self.cache_key(seed), lambda: self._generate(rng())
+            )
         else:
             arrays = self._generate(rng())
         return self._to_data(arrays)
@@ -301,7 +317,8 @@ class StochasticProblem:
     def constraints(self, params, data) -> jax.Array:
         """c(θ) = (c_i(θ))_i, each constraint at its own point(s)."""
         return jax.vmap(self.constraint_at, (None, None, 0))(
-            params, data, jnp.arange(self.n_constraints_of(data)))
+            params, data, jnp.arange(self.n_constraints_of(data))
+        )
 
     def constraints_and_jacobian(self, params, data):
         """(c(θ), ∇c(θ)ᵀ) in one pass: per-constraint value and gradient, batched.
@@ -312,7 +329,8 @@ class StochasticProblem:
         forward for c. The Jacobian is a pytree like ``params`` with a leading axis m.
         """
         return jax.vmap(jax.value_and_grad(self.constraint_at), (None, None, 0))(
-            params, data, jnp.arange(self.n_constraints_of(data)))
+            params, data, jnp.arange(self.n_constraints_of(data))
+        )
 
     def constraint_jacobian(self, params, data):
         """∇c(θ)ᵀ: a pytree like ``params`` with a leading axis m, as ``jax.jacrev`` gives it

@@ -58,8 +58,7 @@ class TankManifold(DaeProblem):
         phi = self.cfg.phi
         y1, y2, y4 = y[0], y[1], y[2]
         y0, y3 = z[0], z[1]
-        return ca.vertcat((y1 - y3) / phi[0], y2 / phi[1], (y3 - y4) / phi[2],
-                          (y4 - y0) / phi[3])
+        return ca.vertcat((y1 - y3) / phi[0], y2 / phi[1], (y3 - y4) / phi[2], (y4 - y0) / phi[3])
 
     def algebraic(self, x, y, z, p):
         y1, y2, y4 = y[0], y[1], y[2]
@@ -94,14 +93,14 @@ class TankManifold(DaeProblem):
         y2 = (y0 - y3) / (1 + phi[0] / phi[1])
         y1 = y0 - y2
         y4 = c.a2 * jnp.sqrt(jnp.maximum(x[2], 1e-12))
-        return jnp.stack([(y1 - y3) / phi[0], y2 / phi[1], (y3 - y4) / phi[2],
-                          (y4 - y0) / phi[3]])
+        return jnp.stack([(y1 - y3) / phi[0], y2 / phi[1], (y3 - y4) / phi[2], (y4 - y0) / phi[3]])
 
     def true_closure_jax(self, x, p):
         import jax.numpy as jnp
 
-        return jnp.stack([self.cfg.c_pump * x[0] * x[3],
-                          self.cfg.a1 * jnp.sqrt(jnp.maximum(x[0], 1e-12))])
+        return jnp.stack(
+            [self.cfg.c_pump * x[0] * x[3], self.cfg.a1 * jnp.sqrt(jnp.maximum(x[0], 1e-12))]
+        )
 
     def volume(self, x: np.ndarray) -> np.ndarray:
         """Σ φ_i x_i for states x (4, ...)."""

@@ -26,8 +26,11 @@ class TransportConfig(PDEConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        check(isinstance(self.beta, (int, float)) and math.isfinite(self.beta),
-              "problem.beta", f"must be a finite number, got {self.beta!r}")
+        check(
+            isinstance(self.beta, (int, float)) and math.isfinite(self.beta),
+            "problem.beta",
+            f"must be a finite number, got {self.beta!r}",
+        )
 
 
 class Transport(PeriodicPDEProblem):

@@ -11,8 +11,11 @@ from omegaconf import OmegaConf
 # runners.* when they unpickle the task) filter it too.
 # The same for conf/hydra/launcher/submitit_{local,slurm}.yaml (submitit's pickles kept out
 # of results/).
-warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/(joblib|submitit_local|"
-                        r"submitit_slurm)' is validated against")
+warnings.filterwarnings(
+    "ignore",
+    message=r"\s*'hydra/launcher/(joblib|submitit_local|"
+    r"submitit_slurm)' is validated against",
+)
 
 
 def even_split(total: int, part: int, parts: int = 3) -> int:

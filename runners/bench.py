@@ -30,8 +30,9 @@ TABLE = Path("results/tables/bench.md")
 
 def _commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -40,9 +41,12 @@ def _machine() -> dict:
     import jax
 
     dev = jax.devices()[0]
-    return {"platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "device": f"{dev.platform}:{dev.device_kind}"}
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "device": f"{dev.platform}:{dev.device_kind}",
+    }
 
 
 def penalty_lbfgs_iteration(repeats: int, chunk: int) -> dict:
@@ -61,16 +65,23 @@ def penalty_lbfgs_iteration(repeats: int, chunk: int) -> dict:
     problem = build_problem("reaction", {"eval_nx": 64, "eval_nt": 16}, dtype="float64")
     data = problem.sample_data(jax.random.PRNGKey(0))
     params = problem.init_params(jax.random.PRNGKey(1))
-    cfg = method_config("penalty", {"inner_maxiter": 10**9, "gtol": 0.0, "ftol": 0.0},
-                        "reaction", problem.family)
+    cfg = method_config(
+        "penalty", {"inner_maxiter": 10**9, "gtol": 0.0, "ftol": 0.0}, "reaction", problem.family
+    )
     method = build_method("penalty", cfg, problem, jnp.float64)
-    compile_s, times, state = _time_chunks(method, method.init(params, data), data, repeats,
-                                           chunk)
+    compile_s, times, state = _time_chunks(method, method.init(params, data), data, repeats, chunk)
     diverged = not bool(method.finite(state))
-    return {"s_per_iter_median": statistics.median(times), "s_per_iter_all": times,
-            "compile_s": compile_s, "iterations_per_repeat": chunk, "repeats": repeats,
-            "n_params": sum(x.size for x in jax.tree.leaves(params)), "n_data": 1000,
-            "m_constraints": 7, "diverged": bool(diverged)}
+    return {
+        "s_per_iter_median": statistics.median(times),
+        "s_per_iter_all": times,
+        "compile_s": compile_s,
+        "iterations_per_repeat": chunk,
+        "repeats": repeats,
+        "n_params": sum(x.size for x in jax.tree.leaves(params)),
+        "n_data": 1000,
+        "m_constraints": 7,
+        "diverged": bool(diverged),
+    }
 
 
 def _time_chunks(method, state, data, repeats, chunk):
@@ -99,8 +110,9 @@ def _pretrained(problem, data, params, iterations=2000):
 
     from methods import PretrainConfig, pretrain_method, run_chunked
 
-    pm = pretrain_method(problem, PretrainConfig(inner_maxiter=iterations, ic_weight=10.0),
-                         jnp.float64)
+    pm = pretrain_method(
+        problem, PretrainConfig(inner_maxiter=iterations, ic_weight=10.0), jnp.float64
+    )
     r = run_chunked(pm, pm.init(params, data), data, max_steps=iterations, log_every=500)
     return pm.params(r.state)
 
@@ -122,30 +134,52 @@ def trsqp_iteration(memory):
         problem = build_problem("reaction", {"eval_nx": 64, "eval_nt": 16}, dtype="float64")
         data = problem.sample_data(jax.random.PRNGKey(0))
         params = _pretrained(problem, data, problem.init_params(jax.random.PRNGKey(1)))
-        cfg = method_config("trsqp", {"memory": memory, "max_iter": 10**9, "gtol": 0.0,
-                                      "xtol": 0.0, "ctol": 0.0}, "reaction", problem.family)
+        cfg = method_config(
+            "trsqp",
+            {"memory": memory, "max_iter": 10**9, "gtol": 0.0, "xtol": 0.0, "ctol": 0.0},
+            "reaction",
+            problem.family,
+        )
         method = build_method("trsqp", cfg, problem, jnp.float64)
         chunk = chunk if memory != "dense" else max(1, chunk // 10)
-        compile_s, times, state = _time_chunks(method, method.init(params, data), data,
-                                               repeats, chunk)
-        return {"s_per_iter_median": statistics.median(times), "s_per_iter_all": times,
-                "compile_s": compile_s, "iterations_per_repeat": chunk, "repeats": repeats,
-                "n_params": int(state.theta.shape[0]), "memory": str(memory),
-                "pretraining_iterations": 2000, "accepted_last": bool(state.accepted),
-                "cg_iterations_last": int(state.cg_iterations)}
+        compile_s, times, state = _time_chunks(
+            method, method.init(params, data), data, repeats, chunk
+        )
+        return {
+            "s_per_iter_median": statistics.median(times),
+            "s_per_iter_all": times,
+            "compile_s": compile_s,
+            "iterations_per_repeat": chunk,
+            "repeats": repeats,
+            "n_params": int(state.theta.shape[0]),
+            "memory": str(memory),
+            "pretraining_iterations": 2000,
+            "accepted_last": bool(state.accepted),
+            "cg_iterations_last": int(state.cg_iterations),
+        }
 
     return bench
 
 
-SQP_MOMENTUM_METHODS = ("adam_unc", "adam_con", "sqp_adam", "sqp_adam_iclr", "sqp_heavyball",
-                        "sqp_sgd")
+SQP_MOMENTUM_METHODS = (
+    "adam_unc",
+    "adam_con",
+    "sqp_adam",
+    "sqp_adam_iclr",
+    "sqp_heavyball",
+    "sqp_sgd",
+)
 # bench label -> (method, overrides): sqp_adam is the paper's Algorithm 3, sqp_adam_iclr the
 # predecessor's form
 SQP_BENCH_RUNS = {k: (k, {}) for k in SQP_MOMENTUM_METHODS}
 SQP_BENCH_RUNS["sqp_adam_iclr"] = ("sqp_adam", {"variant": "iclr"})
 # the papers' own GPU figures, s per iteration (Adam(unc) / Adam(con) / SQP-Adam)
-PAPER_GPU_S = {"spring": (0.009, 0.019, 0.020), "butene": (0.024, 0.055, 0.053),
-               "burgers": (0.042, 0.059, 0.060), "darcy": (0.852, 2.568, 2.533)}
+PAPER_GPU_S = {
+    "spring": (0.009, 0.019, 0.020),
+    "butene": (0.024, 0.055, 0.053),
+    "burgers": (0.042, 0.059, 0.060),
+    "darcy": (0.852, 2.568, 2.533),
+}
 
 
 def sqp_momentum_iteration(problem_name: str, precision: str = "float64"):
@@ -170,10 +204,12 @@ def sqp_momentum_iteration(problem_name: str, precision: str = "float64"):
         compiled, states, compile_s = {}, {}, {}
         for label in SQP_MOMENTUM_METHODS:
             name, extra = SQP_BENCH_RUNS[label]
-            cfg = method_config(name, {"lr": 1e-4, "epochs": 10**6, **extra}, problem_name,
-                                problem.family)
-            method = build_method(name, cfg, problem, jnp.dtype(precision),
-                                  key=jax.random.PRNGKey(0))
+            cfg = method_config(
+                name, {"lr": 1e-4, "epochs": 10**6, **extra}, problem_name, problem.family
+            )
+            method = build_method(
+                name, cfg, problem, jnp.dtype(precision), key=jax.random.PRNGKey(0)
+            )
             state = method.init(params, data)
             t0 = time.perf_counter()
             compiled[label] = make_chunk(method, chunk, 10**9).lower(state, data).compile()
@@ -187,20 +223,27 @@ def sqp_momentum_iteration(problem_name: str, precision: str = "float64"):
                 t0 = time.perf_counter()
                 states[label] = jax.block_until_ready(compiled[label](states[label], data)[0])
                 times[label].append((time.perf_counter() - t0) / chunk)
-        per = {label: {"s_per_iter": statistics.median(times[label]),
-                       "compile_s": compile_s[label]} for label in SQP_MOMENTUM_METHODS}
+        per = {
+            label: {"s_per_iter": statistics.median(times[label]), "compile_s": compile_s[label]}
+            for label in SQP_MOMENTUM_METHODS
+        }
         base = per["adam_unc"]["s_per_iter"]
         paper = dict(zip(("adam_unc", "adam_con", "sqp_adam"), PAPER_GPU_S[problem_name]))
         jax.config.update("jax_enable_x64", True)
-        return {"s_per_iter_median": per["sqp_adam"]["s_per_iter"], "precision": precision,
-                "compile_s": per["sqp_adam"]["compile_s"], "repeats": repeats,
-                "iterations_per_repeat": chunk, "batch_size": problem.batch_size,
-                "n_params": sum(x.size for x in jax.tree.leaves(params)),
-                "m_constraints": int(problem.constraints(params, data).shape[0]),
-                **{f"{k}.s_per_iter": v["s_per_iter"] for k, v in per.items()},
-                **{f"{k}.compile_s": v["compile_s"] for k, v in per.items()},
-                **{f"{k}.ratio_to_adam_unc": v["s_per_iter"] / base for k, v in per.items()},
-                **{f"{k}.paper_gpu_s_per_iter": v for k, v in paper.items()}}
+        return {
+            "s_per_iter_median": per["sqp_adam"]["s_per_iter"],
+            "precision": precision,
+            "compile_s": per["sqp_adam"]["compile_s"],
+            "repeats": repeats,
+            "iterations_per_repeat": chunk,
+            "batch_size": problem.batch_size,
+            "n_params": sum(x.size for x in jax.tree.leaves(params)),
+            "m_constraints": int(problem.constraints(params, data).shape[0]),
+            **{f"{k}.s_per_iter": v["s_per_iter"] for k, v in per.items()},
+            **{f"{k}.compile_s": v["compile_s"] for k, v in per.items()},
+            **{f"{k}.ratio_to_adam_unc": v["s_per_iter"] / base for k, v in per.items()},
+            **{f"{k}.paper_gpu_s_per_iter": v for k, v in paper.items()},
+        }
 
     return bench
 
@@ -223,16 +266,24 @@ def sqp_momentum_parts(problem_name: str, precision: str = "float64"):
         data = p.make_data()
         theta0, unravel = ravel_pytree(p.init_params(jax.random.PRNGKey(p.cfg.data_seed)))
         key = jax.random.PRNGKey(0)
-        grad_f = lambda th, k: jax.grad(lambda t: p.objective_terms(
-            unravel(t), data, p.sample_batch(jax.random.fold_in(key, k)))["total"])(th)
+        grad_f = lambda th, k: jax.grad(
+            lambda t: p.objective_terms(
+                unravel(t), data, p.sample_batch(jax.random.fold_in(key, k))
+            )["total"]
+        )(th)
         c_jac = lambda th: jax.vmap(lambda r: ravel_pytree(r)[0])(
-            p.constraints_and_jacobian(unravel(th), data)[1]).sum(0)
-        parts = {"grad_f": grad_f, "c_and_jacobian": lambda th, k: c_jac(th),
-                 "grad_f_plus_c_and_jacobian": lambda th, k: grad_f(th, k) + c_jac(th)}
+            p.constraints_and_jacobian(unravel(th), data)[1]
+        ).sum(0)
+        parts = {
+            "grad_f": grad_f,
+            "c_and_jacobian": lambda th, k: c_jac(th),
+            "grad_f_plus_c_and_jacobian": lambda th, k: grad_f(th, k) + c_jac(th),
+        }
         out = {}
         for name, fn in parts.items():
-            run = jax.jit(lambda th, fn=fn: jax.lax.fori_loop(
-                0, chunk, lambda k, t: t - 1e-12 * fn(t, k), th))
+            run = jax.jit(
+                lambda th, fn=fn: jax.lax.fori_loop(0, chunk, lambda k, t: t - 1e-12 * fn(t, k), th)
+            )
             t0 = time.perf_counter()
             jax.block_until_ready(run(theta0))
             out[f"{name}.compile_s"] = time.perf_counter() - t0
@@ -243,9 +294,14 @@ def sqp_momentum_parts(problem_name: str, precision: str = "float64"):
                 times.append((time.perf_counter() - t0) / chunk)
             out[f"{name}.s_per_call"] = statistics.median(times)
         jax.config.update("jax_enable_x64", True)
-        return {"s_per_iter_median": out["grad_f_plus_c_and_jacobian.s_per_call"],
-                "compile_s": out["grad_f_plus_c_and_jacobian.compile_s"], "repeats": repeats,
-                "iterations_per_repeat": chunk, "precision": precision, **out}
+        return {
+            "s_per_iter_median": out["grad_f_plus_c_and_jacobian.s_per_call"],
+            "compile_s": out["grad_f_plus_c_and_jacobian.compile_s"],
+            "repeats": repeats,
+            "iterations_per_repeat": chunk,
+            "precision": precision,
+            **out,
+        }
 
     return bench
 
@@ -274,20 +330,37 @@ def neural_dae_tank(repeats: int, chunk: int) -> dict:
     wall_a = statistics.median(w for w, _ in runs_a)
     wall_d, res_d = once(hessian="exact")
     res_a = runs_a[0][1]
-    steps = {f"A.{s.name}.{k}": getattr(s, k) for s in res_a.steps
-             for k in ("wall_s", "iterations", "status")}
-    steps.update({f"D.{s.name}.{k}": getattr(s, k) for s in res_d.steps
-                  for k in ("wall_s", "iterations", "status")})
+    steps = {
+        f"A.{s.name}.{k}": getattr(s, k)
+        for s in res_a.steps
+        for k in ("wall_s", "iterations", "status")
+    }
+    steps.update(
+        {
+            f"D.{s.name}.{k}": getattr(s, k)
+            for s in res_d.steps
+            for k in ("wall_s", "iterations", "status")
+        }
+    )
     main_d = [s for s in res_d.steps if s.name == "main"][0]
     wall_c, res_c = once(hessian="exact", exact_hessian="casadi", max_iter=2)
     main_c = [s for s in res_c.steps if s.name == "main"][0]
-    return {"s_per_iter_median": wall_a, "compile_s": 0.0, "repeats": len(runs_a),
-            "A_wall_s": wall_a, "D_wall_s": wall_d, "D_over_A": wall_d / wall_a,
-            "paper_A_wall_s": 37.0, "paper_D_wall_s": 227.0,
-            "D_hessian_ms": main_d.hessian_ms_per_call, "D_hessian_calls": main_d.hessian_calls,
-            "casadi_hessian_ms": main_c.hessian_ms_per_call,
-            "casadi_hessian_calls": main_c.hessian_calls,
-            "casadi_probe_wall_s": wall_c, **steps}
+    return {
+        "s_per_iter_median": wall_a,
+        "compile_s": 0.0,
+        "repeats": len(runs_a),
+        "A_wall_s": wall_a,
+        "D_wall_s": wall_d,
+        "D_over_A": wall_d / wall_a,
+        "paper_A_wall_s": 37.0,
+        "paper_D_wall_s": 227.0,
+        "D_hessian_ms": main_d.hessian_ms_per_call,
+        "D_hessian_calls": main_d.hessian_calls,
+        "casadi_hessian_ms": main_c.hessian_ms_per_call,
+        "casadi_hessian_calls": main_c.hessian_calls,
+        "casadi_probe_wall_s": wall_c,
+        **steps,
+    }
 
 
 def lisco_parts(problem_name: str):
@@ -316,26 +389,37 @@ def lisco_parts(problem_name: str):
         res = problem.residual(dtype)
         residual = jax.vmap(res)
         step = solver_step(sol, params, res, mc.step_scale)
+
         def at_batch(b: int) -> dict:
             x = jnp.asarray(problem.test_x[:b], dtype)
             z = jax.random.normal(jax.random.PRNGKey(1), (b, problem.n_z), dtype)
             feats = solver_features(x, residual(z, x))[0]
-            parts = {"residual": lambda t: residual(t, x),
-                     "network": lambda t: sol.apply(params, feats + t[:, :1]),
-                     "step": lambda t: step(t, x)}
+            parts = {
+                "residual": lambda t: residual(t, x),
+                "network": lambda t: sol.apply(params, feats + t[:, :1]),
+                "step": lambda t: step(t, x),
+            }
             got = {}
             for name, fn in parts.items():
-                run = jax.jit(lambda t, fn=fn: jax.lax.fori_loop(
-                    0, chunk, lambda k, u: u + 1e-12 * fn(u), t))
+                run = jax.jit(
+                    lambda t, fn=fn: jax.lax.fori_loop(0, chunk, lambda k, u: u + 1e-12 * fn(u), t)
+                )
                 got[f"batch{b}.{name}.s_per_call"] = _per_call(run, z, repeats, chunk)
             loop = jax.jit(lambda t: infer(step, res, t, x, n_max=chunk, tol=0.0).z)
             got[f"batch{b}.iteration.s_per_call"] = _per_call(loop, z, repeats, chunk)
             return got
 
         out = {**at_batch(1), **at_batch(len(problem.test_x))}
-        return {"s_per_iter_median": out["batch1.iteration.s_per_call"], "compile_s": 0.0,
-                "repeats": repeats, "iterations_per_repeat": chunk, "precision": "float32",
-                "hidden": list(mc.hidden), "batch": len(problem.test_x), **out}
+        return {
+            "s_per_iter_median": out["batch1.iteration.s_per_call"],
+            "compile_s": 0.0,
+            "repeats": repeats,
+            "iterations_per_repeat": chunk,
+            "precision": "float32",
+            "hidden": list(mc.hidden),
+            "batch": len(problem.test_x),
+            **out,
+        }
 
     return bench
 
@@ -363,10 +447,13 @@ def _latest_lisco_checkpoint(problem_name: str, instance: int = 0) -> Path | Non
             info = json.loads(meta.read_text())
         except (OSError, ValueError):
             continue
-        if (info.get("problem") == problem_name and info.get("predictor")
-                and info.get("instance", 0) == instance
-                and (meta.parent / "solver.msgpack").is_file()
-                and (best is None or meta.stat().st_mtime > best.stat().st_mtime)):
+        if (
+            info.get("problem") == problem_name
+            and info.get("predictor")
+            and info.get("instance", 0) == instance
+            and (meta.parent / "solver.msgpack").is_file()
+            and (best is None or meta.stat().st_mtime > best.stat().st_mtime)
+        ):
             best = meta
     return best.parent if best is not None else None
 
@@ -406,12 +493,17 @@ def lisco_vs_baseline(problem_name: str):
                 box, info = box_osqp_solve(problem.inst, x, tight=tight)
                 z = np.hstack([box.y, box.nu, box.lam])
                 tag = "jaxopt_osqp" + ("_tight" if tight else "")
-                batched.update({
-                    f"{tag}_batch_s": info["batch_s"], f"{tag}_compile_s": info["compile_s"],
-                    f"{tag}_throughput": len(x) / info["batch_s"],
-                    f"{tag}_median_iterations": float(np.median(box.iterations)),
-                    f"{tag}_median_T": float(np.median(
-                        problem.sample_metrics(z, x, None)["merit"]))})
+                batched.update(
+                    {
+                        f"{tag}_batch_s": info["batch_s"],
+                        f"{tag}_compile_s": info["compile_s"],
+                        f"{tag}_throughput": len(x) / info["batch_s"],
+                        f"{tag}_median_iterations": float(np.median(box.iterations)),
+                        f"{tag}_median_T": float(
+                            np.median(problem.sample_metrics(z, x, None)["merit"])
+                        ),
+                    }
+                )
         else:
             base = ipopt_solve(problem.kind, problem.inst, x, tol=1e-10)
             base_s, base_name = base.solve_s, "ipopt"
@@ -421,8 +513,9 @@ def lisco_vs_baseline(problem_name: str):
             meta = json.loads((ckpt / "networks.json").read_text())
             dtype = jnp.dtype(meta["dtype"])
             mc = LiscoConfig(hidden=tuple(meta["hidden"]), activation=meta["activation"])
-            pred, sol = _load_networks(ckpt, mc, problem, dtype,
-                                       init_networks(problem, mc, dtype, jax.random.PRNGKey(0)))
+            pred, sol = _load_networks(
+                ckpt, mc, problem, dtype, init_networks(problem, mc, dtype, jax.random.PRNGKey(0))
+            )
         else:
             mc = LiscoConfig()
             pred, sol = init_networks(problem, mc, dtype, jax.random.PRNGKey(0))
@@ -433,29 +526,41 @@ def lisco_vs_baseline(problem_name: str):
         secs = t["seconds"]
         # one loop iteration (every run does all 500), batch 1 and the full batch
         full = dataclasses.replace(mc, tol=1e-30)  # unreachable: all 500 iterations
-        f1 = time_lisco(problem, full, dtype, pred, sol, x[:max(1, min(repeats, 20))], key)
+        f1 = time_lisco(problem, full, dtype, pred, sol, x[: max(1, min(repeats, 20))], key)
         fb = time_lisco(problem, full, dtype, pred, sol, x, key, batch1=False)
         it1 = float(np.median(f1["seconds"])) / full.n_max
         itb = fb["batch_s"] / full.n_max
         lisco_med = float(np.median(secs[ok])) if ok.any() else float("nan")
         base_tp = len(x) / float(np.sum(base_s))
-        return {"s_per_iter_median": it1, "compile_s": t["eval_compile_s"], "repeats": 1,
-                "checkpoint": str(ckpt) if ckpt else None, "trained": ckpt is not None,
-                "baseline": base_name, "baseline_median_s": float(np.median(base_s)),
-                "baseline_max_s": float(np.max(base_s)),
-                "baseline_median_iterations": float(np.median(base.iterations)),
-                "baseline_throughput": base_tp,
-                "lisco_success": float(np.mean(ok)),
-                "lisco_median_s": lisco_med,
-                "lisco_max_s": float(np.max(secs[ok])) if ok.any() else float("nan"),
-                "lisco_median_iterations": float(np.median(np.asarray(t["result"].iterations))),
-                "lisco_throughput": t["throughput"], "lisco_batch_s": t["batch_s"],
-                "median_ratio_baseline_over_lisco": float(np.median(base_s)) / lisco_med,
-                "throughput_ratio": t["throughput"] / base_tp,
-                "lisco_s_per_iter_batch1": it1, "lisco_s_per_iter_batch833": itb,
-                "lisco_s_per_instance_iter_batch833": itb / len(x), **batched,
-                **{f"throughput_ratio_vs_{k[:-len('_throughput')]}": t["throughput"] / v
-                   for k, v in batched.items() if k.endswith("_throughput")}}
+        return {
+            "s_per_iter_median": it1,
+            "compile_s": t["eval_compile_s"],
+            "repeats": 1,
+            "checkpoint": str(ckpt) if ckpt else None,
+            "trained": ckpt is not None,
+            "baseline": base_name,
+            "baseline_median_s": float(np.median(base_s)),
+            "baseline_max_s": float(np.max(base_s)),
+            "baseline_median_iterations": float(np.median(base.iterations)),
+            "baseline_throughput": base_tp,
+            "lisco_success": float(np.mean(ok)),
+            "lisco_median_s": lisco_med,
+            "lisco_max_s": float(np.max(secs[ok])) if ok.any() else float("nan"),
+            "lisco_median_iterations": float(np.median(np.asarray(t["result"].iterations))),
+            "lisco_throughput": t["throughput"],
+            "lisco_batch_s": t["batch_s"],
+            "median_ratio_baseline_over_lisco": float(np.median(base_s)) / lisco_med,
+            "throughput_ratio": t["throughput"] / base_tp,
+            "lisco_s_per_iter_batch1": it1,
+            "lisco_s_per_iter_batch833": itb,
+            "lisco_s_per_instance_iter_batch833": itb / len(x),
+            **batched,
+            **{
+                f"throughput_ratio_vs_{k[: -len('_throughput')]}": t["throughput"] / v
+                for k, v in batched.items()
+                if k.endswith("_throughput")
+            },
+        }
 
     return bench
 
@@ -476,15 +581,25 @@ def seeds_vectorized(method: str, problem: str, n: int = 5, extra: tuple = ()):
 
         from runners.tables import collect
 
-        base = [f"method={method}", f"problem={problem}", "scale=smoke", "progress=false",
-                "figures=false", *extra]
+        base = [
+            f"method={method}",
+            f"problem={problem}",
+            "scale=smoke",
+            "progress=false",
+            "figures=false",
+            *extra,
+        ]
 
         def timed(tmp, *args):
             env = {**os.environ, "HCSML_JAX_CACHE": str(Path(tmp) / "jax_cache")}
             t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "runners.train", *base, *args,
-                            f"results_dir={tmp}"], check=True, env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run(
+                [sys.executable, "-m", "runners.train", *base, *args, f"results_dir={tmp}"],
+                check=True,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             return time.perf_counter() - t0
 
         with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
@@ -494,35 +609,45 @@ def seeds_vectorized(method: str, problem: str, n: int = 5, extra: tuple = ()):
             rb = collect(b).sort_values("seed").reset_index(drop=True)
         key = "abs_error" if "abs_error" in ra.columns else "test_mse"
         diff = float(((ra[key] - rb[key]).abs() / rb[key].abs()).max())
-        return {"method": method, "problem": problem, "args": " ".join(extra), "seeds": n,
-                "vectorized_s": vec_s,
-                "sequential_s": sum(seq), "sequential_runs_s": seq,
-                "speedup": sum(seq) / vec_s,
-                "vectorized_train_s": float(ra["wall_s"].iloc[0]),
-                "sequential_train_s": float(rb["wall_s"].sum()),
-                "vectorized_compile_s": float(ra["compile_s"].iloc[0]),
-                "sequential_compile_s": float(rb["compile_s"].sum()),
-                "metric": key, "max_rel_diff": diff,
-                "s_per_iter_median": float("nan"), "compile_s": float(ra["compile_s"].iloc[0]),
-                "repeats": 1}
+        return {
+            "method": method,
+            "problem": problem,
+            "args": " ".join(extra),
+            "seeds": n,
+            "vectorized_s": vec_s,
+            "sequential_s": sum(seq),
+            "sequential_runs_s": seq,
+            "speedup": sum(seq) / vec_s,
+            "vectorized_train_s": float(ra["wall_s"].iloc[0]),
+            "sequential_train_s": float(rb["wall_s"].sum()),
+            "vectorized_compile_s": float(ra["compile_s"].iloc[0]),
+            "sequential_compile_s": float(rb["compile_s"].sum()),
+            "metric": key,
+            "max_rel_diff": diff,
+            "s_per_iter_median": float("nan"),
+            "compile_s": float(ra["compile_s"].iloc[0]),
+            "repeats": 1,
+        }
 
     return bench
 
 
-BENCHMARKS = {"penalty_lbfgs_iter": penalty_lbfgs_iteration,
-              "trsqp_sr1_dense_iter": trsqp_iteration("dense"),
-              "trsqp_sr1_lm10_iter": trsqp_iteration(10),
-              **{f"sqp_momentum_{p}_iter": sqp_momentum_iteration(p) for p in PAPER_GPU_S},
-              **{f"sqp_momentum_{p}_iter_f32": sqp_momentum_iteration(p, "float32")
-                 for p in PAPER_GPU_S},
-              **{f"sqp_momentum_{p}_parts": sqp_momentum_parts(p) for p in PAPER_GPU_S},
-              "neural_dae_tank_pipeline": neural_dae_tank,
-              **{f"lisco_{p}": lisco_vs_baseline(p) for p in ("qp", "nonconvex_qp", "rosenbrock")},
-              **{f"lisco_{p}_parts": lisco_parts(p) for p in ("nonconvex_qp", "rosenbrock")},
-              "seeds5_trsqp_reaction": seeds_vectorized("trsqp", "reaction"),
-              "seeds5_trsqp_lm10_reaction": seeds_vectorized(
-                  "trsqp", "reaction", extra=("scale.trsqp_memory=10",)),
-              "seeds5_sqp_adam_spring": seeds_vectorized("sqp_adam", "spring")}
+BENCHMARKS = {
+    "penalty_lbfgs_iter": penalty_lbfgs_iteration,
+    "trsqp_sr1_dense_iter": trsqp_iteration("dense"),
+    "trsqp_sr1_lm10_iter": trsqp_iteration(10),
+    **{f"sqp_momentum_{p}_iter": sqp_momentum_iteration(p) for p in PAPER_GPU_S},
+    **{f"sqp_momentum_{p}_iter_f32": sqp_momentum_iteration(p, "float32") for p in PAPER_GPU_S},
+    **{f"sqp_momentum_{p}_parts": sqp_momentum_parts(p) for p in PAPER_GPU_S},
+    "neural_dae_tank_pipeline": neural_dae_tank,
+    **{f"lisco_{p}": lisco_vs_baseline(p) for p in ("qp", "nonconvex_qp", "rosenbrock")},
+    **{f"lisco_{p}_parts": lisco_parts(p) for p in ("nonconvex_qp", "rosenbrock")},
+    "seeds5_trsqp_reaction": seeds_vectorized("trsqp", "reaction"),
+    "seeds5_trsqp_lm10_reaction": seeds_vectorized(
+        "trsqp", "reaction", extra=("scale.trsqp_memory=10",)
+    ),
+    "seeds5_sqp_adam_spring": seeds_vectorized("sqp_adam", "spring"),
+}
 
 
 def render(bench_dir: Path = BENCH_DIR, table: Path = TABLE) -> str:
@@ -535,8 +660,17 @@ def render(bench_dir: Path = BENCH_DIR, table: Path = TABLE) -> str:
     if not records:
         return ""
     df = pd.DataFrame(records).sort_values("timestamp").groupby("name").tail(1)
-    cols = ["name", "s_per_iter_median", "compile_s", "repeats", "device", "cpu_count",
-            "version.jax", "commit", "timestamp"]
+    cols = [
+        "name",
+        "s_per_iter_median",
+        "compile_s",
+        "repeats",
+        "device",
+        "cpu_count",
+        "version.jax",
+        "commit",
+        "timestamp",
+    ]
     md = df[[c for c in cols if c in df.columns]].to_markdown(index=False, floatfmt=".4g")
     text = "# Benchmarks (latest record of each; `make bench`)\n\n" + md + "\n"
     sqp = df[df["name"].str.startswith("sqp_momentum_") & ~df["name"].str.endswith("_parts")]
@@ -544,92 +678,175 @@ def render(bench_dir: Path = BENCH_DIR, table: Path = TABLE) -> str:
         rows = []
         for _, r in sqp.iterrows():
             for m in SQP_MOMENTUM_METHODS:
-                rows.append({"problem": r["name"].removeprefix("sqp_momentum_").removesuffix(
-                    "_f32").removesuffix("_iter"),
-                    "precision": r.get("precision") if isinstance(r.get("precision"), str)
-                    else "float64",  # records from before the float32 variants
-                    "method": m, "s_per_iter": r.get(f"{m}.s_per_iter"),
-                    "ratio_to_adam_unc": r.get(f"{m}.ratio_to_adam_unc"),
-                    "paper_gpu_s_per_iter": r.get(f"{m}.paper_gpu_s_per_iter"),
-                    "compile_s": r.get(f"{m}.compile_s")})
-        text += ("\n## SQP momentum: seconds per iteration by method (paper: their GPU)\n\n"
-                 + pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g") + "\n")
+                rows.append(
+                    {
+                        "problem": r["name"]
+                        .removeprefix("sqp_momentum_")
+                        .removesuffix("_f32")
+                        .removesuffix("_iter"),
+                        "precision": r.get("precision")
+                        if isinstance(r.get("precision"), str)
+                        else "float64",  # records from before the float32 variants
+                        "method": m,
+                        "s_per_iter": r.get(f"{m}.s_per_iter"),
+                        "ratio_to_adam_unc": r.get(f"{m}.ratio_to_adam_unc"),
+                        "paper_gpu_s_per_iter": r.get(f"{m}.paper_gpu_s_per_iter"),
+                        "compile_s": r.get(f"{m}.compile_s"),
+                    }
+                )
+        text += (
+            "\n## SQP momentum: seconds per iteration by method (paper: their GPU)\n\n"
+            + pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g")
+            + "\n"
+        )
     parts = df[df["name"].str.startswith("sqp_momentum_") & df["name"].str.endswith("_parts")]
     if len(parts):
         keys = ["grad_f", "c_and_jacobian", "grad_f_plus_c_and_jacobian"]
-        rows = [{"problem": r["name"].removeprefix("sqp_momentum_").removesuffix("_parts"),
-                 "precision": r.get("precision"),
-                 **{f"{k} (s)": r.get(f"{k}.s_per_call") for k in keys}} for _, r in
-                parts.iterrows()]
-        text += ("\n## SQP momentum: what a constrained step is made of (s per call; "
-                 "adam_unc pays grad_f)\n\n"
-                 + pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g") + "\n")
+        rows = [
+            {
+                "problem": r["name"].removeprefix("sqp_momentum_").removesuffix("_parts"),
+                "precision": r.get("precision"),
+                **{f"{k} (s)": r.get(f"{k}.s_per_call") for k in keys},
+            }
+            for _, r in parts.iterrows()
+        ]
+        text += (
+            "\n## SQP momentum: what a constrained step is made of (s per call; "
+            "adam_unc pays grad_f)\n\n"
+            + pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g")
+            + "\n"
+        )
     dae = df[df["name"] == "neural_dae_tank_pipeline"]
     if len(dae):
         r = dae.iloc[0]
-        rows = [{"run": run, "step": step, "iterations": r.get(f"{run}.{step}.iterations"),
-                 "wall_s": r.get(f"{run}.{step}.wall_s"), "status": r.get(f"{run}.{step}.status")}
-                for run in ("A", "D") for step in ("smoothing", "pretraining", "main")]
-        text += (f"\n## Neural DAE, tank manifold: A {r['A_wall_s']:.1f} s (paper 37 s), "
-                 f"D {r['D_wall_s']:.1f} s (paper 227 s), D/A {r['D_over_A']:.2f} (paper ≈ 6)\n\n"
-                 + pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g") + "\n")
+        rows = [
+            {
+                "run": run,
+                "step": step,
+                "iterations": r.get(f"{run}.{step}.iterations"),
+                "wall_s": r.get(f"{run}.{step}.wall_s"),
+                "status": r.get(f"{run}.{step}.status"),
+            }
+            for run in ("A", "D")
+            for step in ("smoothing", "pretraining", "main")
+        ]
+        text += (
+            f"\n## Neural DAE, tank manifold: A {r['A_wall_s']:.1f} s (paper 37 s), "
+            f"D {r['D_wall_s']:.1f} s (paper 227 s), D/A {r['D_over_A']:.2f} (paper ≈ 6)\n\n"
+            + pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g")
+            + "\n"
+        )
         if pd.notna(r.get("D_hessian_ms")):
-            text += (f"\nExact Hessian per evaluation: {r['D_hessian_ms']:.0f} ms assembled "
-                     f"(CasADi's sparse terms + the network's from JAX; {r['D_hessian_calls']:.0f}"
-                     f" calls in D) against {r['casadi_hessian_ms']:.0f} ms for CasADi's AD "
-                     f"Hessian of the whole Lagrangian ({r['casadi_hessian_calls']:.0f} calls "
-                     f"in 2 iterations of D)\n")
+            text += (
+                f"\nExact Hessian per evaluation: {r['D_hessian_ms']:.0f} ms assembled "
+                f"(CasADi's sparse terms + the network's from JAX; {r['D_hessian_calls']:.0f}"
+                f" calls in D) against {r['casadi_hessian_ms']:.0f} ms for CasADi's AD "
+                f"Hessian of the whole Lagrangian ({r['casadi_hessian_calls']:.0f} calls "
+                f"in 2 iterations of D)\n"
+            )
     lisco = df[df["name"].str.startswith("lisco_") & ~df["name"].str.endswith("_parts")]
     if len(lisco):
-        keys = ["baseline", "baseline_median_s", "baseline_max_s", "lisco_median_s",
-                "lisco_max_s", "median_ratio_baseline_over_lisco", "baseline_throughput",
-                "lisco_throughput", "throughput_ratio", "lisco_success",
-                "lisco_s_per_iter_batch1", "lisco_s_per_instance_iter_batch833", "trained"]
-        rows = [{"problem": r["name"].removeprefix("lisco_"), **{k: r.get(k) for k in keys}}
-                for _, r in lisco.iterrows()]
-        text += ("\n## LISCO vs IPOPT / OSQP on the 833 test points (targets: median ratio ≥ 3, "
-                 "throughput ratio ≥ 100)\n\n"
-                 + pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g") + "\n")
-        box = [{"problem": r["name"].removeprefix("lisco_"), "setting": tag,
-                **{k: r.get(f"jaxopt_osqp{suffix}_{k}") for k in
-                   ("batch_s", "compile_s", "throughput", "median_iterations", "median_T")},
+        keys = [
+            "baseline",
+            "baseline_median_s",
+            "baseline_max_s",
+            "lisco_median_s",
+            "lisco_max_s",
+            "median_ratio_baseline_over_lisco",
+            "baseline_throughput",
+            "lisco_throughput",
+            "throughput_ratio",
+            "lisco_success",
+            "lisco_s_per_iter_batch1",
+            "lisco_s_per_instance_iter_batch833",
+            "trained",
+        ]
+        rows = [
+            {"problem": r["name"].removeprefix("lisco_"), **{k: r.get(k) for k in keys}}
+            for _, r in lisco.iterrows()
+        ]
+        text += (
+            "\n## LISCO vs IPOPT / OSQP on the 833 test points (targets: median ratio ≥ 3, "
+            "throughput ratio ≥ 100)\n\n"
+            + pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g")
+            + "\n"
+        )
+        box = [
+            {
+                "problem": r["name"].removeprefix("lisco_"),
+                "setting": tag,
+                **{
+                    k: r.get(f"jaxopt_osqp{suffix}_{k}")
+                    for k in ("batch_s", "compile_s", "throughput", "median_iterations", "median_T")
+                },
                 "lisco_throughput": r.get("lisco_throughput"),
-                "lisco_over_batched": r.get(f"throughput_ratio_vs_jaxopt_osqp{suffix}")}
-               for _, r in lisco.iterrows() for tag, suffix in (("OSQP defaults", ""),
-                                                               ("tight", "_tight"))
-               if pd.notna(r.get(f"jaxopt_osqp{suffix}_batch_s"))]
+                "lisco_over_batched": r.get(f"throughput_ratio_vs_jaxopt_osqp{suffix}"),
+            }
+            for _, r in lisco.iterrows()
+            for tag, suffix in (("OSQP defaults", ""), ("tight", "_tight"))
+            if pd.notna(r.get(f"jaxopt_osqp{suffix}_batch_s"))
+        ]
         if box:
-            text += ("\n## The batched QP baseline: jaxopt BoxOSQP vmapped over the 833 test "
-                     "points, one jitted call, float64 (median ½‖F‖² with the same multiplier "
-                     "mapping as every baseline)\n\n"
-                     + pd.DataFrame(box).to_markdown(index=False, floatfmt=".4g") + "\n")
+            text += (
+                "\n## The batched QP baseline: jaxopt BoxOSQP vmapped over the 833 test "
+                "points, one jitted call, float64 (median ½‖F‖² with the same multiplier "
+                "mapping as every baseline)\n\n"
+                + pd.DataFrame(box).to_markdown(index=False, floatfmt=".4g")
+                + "\n"
+            )
     lparts = df[df["name"].str.startswith("lisco_") & df["name"].str.endswith("_parts")]
     if len(lparts):
-        rows = [{"problem": r["name"].removeprefix("lisco_").removesuffix("_parts"),
-                 "batch": b, **{f"{k} (µs)": 1e6 * r.get(f"batch{b}.{k}.s_per_call", float("nan"))
-                                for k in ("residual", "network", "step", "iteration")}}
-                for _, r in lparts.iterrows() for b in (1, int(r.get("batch", 833)))]
-        text += ("\n## LISCO: what one inference iteration is made of (µs per call, float32, "
-                 "one hidden layer of 2048; iteration = step + F at the new iterate + "
-                 "bookkeeping)\n\n"
-                 + pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g") + "\n")
+        rows = [
+            {
+                "problem": r["name"].removeprefix("lisco_").removesuffix("_parts"),
+                "batch": b,
+                **{
+                    f"{k} (µs)": 1e6 * r.get(f"batch{b}.{k}.s_per_call", float("nan"))
+                    for k in ("residual", "network", "step", "iteration")
+                },
+            }
+            for _, r in lparts.iterrows()
+            for b in (1, int(r.get("batch", 833)))
+        ]
+        text += (
+            "\n## LISCO: what one inference iteration is made of (µs per call, float32, "
+            "one hidden layer of 2048; iteration = step + F at the new iterate + "
+            "bookkeeping)\n\n" + pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g") + "\n"
+        )
     seeds = df[df["name"].str.startswith("seeds")]
     if len(seeds):
-        keys = ["method", "problem", "args", "seeds", "vectorized_s", "sequential_s", "speedup",
-                "vectorized_train_s", "sequential_train_s", "vectorized_compile_s",
-                "sequential_compile_s", "metric", "max_rel_diff"]
-        text += ("\n## seeds=5 as one vmapped program vs 5 sequential runs, scale=smoke, whole "
-                 "CLI wall time (target: speedup ≥ 3)\n\n"
-                 + pd.DataFrame([{k: r.get(k) for k in keys} for _, r in seeds.iterrows()])
-                 .to_markdown(index=False, floatfmt=".4g") + "\n")
+        keys = [
+            "method",
+            "problem",
+            "args",
+            "seeds",
+            "vectorized_s",
+            "sequential_s",
+            "speedup",
+            "vectorized_train_s",
+            "sequential_train_s",
+            "vectorized_compile_s",
+            "sequential_compile_s",
+            "metric",
+            "max_rel_diff",
+        ]
+        text += (
+            "\n## seeds=5 as one vmapped program vs 5 sequential runs, scale=smoke, whole "
+            "CLI wall time (target: speedup ≥ 3)\n\n"
+            + pd.DataFrame([{k: r.get(k) for k in keys} for _, r in seeds.iterrows()]).to_markdown(
+                index=False, floatfmt=".4g"
+            )
+            + "\n"
+        )
     write_atomic(table, text)
     return text
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m runners.bench", description=__doc__.split("\n")[0])
-    ap.add_argument("--only", choices=list(BENCHMARKS), action="append",
-                    help="run only these benchmarks")
+    ap.add_argument(
+        "--only", choices=list(BENCHMARKS), action="append", help="run only these benchmarks"
+    )
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--chunk", type=int, default=200, help="iterations per timed call")
     args = ap.parse_args(argv)
@@ -641,28 +858,41 @@ def main(argv=None):
     for name in args.only or list(BENCHMARKS):
         fig = BENCHMARKS[name](args.repeats, args.chunk)
         now = datetime.now(timezone.utc)
-        record = {"name": name, **fig, **_machine(),
-                  **{f"version.{k}": v for k, v in versions().items()},
-                  "commit": _commit(), "timestamp": now.isoformat(timespec="seconds")}
+        record = {
+            "name": name,
+            **fig,
+            **_machine(),
+            **{f"version.{k}": v for k, v in versions().items()},
+            "commit": _commit(),
+            "timestamp": now.isoformat(timespec="seconds"),
+        }
         write_json(BENCH_DIR / f"{name}-{now.strftime('%Y%m%dT%H%M%S')}.json", record)
         if name.startswith("lisco_") and not name.endswith("_parts"):
-            print(f"{name}: {fig['baseline']} median {fig['baseline_median_s'] * 1e3:.1f} ms, "
-                  f"LISCO batch-1 median {fig['lisco_median_s'] * 1e3:.2f} ms (success "
-                  f"{fig['lisco_success']:.3f}, trained={fig['trained']}), throughput ratio "
-                  f"{fig['throughput_ratio']:.0f}x, {fig['lisco_s_per_iter_batch1'] * 1e6:.0f} "
-                  f"us/iteration at batch 1")
+            print(
+                f"{name}: {fig['baseline']} median {fig['baseline_median_s'] * 1e3:.1f} ms, "
+                f"LISCO batch-1 median {fig['lisco_median_s'] * 1e3:.2f} ms (success "
+                f"{fig['lisco_success']:.3f}, trained={fig['trained']}), throughput ratio "
+                f"{fig['throughput_ratio']:.0f}x, {fig['lisco_s_per_iter_batch1'] * 1e6:.0f} "
+                f"us/iteration at batch 1"
+            )
         elif name.startswith("seeds"):
-            print(f"{name}: seeds={fig['seeds']} {fig['vectorized_s']:.1f} s vs "
-                  f"{fig['seeds']} runs {fig['sequential_s']:.1f} s: {fig['speedup']:.2f}x "
-                  f"(training {fig['vectorized_train_s']:.1f} s vs "
-                  f"{fig['sequential_train_s']:.1f} s; max rel. diff of {fig['metric']} "
-                  f"{fig['max_rel_diff']:.1e})")
+            print(
+                f"{name}: seeds={fig['seeds']} {fig['vectorized_s']:.1f} s vs "
+                f"{fig['seeds']} runs {fig['sequential_s']:.1f} s: {fig['speedup']:.2f}x "
+                f"(training {fig['vectorized_train_s']:.1f} s vs "
+                f"{fig['sequential_train_s']:.1f} s; max rel. diff of {fig['metric']} "
+                f"{fig['max_rel_diff']:.1e})"
+            )
         elif name == "neural_dae_tank_pipeline":
-            print(f"{name}: A {fig['A_wall_s']:.1f} s (paper 37 s), D {fig['D_wall_s']:.1f} s, "
-                  f"D/A {fig['D_over_A']:.1f} (paper ≈ 6)")
+            print(
+                f"{name}: A {fig['A_wall_s']:.1f} s (paper 37 s), D {fig['D_wall_s']:.1f} s, "
+                f"D/A {fig['D_over_A']:.1f} (paper ≈ 6)"
+            )
         else:
-            print(f"{name}: {fig['s_per_iter_median'] * 1e3:.3f} ms/iteration (median of "
-                  f"{args.repeats}), compile {fig['compile_s']:.1f} s")
+            print(
+                f"{name}: {fig['s_per_iter_median'] * 1e3:.3f} ms/iteration (median of "
+                f"{args.repeats}), compile {fig['compile_s']:.1f} s"
+            )
     print(render())
 
 

@@ -86,17 +86,24 @@ class Checkpoint:
         except (OSError, ValueError) as e:
             return self._set_aside(record, f"unreadable record: {e}")
         if meta.get("config_hash") != self.config_hash:
-            return self._set_aside(record, f"written by another configuration "
-                                           f"({meta.get('config_hash')!r})")
+            return self._set_aside(
+                record, f"written by another configuration ({meta.get('config_hash')!r})"
+            )
         name = meta.get("state_file")
-        if not (isinstance(name, str) and name.startswith("state-") and "/" not in name
-                and isinstance(meta.get("phase"), str) and isinstance(meta.get("iteration"), int)
-                and isinstance(meta.get("history"), list)
-                and all(isinstance(r, dict) for r in meta["history"])
-                and isinstance(meta.get("extra", {}), dict)
-                and isinstance(meta.get("timing", {}), dict)):
-            return self._set_aside(record, "a record without a valid phase, iteration, "
-                                           "history or state file")
+        if not (
+            isinstance(name, str)
+            and name.startswith("state-")
+            and "/" not in name
+            and isinstance(meta.get("phase"), str)
+            and isinstance(meta.get("iteration"), int)
+            and isinstance(meta.get("history"), list)
+            and all(isinstance(r, dict) for r in meta["history"])
+            and isinstance(meta.get("extra", {}), dict)
+            and isinstance(meta.get("timing", {}), dict)
+        ):
+            return self._set_aside(
+                record, "a record without a valid phase, iteration, history or state file"
+            )
         state = src / name
         try:
             stored = serialization.msgpack_restore(state.read_bytes())
@@ -128,8 +135,11 @@ class Checkpoint:
             dst = src.with_name(f"{DIRNAME}.unreadable-{stamp}-{n}")
             n += 1
         src.rename(dst)
-        print(f"checkpoint: cannot use {path} ({reason}); moved aside to {dst}; the run "
-              "starts over", file=sys.stderr, flush=True)
+        print(
+            f"checkpoint: cannot use {path} ({reason}); moved aside to {dst}; the run starts over",
+            file=sys.stderr,
+            flush=True,
+        )
         if self.previous is not None:
             self.previous = None  # nothing left to continue
         return None, None
@@ -140,10 +150,16 @@ class Checkpoint:
         leaves = _leaves((state, diverged))
         blob = serialization.msgpack_serialize({str(i): x for i, x in enumerate(leaves)})
         write_atomic(self.dir / name, blob)
-        write_json(self.dir / "checkpoint.json", {
-            **meta, "config_hash": self.config_hash, "state_file": name,
-            "n_leaves": len(leaves),
-            "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        write_json(
+            self.dir / "checkpoint.json",
+            {
+                **meta,
+                "config_hash": self.config_hash,
+                "state_file": name,
+                "n_leaves": len(leaves),
+                "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            },
+        )
         for old in self.dir.glob("state-*.msgpack"):
             if old.name != name:
                 old.unlink(missing_ok=True)
@@ -158,10 +174,13 @@ class Checkpoint:
         ref = _leaves(template)
         arrays = [stored.get(str(i)) for i in range(len(ref))]
         if len(stored) != len(ref) or any(
-                a is None or np.shape(a) != r.shape or np.asarray(a).dtype != r.dtype
-                for a, r in zip(arrays, ref)):
-            raise CheckpointMismatch(f"checkpoint {self.source} does not match this run's state "
-                             "(shapes or dtypes differ); delete it to start over")
+            a is None or np.shape(a) != r.shape or np.asarray(a).dtype != r.dtype
+            for a, r in zip(arrays, ref)
+        ):
+            raise CheckpointMismatch(
+                f"checkpoint {self.source} does not match this run's state "
+                "(shapes or dtypes differ); delete it to start over"
+            )
         treedef = jax.tree.structure(template)
         state, diverged = jax.tree.unflatten(treedef, [jax.numpy.asarray(a) for a in arrays])
         return state, diverged, meta
@@ -188,9 +207,19 @@ class Phases:
     ``names``: the run's phases in order (a record naming another is set aside).
     """
 
-    def __init__(self, ckpt: Checkpoint, history: list, progress, *, log_every: int,
-                 every: int, stop, seeds: int | None = None, data_axes=None,
-                 names: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        ckpt: Checkpoint,
+        history: list,
+        progress,
+        *,
+        log_every: int,
+        every: int,
+        stop,
+        seeds: int | None = None,
+        data_axes=None,
+        names: tuple[str, ...] = (),
+    ):
         self.ckpt, self.history, self.progress = ckpt, history, progress
         self.log_every, self.every, self.stop = log_every, every, stop
         self.seeds, self.data_axes = seeds, data_axes
@@ -200,13 +229,26 @@ class Phases:
         self.meta = ckpt.meta()
         self.current = self.meta["phase"] if self.meta else None
         self.extra = dict(self.meta.get("extra", {})) if self.meta else {}
-        self.timing = {"compile_s": 0.0, "train_s": 0.0,
-                       **(self.meta.get("timing", {}) if self.meta else {})}
+        self.timing = {
+            "compile_s": 0.0,
+            "train_s": 0.0,
+            **(self.meta.get("timing", {}) if self.meta else {}),
+        }
         if self.meta:
             history.extend(self.meta["history"])
 
-    def run(self, name: str, method, state, data, *, max_steps: int, budget: float,
-            desc: str, diverged=None):
+    def run(
+        self,
+        name: str,
+        method,
+        state,
+        data,
+        *,
+        max_steps: int,
+        budget: float,
+        desc: str,
+        diverged=None,
+    ):
         """Run (or continue) phase ``name``; returns the driver's result."""
         from methods.driver import run_chunked
 
@@ -223,16 +265,35 @@ class Phases:
         its = jax.jit(jax.vmap(method.iterations) if vec else method.iterations)
 
         def save(st, div, _):
-            self.ckpt.save(st, div, {"phase": name, "iteration": int(np.max(its(st))),
-                                     "history": self.history, "extra": self.extra,
-                                     "timing": self.timing})
+            self.ckpt.save(
+                st,
+                div,
+                {
+                    "phase": name,
+                    "iteration": int(np.max(its(st))),
+                    "history": self.history,
+                    "extra": self.extra,
+                    "timing": self.timing,
+                },
+            )
 
         self.progress.start(name, method, desc)
-        r = run_chunked(method, state, data, max_steps=max_steps, log_every=self.log_every,
-                        time_budget_s=budget, on_chunk=self.progress, seeds=self.seeds,
-                        data_axes=self.data_axes, diverged=diverged, history=hist,
-                        checkpoint_every=self.every, on_checkpoint=save,
-                        should_stop=self.stop)
+        r = run_chunked(
+            method,
+            state,
+            data,
+            max_steps=max_steps,
+            log_every=self.log_every,
+            time_budget_s=budget,
+            on_chunk=self.progress,
+            seeds=self.seeds,
+            data_axes=self.data_axes,
+            diverged=diverged,
+            history=hist,
+            checkpoint_every=self.every,
+            on_checkpoint=save,
+            should_stop=self.stop,
+        )
         self.progress.close()
         self.current = None  # a later phase starts fresh
         self.timing["compile_s"] += r.compile_s
@@ -247,8 +308,11 @@ def find_interrupted(runs_dir: str | Path, config_hash: str, exclude: Path) -> P
     best, best_time = None, ""
     for meta_path in Path(runs_dir).glob(f"*/{DIRNAME}/checkpoint.json"):
         ckpt = meta_path.parent
-        if ckpt.parent == exclude or (ckpt.parent / "metrics.json").exists() \
-                or held(ckpt.parent) is not None:  # a live run's checkpoint is not ours
+        if (
+            ckpt.parent == exclude
+            or (ckpt.parent / "metrics.json").exists()
+            or held(ckpt.parent) is not None
+        ):  # a live run's checkpoint is not ours
             continue
         meta = read_json(meta_path)
         if meta and meta.get("config_hash") == config_hash and meta.get("saved_at", "") > best_time:
@@ -256,5 +320,12 @@ def find_interrupted(runs_dir: str | Path, config_hash: str, exclude: Path) -> P
     return best
 
 
-__all__ = ["Checkpoint", "CheckpointMismatch", "Phases", "StopSignals", "find_interrupted",
-           "EXIT_INTERRUPTED", "DIRNAME"]
+__all__ = [
+    "Checkpoint",
+    "CheckpointMismatch",
+    "Phases",
+    "StopSignals",
+    "find_interrupted",
+    "EXIT_INTERRUPTED",
+    "DIRNAME",
+]

@@ -50,8 +50,9 @@ class IpoptProgress:
             self.close()
             self.step = step
             self.bar = Bar(self.max_iter, f"IPOPT {step}", enabled=self.enabled)
-        self.history.append({"phase": step, "iteration": k, "objective": objective,
-                             "infeasibility": inf})
+        self.history.append(
+            {"phase": step, "iteration": k, "objective": objective, "infeasibility": inf}
+        )
         self.bar.show(k, {"obj": f"{objective:.4g}", "inf": f"{inf:.2g}"})
 
     def close(self):
@@ -64,7 +65,7 @@ def _as_test(key: str) -> str:
     """``simulate_mse`` -> ``test_mse`` (also ``_ok``, ``_bound_violation``, ``_mse_<k>``),
     ``simulate_min_S`` -> ``min_S``: the names :meth:`DaeProblem.evaluate_test` gives with
     ``prefix="test"``."""
-    rest = key[len("simulate_"):]
+    rest = key[len("simulate_") :]
     test = rest in ("mse", "ok", "bound_violation") or rest.startswith("mse_")
     return f"test_{rest}" if test else rest
 
@@ -83,21 +84,27 @@ def _constrained_predictions(problem, layers, scaling: dict, mcfg, record: dict)
 
     def predict(k, x0):
         guess, *_ = problem.simulate(closure, x0, grid)
-        inf = constrained_inference(problem, layers, sc, x0, grid,
-                                    mcfg.inference_slack_weight, guess=guess)
+        inf = constrained_inference(
+            problem, layers, sc, x0, grid, mcfg.inference_slack_weight, guess=guess
+        )
         runs.append(inf)
         return grid, inf.X, inf.ok
 
     test, sims = problem.evaluate_test(predict, "test")
     reps = [r.report for r in runs]
-    record.update({
-        "inference.status": next((r.status for r in reps if r.status != "converged"),
-                                 "converged"),
-        "inference.iterations": sum(r.iterations for r in reps),
-        "inference.wall_s": sum(r.wall_s for r in reps),
-        "inference.grid": f"{grid.n_fe}x{grid.K}",
-        "inference.network_violation": float(np.mean(
-            [np.mean(np.abs(r.slack_pos - r.slack_neg)) for r in runs]))})
+    record.update(
+        {
+            "inference.status": next(
+                (r.status for r in reps if r.status != "converged"), "converged"
+            ),
+            "inference.iterations": sum(r.iterations for r in reps),
+            "inference.wall_s": sum(r.wall_s for r in reps),
+            "inference.grid": f"{grid.n_fe}x{grid.K}",
+            "inference.network_violation": float(
+                np.mean([np.mean(np.abs(r.slack_pos - r.slack_neg)) for r in runs])
+            ),
+        }
+    )
     return test, sims
 
 
@@ -125,8 +132,9 @@ def trajectories_figure(problem, data, learned, tests, path: Path, title: str):
 
     n_test = len(tests[0][1]) if tests else 0
     rows = len(data.x0) + n_test
-    fig, axes = plt.subplots(rows, problem.n_x, figsize=(3.2 * problem.n_x, 2.3 * rows),
-                             squeeze=False, sharex="row")
+    fig, axes = plt.subplots(
+        rows, problem.n_x, figsize=(3.2 * problem.n_x, 2.3 * rows), squeeze=False, sharex="row"
+    )
     grid = problem.truth_grid()
     for r, (x0, obs) in enumerate(zip(data.x0, data.x_obs)):
         truth, *_ = problem.simulate_truth(x0, grid)
@@ -188,26 +196,45 @@ def _collocation(cfg, setup, problem, data, history: list) -> Trained:
     if requested():  # a stop signal during an IPOPT solve ended it as a failed step
         raise StopRequested(requested())
     for s in res.steps:
-        record.update({f"{s.name}.status": s.status, f"{s.name}.iterations": s.iterations,
-                       f"{s.name}.wall_s": s.wall_s, f"{s.name}.objective": s.objective,
-                       f"{s.name}.max_violation": s.max_violation})
+        record.update(
+            {
+                f"{s.name}.status": s.status,
+                f"{s.name}.iterations": s.iterations,
+                f"{s.name}.wall_s": s.wall_s,
+                f"{s.name}.objective": s.objective,
+                f"{s.name}.max_violation": s.max_violation,
+            }
+        )
         if s.return_status:
             record[f"{s.name}.ipopt_status"] = s.return_status
         if s.hessian_calls and s.name in ("main", "refinement"):
-            record.update({f"{s.name}.hessian_calls": s.hessian_calls,
-                           f"{s.name}.hessian_s": s.hessian_s})
+            record.update(
+                {f"{s.name}.hessian_calls": s.hessian_calls, f"{s.name}.hessian_s": s.hessian_s}
+            )
     main = [s for s in res.steps if s.name in ("main", "refinement")][-1]
-    record.update(iterations=sum(s.iterations for s in res.steps if s.name != "pretraining"),
-                  objective=main.objective, max_violation=main.max_violation,
-                  wall_s=sum(s.wall_s for s in res.steps),
-                  nlp_train_mse=float(np.mean([(res.grid.interpolate(x, data.t) - obs) ** 2
-                                               for x, obs in zip(res.X, data.x_obs)])))
+    record.update(
+        iterations=sum(s.iterations for s in res.steps if s.name != "pretraining"),
+        objective=main.objective,
+        max_violation=main.max_violation,
+        wall_s=sum(s.wall_s for s in res.steps),
+        nlp_train_mse=float(
+            np.mean(
+                [(res.grid.interpolate(x, data.t) - obs) ** 2 for x, obs in zip(res.X, data.x_obs)]
+            )
+        ),
+    )
     if res.steps and res.steps[-1].status == "solver_failed":  # IPOPT's words, apart
         record["status_message"] = res.steps[-1].return_status
     sc = res.scaling
     scaling = {"x_mean": sc.x_mean, "x_std": sc.x_std, "z_mean": sc.z_mean, "z_std": sc.z_std}
-    return Trained(res.status, res.layers, scaling, learned_closure(problem, res),
-                   [(res.grid.times, x) for x in res.X], record)
+    return Trained(
+        res.status,
+        res.layers,
+        scaling,
+        learned_closure(problem, res),
+        [(res.grid.times, x) for x in res.X],
+        record,
+    )
 
 
 def _sequential(cfg, setup, problem, data, history: list) -> Trained:
@@ -232,23 +259,39 @@ def _sequential(cfg, setup, problem, data, history: list) -> Trained:
     def on_chunk(state, row):
         row["phase"] = "train"
         history.append(row)
-        bar.show(int(method.progress(state)),
-                 {"loss": f"{row.get('objective', float('nan')):.4g}"})
+        bar.show(int(method.progress(state)), {"loss": f"{row.get('objective', float('nan')):.4g}"})
 
-    r = run_chunked(method, method.init(initial_params(problem, mcfg), sdata), sdata,
-                    max_steps=min(setup.max_iter, mcfg.epochs), log_every=cfg.log_every,
-                    time_budget_s=setup.time_s, on_chunk=on_chunk)
+    r = run_chunked(
+        method,
+        method.init(initial_params(problem, mcfg), sdata),
+        sdata,
+        max_steps=min(setup.max_iter, mcfg.epochs),
+        log_every=cfg.log_every,
+        time_budget_s=setup.time_s,
+        on_chunk=on_chunk,
+    )
     bar.close()
     _, xm, xs = make_model(problem, data)
     layers = flax_to_layers(jax.device_get(method.params(r.state)))
-    scaling = {"x_mean": np.asarray(xm), "x_std": np.asarray(xs),
-               "z_mean": np.zeros(problem.n_z), "z_std": np.ones(problem.n_z)}
+    scaling = {
+        "x_mean": np.asarray(xm),
+        "x_std": np.asarray(xs),
+        "z_mean": np.zeros(problem.n_z),
+        "z_std": np.ones(problem.n_z),
+    }
     closure = problem.network_closure(layers, *scaling.values())
-    record = {"iterations": int(method.iterations(r.state)), "objective": float(r.state.loss),
-              "wall_s": r.wall_s, "compile_s": r.compile_s}
+    record = {
+        "iterations": int(method.iterations(r.state)),
+        "objective": float(r.state.loss),
+        "wall_s": r.wall_s,
+        "compile_s": r.compile_s,
+    }
     grid = problem.truth_grid()
-    x0s = (np.asarray(jax.device_get(r.state.params["x0"]))
-           if problem.cfg.initial_state == "free" else data.x0)
+    x0s = (
+        np.asarray(jax.device_get(r.state.params["x0"]))
+        if problem.cfg.initial_state == "free"
+        else data.x0
+    )
     x0s = [problem.consistent_initial_state(np.array(x, float)) for x in x0s]
     record["fitted_x0"] = [list(map(float, x)) for x in x0s]
     learned = [(grid.times, problem.simulate(closure, x0, grid)[0]) for x0 in x0s]
@@ -267,8 +310,10 @@ def run_neural_dae(cfg: DictConfig, setup, out: Path, base_record: dict) -> tupl
 
     problem = setup.problem
     if setup.method_name not in TRAINERS:
-        raise ConfigError(f"method: {setup.method_name!r} has no neural-DAE trainer in "
-                          f"runners.dae.TRAINERS; valid methods: {', '.join(TRAINERS)}")
+        raise ConfigError(
+            f"method: {setup.method_name!r} has no neural-DAE trainer in "
+            f"runners.dae.TRAINERS; valid methods: {', '.join(TRAINERS)}"
+        )
     t0 = time.perf_counter()
     data = problem.make_data()
     data_s = time.perf_counter() - t0
@@ -286,25 +331,44 @@ def run_neural_dae(cfg: DictConfig, setup, out: Path, base_record: dict) -> tupl
         tests.insert(0, ("constrained inference (test)", inferred))
     else:  # the simulation is the prediction
         test = {_as_test(k): v for k, v in simulated.items()}
-    record.update(train_mse=_simulated_train_mse(problem, closure, data), **test, **simulated,
-                  inference=mcfg.inference, eval_s=time.perf_counter() - t_eval,
-                  data_s=data_s)
+    record.update(
+        train_mse=_simulated_train_mse(problem, closure, data),
+        **test,
+        **simulated,
+        inference=mcfg.inference,
+        eval_s=time.perf_counter() - t_eval,
+        data_s=data_s,
+    )
     if history:
         write_atomic(out / "history.csv", pd.DataFrame(history).to_csv(index=False))
-    arrays = {**{f"W{k}": w for k, (w, _) in enumerate(layers)},
-              **{f"b{k}": b for k, (_, b) in enumerate(layers)},
-              **{k: np.asarray(v, float) for k, v in scaling.items()}}
+    arrays = {
+        **{f"W{k}": w for k, (w, _) in enumerate(layers)},
+        **{f"b{k}": b for k, (_, b) in enumerate(layers)},
+        **{k: np.asarray(v, float) for k, v in scaling.items()},
+    }
     _write_npz(out / "network.npz", arrays)
     label = f"{problem.name} / {setup.method_name}  (seed {cfg.seed}, status {status})"
     full = {**base_record, "status": status, **record}
     write_json(out / "metrics.json", full)
     if cfg.figures:  # after metrics.json: a failing figure loses nothing
-        draw(trajectories_figure, out / "trajectories.png", problem, data, learned, tests,
-             title=label)
-    shown = ", ".join(f"{k} {full[k]:.4g}" for k in ("objective", "train_mse", "test_mse",
-                                                      "max_violation", "min_S") if k in full)
-    summary = (f"{label}: iterations {full.get('iterations')}, {shown}, "
-               f"wall {full.get('wall_s', 0):.1f}s -> {out}")
+        draw(
+            trajectories_figure,
+            out / "trajectories.png",
+            problem,
+            data,
+            learned,
+            tests,
+            title=label,
+        )
+    shown = ", ".join(
+        f"{k} {full[k]:.4g}"
+        for k in ("objective", "train_mse", "test_mse", "max_violation", "min_S")
+        if k in full
+    )
+    summary = (
+        f"{label}: iterations {full.get('iterations')}, {shown}, "
+        f"wall {full.get('wall_s', 0):.1f}s -> {out}"
+    )
     return full, summary
 
 

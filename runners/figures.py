@@ -27,8 +27,21 @@ from runners.tables import collect, failed_flags, numeric_first, warn
 
 METHOD_ORDER = ("penalty", "auglag", "pinn", "trsqp")
 # integer config fields that a pandas column holding NaN turns into floats
-INT_FIELDS = {"n_data", "m_train", "m_pretrain", "n_heldout", "n_log", "eval_nx", "eval_nt",
-              "eval_batch", "depth", "width", "ref_substeps", "m_split", "m_pretrain_split"}
+INT_FIELDS = {
+    "n_data",
+    "m_train",
+    "m_pretrain",
+    "n_heldout",
+    "n_log",
+    "eval_nx",
+    "eval_nt",
+    "eval_batch",
+    "depth",
+    "width",
+    "ref_substeps",
+    "m_split",
+    "m_pretrain_split",
+}
 
 
 class Unreadable(Exception):
@@ -63,6 +76,7 @@ def read_params(path: Path, template):
 
 def _ordered(methods):
     """Methods (or variants, "trsqp + SOC (this project)") in the paper's order."""
+
     def key(m):
         base = str(m).split(" ")[0]
         return (METHOD_ORDER.index(base) if base in METHOD_ORDER else 99, str(m))
@@ -77,11 +91,19 @@ def load_prediction(rec: dict, max_nx: int = 512, max_nt: int = 256):
     from problems import build_problem
 
     jax.config.update("jax_enable_x64", rec.get("precision", "float64") == "float64")
-    values = {k.split(".", 1)[1]: v for k, v in rec.items()
-              if k.startswith("problem.") and k != "problem.name"
-              and not (isinstance(v, float) and np.isnan(v))}  # fields of other problems
-    values = {k: int(v) if isinstance(v, float) and v.is_integer() and k.split(".")[0] in
-              INT_FIELDS else v for k, v in values.items()}
+    values = {
+        k.split(".", 1)[1]: v
+        for k, v in rec.items()
+        if k.startswith("problem.")
+        and k != "problem.name"
+        and not (isinstance(v, float) and np.isnan(v))
+    }  # fields of other problems
+    values = {
+        k: int(v)
+        if isinstance(v, float) and v.is_integer() and k.split(".")[0] in INT_FIELDS
+        else v
+        for k, v in values.items()
+    }
     for split in ("m_split", "m_pretrain_split"):  # flattened as problem.m_split.ic, ...
         keys = [k for k in values if k.startswith(split + ".")]
         if keys:
@@ -123,12 +145,20 @@ def _select(df: pd.DataFrame, where: dict | None) -> pd.DataFrame:
 def _labels(df: pd.DataFrame, fields) -> pd.Series:
     from runners.tables import _label
 
-    return pd.Series(["/".join(_label(v) for v in vals)
-                      for vals in df[list(fields)].itertuples(index=False)], index=df.index)
+    return pd.Series(
+        ["/".join(_label(v) for v in vals) for vals in df[list(fields)].itertuples(index=False)],
+        index=df.index,
+    )
 
 
-def heatmaps(results: str | Path, out: str | Path, seed: int = 0, rows=("problem",),
-             cols=("method",), where: dict | None = None) -> Path:
+def heatmaps(
+    results: str | Path,
+    out: str | Path,
+    seed: int = 0,
+    rows=("problem",),
+    cols=("method",),
+    where: dict | None = None,
+) -> Path:
     """Reference and predicted solutions: one row per value of ``rows`` (default: the
     problem), one panel per value of ``cols`` (default: the method), the first run of
     ``seed`` in each cell; ``where`` keeps the runs whose fields match (paper Figures 2, 4–6:
@@ -149,11 +179,18 @@ def heatmaps(results: str | Path, out: str | Path, seed: int = 0, rows=("problem
     df = df.assign(_row=_labels(df, rows), _col=_labels(df, cols))
     row_keys = sorted(df["_row"].unique(), key=numeric_first)
     by_method = tuple(cols) in (("method",), ("variant",))
-    col_keys = _ordered(df["_col"].unique()) if by_method else \
-        sorted(df["_col"].unique(), key=numeric_first)
-    fig, axes = plt.subplots(len(row_keys), 1 + len(col_keys), squeeze=False,
-                             figsize=(3.2 * (1 + len(col_keys)), 2.8 * len(row_keys)),
-                             constrained_layout=True)
+    col_keys = (
+        _ordered(df["_col"].unique())
+        if by_method
+        else sorted(df["_col"].unique(), key=numeric_first)
+    )
+    fig, axes = plt.subplots(
+        len(row_keys),
+        1 + len(col_keys),
+        squeeze=False,
+        figsize=(3.2 * (1 + len(col_keys)), 2.8 * len(row_keys)),
+        constrained_layout=True,
+    )
     col_name = "/".join(c.split(".")[-1] for c in cols)
     for i, rk in enumerate(row_keys):
         ref_drawn = False
@@ -171,8 +208,13 @@ def heatmaps(results: str | Path, out: str | Path, seed: int = 0, rows=("problem
                 ax.axis("off")
                 continue
             extent = (x[0], 2 * np.pi, t[0], t[-1])
-            kw = {"origin": "lower", "aspect": "auto", "extent": extent,
-                  "vmin": ref.min(), "vmax": ref.max()}
+            kw = {
+                "origin": "lower",
+                "aspect": "auto",
+                "extent": extent,
+                "vmin": ref.min(),
+                "vmax": ref.max(),
+            }
             if not ref_drawn:
                 axes[i, 0].imshow(ref, **kw)
                 axes[i, 0].set(xlabel="x", ylabel="t")
@@ -181,8 +223,7 @@ def heatmaps(results: str | Path, out: str | Path, seed: int = 0, rows=("problem
             im = ax.imshow(pred, **kw)
             label = ck if by_method or len(cols) > 1 else f"{col_name} {ck}"
             # long variant labels ("penalty + step on failed search ...") wrap over lines
-            ax.set_title(textwrap.fill(f"{label}: abs err {rec['abs_error']:.2g}", 36),
-                         fontsize=8)
+            ax.set_title(textwrap.fill(f"{label}: abs err {rec['abs_error']:.2g}", 36), fontsize=8)
             ax.set_xlabel("x")
         if ref_drawn:
             fig.colorbar(im, ax=axes[i, -1])
@@ -200,20 +241,22 @@ def paper_curves(experiment: str, x: str) -> dict:
     spec = experiment_spec(experiment)
     rows, cols = spec["rows"], spec["cols"]
     if x not in rows or cols not in (["method"], ["variant"]):
-        raise SystemExit(f"error: --experiment: {experiment!r} has no paper values by {x} and "
-                         f"method (its table's rows: {', '.join(rows)}; columns: "
-                         f"{', '.join(cols)})")
+        raise SystemExit(
+            f"error: --experiment: {experiment!r} has no paper values by {x} and "
+            f"method (its table's rows: {', '.join(rows)}; columns: "
+            f"{', '.join(cols)})"
+        )
     curves: dict = {}
     for key, by_method in spec.get("paper", {}).items():
         fields = dict(zip(rows, str(key).split("/")))
         for method, vals in by_method.items():
             curves.setdefault(fields.get("problem"), {}).setdefault(method, []).append(
-                (float(fields[x]), *vals[:2]))
+                (float(fields[x]), *vals[:2])
+            )
     return {p: {m: sorted(v) for m, v in ms.items()} for p, ms in curves.items()}
 
 
-def sweep_plot(results: str | Path, x: str, out: str | Path,
-               experiment: str | None = None) -> Path:
+def sweep_plot(results: str | Path, x: str, out: str | Path, experiment: str | None = None) -> Path:
     """Errors against a swept field, one line per method (variant); with ``experiment``,
     the paper's values from its table beside ours (dashed, same colour)."""
     import matplotlib
@@ -223,12 +266,15 @@ def sweep_plot(results: str | Path, x: str, out: str | Path,
 
     df = runs_of(results)
     if x not in df.columns:
-        raise SystemExit(f"error: --x: no runs under {results} have {x!r}; swept fields: "
-                         f"{', '.join(c for c in df.columns if c.startswith('problem.'))}")
+        raise SystemExit(
+            f"error: --x: no runs under {results} have {x!r}; swept fields: "
+            f"{', '.join(c for c in df.columns if c.startswith('problem.'))}"
+        )
     df = df.dropna(subset=[x])
     problems = sorted(df["problem"].unique())
-    fig, axes = plt.subplots(len(problems), 2, figsize=(10, 3.6 * len(problems)),
-                             squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(
+        len(problems), 2, figsize=(10, 3.6 * len(problems)), squeeze=False, constrained_layout=True
+    )
     paper = paper_curves(experiment, x) if experiment else {}
     for row, prob in zip(axes, problems):
         sub = df[df["problem"] == prob]
@@ -238,12 +284,18 @@ def sweep_plot(results: str | Path, x: str, out: str | Path,
             for meth in _ordered(sub[by].unique()):
                 g = sub[sub[by] == meth].groupby(x)[metric]
                 xs = np.asarray(g.mean().index, dtype=float)
-                line, = ax.plot(xs, g.mean().values, "o-", label=meth)
+                (line,) = ax.plot(xs, g.mean().values, "o-", label=meth)
                 ax.fill_between(xs, g.min().values, g.max().values, alpha=0.2)
                 if meth in ref:
                     pts = np.asarray(ref[meth], dtype=float)
-                    ax.plot(pts[:, 0], pts[:, i], "x--", color=line.get_color(), alpha=0.7,
-                            label=f"{meth} (paper)")
+                    ax.plot(
+                        pts[:, 0],
+                        pts[:, i],
+                        "x--",
+                        color=line.get_color(),
+                        alpha=0.7,
+                        label=f"{meth} (paper)",
+                    )
             ax.set(title=prob, xlabel=x, ylabel=metric.replace("_", " "), yscale="log")
             ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
@@ -251,8 +303,13 @@ def sweep_plot(results: str | Path, x: str, out: str | Path,
     return save_figure(fig, out)
 
 
-def histories_plot(results: list[str], out: str | Path, by: list[str],
-                   metric: str = "abs_error_sub", where: dict | None = None) -> Path:
+def histories_plot(
+    results: list[str],
+    out: str | Path,
+    by: list[str],
+    metric: str = "abs_error_sub",
+    where: dict | None = None,
+) -> Path:
     """``metric`` of each run's history against its training iteration, one panel per
     problem, one line per run labelled by the fields ``by`` (e.g. ``device``,
     ``method.memory``): runs stopped at different iterations compared at equal ones."""
@@ -265,8 +322,9 @@ def histories_plot(results: list[str], out: str | Path, by: list[str],
     if df.empty:
         raise SystemExit(f"error: no runs under {', '.join(results)} match")
     problems = sorted(df["problem"].unique())
-    fig, axes = plt.subplots(1, len(problems), figsize=(4.6 * len(problems), 3.6),
-                             squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(
+        1, len(problems), figsize=(4.6 * len(problems), 3.6), squeeze=False, constrained_layout=True
+    )
     label = lambda r: ", ".join(f"{f.split('.')[-1]} {r.get(f)}" for f in by)
     labels = sorted({label(r) for _, r in df.iterrows()})
     colour = {lab: f"C{i % 10}" for i, lab in enumerate(labels)}  # one colour per label
@@ -290,6 +348,7 @@ def histories_plot(results: list[str], out: str | Path, by: list[str],
 
 # --- SQP-momentum problems: one run's loss curves and held-out prediction ----------------
 
+
 def loss_curves_figure(history: list, path: Path, title: str) -> Path:
     """log10 of each full-batch loss term (and ‖c‖∞) against the epoch, one panel each."""
     import matplotlib
@@ -300,8 +359,7 @@ def loss_curves_figure(history: list, path: Path, title: str) -> Path:
 
     h = pd.DataFrame(history)
     cols = [c for c in h.columns if c.startswith("loss_")] + ["max_abs_c"]
-    fig, axes = plt.subplots(1, len(cols), figsize=(3.2 * len(cols), 3.0),
-                             constrained_layout=True)
+    fig, axes = plt.subplots(1, len(cols), figsize=(3.2 * len(cols), 3.0), constrained_layout=True)
     for ax, col in zip(np.atleast_1d(axes), cols):
         ax.plot(h["epoch"], np.log10(np.maximum(h[col].to_numpy(float), 1e-300)))
         ax.set(title=col.removeprefix("loss_"), xlabel="epoch", ylabel="log10")
@@ -341,19 +399,30 @@ def prediction_figure(problem, params, data, path: Path, title: str) -> Path:
     elif name == "burgers":
         x, t, u0 = data.x, data.t, data.test_u0[0]
         X, T = jnp.meshgrid(x, t)
-        rows = jnp.concatenate([X.reshape(-1, 1), T.reshape(-1, 1),
-                                jnp.broadcast_to(u0, (X.size, u0.shape[0]))], axis=1)
+        rows = jnp.concatenate(
+            [X.reshape(-1, 1), T.reshape(-1, 1), jnp.broadcast_to(u0, (X.size, u0.shape[0]))],
+            axis=1,
+        )
         pred = np.asarray(problem.predict(params, rows)).reshape(X.shape)
         ref = np.asarray(data.test_u_ref[0])
-        fig = _panels([ref, pred, np.abs(pred - ref)], ["reference u*", "u_θ", "|u_θ − u*|"],
-                      "x", "t", (0.0, 1.0, 0.0, 1.0))
+        fig = _panels(
+            [ref, pred, np.abs(pred - ref)],
+            ["reference u*", "u_θ", "|u_θ − u*|"],
+            "x",
+            "t",
+            (0.0, 1.0, 0.0, 1.0),
+        )
     elif name == "darcy":
         a = data.test_a[:1]
         pred = np.asarray(problem.predict(params, a))[0]
         ref = np.asarray(data.test_u_ref[0])
-        fig = _panels([np.asarray(a[0]), ref, pred, np.abs(pred - ref)],
-                      ["coefficient a", "reference u*", "u_θ", "|u_θ − u*|"], "x", "y",
-                      (0.0, 1.0, 0.0, 1.0))
+        fig = _panels(
+            [np.asarray(a[0]), ref, pred, np.abs(pred - ref)],
+            ["coefficient a", "reference u*", "u_θ", "|u_θ − u*|"],
+            "x",
+            "y",
+            (0.0, 1.0, 0.0, 1.0),
+        )
     else:
         raise ValueError(f"no prediction figure for problem {name!r}")
     fig.suptitle(title)
@@ -363,11 +432,17 @@ def prediction_figure(problem, params, data, path: Path, title: str) -> Path:
 def _panels(images, names, xlabel, ylabel, extent):
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(images), figsize=(3.6 * len(images), 3.2),
-                             constrained_layout=True)
+    fig, axes = plt.subplots(
+        1, len(images), figsize=(3.6 * len(images), 3.2), constrained_layout=True
+    )
     for ax, img, name in zip(axes, images, names):
-        im = ax.imshow(img, origin="lower", aspect="auto", extent=extent,
-                       cmap="magma" if name.startswith("|") else "viridis")
+        im = ax.imshow(
+            img,
+            origin="lower",
+            aspect="auto",
+            extent=extent,
+            cmap="magma" if name.startswith("|") else "viridis",
+        )
         ax.set(title=name, xlabel=xlabel, ylabel=ylabel)
         fig.colorbar(im, ax=ax)
     return fig
@@ -419,18 +494,25 @@ def loss_curves(results, out_dir: str | Path) -> list[Path]:
             continue
         cols = [c for c in next(iter(hist.values()))[0].columns if c.startswith("loss_")]
         cols += ["max_abs_c"]
-        fig, axes = plt.subplots(1, len(cols), figsize=(3.3 * len(cols), 3.1),
-                                 constrained_layout=True)
+        fig, axes = plt.subplots(
+            1, len(cols), figsize=(3.3 * len(cols), 3.1), constrained_layout=True
+        )
         order = lambda v: ((SQP_ORDER + (v.split(" + ")[0],)).index(v.split(" + ")[0]), v)
         for i, m in enumerate(sorted(hist, key=order)):
             n = min(len(h) for h in hist[m])
             epoch = hist[m][0]["epoch"].to_numpy()[:n]
             for ax, col in zip(axes, cols):
-                y = np.log10(np.maximum(np.stack([h[col].to_numpy(float)[:n]
-                                                  for h in hist[m]]), 1e-300))
+                y = np.log10(
+                    np.maximum(np.stack([h[col].to_numpy(float)[:n] for h in hist[m]]), 1e-300)
+                )
                 mean, std = y.mean(0), y.std(0)
-                ax.plot(epoch, mean, color=f"C{i}", label=f"{m} ({len(hist[m])})",
-                        linestyle="--" if " + " in m else "-")
+                ax.plot(
+                    epoch,
+                    mean,
+                    color=f"C{i}",
+                    label=f"{m} ({len(hist[m])})",
+                    linestyle="--" if " + " in m else "-",
+                )
                 ax.fill_between(epoch, mean - std, mean + std, color=f"C{i}", alpha=0.2)
                 ax.set(title=col.removeprefix("loss_"), xlabel="epoch", ylabel="log10")
         axes[0].legend(fontsize=6)
@@ -481,17 +563,23 @@ def predictions(results, out_dir: str | Path, seed: int = 0) -> list[Path]:
                 warn(f"skipping {r['path']} in the predictions: {e}")
                 continue
             slug = re.sub(r"[^A-Za-z0-9]+", "_", r["variant"]).strip("_")
-            paths.append(prediction_figure(
-                problem, params, data,
-                Path(out_dir) / f"sqp_momentum_{prob}_prediction_{slug}.png",
-                f"{prob} / {r['variant']} (lr {r['method.lr']:g}, seed {seed}): "
-                f"test MSE {r['test_mse']:.3g}"))
+            paths.append(
+                prediction_figure(
+                    problem,
+                    params,
+                    data,
+                    Path(out_dir) / f"sqp_momentum_{prob}_prediction_{slug}.png",
+                    f"{prob} / {r['variant']} (lr {r['method.lr']:g}, seed {seed}): "
+                    f"test MSE {r['test_mse']:.3g}",
+                )
+            )
     return paths
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m runners.figures",
-                                 description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m runners.figures", description=__doc__.split("\n")[0]
+    )
     sub = ap.add_subparsers(dest="kind", required=True)
     h = sub.add_parser("heatmaps", help="reference and predictions per problem and method")
     h.add_argument("--results", required=True)
@@ -499,23 +587,43 @@ def main(argv=None):
     h.add_argument("--seed", type=int, default=0)
     h.add_argument("--rows", default="problem", help="field(s) of the rows, comma-separated")
     h.add_argument("--cols", default="method", help="field(s) of the panels, comma-separated")
-    h.add_argument("--where", action="append", default=[], metavar="FIELD=V1,V2",
-                   help="keep runs whose FIELD is one of the values (repeatable)")
+    h.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="FIELD=V1,V2",
+        help="keep runs whose FIELD is one of the values (repeatable)",
+    )
     s = sub.add_parser("sweep", help="errors against a swept coefficient")
     s.add_argument("--results", required=True)
     s.add_argument("--x", required=True, help="the swept field, e.g. problem.alpha")
     s.add_argument("--out", default="results/figures/sweep.png")
-    s.add_argument("--experiment", default=None,
-                   help="draw the paper's values of conf/experiment/<name>.yaml beside ours")
-    t = sub.add_parser("histories", help="a logged metric against the iteration, one line "
-                       "per run (runs cut at different iterations, compared at equal ones)")
-    t.add_argument("--results", required=True, action="append",
-                   help="a folder of runs (repeatable)")
+    s.add_argument(
+        "--experiment",
+        default=None,
+        help="draw the paper's values of conf/experiment/<name>.yaml beside ours",
+    )
+    t = sub.add_parser(
+        "histories",
+        help="a logged metric against the iteration, one line "
+        "per run (runs cut at different iterations, compared at equal ones)",
+    )
+    t.add_argument(
+        "--results", required=True, action="append", help="a folder of runs (repeatable)"
+    )
     t.add_argument("--by", default="method", help="fields that label the lines, comma-separated")
-    t.add_argument("--metric", default="abs_error_sub",
-                   help="a history column (errors on the grid subsample: abs_error_sub)")
-    t.add_argument("--where", action="append", default=[], metavar="FIELD=V1,V2",
-                   help="keep runs whose FIELD is one of the values (repeatable)")
+    t.add_argument(
+        "--metric",
+        default="abs_error_sub",
+        help="a history column (errors on the grid subsample: abs_error_sub)",
+    )
+    t.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="FIELD=V1,V2",
+        help="keep runs whose FIELD is one of the values (repeatable)",
+    )
     t.add_argument("--out", default="results/figures/histories.png")
     c = sub.add_parser("curves", help="SQP momentum: loss curves, mean ± std over seeds")
     c.add_argument("--results", required=True)
@@ -551,8 +659,16 @@ def main(argv=None):
     elif args.kind == "predictions":
         paths = predictions(args.results, args.out_dir, args.seed)
     elif args.kind == "heatmaps":
-        paths = [heatmaps(args.results, args.out, args.seed, rows=args.rows.split(","),
-                          cols=args.cols.split(","), where=where)]
+        paths = [
+            heatmaps(
+                args.results,
+                args.out,
+                args.seed,
+                rows=args.rows.split(","),
+                cols=args.cols.split(","),
+                where=where,
+            )
+        ]
     else:
         paths = [sweep_plot(args.results, args.x, args.out, args.experiment)]
     for path in paths:

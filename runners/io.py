@@ -39,8 +39,9 @@ def git_commit() -> str:
 
     def git(*args):
         try:
-            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
-                                  timeout=10).stdout.strip()
+            return subprocess.run(
+                ["git", *args], cwd=root, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return ""
 
@@ -73,8 +74,9 @@ def draw(fn, path: str | Path, *args, **kwargs) -> bool:
         fn(*args, path, **kwargs)
         return True
     except Exception as e:  # noqa: BLE001 - any plotting failure: the run's data is saved
-        logging.getLogger("runners").warning("figure %s not drawn (%s: %s)", path,
-                                             type(e).__name__, e)
+        logging.getLogger("runners").warning(
+            "figure %s not drawn (%s: %s)", path, type(e).__name__, e
+        )
         import matplotlib.pyplot as plt
 
         plt.close("all")
@@ -112,8 +114,7 @@ def read_json(path: str | Path) -> dict | None:
 # count, never averaged into a metric.
 # The values of methods.driver.Status, written out: this module stays free of JAX (tables and
 # the report import it); tests/test_io.py checks that they are the enum's.
-SUCCEEDED = ("converged", "stalled", "max_iter", "time_budget", "diverged", "evaluated",
-             "partial")
+SUCCEEDED = ("converged", "stalled", "max_iter", "time_budget", "diverged", "evaluated", "partial")
 FINISHED = (*SUCCEEDED, "solver_failed")
 
 

@@ -52,37 +52,58 @@ def reference(problem, x: np.ndarray, cache_dir: Path, progress: bool) -> dict:
 
     def solve():
         bar = _bar(progress, len(x), "IPOPT reference (tol 1e-10)")
-        r = ipopt_solve(problem.kind, problem.inst, x, tol=1e-10,
-                        on_instance=lambda i: bar.update())
+        r = ipopt_solve(
+            problem.kind, problem.inst, x, tol=1e-10, on_instance=lambda i: bar.update()
+        )
         bar.close()
         z = np.hstack([r.y, r.nu, r.lam])
-        return {"y": r.y, "nu": r.nu, "lam": r.lam, "success": r.success,
-                "objective": problem.sample_metrics(z, x, None)["objective"]}
+        return {
+            "y": r.y,
+            "nu": r.nu,
+            "lam": r.lam,
+            "success": r.success,
+            "objective": problem.sample_metrics(z, x, None)["objective"],
+        }
 
     c = problem.cfg
-    key = {"seed": problem.seed, "n": c.n, "n_eq": c.n_eq, "n_ineq": c.n_ineq,
-           "n_examples": c.n_examples, "n_points": len(x), "tol": 1e-10}
+    key = {
+        "seed": problem.seed,
+        "n": c.n,
+        "n_eq": c.n_eq,
+        "n_ineq": c.n_ineq,
+        "n_examples": c.n_examples,
+        "n_points": len(x),
+        "tol": 1e-10,
+    }
     return cached_arrays(cache_dir, f"lisco_ref_{problem.kind}", key, solve)
 
 
 def summarize(sm: dict, iterations=None, seconds=None, hits=None, tol: float = 1e-8) -> dict:
     """Table 1–4 figures from per-sample metrics (``sm``: arrays per test point)."""
     t = sm["merit"]
-    rec = {"objective_mean": float(np.mean(sm["objective"])),
-           "eq_max": float(np.max(sm["eq_max"])), "eq_mean": float(np.mean(sm["eq_mean"])),
-           "ineq_max": float(np.max(sm["ineq_max"])),
-           "ineq_mean": float(np.mean(sm["ineq_mean"])),
-           # DC3's "Max. Eq." / "Max. Ineq.": the mean over test points of each point's max
-           # (locuslab/DC3 stores the per-point max and reports np.mean of it); the keys
-           # above are the worst point's (the max over test points)
-           "eq_max_avg": float(np.mean(sm["eq_max"])),
-           "ineq_max_avg": float(np.mean(sm["ineq_max"])),
-           "T_max": float(np.max(t)), "T_p99": float(np.percentile(t, 99)),
-           "T_p50": float(np.median(t)), "T_min": float(np.min(t)),
-           "success": float(np.mean(t <= tol))}
+    rec = {
+        "objective_mean": float(np.mean(sm["objective"])),
+        "eq_max": float(np.max(sm["eq_max"])),
+        "eq_mean": float(np.mean(sm["eq_mean"])),
+        "ineq_max": float(np.max(sm["ineq_max"])),
+        "ineq_mean": float(np.mean(sm["ineq_mean"])),
+        # DC3's "Max. Eq." / "Max. Ineq.": the mean over test points of each point's max
+        # (locuslab/DC3 stores the per-point max and reports np.mean of it); the keys
+        # above are the worst point's (the max over test points)
+        "eq_max_avg": float(np.mean(sm["eq_max"])),
+        "ineq_max_avg": float(np.mean(sm["ineq_max"])),
+        "T_max": float(np.max(t)),
+        "T_p99": float(np.percentile(t, 99)),
+        "T_p50": float(np.median(t)),
+        "T_min": float(np.min(t)),
+        "success": float(np.mean(t <= tol)),
+    }
     if "gap_pct" in sm:
-        rec.update(gap_mean=float(np.mean(sm["gap_pct"])), gap_max=float(np.max(sm["gap_pct"])),
-                   gap_abs_max=float(np.max(np.abs(sm["gap_pct"]))))
+        rec.update(
+            gap_mean=float(np.mean(sm["gap_pct"])),
+            gap_max=float(np.max(sm["gap_pct"])),
+            gap_abs_max=float(np.max(np.abs(sm["gap_pct"]))),
+        )
     if iterations is not None:
         rec.update(it_median=float(np.median(iterations)), it_max=int(np.max(iterations)))
     if seconds is not None:
@@ -97,8 +118,12 @@ def summarize(sm: dict, iterations=None, seconds=None, hits=None, tol: float = 1
 def _samples_csv(out: Path, sm: dict, **extra):
     import pandas as pd
 
-    df = pd.DataFrame({**{k: np.asarray(v) for k, v in sm.items()},
-                       **{k: np.asarray(v) for k, v in extra.items() if v is not None}})
+    df = pd.DataFrame(
+        {
+            **{k: np.asarray(v) for k, v in sm.items()},
+            **{k: np.asarray(v) for k, v in extra.items() if v is not None},
+        }
+    )
     write_atomic(out / "samples.csv", df.to_csv(index_label="test_index"))
 
 
@@ -112,8 +137,13 @@ def convergence_figure(curves: dict, path: Path, title: str):
     fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
     for label, (k, fr) in curves.items():
         ax.plot(k, fr, label=label)
-    ax.set(xscale="symlog", xlabel="iteration", ylabel="fraction of test points",
-           ylim=(-0.02, 1.02), title=title)
+    ax.set(
+        xscale="symlog",
+        xlabel="iteration",
+        ylabel="fraction of test points",
+        ylim=(-0.02, 1.02),
+        title=title,
+    )
     ax.grid(alpha=0.3)
     ax.legend()
     save_figure(fig, path, dpi=110)
@@ -121,14 +151,15 @@ def convergence_figure(curves: dict, path: Path, title: str):
 
 def _convergence(hits: np.ndarray, n_max: int):
     k = np.arange(n_max + 1)
-    return k, {thr: (hits[:, j][None, :] <= k[:, None]).mean(1)
-               for j, thr in enumerate(THRESHOLDS)}
+    return k, {thr: (hits[:, j][None, :] <= k[:, None]).mean(1) for j, thr in enumerate(THRESHOLDS)}
 
 
 # --- lisco ---------------------------------------------------------------------------------
 
-def time_lisco(problem, mc, dtype, pred_params, sol_params, x: np.ndarray, key,
-               batch1: bool = True) -> dict:
+
+def time_lisco(
+    problem, mc, dtype, pred_params, sol_params, x: np.ndarray, key, batch1: bool = True
+) -> dict:
     """LISCO as a user calls it (z₀ from the predictor or N(0, 1), then the loop): the whole
     test batch at once (throughput; the loop in chunks of 25 iterations, converged samples
     leaving the batch between chunks) and every point alone (batch-1 latency per instance,
@@ -140,8 +171,9 @@ def time_lisco(problem, mc, dtype, pred_params, sol_params, x: np.ndarray, key,
     from methods.lisco import make_batch_inference, make_inference, start_points
 
     run = make_inference(problem, mc, dtype, THRESHOLDS)
-    solve = jax.jit(lambda xb, kb: run(sol_params, start_points(problem, mc, dtype,
-                                                                pred_params, xb, kb), xb))
+    solve = jax.jit(
+        lambda xb, kb: run(sol_params, start_points(problem, mc, dtype, pred_params, xb, kb), xb)
+    )
     batch_run = make_batch_inference(problem, mc, dtype, THRESHOLDS)
     start = jax.jit(lambda xb, kb: start_points(problem, mc, dtype, pred_params, xb, kb))
 
@@ -155,15 +187,19 @@ def time_lisco(problem, mc, dtype, pred_params, sol_params, x: np.ndarray, key,
     t0 = time.perf_counter()
     result = jax.block_until_ready(solve_batch(xj, key))
     batch_s = time.perf_counter() - t0
-    out.update(batch_size=len(x), batch_s=batch_s, throughput=len(x) / batch_s,
-               batch_iterations=int(np.max(np.asarray(result.iterations))))
+    out.update(
+        batch_size=len(x),
+        batch_s=batch_s,
+        throughput=len(x) / batch_s,
+        batch_iterations=int(np.max(np.asarray(result.iterations))),
+    )
     secs = np.full(len(x), np.nan)
     if batch1:
         keys = jax.random.split(key, len(x))
         jax.block_until_ready(solve(xj[:1], keys[0]))  # compile batch 1
         for i in range(len(x)):
             t0 = time.perf_counter()
-            jax.block_until_ready(solve(xj[i:i + 1], keys[i]))
+            jax.block_until_ready(solve(xj[i : i + 1], keys[i]))
             secs[i] = time.perf_counter() - t0
     out.update(result=result, seconds=secs)
     return out
@@ -176,10 +212,19 @@ def _save_networks(out: Path, pred_params, sol_params, cfg, problem, dtype):
         write_atomic(out / "predictor.msgpack", serialization.to_bytes(pred_params))
     if sol_params is not None:
         write_atomic(out / "solver.msgpack", serialization.to_bytes(sol_params))
-    write_json(out / "networks.json", {
-        "hidden": list(cfg.hidden), "activation": cfg.activation, "dtype": str(np.dtype(dtype)),
-        "n_x": problem.n_x, "n_z": problem.n_z, "problem": problem.name,
-        "instance": problem.cfg.instance, "predictor": pred_params is not None})
+    write_json(
+        out / "networks.json",
+        {
+            "hidden": list(cfg.hidden),
+            "activation": cfg.activation,
+            "dtype": str(np.dtype(dtype)),
+            "n_x": problem.n_x,
+            "n_z": problem.n_z,
+            "problem": problem.name,
+            "instance": problem.cfg.instance,
+            "predictor": pred_params is not None,
+        },
+    )
 
 
 def networks_meta(ckpt, cfg, problem, precision: str) -> dict:
@@ -192,31 +237,44 @@ def networks_meta(ckpt, cfg, problem, precision: str) -> dict:
     where = str(ckpt)
     ckpt = Path(str(ckpt)).expanduser()
     if not ckpt.is_dir():
-        raise ConfigError(f"method.checkpoint: no such folder {where!r}: give the run folder "
-                          "of a trained lisco run")
+        raise ConfigError(
+            f"method.checkpoint: no such folder {where!r}: give the run folder "
+            "of a trained lisco run"
+        )
     meta_path = ckpt / "networks.json"
     if not meta_path.is_file():
-        raise ConfigError(f"method.checkpoint: no networks.json in {where!r}: give the run "
-                          "folder of a trained lisco run")
+        raise ConfigError(
+            f"method.checkpoint: no networks.json in {where!r}: give the run "
+            "folder of a trained lisco run"
+        )
     try:
         meta = json.loads(meta_path.read_text())
         if not isinstance(meta, dict):
             raise ValueError("not a JSON object")
     except (OSError, ValueError) as e:
-        raise ConfigError(f"method.checkpoint: {str(meta_path)!r} is not a readable "
-                          f"networks.json ({str(e)[:80]})") from None
-    want = {"hidden": list(cfg.hidden), "activation": cfg.activation, "n_x": problem.n_x,
-            "n_z": problem.n_z, "dtype": str(np.dtype(precision))}
+        raise ConfigError(
+            f"method.checkpoint: {str(meta_path)!r} is not a readable networks.json ({str(e)[:80]})"
+        ) from None
+    want = {
+        "hidden": list(cfg.hidden),
+        "activation": cfg.activation,
+        "n_x": problem.n_x,
+        "n_z": problem.n_z,
+        "dtype": str(np.dtype(precision)),
+    }
     for k, v in want.items():
         if meta.get(k) != v:
-            raise ConfigError(f"method.checkpoint: networks in {where!r} have {k}="
-                              f"{meta.get(k)!r}, this run has {v!r}")
+            raise ConfigError(
+                f"method.checkpoint: networks in {where!r} have {k}="
+                f"{meta.get(k)!r}, this run has {v!r}"
+            )
     needed = ["solver.msgpack"] + (["predictor.msgpack"] if cfg.predictor else [])
     for f in needed:
         if not (ckpt / f).is_file():
-            raise ConfigError(f"method.checkpoint: no {f} in {where!r}"
-                              + (" (trained with method.predictor=false?)"
-                                 if f.startswith("predictor") else ""))
+            raise ConfigError(
+                f"method.checkpoint: no {f} in {where!r}"
+                + (" (trained with method.predictor=false?)" if f.startswith("predictor") else "")
+            )
     return meta
 
 
@@ -231,13 +289,19 @@ def _restore(path: Path, template, what: str):
     try:
         params = serialization.from_bytes(template, path.read_bytes())
     except Exception as e:  # truncated or foreign msgpack: msgpack's own exception types
-        raise ConfigError(f"method.checkpoint: {str(path)!r} is not a readable {what} network "
-                          f"({type(e).__name__})") from None
+        raise ConfigError(
+            f"method.checkpoint: {str(path)!r} is not a readable {what} network "
+            f"({type(e).__name__})"
+        ) from None
     got, ref = jax.tree.leaves(params), jax.tree.leaves(template)
-    if len(got) != len(ref) or any(np.shape(a) != np.shape(b) or np.asarray(a).dtype
-                                   != np.asarray(b).dtype for a, b in zip(got, ref)):
-        raise ConfigError(f"method.checkpoint: the {what} network in {str(path)!r} has other "
-                          "shapes or dtypes than networks.json and this run's config say")
+    if len(got) != len(ref) or any(
+        np.shape(a) != np.shape(b) or np.asarray(a).dtype != np.asarray(b).dtype
+        for a, b in zip(got, ref)
+    ):
+        raise ConfigError(
+            f"method.checkpoint: the {what} network in {str(path)!r} has other "
+            "shapes or dtypes than networks.json and this run's config say"
+        )
     return params
 
 
@@ -271,24 +335,43 @@ def _train(cfg, setup, problem, dtype, out, history, key):
     progress = Progress(cfg, problem, data, history, out)
     ckpt = open_checkpoint(cfg, out, config_hash(cfg))
     meta = ckpt.meta()
-    if mc.predictor and meta is not None and meta["phase"] == "solver" \
-            and not (ckpt.source / "predictor.msgpack").is_file():
+    if (
+        mc.predictor
+        and meta is not None
+        and meta["phase"] == "solver"
+        and not (ckpt.source / "predictor.msgpack").is_file()
+    ):
         ckpt.reject("a solver-phase checkpoint without its predictor.msgpack")
     with StopSignals() as stop:
-        phases = Phases(ckpt, history, progress, log_every=cfg.log_every,
-                        every=cfg.get("checkpoint_every", 0), stop=stop,
-                        names=("predictor", "solver"))
+        phases = Phases(
+            ckpt,
+            history,
+            progress,
+            log_every=cfg.log_every,
+            every=cfg.get("checkpoint_every", 0),
+            stop=stop,
+            names=("predictor", "solver"),
+        )
         try:
             if mc.predictor and phases.current in (None, "predictor"):
                 m = predictor_method(problem, mc, dtype, k_pred)
-                r = phases.run("predictor", m, m.init(pred_params, data), data,
-                               max_steps=mc.predictor_steps, budget=setup.time_s,
-                               desc=f"predictor {problem.name}")
+                r = phases.run(
+                    "predictor",
+                    m,
+                    m.init(pred_params, data),
+                    data,
+                    max_steps=mc.predictor_steps,
+                    budget=setup.time_s,
+                    desc=f"predictor {problem.name}",
+                )
                 pred_params = m.params(r.state)
                 phases.extra["info"] = {
-                    "predictor_status": r.status, "predictor_steps_done": int(r.state.step),
-                    "predictor_train_s": r.wall_s, "predictor_compile_s": r.compile_s,
-                    "predictor_final_lr": float(r.history[-1]["lr"])}
+                    "predictor_status": r.status,
+                    "predictor_steps_done": int(r.state.step),
+                    "predictor_train_s": r.wall_s,
+                    "predictor_compile_s": r.compile_s,
+                    "predictor_final_lr": float(r.history[-1]["lr"]),
+                }
                 write_atomic(ckpt.dir / "predictor.msgpack", serialization.to_bytes(pred_params))
                 if r.status == "diverged":
                     return pred_params, sol_params, "diverged", phases.extra["info"]
@@ -300,18 +383,29 @@ def _train(cfg, setup, problem, dtype, out, history, key):
                 pred_params = None
             info = dict(phases.extra.get("info", {}))
             m = solver_method(problem, mc, dtype, k_sol, pred_params)
-            r = phases.run("solver", m, m.init(sol_params, data), data,
-                           max_steps=mc.solver_steps,
-                           budget=max(setup.time_s - phases.timing["train_s"], 1e-9),
-                           desc=f"solver {problem.name}")
+            r = phases.run(
+                "solver",
+                m,
+                m.init(sol_params, data),
+                data,
+                max_steps=mc.solver_steps,
+                budget=max(setup.time_s - phases.timing["train_s"], 1e-9),
+                desc=f"solver {problem.name}",
+            )
         except CheckpointMismatch as e:
             raise ConfigError(f"checkpoint: {e}") from None
         except Interrupted as e:
             interrupted(progress, stop, ckpt, e)
     progress.flush()
     ckpt.finish()
-    info.update({"solver_status": r.status, "solver_steps_done": int(r.state.step),
-                 "solver_train_s": r.wall_s, "solver_compile_s": r.compile_s})
+    info.update(
+        {
+            "solver_status": r.status,
+            "solver_steps_done": int(r.state.step),
+            "solver_train_s": r.wall_s,
+            "solver_compile_s": r.compile_s,
+        }
+    )
     return pred_params, m.params(r.state), r.status, info
 
 
@@ -324,13 +418,13 @@ def trained_networks(cfg: DictConfig, setup):
     from methods.lisco import init_networks
 
     mc, dtype = setup.method_cfg, jnp.dtype(setup.precision)
-    templates = init_networks(setup.problem, mc, dtype,
-                              jax.random.PRNGKey(mc.init_seed + cfg.seed))
+    templates = init_networks(setup.problem, mc, dtype, jax.random.PRNGKey(mc.init_seed + cfg.seed))
     return _load_networks(mc.checkpoint, mc, setup.problem, dtype, templates)
 
 
-def run_lisco(cfg: DictConfig, setup, out: Path, x: np.ndarray, ref: dict,
-              networks=None) -> tuple[dict, str, list]:
+def run_lisco(
+    cfg: DictConfig, setup, out: Path, x: np.ndarray, ref: dict, networks=None
+) -> tuple[dict, str, list]:
     """``networks``: (predictor, solver) loaded by :func:`trained_networks` (train=false).
     Returns (record, status, figures to draw once metrics.json is written)."""
     import jax
@@ -343,12 +437,12 @@ def run_lisco(cfg: DictConfig, setup, out: Path, x: np.ndarray, ref: dict,
     key = jax.random.PRNGKey(mc.init_seed + cfg.seed)
     history: list = []
     if mc.train:
-        pred_params, sol_params, status, info = _train(cfg, setup, problem, dtype, out,
-                                                        history, key)
+        pred_params, sol_params, status, info = _train(
+            cfg, setup, problem, dtype, out, history, key
+        )
         _save_networks(out, pred_params, sol_params, mc, problem, dtype)
     else:
-        pred_params, sol_params = networks if networks is not None else \
-            trained_networks(cfg, setup)
+        pred_params, sol_params = networks if networks is not None else trained_networks(cfg, setup)
         _save_networks(out, pred_params, sol_params, mc, problem, dtype)
         status, info = "evaluated", {"checkpoint": str(mc.checkpoint)}
     rec: dict = {**info}
@@ -377,19 +471,28 @@ def run_lisco(cfg: DictConfig, setup, out: Path, x: np.ndarray, ref: dict,
     k, fr = _convergence(hits, mc.n_max)
     import pandas as pd
 
-    write_atomic(out / "convergence.csv", pd.DataFrame(
-        {"iteration": k, **{f"frac_T_le_{thr:g}": f for thr, f in fr.items()}}).to_csv(
-        index=False))
+    write_atomic(
+        out / "convergence.csv",
+        pd.DataFrame({"iteration": k, **{f"frac_T_le_{thr:g}": f for thr, f in fr.items()}}).to_csv(
+            index=False
+        ),
+    )
     if history:
         write_atomic(out / "history.csv", pd.DataFrame(history).to_csv(index=False))
     variant = "with Pred." if pred_params is not None else "w/o Pred."
-    figures = [(convergence_figure, out / "convergence.png",
-                ({f"½‖F‖² ≤ {thr:g}": (k, f) for thr, f in fr.items()},),
-                {"title": f"LISCO {variant}, {problem.name}"})]
+    figures = [
+        (
+            convergence_figure,
+            out / "convergence.png",
+            ({f"½‖F‖² ≤ {thr:g}": (k, f) for thr, f in fr.items()},),
+            {"title": f"LISCO {variant}, {problem.name}"},
+        )
+    ]
     return rec, status, figures
 
 
 # --- baselines -----------------------------------------------------------------------------
+
 
 def run_baseline(cfg: DictConfig, setup, out: Path, x: np.ndarray, ref: dict):
     """A host solver of the family (its ``MethodSpec.solve``) on the test points."""
@@ -397,18 +500,20 @@ def run_baseline(cfg: DictConfig, setup, out: Path, x: np.ndarray, ref: dict):
 
     problem, mc = setup.problem, setup.method_cfg
     bar = _bar(cfg.progress, len(x), f"{setup.method_name} {problem.name}")
-    r, extra = METHODS[setup.method_name].solve(problem, mc, x,
-                                                on_instance=lambda i: bar.update())
+    r, extra = METHODS[setup.method_name].solve(problem, mc, x, on_instance=lambda i: bar.update())
     bar.close()
     z = np.hstack([r.y, r.nu, r.lam])
     sm = problem.sample_metrics(z, x, ref["objective"])
     secs = r.total_s  # per instance: setup + solve (IPOPT is built once: its solve alone)
     rec = summarize(sm, r.iterations, secs)
     batched = "batch.batch_s" in extra  # one call for all points (its figures in extra)
-    rec.update(solve_only_median_s=float(np.median(r.solve_s)),
-               solver_success=float(np.mean(r.success)),
-               throughput=len(x) / float(np.sum(secs)), batch_size=len(x) if batched else 1,
-               **extra)
+    rec.update(
+        solve_only_median_s=float(np.median(r.solve_s)),
+        solver_success=float(np.mean(r.success)),
+        throughput=len(x) / float(np.sum(secs)),
+        batch_size=len(x) if batched else 1,
+        **extra,
+    )
     _samples_csv(out, sm, iterations=r.iterations, seconds=secs, status=np.asarray(r.status))
     from methods.driver import Status
 
@@ -441,18 +546,26 @@ def run_parametric_opt(cfg: DictConfig, setup, out: Path, base: dict) -> tuple[d
         rec, status, figures = run_lisco(cfg, setup, out, x, ref, networks)
     else:
         (rec, status), figures = run_baseline(cfg, setup, out, x, ref), []
-    record = {**{k: v for k, v in base.items() if k not in ("finished_at", "run_dir")},
-              "status": status, "n_test": len(x), "reference_s": ref_s, **rec,
-              "finished_at": base["finished_at"], "run_dir": str(out)}
+    record = {
+        **{k: v for k, v in base.items() if k not in ("finished_at", "run_dir")},
+        "status": status,
+        "n_test": len(x),
+        "reference_s": ref_s,
+        **rec,
+        "finished_at": base["finished_at"],
+        "run_dir": str(out),
+    }
     write_json(out / "metrics.json", record)
     if cfg.figures:  # after metrics.json: a failing figure loses nothing
         for fn, path, args, kwargs in figures:
             draw(fn, path, *args, **kwargs)
-    summary = (f"{problem.name} / {setup.method_name} (seed {cfg.seed}, {status_text(record)}): "
-               f"success {record['success']:.3f}, median ½‖F‖² {record['T_p50']:.2e}, "
-               f"gap {record.get('gap_mean', float('nan')):+.2e}%, median it "
-               f"{record.get('it_median', float('nan')):.0f}, median time "
-               f"{record['time_median_s'] * 1e3:.2f} ms -> {out}")
+    summary = (
+        f"{problem.name} / {setup.method_name} (seed {cfg.seed}, {status_text(record)}): "
+        f"success {record['success']:.3f}, median ½‖F‖² {record['T_p50']:.2e}, "
+        f"gap {record.get('gap_mean', float('nan')):+.2e}%, median it "
+        f"{record.get('it_median', float('nan')):.0f}, median time "
+        f"{record['time_median_s'] * 1e3:.2f} ms -> {out}"
+    )
     return record, summary
 
 
@@ -475,19 +588,27 @@ def sweep_convergence_figure(results: Path, path: Path) -> int:
         if not csv.is_file():
             continue
         try:
-            runs.append((rec.to_dict(), pd.read_csv(csv)[["iteration", "frac_T_le_1e-06",
-                                                          "frac_T_le_1e-08"]]))
+            runs.append(
+                (
+                    rec.to_dict(),
+                    pd.read_csv(csv)[["iteration", "frac_T_le_1e-06", "frac_T_le_1e-08"]],
+                )
+            )
         except (OSError, ValueError, KeyError) as e:
             warn(f"skipping {csv}: {type(e).__name__}")
     problems = sorted({r["problem"] for r, _ in runs})
     if not problems:
         return 0
-    fig, axes = plt.subplots(1, len(problems), figsize=(4.6 * len(problems), 3.8),
-                             squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(
+        1, len(problems), figsize=(4.6 * len(problems), 3.8), squeeze=False, constrained_layout=True
+    )
     for ax, prob in zip(axes[0], problems):
         for with_pred, color, label in ((True, "C0", "with Pred."), (False, "C1", "w/o Pred.")):
-            mine = [df for rec, df in runs if rec["problem"] == prob
-                    and bool(rec.get("method.predictor")) == with_pred]
+            mine = [
+                df
+                for rec, df in runs
+                if rec["problem"] == prob and bool(rec.get("method.predictor")) == with_pred
+            ]
             if not mine:
                 continue
             n = f" (mean of {len(mine)} instances)" if len(mine) > 1 else ""
@@ -497,8 +618,14 @@ def sweep_convergence_figure(results: Path, path: Path) -> int:
                     for df in mine:
                         ax.plot(df["iteration"], df[col], ls, color=color, lw=0.6, alpha=0.35)
                 mean = pd.concat([df.set_index("iteration")[col] for df in mine], axis=1)
-                ax.plot(mean.index, mean.mean(axis=1), ls, color=color, lw=1.6,
-                        label=f"{label}, ≤ {thr:g}{n}")
+                ax.plot(
+                    mean.index,
+                    mean.mean(axis=1),
+                    ls,
+                    color=color,
+                    lw=1.6,
+                    label=f"{label}, ≤ {thr:g}{n}",
+                )
         ax.set(xscale="symlog", xlabel="iteration", title=prob, ylim=(-0.02, 1.02))
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("fraction of test points with ½‖F‖² ≤ τ")
@@ -510,8 +637,9 @@ def sweep_convergence_figure(results: Path, path: Path) -> int:
 def main(argv=None):
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m runners.lisco",
-                                 description="LISCO convergence figure of a sweep folder")
+    ap = argparse.ArgumentParser(
+        prog="python -m runners.lisco", description="LISCO convergence figure of a sweep folder"
+    )
     ap.add_argument("--results", required=True, help="folder searched for lisco runs")
     ap.add_argument("--out", required=True, help="figure path (.png)")
     args = ap.parse_args(argv)
@@ -522,8 +650,7 @@ def main(argv=None):
     print(f"wrote {args.out} ({n} lisco runs)")
 
 
-__all__ = ["run_parametric_opt", "summarize", "reference", "THRESHOLDS",
-           "sweep_convergence_figure"]
+__all__ = ["run_parametric_opt", "summarize", "reference", "THRESHOLDS", "sweep_convergence_figure"]
 
 if __name__ == "__main__":
     main()

@@ -44,8 +44,9 @@ def _pid_alive(pid) -> bool:
 
 
 def describe(owner: dict) -> str:
-    return (f"pid {owner.get('pid', '?')} on {owner.get('host', '?')}"
-            + (f" since {owner['started_at']}" if owner.get("started_at") else ""))
+    return f"pid {owner.get('pid', '?')} on {owner.get('host', '?')}" + (
+        f" since {owner['started_at']}" if owner.get("started_at") else ""
+    )
 
 
 class RunLock:
@@ -70,14 +71,20 @@ class RunLock:
                 os.close(fd)
                 return _read(self.path) or {"pid": "?", "host": "?"}
             except (ImportError, OSError) as e:  # no flock here: decide by the pid
-                if isinstance(e, OSError) and e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP,
-                                                              errno.ENOSYS, errno.EINVAL):
+                if isinstance(e, OSError) and e.errno not in (
+                    errno.ENOLCK,
+                    errno.EOPNOTSUPP,
+                    errno.ENOSYS,
+                    errno.EINVAL,
+                ):
                     os.close(fd)
                     raise
                 owner = _read(self.path)
-                if owner and owner.get("pid") != os.getpid() and (
-                        owner.get("host") != socket.gethostname()
-                        or _pid_alive(owner.get("pid"))):
+                if (
+                    owner
+                    and owner.get("pid") != os.getpid()
+                    and (owner.get("host") != socket.gethostname() or _pid_alive(owner.get("pid")))
+                ):
                     os.close(fd)
                     return owner
             try:
@@ -90,9 +97,12 @@ class RunLock:
             old = _read(self.path)
             if old and old.get("pid") != os.getpid():
                 self.taken_over = old
-            rec = {"pid": os.getpid(), "host": socket.gethostname(),
-                   "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                   "config_hash": self.config_hash}
+            rec = {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "config_hash": self.config_hash,
+            }
             os.ftruncate(fd, 0)
             os.pwrite(fd, (json.dumps(rec) + "\n").encode(), 0)
             os.fsync(fd)
@@ -134,8 +144,7 @@ def held(run_dir: str | Path) -> dict | None:
         return _read(path) or {"pid": "?", "host": "?"}
     except (ImportError, OSError):  # no flock here: decide by the pid
         owner = _read(path)
-        live = owner and (owner.get("host") != socket.gethostname()
-                          or _pid_alive(owner.get("pid")))
+        live = owner and (owner.get("host") != socket.gethostname() or _pid_alive(owner.get("pid")))
         return owner if live else None
     else:
         fcntl.flock(fd, fcntl.LOCK_UN)
@@ -144,8 +153,9 @@ def held(run_dir: str | Path) -> dict | None:
         os.close(fd)
 
 
-def running_sibling(parent: str | Path, config_hash: str,
-                    exclude: Path) -> tuple[Path, dict] | None:
+def running_sibling(
+    parent: str | Path, config_hash: str, exclude: Path
+) -> tuple[Path, dict] | None:
     """A live run of ``config_hash`` in another folder under ``parent`` (single runs get a
     new timestamped folder per invocation: this is how a second launch sees the first)."""
     for path in sorted(Path(parent).glob(f"*/{NAME}")):

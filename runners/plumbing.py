@@ -18,8 +18,18 @@ from problems import resolve_precision
 from runners.io import write_atomic
 
 # keys that do not change what a run computes (left out of its config hash)
-NOT_HASHED = ("resume", "progress", "results_dir", "sweep_name", "figures", "jax_cache_dir",
-              "table", "tables", "seeds", "checkpoint_every")
+NOT_HASHED = (
+    "resume",
+    "progress",
+    "results_dir",
+    "sweep_name",
+    "figures",
+    "jax_cache_dir",
+    "table",
+    "tables",
+    "seeds",
+    "checkpoint_every",
+)
 
 
 def config_hash(cfg: DictConfig, seed: bool = True) -> str:
@@ -52,9 +62,15 @@ def versions() -> dict:
     import numpy
     import optax
 
-    return {"python": platform.python_version(), "jax": jax.__version__,
-            "jaxlib": jaxlib.__version__, "flax": flax.__version__, "optax": optax.__version__,
-            "numpy": numpy.__version__, "casadi": casadi.__version__}
+    return {
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "flax": flax.__version__,
+        "optax": optax.__version__,
+        "numpy": numpy.__version__,
+        "casadi": casadi.__version__,
+    }
 
 
 def fail(message: str, code: int = 2):
@@ -89,10 +105,16 @@ class Bar:
 
         self.tty = sys.stderr.isatty()
         self.last = time.perf_counter()
-        self.bar = tqdm(total=total, desc=desc, unit=unit, disable=not enabled,
-                        file=sys.stderr if self.tty else _Lines(sys.stderr),
-                        dynamic_ncols=self.tty, ncols=None if self.tty else 100,
-                        mininterval=0.5 if self.tty else self.LOG_S)
+        self.bar = tqdm(
+            total=total,
+            desc=desc,
+            unit=unit,
+            disable=not enabled,
+            file=sys.stderr if self.tty else _Lines(sys.stderr),
+            dynamic_ncols=self.tty,
+            ncols=None if self.tty else 100,
+            mininterval=0.5 if self.tty else self.LOG_S,
+        )
 
     @property
     def total(self):
@@ -126,15 +148,19 @@ class Progress:
 
     FLUSH_S = 30.0
 
-    def __init__(self, cfg, problem, data, history: list, out: Path, data_axes=None,
-                 vectorized: bool = False):
+    def __init__(
+        self, cfg, problem, data, history: list, out: Path, data_axes=None, vectorized: bool = False
+    ):
         import jax
 
         self.cfg, self.data, self.history, self.out = cfg, data, history, out
         self.vec = vectorized
         fn = getattr(problem, "log_errors", None)
-        self.log_errors = None if fn is None else jax.jit(
-            jax.vmap(fn, in_axes=(0, data_axes)) if vectorized else fn)
+        self.log_errors = (
+            None
+            if fn is None
+            else jax.jit(jax.vmap(fn, in_axes=(0, data_axes)) if vectorized else fn)
+        )
         self.bar = None
         self.flushed = time.perf_counter()
 
@@ -150,12 +176,14 @@ class Progress:
 
         self.close()
         self.phase, self.method = phase, method
-        self.chunks = sum(1 for r in self.history if r.get("phase") == phase
-                          and r.get("seed_index", 0) == 0)  # a resumed phase
+        self.chunks = sum(
+            1 for r in self.history if r.get("phase") == phase and r.get("seed_index", 0) == 0
+        )  # a resumed phase
         self.params = jax.jit(jax.vmap(method.params) if self.vec else method.params)
         self.count = jax.jit(jax.vmap(method.progress) if self.vec else method.progress)
-        self.bar = Bar(method.progress_total, desc, enabled=self.cfg.progress,
-                       unit=method.progress_unit)
+        self.bar = Bar(
+            method.progress_total, desc, enabled=self.cfg.progress, unit=method.progress_unit
+        )
 
     def __call__(self, state, rows):
         import numpy as np
@@ -164,19 +192,22 @@ class Progress:
         if self.log_errors is not None and self.chunks % self.cfg.eval_every == 0:
             errs = self.log_errors(self.params(state), self.data)
             for i, row in enumerate(rows):
-                row.update({k: float(np.asarray(v)[i] if self.vec else v)
-                            for k, v in errs.items()})
+                row.update({k: float(np.asarray(v)[i] if self.vec else v) for k, v in errs.items()})
         self.chunks += 1
         for row in rows:
             row["phase"] = self.phase
         self.history.extend(rows)
         row = max(rows, key=lambda r: r.get("constraint_norm", r.get("max_abs_c", 0.0)))
-        post = {"loss": row.get("objective", row.get("loss_total", row.get("loss"))),
-                "|c|": row.get("constraint_norm", row.get("max_abs_c"))}
+        post = {
+            "loss": row.get("objective", row.get("loss_total", row.get("loss"))),
+            "|c|": row.get("constraint_norm", row.get("max_abs_c")),
+        }
         if self.phase != "pretrain" and "mu" in row:
             post["mu"] = row["mu"]
-        self.bar.show(int(np.min(np.asarray(self.count(state)))),
-                      {k: f"{v:.3g}" for k, v in post.items() if v is not None})
+        self.bar.show(
+            int(np.min(np.asarray(self.count(state)))),
+            {k: f"{v:.3g}" for k, v in post.items() if v is not None},
+        )
         if time.perf_counter() - self.flushed > self.FLUSH_S:
             self.flush()
 
@@ -202,8 +233,11 @@ def open_checkpoint(cfg, out: Path, chash: str, n_seeds: int = 1):
     ckpt = Checkpoint(out, chash, previous)
     meta = ckpt.meta()
     if meta is not None:
-        print(f"resuming {ckpt.source} from its {meta['phase']} checkpoint at iteration "
-              f"{meta['iteration']}", flush=True)
+        print(
+            f"resuming {ckpt.source} from its {meta['phase']} checkpoint at iteration "
+            f"{meta['iteration']}",
+            flush=True,
+        )
     return ckpt
 
 
@@ -213,10 +247,23 @@ def interrupted(progress, stop, ckpt, e):
 
     progress.close()
     progress.flush()
-    print(f"interrupted by {stop.requested} at iteration {e.iteration}: checkpoint in "
-          f"{ckpt.dir}; run the same command again to continue", file=sys.stderr, flush=True)
+    print(
+        f"interrupted by {stop.requested} at iteration {e.iteration}: checkpoint in "
+        f"{ckpt.dir}; run the same command again to continue",
+        file=sys.stderr,
+        flush=True,
+    )
     sys.exit(EXIT_INTERRUPTED)
 
 
-__all__ = ["NOT_HASHED", "Bar", "Progress", "config_hash", "fail", "interrupted", "open_checkpoint",
-           "seeds_hash", "versions"]
+__all__ = [
+    "NOT_HASHED",
+    "Bar",
+    "Progress",
+    "config_hash",
+    "fail",
+    "interrupted",
+    "open_checkpoint",
+    "seeds_hash",
+    "versions",
+]

@@ -30,18 +30,27 @@ def _plain(node) -> dict:
 
 def check_writable_dir(value: Any, field: str) -> Path:
     """``value`` names a folder this process can create or write into (nothing is created)."""
-    check(isinstance(value, str) and value.strip() != "", field,
-          f"must be a folder path, got {value!r}")
+    check(
+        isinstance(value, str) and value.strip() != "",
+        field,
+        f"must be a folder path, got {value!r}",
+    )
     path = Path(value).expanduser()
     probe = path
     while not probe.exists():  # the nearest existing ancestor decides
         if probe.parent == probe:
             break
         probe = probe.parent
-    check(probe.is_dir(), field, f"{str(probe)!r} is a file, not a folder" if probe != path
-          else f"{value!r} is a file, not a folder")
-    check(os.access(probe, os.W_OK | os.X_OK), field,
-          f"{str(probe)!r} is not writable by this user")
+    check(
+        probe.is_dir(),
+        field,
+        f"{str(probe)!r} is a file, not a folder"
+        if probe != path
+        else f"{value!r} is a file, not a folder",
+    )
+    check(
+        os.access(probe, os.W_OK | os.X_OK), field, f"{str(probe)!r} is not writable by this user"
+    )
     return path
 
 
@@ -49,10 +58,14 @@ def check_sweep_name(value: Any) -> None:
     """A folder name (or sub-path) inside ``<results_dir>/sweeps``: never outside it."""
     text = value if isinstance(value, str) else ""
     parts = text.replace("\\", "/").split("/")
-    check(text.strip() != "" and not text.startswith(("/", "~"))
-          and all(p not in ("", ".", "..") for p in parts), "sweep_name",
-          f"must be a folder name inside results_dir/sweeps (no '..', no absolute path, no "
-          f"empty part), got {value!r}")
+    check(
+        text.strip() != ""
+        and not text.startswith(("/", "~"))
+        and all(p not in ("", ".", "..") for p in parts),
+        "sweep_name",
+        f"must be a folder name inside results_dir/sweeps (no '..', no absolute path, no "
+        f"empty part), got {value!r}",
+    )
 
 
 def load_plugins(names: Any) -> None:
@@ -60,15 +73,20 @@ def load_plugins(names: Any) -> None:
     problems and methods (``problems.register_problem``, ``methods.register_method``)."""
     import importlib
 
-    check(names is None or (isinstance(names, (list, tuple)) and all(
-        isinstance(n, str) and n for n in names)), "plugins",
-        f"must be a list of module names, got {names!r}")
+    check(
+        names is None
+        or (isinstance(names, (list, tuple)) and all(isinstance(n, str) and n for n in names)),
+        "plugins",
+        f"must be a list of module names, got {names!r}",
+    )
     for name in names or ():
         try:
             importlib.import_module(name)
         except Exception as e:  # noqa: BLE001 - any import failure is the user's input
-            raise ConfigError(f"plugins: cannot import {name!r} ({type(e).__name__}: {e}); "
-                              "the module must be importable (PYTHONPATH)") from None
+            raise ConfigError(
+                f"plugins: cannot import {name!r} ({type(e).__name__}: {e}); "
+                "the module must be importable (PYTHONPATH)"
+            ) from None
 
 
 def resolve(cfg: DictConfig) -> Setup:
@@ -79,19 +97,27 @@ def resolve(cfg: DictConfig) -> Setup:
     if cfg.get("jax_cache_dir"):  # '' / null: no persistent compilation cache
         check_writable_dir(cfg.get("jax_cache_dir"), "jax_cache_dir")
     seed = cfg.get("seed")
-    check(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0, "seed",
-          f"must be an integer >= 0, got {seed!r}")
+    check(
+        isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0,
+        "seed",
+        f"must be an integer >= 0, got {seed!r}",
+    )
     check_positive_int(cfg.get("seeds", 1), "seeds")
     every = cfg.get("checkpoint_every", 0)
-    check(isinstance(every, int) and not isinstance(every, bool) and every >= 0,
-          "checkpoint_every",
-          f"must be an integer >= 0 (chunks; 0: on signals only), got {every!r}")
+    check(
+        isinstance(every, int) and not isinstance(every, bool) and every >= 0,
+        "checkpoint_every",
+        f"must be an integer >= 0 (chunks; 0: on signals only), got {every!r}",
+    )
     for f in ("log_every", "eval_every"):
         check_positive_int(cfg.get(f), f)
     check_positive_int(cfg.budget.max_iter, "budget.max_iter")
     time_s = cfg.budget.time_s
-    check(time_s is None or (isinstance(time_s, (int, float)) and time_s > 0), "budget.time_s",
-          f"must be null or a number of seconds > 0, got {time_s!r}")
+    check(
+        time_s is None or (isinstance(time_s, (int, float)) and time_s > 0),
+        "budget.time_s",
+        f"must be null or a number of seconds > 0, got {time_s!r}",
+    )
 
     pvals = _plain(cfg.problem)
     pname = pvals.pop("name", None)
@@ -111,18 +137,29 @@ def resolve(cfg: DictConfig) -> Setup:
     check(refusal is None, "method", refusal or "")
 
     pretrain_cfg = None
-    check(isinstance(cfg.pretrain, bool), "pretrain",
-          f"must be true or false, got {cfg.pretrain!r}")
+    check(
+        isinstance(cfg.pretrain, bool), "pretrain", f"must be true or false, got {cfg.pretrain!r}"
+    )
     if cfg.pretrain and hasattr(problem, "pretrain_constraints"):
         # Step 0 of trSQP-PINN; problems without pretraining constraints (the stochastic
         # family) start from their initial weights whatever ``pretrain`` says
         pretrain_cfg = config_from_dict(PretrainConfig, _plain(cfg.pretraining), "pretraining")
     for node, c in (("method", method_cfg), ("pretraining", pretrain_cfg)):
-        check(getattr(c, "solver", None) != "scipy" or cfg.get("seeds", 1) == 1, "seeds",
-              f"must be 1 with {node}.solver=scipy (SciPy runs one seed per process), got "
-              f"{cfg.get('seeds')!r}; valid: 1, or {node}.solver=optax")
-    return Setup(problem, mname, method_cfg, pretrain_cfg, precision, cfg.budget.max_iter,
-                 math.inf if time_s is None else float(time_s))
+        check(
+            getattr(c, "solver", None) != "scipy" or cfg.get("seeds", 1) == 1,
+            "seeds",
+            f"must be 1 with {node}.solver=scipy (SciPy runs one seed per process), got "
+            f"{cfg.get('seeds')!r}; valid: 1, or {node}.solver=optax",
+        )
+    return Setup(
+        problem,
+        mname,
+        method_cfg,
+        pretrain_cfg,
+        precision,
+        cfg.budget.max_iter,
+        math.inf if time_s is None else float(time_s),
+    )
 
 
 __all__ = ["Setup", "load_plugins", "resolve", "ConfigError"]

@@ -117,5 +117,4 @@ class StopSignals:
         return _State.requested is not None
 
 
-__all__ = ["EXIT_INTERRUPTED", "StopRequested", "StopSignals", "immediate", "install",
-           "requested"]
+__all__ = ["EXIT_INTERRUPTED", "StopRequested", "StopSignals", "immediate", "install", "requested"]

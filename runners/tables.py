@@ -35,55 +35,92 @@ import pandas as pd
 
 from runners.io import status_failed, status_text, write_atomic
 
-METRICS = {"abs_error": "abs error", "rel_error": "rel error",
-           "max_constraint_violation": "max |c|",
-           # the stochastic_constrained family (SQP momentum): full-batch loss terms at the end
-           "total": "total loss", "residual": "residual loss", "data": "data loss",
-           "boundary": "boundary loss", "mass_balance": "mass-balance loss",
-           "max_abs_c": "‖c‖∞", "test_mse": "test MSE",
-           "iterations": "iterations", "wall_s": "wall s",
-           "pretrain_c_sq": "pretrain ‖c̃‖²", "pretrain_ic_rel": "IC resid/‖u0‖",
-           "pretrain_iterations": "pretrain it",
-           # the neural_dae family (collocation / sequential)
-           "smoothing.iterations": "step 1 it", "main.iterations": "step 3 it",
-           "smoothing.wall_s": "step 1 s", "pretraining.wall_s": "step 2 s",
-           "main.wall_s": "step 3 s", "objective": "objective", "train_mse": "train MSE",
-           "max_violation": "max violation", "min_S": "min S (test)",
-           "hours_S_negative": "h with S < 0", "refinement.iterations": "step 4 it",
-           "refinement.wall_s": "step 4 s", "simulate_mse": "test MSE (simulated)",
-           "simulate_min_S": "min S (simulated)",
-           "simulate_hours_S_negative": "h with S < 0 (simulated)",
-           "test_bound_violation": "below bounds (test)",
-           "simulate_bound_violation": "below bounds (simulated)",
-           "inference.network_violation": "network overruled",
-           **{f"{a}{k}": f"{b} {k} {c}".strip() for k in (0, 1) for a, b, c in (
-               ("test_mse_", "test MSE", ""), ("simulate_mse_", "test MSE", "(simulated)"),
-               ("final_distance_to_equilibrium_", "end distance", ""),
-               ("simulate_final_distance_to_equilibrium_", "end distance", "(simulated)"),
-               ("max_V_increase_", "max V rise", ""),
-               ("simulate_max_V_increase_", "max V rise", "(simulated)"))},
-           # the parametric_opt family (LISCO, IPOPT, OSQP): over the test split
-           "gap_max": "max gap %", "gap_mean": "gap %",
-           "eq_max_avg": "Max. Eq. (DC3: mean of each point's max)",
-           "ineq_max_avg": "Max. Ineq. (DC3: mean of each point's max)",
-           "eq_max": "max |Ay−x| (worst point)", "ineq_max": "max relu(Gy−h) (worst point)",
-           "eq_mean": "mean |Ay−x|",
-           "ineq_mean": "mean relu(Gy−h)", "time_median_s": "median s", "time_max_s": "max s",
-           "success": "success", "it_median": "median it", "it_max": "max it",
-           "throughput": "inst/s", "T_max": "max ½‖F‖²", "T_p99": "99th ½‖F‖²",
-           "T_p50": "median ½‖F‖²", "T_min": "min ½‖F‖²",
-           **{f"frac{e}_it{k}": f"≤1e-{e} @{k}" for e in (6, 8) for k in (10, 20, 50, 100)},
-           "predictor_train_s": "pred. train s", "predictor_steps_done": "pred. steps",
-           "solver_train_s": "solver train s", "solver_steps_done": "solver steps"}
+METRICS = {
+    "abs_error": "abs error",
+    "rel_error": "rel error",
+    "max_constraint_violation": "max |c|",
+    # the stochastic_constrained family (SQP momentum): full-batch loss terms at the end
+    "total": "total loss",
+    "residual": "residual loss",
+    "data": "data loss",
+    "boundary": "boundary loss",
+    "mass_balance": "mass-balance loss",
+    "max_abs_c": "‖c‖∞",
+    "test_mse": "test MSE",
+    "iterations": "iterations",
+    "wall_s": "wall s",
+    "pretrain_c_sq": "pretrain ‖c̃‖²",
+    "pretrain_ic_rel": "IC resid/‖u0‖",
+    "pretrain_iterations": "pretrain it",
+    # the neural_dae family (collocation / sequential)
+    "smoothing.iterations": "step 1 it",
+    "main.iterations": "step 3 it",
+    "smoothing.wall_s": "step 1 s",
+    "pretraining.wall_s": "step 2 s",
+    "main.wall_s": "step 3 s",
+    "objective": "objective",
+    "train_mse": "train MSE",
+    "max_violation": "max violation",
+    "min_S": "min S (test)",
+    "hours_S_negative": "h with S < 0",
+    "refinement.iterations": "step 4 it",
+    "refinement.wall_s": "step 4 s",
+    "simulate_mse": "test MSE (simulated)",
+    "simulate_min_S": "min S (simulated)",
+    "simulate_hours_S_negative": "h with S < 0 (simulated)",
+    "test_bound_violation": "below bounds (test)",
+    "simulate_bound_violation": "below bounds (simulated)",
+    "inference.network_violation": "network overruled",
+    **{
+        f"{a}{k}": f"{b} {k} {c}".strip()
+        for k in (0, 1)
+        for a, b, c in (
+            ("test_mse_", "test MSE", ""),
+            ("simulate_mse_", "test MSE", "(simulated)"),
+            ("final_distance_to_equilibrium_", "end distance", ""),
+            ("simulate_final_distance_to_equilibrium_", "end distance", "(simulated)"),
+            ("max_V_increase_", "max V rise", ""),
+            ("simulate_max_V_increase_", "max V rise", "(simulated)"),
+        )
+    },
+    # the parametric_opt family (LISCO, IPOPT, OSQP): over the test split
+    "gap_max": "max gap %",
+    "gap_mean": "gap %",
+    "eq_max_avg": "Max. Eq. (DC3: mean of each point's max)",
+    "ineq_max_avg": "Max. Ineq. (DC3: mean of each point's max)",
+    "eq_max": "max |Ay−x| (worst point)",
+    "ineq_max": "max relu(Gy−h) (worst point)",
+    "eq_mean": "mean |Ay−x|",
+    "ineq_mean": "mean relu(Gy−h)",
+    "time_median_s": "median s",
+    "time_max_s": "max s",
+    "success": "success",
+    "it_median": "median it",
+    "it_max": "max it",
+    "throughput": "inst/s",
+    "T_max": "max ½‖F‖²",
+    "T_p99": "99th ½‖F‖²",
+    "T_p50": "median ½‖F‖²",
+    "T_min": "min ½‖F‖²",
+    **{f"frac{e}_it{k}": f"≤1e-{e} @{k}" for e in (6, 8) for k in (10, 20, 50, 100)},
+    "predictor_train_s": "pred. train s",
+    "predictor_steps_done": "pred. steps",
+    "solver_train_s": "solver train s",
+    "solver_steps_done": "solver steps",
+}
 # how a value compares with the paper's: lower is better except for these
-HIGHER_IS_BETTER = {"success", "throughput",
-                    *(f"frac{e}_it{k}" for e in (6, 8) for k in (10, 20, 50, 100))}
+HIGHER_IS_BETTER = {
+    "success",
+    "throughput",
+    *(f"frac{e}_it{k}" for e in (6, 8) for k in (10, 20, 50, 100)),
+}
 NOT_JUDGED = {"predictor_steps_done", "solver_steps_done", "status"}
 WORSE_FACTOR = 2.0
 
 
-def worse_by(metric: str, ours: float | None, paper: float | None,
-             rounding: float | None = None) -> float | None:
+def worse_by(
+    metric: str, ours: float | None, paper: float | None, rounding: float | None = None
+) -> float | None:
     """How many times worse ours is than the paper's (≤ 1: as good or better); None when the
     metric is not judged or a value is missing. Zeros compare through a 1e-12 floor.
 
@@ -122,53 +159,78 @@ OPTAX_LS = "this project's earlier default"  # optax's behaviour and optax's 30 
 STEP_ON_FAILURE = {"step": ("step on failed search", OPTAX_LS)}
 SHORT_LS = {30: ("30 reductions", OPTAX_LS)}
 VARIANTS = {
-    "trsqp": {"second_order_correction": {True: ("SOC", "this project")},
-              "secant_multiplier": {"current": ("textbook secant", "this project")},
-              "radius_rule": {"scipy": ("SciPy radius rule", "authors' code")},
-              "objective_reduction": {"sum": ("sum objective", "authors' code")}},
-    "auglag": {"multiplier_update": {"textbook": ("textbook multiplier step", "this project"),
-                                     "authors_code": ("2μ multiplier step", "authors' code")},
-               "solver": {"scipy": ("SciPy L-BFGS-B", "authors' code")},
-               "on_linesearch_failure": STEP_ON_FAILURE, "max_linesearch_steps": SHORT_LS},
-    "penalty": {"solver": {"scipy": ("SciPy L-BFGS-B", "authors' code")},
-                "on_linesearch_failure": STEP_ON_FAILURE, "max_linesearch_steps": SHORT_LS},
-    "pinn": {"solver": {"scipy": ("SciPy L-BFGS-B", "authors' code")},
-             "on_linesearch_failure": STEP_ON_FAILURE, "max_linesearch_steps": SHORT_LS},
+    "trsqp": {
+        "second_order_correction": {True: ("SOC", "this project")},
+        "secant_multiplier": {"current": ("textbook secant", "this project")},
+        "radius_rule": {"scipy": ("SciPy radius rule", "authors' code")},
+        "objective_reduction": {"sum": ("sum objective", "authors' code")},
+    },
+    "auglag": {
+        "multiplier_update": {
+            "textbook": ("textbook multiplier step", "this project"),
+            "authors_code": ("2μ multiplier step", "authors' code"),
+        },
+        "solver": {"scipy": ("SciPy L-BFGS-B", "authors' code")},
+        "on_linesearch_failure": STEP_ON_FAILURE,
+        "max_linesearch_steps": SHORT_LS,
+    },
+    "penalty": {
+        "solver": {"scipy": ("SciPy L-BFGS-B", "authors' code")},
+        "on_linesearch_failure": STEP_ON_FAILURE,
+        "max_linesearch_steps": SHORT_LS,
+    },
+    "pinn": {
+        "solver": {"scipy": ("SciPy L-BFGS-B", "authors' code")},
+        "on_linesearch_failure": STEP_ON_FAILURE,
+        "max_linesearch_steps": SHORT_LS,
+    },
     "sqp_adam": {"variant": {"iclr": ("ICLR-2025 Adam form", "predecessor")}},
 }
 # Problem options that differ from the authors' setup (SQP-momentum problems), labelled the
 # same way on every method's row: problem -> config key -> {value: label}.
 _EARLIER = "this project's earlier default"
-_SHARED = {"batch_terms": {"all": ("every term batched", _EARLIER)},
-           "init": {"flax": ("Flax init", _EARLIER)}}
+_SHARED = {
+    "batch_terms": {"all": ("every term batched", _EARLIER)},
+    "init": {"flax": ("Flax init", _EARLIER)},
+}
 PROBLEM_VARIANTS = {
     "spring": _SHARED,
-    "butene": {**_SHARED, "normalize_inputs": {True: ("scaled inputs", "this project")},
-               "normalize_outputs": {True: ("scaled outputs", "this project")}},
+    "butene": {
+        **_SHARED,
+        "normalize_inputs": {True: ("scaled inputs", "this project")},
+        "normalize_outputs": {True: ("scaled outputs", "this project")},
+    },
     "burgers": {**_SHARED, "x_grid": {"periodic": ("x_j = j/32", _EARLIER)}},
     # the authors' Darcy code batches every term, so "residual" is the departure there
-    "darcy": {**_SHARED, "batch_terms": {"residual": ("boundary and data unbatched",
-                                                      "this project")}},
+    "darcy": {
+        **_SHARED,
+        "batch_terms": {"residual": ("boundary and data unbatched", "this project")},
+    },
     # neural DAE problems: x(t0) fixed to the true initial state (the authors' code frees it)
-    **{p: {"initial_state": {"fixed": ("fixed x(t0)", "this project")}}
-       for p in ("tank_manifold", "population", "bioreactor")},
+    **{
+        p: {"initial_state": {"fixed": ("fixed x(t0)", "this project")}}
+        for p in ("tank_manifold", "population", "bioreactor")
+    },
 }
 # neural DAE methods: the pretraining penalty of this project's earlier default, and test
 # predictions other than each method's own (collocation: constrained inference; sequential:
 # the integrated model)
 VARIANTS["collocation"] = {
     "pretrain_regularizer": {"sum": ("‖θ‖² pretraining penalty", _EARLIER)},
-    "inference": {"simulate": ("simulated test predictions", "this project")}}
-VARIANTS["lisco"] = {
-    "convexification": {"iterate": ("eq. 14 at the pre-step iterate", _EARLIER)}}
-VARIANTS["sequential"] = {
-    "inference": {"constrained": ("constrained inference", "this project")}}
+    "inference": {"simulate": ("simulated test predictions", "this project")},
+}
+VARIANTS["lisco"] = {"convexification": {"iterate": ("eq. 14 at the pre-step iterate", _EARLIER)}}
+VARIANTS["sequential"] = {"inference": {"constrained": ("constrained inference", "this project")}}
 # What a run recorded before an option existed did: it ran this value (the option's
 # default then). on_linesearch_failure (added 2026-11-30, default ``step`` until the
 # default became the authors' ``stop``) applies to the jitted optax solver only; the
 # SQP-momentum problems' batch_terms, init and x_grid were added on 2026-11-30 too.
-BEFORE_OPTION = {"on_linesearch_failure": "step", "pretrain_regularizer": "sum",
-                 "inference": "simulate", "convexification": "iterate"}
+BEFORE_OPTION = {
+    "on_linesearch_failure": "step",
+    "pretrain_regularizer": "sum",
+    "inference": "simulate",
+    "convexification": "iterate",
+}
 BEFORE_PROBLEM_OPTION = {"batch_terms": "all", "init": "flax", "x_grid": "periodic"}
 
 
@@ -181,8 +243,10 @@ def variant(rec) -> str:
 
     def label(options, prefix, before):
         for key, labels in options.items():
-            if key in ("on_linesearch_failure", "max_linesearch_steps") and \
-                    rec.get("method.solver") == "scipy":
+            if (
+                key in ("on_linesearch_failure", "max_linesearch_steps")
+                and rec.get("method.solver") == "scipy"
+            ):
                 continue  # SciPy's L-BFGS-B has its own line search; these are optax's
             value = rec.get(f"{prefix}{key}", before.get(key))
             for v, (text, source) in labels.items():
@@ -220,8 +284,11 @@ def collect(results: str | Path = "results", quiet: bool = False) -> pd.DataFram
         except (OSError, ValueError) as e:  # writes are atomic: a damaged file
             skipped.append((str(path), f"not readable JSON ({type(e).__name__})"))
             continue
-        if not (isinstance(rec, dict) and isinstance(rec.get("problem"), str)
-                and isinstance(rec.get("method"), str)):
+        if not (
+            isinstance(rec, dict)
+            and isinstance(rec.get("problem"), str)
+            and isinstance(rec.get("method"), str)
+        ):
             skipped.append((str(path), "not a run record (no problem and method names)"))
             continue
         status = rec.get("status")
@@ -239,8 +306,11 @@ def collect(results: str | Path = "results", quiet: bool = False) -> pd.DataFram
 
 
 def config_columns(df: pd.DataFrame) -> list[str]:
-    return [c for c in df.columns
-            if (c.startswith(CONFIG_PREFIXES) or c in CONFIG_KEYS) and c not in IGNORED]
+    return [
+        c
+        for c in df.columns
+        if (c.startswith(CONFIG_PREFIXES) or c in CONFIG_KEYS) and c not in IGNORED
+    ]
 
 
 def group_ids(df: pd.DataFrame, over: tuple[str, ...] = ()) -> pd.Series:
@@ -254,10 +324,19 @@ def group_ids(df: pd.DataFrame, over: tuple[str, ...] = ()) -> pd.Series:
         text = "|".join(f"{c}={_label(row[c])}" for c in ["problem", "method", *cols])
         return "r" + hashlib.sha256(text.encode()).hexdigest()[:15]
 
-    stored = df["group_hash"] if "group_hash" in df.columns and not over \
+    stored = (
+        df["group_hash"]
+        if "group_hash" in df.columns and not over
         else pd.Series(None, index=df.index)
-    return pd.Series([g if isinstance(g, str) and g else fallback(row)
-                      for g, (_, row) in zip(stored, df.iterrows())], index=df.index, dtype=str)
+    )
+    return pd.Series(
+        [
+            g if isinstance(g, str) and g else fallback(row)
+            for g, (_, row) in zip(stored, df.iterrows())
+        ],
+        index=df.index,
+        dtype=str,
+    )
 
 
 def failed_flags(df: pd.DataFrame) -> pd.Series:
@@ -291,10 +370,10 @@ def summarize(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     if "variant" in df.columns and (df["variant"] != df["method"]).any():
         # the labelled forms and options (e.g. "sqp_adam + ICLR-2025 Adam form
         # (predecessor)") name the row; their raw config columns would only repeat it
-        shown_by_variant = {"method.variant"} | {f"problem.{k}" for opts in
-                                                 PROBLEM_VARIANTS.values() for k in opts}
-        keys = ["problem", "method", "variant",
-                *[c for c in swept if c not in shown_by_variant]]
+        shown_by_variant = {"method.variant"} | {
+            f"problem.{k}" for opts in PROBLEM_VARIANTS.values() for k in opts
+        }
+        keys = ["problem", "method", "variant", *[c for c in swept if c not in shown_by_variant]]
     df = df.copy()
     df["_group"] = group_ids(df)
     for c in swept:
@@ -313,19 +392,25 @@ def summarize(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     num.insert(0, "seeds", g["failed"].agg(lambda f: int((~f.astype(bool)).sum())))
     num.insert(1, "failed", g["failed"].agg(lambda f: int(f.astype(bool).sum())))
     if "status" in df.columns:
-        num["status"] = g["status"].agg(lambda s: ", ".join(
-            f"{k}×{v}" if v > 1 else k for k, v in s.value_counts().items()))
+        num["status"] = g["status"].agg(
+            lambda s: ", ".join(f"{k}×{v}" if v > 1 else k for k, v in s.value_counts().items())
+        )
     num = num.reset_index()
     shown = num[keys + ["seeds", "failed"]].copy()
     for m in metrics:
         mean, std = num[f"{m}_mean"], num[f"{m}_std"].fillna(0.0)
-        fmt = (lambda a, b: f"{a:.0f} ± {b:.0f}") if m == "iterations" else \
-            (lambda a, b: f"{a:.1f} ± {b:.1f}") if m == "wall_s" else \
-            (lambda a, b: f"{a:.4g} ± {b:.2g}")
+        fmt = (
+            (lambda a, b: f"{a:.0f} ± {b:.0f}")
+            if m == "iterations"
+            else (lambda a, b: f"{a:.1f} ± {b:.1f}")
+            if m == "wall_s"
+            else (lambda a, b: f"{a:.4g} ± {b:.2g}")
+        )
         raw = num[f"{m}_std"]  # NaN for a single seed: show the value alone
-        shown[METRICS[m]] = ["–" if pd.isna(a) else fmt(a, b) if pd.notna(r)
-                             else fmt(a, 0.0).split(" ± ")[0]
-                             for a, b, r in zip(mean, std, raw)]
+        shown[METRICS[m]] = [
+            "–" if pd.isna(a) else fmt(a, b) if pd.notna(r) else fmt(a, 0.0).split(" ± ")[0]
+            for a, b, r in zip(mean, std, raw)
+        ]
     if "status" in num.columns:
         shown["status"] = num["status"]
     return num, shown
@@ -365,13 +450,16 @@ def against_method(num: pd.DataFrame, ref: str, metrics: tuple[str, ...]) -> str
                 judged.append((str(form.loc[i]), kinds, ", ".join(ratios)))
         if judged:
             where = ", ".join(setting_label(c, k) for c, k in zip(context, key))
-            lines.append(f"- **{where}**, against {ref} (its final value / {ref}'s): "
-                         + _judged(judged))
+            lines.append(
+                f"- **{where}**, against {ref} (its final value / {ref}'s): " + _judged(judged)
+            )
     return "\n".join(lines)
 
 
-SETTING_LABELS = {"method.full_batch": {"false": "mini-batch", "true": "full batch"},
-                  "method.lr": "lr"}
+SETTING_LABELS = {
+    "method.full_batch": {"false": "mini-batch", "true": "full batch"},
+    "method.lr": "lr",
+}
 
 
 def setting_label(column: str, value) -> str:
@@ -391,19 +479,27 @@ def swept_setting_columns(num: pd.DataFrame) -> list[str]:
     return [c for c in num.columns if not c.endswith(("_mean", "_std")) and c not in stats]
 
 
-def write_tables(results: str | Path = "results", out: str | Path | None = None,
-                 name: str = "summary") -> pd.DataFrame | None:
+def write_tables(
+    results: str | Path = "results", out: str | Path | None = None, name: str = "summary"
+) -> pd.DataFrame | None:
     df = collect(results)
     out = Path(out) if out is not None else Path(results) / "tables"
     if df.empty:
         return None
     num, shown = summarize(df)
     shown.attrs["skipped"] = df.attrs.get("skipped", [])
-    judged = "\n\n".join(t for t in (against_method(num, ref, ms)
-                                     for ref, ms in REFERENCE_METHODS.items()) if t)
+    judged = "\n\n".join(
+        t for t in (against_method(num, ref, ms) for ref, ms in REFERENCE_METHODS.items()) if t
+    )
     write_atomic(out / f"{name}.csv", num.to_csv(index=False))
-    write_atomic(out / f"{name}.md", shown.to_markdown(index=False) + "\n\n"
-                 + (judged + "\n\n" if judged else "") + provenance(df, results) + "\n")
+    write_atomic(
+        out / f"{name}.md",
+        shown.to_markdown(index=False)
+        + "\n\n"
+        + (judged + "\n\n" if judged else "")
+        + provenance(df, results)
+        + "\n",
+    )
     write_atomic(out / f"{name}.tex", shown.to_latex(index=False, escape=True))
     return shown
 
@@ -426,10 +522,12 @@ def provenance(df: pd.DataFrame, results) -> str:
     done = sorted(str(x) for x in df.get("finished_at", pd.Series([], dtype=str)).dropna())
     when = f"{done[0]} – {done[-1]}" if done else "not recorded"
     now = datetime.now(timezone.utc).isoformat(timespec="minutes")
-    return (f"_Runs: {len(df)} under `{results}`; scale {values('scale')}; device "
-            f"{values('device')}; code commit {values('commit')}; finished {when}. Table: "
-            f"`python -m runners.tables`, commit {git_commit()}, {platform.platform()} with "
-            f"{os.cpu_count()} CPUs, {now}._")
+    return (
+        f"_Runs: {len(df)} under `{results}`; scale {values('scale')}; device "
+        f"{values('device')}; code commit {values('commit')}; finished {when}. Table: "
+        f"`python -m runners.tables`, commit {git_commit()}, {platform.platform()} with "
+        f"{os.cpu_count()} CPUs, {now}._"
+    )
 
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -449,12 +547,14 @@ def _label(value) -> str:
 def shown_label(label) -> str:
     """How a row/column label reads in prose: whole numbers without a trailing '.0'
     ("-50", not "-50.0"; "reaction/100", not "reaction/100.0"); other parts unchanged."""
+
     def part(text: str) -> str:
         try:
             x = float(text)
         except ValueError:
             return text
         return str(int(x)) if x.is_integer() and abs(x) < 1e15 else text
+
     return "/".join(part(p) for p in str(label).split("/"))
 
 
@@ -480,8 +580,9 @@ def experiment_specs(name: str) -> dict[str, dict]:
     path = CONF_DIR / "experiment" / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
-        raise SystemExit(f"error: experiment: unknown experiment {name!r}; valid choices: "
-                         f"{', '.join(known)}")
+        raise SystemExit(
+            f"error: experiment: unknown experiment {name!r}; valid choices: {', '.join(known)}"
+        )
     node = OmegaConf.load(path)
     if node.get("tables"):
         specs = OmegaConf.to_container(node.get("tables"), resolve=False)
@@ -503,15 +604,20 @@ def one_configuration(runs: pd.DataFrame, where: str) -> pd.DataFrame:
     differ and the runs left out. ``runs`` needs ``_group`` (:func:`group_ids`)."""
     if runs.empty or runs["_group"].nunique() <= 1:
         return runs
-    stamp = runs["finished_at"].map(lambda v: v if isinstance(v, str) else "") \
-        if "finished_at" in runs.columns else pd.Series("", index=runs.index)
+    stamp = (
+        runs["finished_at"].map(lambda v: v if isinstance(v, str) else "")
+        if "finished_at" in runs.columns
+        else pd.Series("", index=runs.index)
+    )
     newest = runs.loc[stamp.idxmax(), "_group"]
     keep = runs[runs["_group"] == newest]
     differ = [c for c in config_columns(runs) if runs[c].map(_label).nunique() > 1]
-    warn(f"{where}: runs of {runs['_group'].nunique()} configurations (differing in "
-         f"{', '.join(differ) or 'fields not in the records'}); showing the newest "
-         f"({len(keep)} run{'s' if len(keep) != 1 else ''}), leaving out "
-         f"{len(runs) - len(keep)}")
+    warn(
+        f"{where}: runs of {runs['_group'].nunique()} configurations (differing in "
+        f"{', '.join(differ) or 'fields not in the records'}); showing the newest "
+        f"({len(keep)} run{'s' if len(keep) != 1 else ''}), leaving out "
+        f"{len(runs) - len(keep)}"
+    )
     return keep
 
 
@@ -558,8 +664,9 @@ def experiment_table(df: pd.DataFrame, spec: dict) -> tuple[pd.DataFrame, pd.Dat
     for r in row_keys:
         line = {"/".join(rows): names.get(r, r)}
         for c in col_keys:
-            runs = one_configuration(df[(df["_row"] == r) & (df["_col"] == c)],
-                                     f"{title.split(':')[0]}: {r} × {c}")
+            runs = one_configuration(
+                df[(df["_row"] == r) & (df["_col"] == c)], f"{title.split(':')[0]}: {r} × {c}"
+            )
             n_failed = int(runs["_failed"].sum())
             ok = runs[~runs["_failed"]]
             note = f" [{n_failed} failed]" if n_failed else ""
@@ -574,15 +681,32 @@ def experiment_table(df: pd.DataFrame, spec: dict) -> tuple[pd.DataFrame, pd.Dat
                 mean = float(vals.mean()) if len(vals) else None
                 std = float(vals.std()) if len(vals) > 1 else None
                 factor = worse_by(m, mean, p, spec.get("paper_rounding"))
-                long.append({"row": r, "col": c, "metric": m, "mean": mean, "std": std,
-                             "seeds": len(vals), "failed": n_failed, "paper": p,
-                             "ours/paper": None if mean is None or p is None else
-                             mean / p if p else 1.0 if mean == 0 else float("inf"),
-                             "factor": factor, "rounding": spec.get("paper_rounding"),
-                             "verdict": verdict(factor)})
+                long.append(
+                    {
+                        "row": r,
+                        "col": c,
+                        "metric": m,
+                        "mean": mean,
+                        "std": std,
+                        "seeds": len(vals),
+                        "failed": n_failed,
+                        "paper": p,
+                        "ours/paper": None
+                        if mean is None or p is None
+                        else mean / p
+                        if p
+                        else 1.0
+                        if mean == 0
+                        else float("inf"),
+                        "factor": factor,
+                        "rounding": spec.get("paper_rounding"),
+                        "verdict": verdict(factor),
+                    }
+                )
                 ours = "–" if mean is None else f"{mean:.3g}" + (f" ± {std:.1g}" if std else "")
-                line[f"{c} {METRICS.get(m, m)}"] = ours + note + (
-                    f" ({p:.3g})" if p is not None else "")
+                line[f"{c} {METRICS.get(m, m)}"] = (
+                    ours + note + (f" ({p:.3g})" if p is not None else "")
+                )
         shown.append(line)
     return pd.DataFrame(long), pd.DataFrame(shown)
 
@@ -603,8 +727,11 @@ def _ratio_text(label: str, r: pd.Series) -> str:
     (``paper_rounding``): '<metric> = to <step>' when equal at the paper's precision, else
     :func:`worse_by`'s factor against the nearer end of the printed value's interval."""
     if pd.notna(r.get("rounding")) and pd.notna(r.get("factor")):
-        return (f"{label} = to {r['rounding']:g}" if r["factor"] == 1.0
-                else f"{label} {r['factor']:.3g}×")
+        return (
+            f"{label} = to {r['rounding']:g}"
+            if r["factor"] == 1.0
+            else f"{label} {r['factor']:.3g}×"
+        )
     return f"{label} {r['ours/paper']:.3g}×"
 
 
@@ -617,12 +744,17 @@ def against_paper(long: pd.DataFrame) -> str:
     judged = long[long["verdict"].fillna("") != ""]
     lines = []
     for col, cells in judged.groupby("col", sort=False):
-        rows = [(shown_label(row), set(c["verdict"]),
-                 ", ".join(_ratio_text(METRICS.get(r["metric"], r["metric"]), r)
-                           for _, r in c.iterrows()))
-                for row, c in cells.groupby("row", sort=False)]
-        lines.append(f"- **{shown_label(col)}** against the paper (ours / paper): "
-                     + _judged(rows))
+        rows = [
+            (
+                shown_label(row),
+                set(c["verdict"]),
+                ", ".join(
+                    _ratio_text(METRICS.get(r["metric"], r["metric"]), r) for _, r in c.iterrows()
+                ),
+            )
+            for row, c in cells.groupby("row", sort=False)
+        ]
+        lines.append(f"- **{shown_label(col)}** against the paper (ours / paper): " + _judged(rows))
     return "\n".join(lines)
 
 
@@ -648,14 +780,19 @@ def against_column(long: pd.DataFrame, ref: str) -> str:
                 if pd.isna(r["mean"]) or pd.isna(b["mean"]):  # a cell without runs
                     continue
                 kinds.add(verdict(worse_by(m, r["mean"], b["mean"])))
-                paper = "" if pd.isna(r["paper"]) or pd.isna(b["paper"]) else \
-                    f" ({r['paper'] / b['paper']:.3g}×)"
+                paper = (
+                    ""
+                    if pd.isna(r["paper"]) or pd.isna(b["paper"])
+                    else f" ({r['paper'] / b['paper']:.3g}×)"
+                )
                 ratios.append(f"{METRICS.get(m, m)} {r['mean'] / b['mean']:.3g}×{paper}")
             if kinds:
                 rows.append((shown_label(row), kinds, ", ".join(ratios)))
         if rows:
-            lines.append(f"- **{shown_label(col)}** against {ref} (its error / {ref}'s, ours "
-                         "and, in brackets, the paper's): " + _judged(rows))
+            lines.append(
+                f"- **{shown_label(col)}** against {ref} (its error / {ref}'s, ours "
+                "and, in brackets, the paper's): " + _judged(rows)
+            )
     return "\n".join(lines)
 
 
@@ -674,10 +811,13 @@ def time_capped(df: pd.DataFrame, fields: list[str]) -> str:
         return ""
     names = sorted(
         (_cell(r, fields), int(r["iterations"]) if pd.notna(r.get("iterations")) else None)
-        for _, r in cut.iterrows())
-    return ("_Stopped by the time budget (budget.time_s) before the method's own stop: "
-            + "; ".join(f"{n} at {it} iterations" if it is not None else n for n, it in names)
-            + "._")
+        for _, r in cut.iterrows()
+    )
+    return (
+        "_Stopped by the time budget (budget.time_s) before the method's own stop: "
+        + "; ".join(f"{n} at {it} iterations" if it is not None else n for n, it in names)
+        + "._"
+    )
 
 
 def failed_search_end(df: pd.DataFrame, fields: list[str]) -> str:
@@ -689,14 +829,17 @@ def failed_search_end(df: pd.DataFrame, fields: list[str]) -> str:
     record's ``inner_ends_linesearch`` tells them apart: this note says which runs it was."""
     if not len(df) or "inner_ends_linesearch" not in df.columns or "method" not in df.columns:
         return ""
-    ended = df[(df["method"] == "pinn")
-               & (pd.to_numeric(df["inner_ends_linesearch"], errors="coerce").fillna(0) > 0)]
+    ended = df[
+        (df["method"] == "pinn")
+        & (pd.to_numeric(df["inner_ends_linesearch"], errors="coerce").fillna(0) > 0)
+    ]
     names = sorted({_cell(r, fields) for _, r in ended.iterrows()})
     if not names:
         return ""
-    return ("_Ended by a failed line search (θ kept; SciPy's ABNORMAL_TERMINATION_IN_LNSRCH), "
-            "not by (A.1)'s tests, though the status reads converged: " + "; ".join(names)
-            + "._")
+    return (
+        "_Ended by a failed line search (θ kept; SciPy's ABNORMAL_TERMINATION_IN_LNSRCH), "
+        "not by (A.1)'s tests, though the status reads converged: " + "; ".join(names) + "._"
+    )
 
 
 def earlier_line_search(df: pd.DataFrame, fields: list[str]) -> str:
@@ -710,20 +853,31 @@ def earlier_line_search(df: pd.DataFrame, fields: list[str]) -> str:
     named."""
     if not len(df):
         return ""
+
     def column(name, fill):
-        return df[name].map(lambda v: fill if v is None or v != v else v) \
-            if name in df.columns else pd.Series(fill, index=df.index)
+        return (
+            df[name].map(lambda v: fill if v is None or v != v else v)
+            if name in df.columns
+            else pd.Series(fill, index=df.index)
+        )
 
     # not today's pretraining line search: recorded before the option existed, or run
     # with the earlier values; SciPy's pretraining has its own line search
-    before = ((column("pretraining.on_linesearch_failure", "step") != "stop")
-              | (column("pretraining.max_linesearch_steps", 30) != 100)) \
-        & (column("pretraining.solver", "optax") != "scipy")
+    before = (
+        (column("pretraining.on_linesearch_failure", "step") != "stop")
+        | (column("pretraining.max_linesearch_steps", 30) != 100)
+    ) & (column("pretraining.solver", "optax") != "scipy")
     before = before.to_numpy().astype(bool)
-    pre = df["pretrain"].fillna(False).astype(bool).to_numpy() if "pretrain" in df.columns \
+    pre = (
+        df["pretrain"].fillna(False).astype(bool).to_numpy()
+        if "pretrain" in df.columns
         else np.zeros(len(df), bool)
-    says = df["variant"].astype(str).str.contains(OPTAX_LS, regex=False).to_numpy() \
-        if "variant" in df.columns else np.zeros(len(df), bool)
+    )
+    says = (
+        df["variant"].astype(str).str.contains(OPTAX_LS, regex=False).to_numpy()
+        if "variant" in df.columns
+        else np.zeros(len(df), bool)
+    )
     shown = "variant" in fields
     method_old = says & (not shown)
     pre_only = pre & before & ~says
@@ -735,8 +889,10 @@ def earlier_line_search(df: pd.DataFrame, fields: list[str]) -> str:
             parts.append(f"{what}: " + "; ".join(names))
     if not parts:
         return ""
-    return ("_Ran with the earlier line-search default (optax's step after a failed search, "
-            "at most 30 reductions; now: stop, 100), " + " · ".join(parts) + "._")
+    return (
+        "_Ran with the earlier line-search default (optax's step after a failed search, "
+        "at most 30 reductions; now: stop, 100), " + " · ".join(parts) + "._"
+    )
 
 
 def averaged_over(df: pd.DataFrame, long: pd.DataFrame, spec: dict) -> str:
@@ -745,13 +901,14 @@ def averaged_over(df: pd.DataFrame, long: pd.DataFrame, spec: dict) -> str:
     over = [f for f in spec.get("over", ()) if f in df.columns]
     if not over or long.empty:
         return ""
-    ran = {f: sorted({shown_label(_label(v)) for v in df[f].dropna()}, key=_natural)
-           for f in over}
+    ran = {f: sorted({shown_label(_label(v)) for v in df[f].dropna()}, key=_natural) for f in over}
     values = "; ".join(f"{f} ∈ {{{', '.join(v)}}}" for f, v in ran.items())
     n = long.loc[long["seeds"] > 0, "seeds"]
     counts = f"{n.min()}" if n.min() == n.max() else f"{n.min()}–{n.max()}"
-    return (f"_Each cell: mean ± std over {', '.join(over)} (and seeds), not one run: {values}; "
-            f"{counts} runs per filled cell._")
+    return (
+        f"_Each cell: mean ± std over {', '.join(over)} (and seeds), not one run: {values}; "
+        f"{counts} runs per filled cell._"
+    )
 
 
 def rounding_note(spec: dict) -> str:
@@ -759,31 +916,40 @@ def rounding_note(spec: dict) -> str:
     r = spec.get("paper_rounding")
     if not r:
         return ""
-    return (f"_The paper prints its values to {r:g}: ours within ±{r / 2:g} of a printed value "
-            f"is equal to it (\"= to {r:g}\"); otherwise the factor is against the nearer end "
-            f"of that interval (a printed 0.000 counts as {r / 2:g}, not as 0)._")
+    return (
+        f"_The paper prints its values to {r:g}: ours within ±{r / 2:g} of a printed value "
+        f'is equal to it ("= to {r:g}"); otherwise the factor is against the nearer end '
+        f"of that interval (a printed 0.000 counts as {r / 2:g}, not as 0)._"
+    )
 
 
-def write_experiment(name: str, results: str | Path, out: str | Path,
-                     stem: str | None = None) -> dict:
+def write_experiment(
+    name: str, results: str | Path, out: str | Path, stem: str | None = None
+) -> dict:
     """Every table of experiment ``name`` -> <out>/<table>.{md,csv,tex}; {table: shown}.
     ``stem`` replaces the experiment's name in the file names (the same table from another
     set of runs, e.g. ``trsqp_hessian_h200``)."""
     df, out, written = collect(results), Path(out), {}
     for table, spec in experiment_specs(name).items():
-        table = table if stem is None else stem + table[len(name):]
+        table = table if stem is None else stem + table[len(name) :]
         long, shown = experiment_table(df, spec)
         title = spec.get("title", table)
         write_atomic(out / f"{table}.csv", long.to_csv(index=False))
         fields = spec["rows"] + spec["cols"]
-        parts = [f"# {title}", shown.to_markdown(index=False), against_paper(long),
-                 against_column(long, spec["versus"]) if spec.get("versus") else "",
-                 rounding_note(spec), averaged_over(df, long, spec), time_capped(df, fields),
-                 earlier_line_search(df, fields), failed_search_end(df, fields),
-                 provenance(df, results)]
+        parts = [
+            f"# {title}",
+            shown.to_markdown(index=False),
+            against_paper(long),
+            against_column(long, spec["versus"]) if spec.get("versus") else "",
+            rounding_note(spec),
+            averaged_over(df, long, spec),
+            time_capped(df, fields),
+            earlier_line_search(df, fields),
+            failed_search_end(df, fields),
+            provenance(df, results),
+        ]
         write_atomic(out / f"{table}.md", "\n\n".join(p for p in parts if p) + "\n")
-        write_atomic(out / f"{table}.tex", shown.to_latex(index=False, escape=True,
-                                                          caption=title))
+        write_atomic(out / f"{table}.tex", shown.to_latex(index=False, escape=True, caption=title))
         written[table] = shown
     return written
 
@@ -801,9 +967,11 @@ def compare(a: str | Path, b: str | Path, rtol: float = 0.01) -> pd.DataFrame:
     for d in (da, db):
         if not d.empty and "config_hash" not in d.columns:
             d["config_hash"] = d["path"]
-    label = lambda r: (f"{r.get('problem')}/{r.get('method')} seed {r.get('seed')}"
-                       + (f" tag {r['tag']}" if isinstance(r.get("tag"), str) else "")
-                       + f" [{Path(str(r.get('path'))).name}]")
+    label = lambda r: (
+        f"{r.get('problem')}/{r.get('method')} seed {r.get('seed')}"
+        + (f" tag {r['tag']}" if isinstance(r.get("tag"), str) else "")
+        + f" [{Path(str(r.get('path'))).name}]"
+    )
     ia = {h: r for h, r in (da.set_index("config_hash").iterrows() if not da.empty else [])}
     ib = {h: r for h, r in (db.set_index("config_hash").iterrows() if not db.empty else [])}
     rows = []
@@ -811,9 +979,16 @@ def compare(a: str | Path, b: str | Path, rtol: float = 0.01) -> pd.DataFrame:
         ra, rb = ia.get(h), ib.get(h)
         name = label(ra if ra is not None else rb)
         if ra is None or rb is None:
-            rows.append({"run": name, "metric": "(run)", "A": "present" if ra is not None
-                         else "missing", "B": "present" if rb is not None else "missing",
-                         "B/A": None, "changed": True})
+            rows.append(
+                {
+                    "run": name,
+                    "metric": "(run)",
+                    "A": "present" if ra is not None else "missing",
+                    "B": "present" if rb is not None else "missing",
+                    "B/A": None,
+                    "changed": True,
+                }
+            )
             continue
         for m in ["status", *METRICS]:
             va, vb = ra.get(m), rb.get(m)
@@ -821,30 +996,56 @@ def compare(a: str | Path, b: str | Path, rtol: float = 0.01) -> pd.DataFrame:
             if na and nb:
                 continue
             if m == "status" or isinstance(va, str) or isinstance(vb, str):
-                rows.append({"run": name, "metric": m, "A": va, "B": vb, "B/A": None,
-                             "changed": str(va) != str(vb)})
+                rows.append(
+                    {
+                        "run": name,
+                        "metric": m,
+                        "A": va,
+                        "B": vb,
+                        "B/A": None,
+                        "changed": str(va) != str(vb),
+                    }
+                )
                 continue
             ratio = vb / va if not (na or nb) and va != 0 else None
             tol = 1 / 3 if m.endswith("_s") or m == "throughput" else rtol  # 1.5x for timings
             changed = na != nb or (not na and abs(vb - va) > tol * max(abs(va), abs(vb)))
-            rows.append({"run": name, "metric": m, "A": va, "B": vb, "B/A": ratio,
-                         "changed": bool(changed)})
+            rows.append(
+                {"run": name, "metric": m, "A": va, "B": vb, "B/A": ratio, "changed": bool(changed)}
+            )
     return pd.DataFrame(rows, columns=["run", "metric", "A", "B", "B/A", "changed"])
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m runners.tables",
-                                 description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m runners.tables", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("--results", default="results", help="folder searched for metrics.json")
     ap.add_argument("--out", default=None, help="output folder (default: <results>/tables)")
-    ap.add_argument("--name", default=None,
-                    help="file stem of the tables (default: summary, or the experiment's name)")
-    ap.add_argument("--compare", nargs=2, metavar=("A", "B"), default=None,
-                    help="what changed between two result folders (runs matched by config)")
-    ap.add_argument("--rtol", type=float, default=0.01,
-                    help="--compare: relative difference counted as a change")
-    ap.add_argument("experiment", nargs="?", default=None,
-                    help="experiment=<name>: render conf/experiment/<name>.yaml's paper table")
+    ap.add_argument(
+        "--name",
+        default=None,
+        help="file stem of the tables (default: summary, or the experiment's name)",
+    )
+    ap.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("A", "B"),
+        default=None,
+        help="what changed between two result folders (runs matched by config)",
+    )
+    ap.add_argument(
+        "--rtol",
+        type=float,
+        default=0.01,
+        help="--compare: relative difference counted as a change",
+    )
+    ap.add_argument(
+        "experiment",
+        nargs="?",
+        default=None,
+        help="experiment=<name>: render conf/experiment/<name>.yaml's paper table",
+    )
     args = ap.parse_args(argv)
     if args.compare is not None:
         for f in args.compare:
@@ -856,10 +1057,13 @@ def main(argv=None):
         out = Path(args.out) if args.out else Path("results") / "tables"
         write_atomic(out / "compare.csv", diff.to_csv(index=False))
         n_runs = diff["run"].nunique()
-        print(changed.to_markdown(index=False, floatfmt=".4g") if len(changed)
-              else "no differences")
-        print(f"\n{len(changed)} of {len(diff)} values differ (rtol {args.rtol:g}) across "
-              f"{n_runs} runs; all values: {out}/compare.csv")
+        print(
+            changed.to_markdown(index=False, floatfmt=".4g") if len(changed) else "no differences"
+        )
+        print(
+            f"\n{len(changed)} of {len(diff)} values differ (rtol {args.rtol:g}) across "
+            f"{n_runs} runs; all values: {out}/compare.csv"
+        )
         return
     if args.experiment is not None:
         key, _, name = args.experiment.partition("=")
@@ -881,14 +1085,18 @@ def main(argv=None):
     args.name = args.name or "summary"
     shown = write_tables(args.results, args.out, args.name)
     if shown is None:
-        print(f"error: no metrics.json under {args.results!r}: run python -m runners.train first",
-              file=sys.stderr)
+        print(
+            f"error: no metrics.json under {args.results!r}: run python -m runners.train first",
+            file=sys.stderr,
+        )
         sys.exit(1)
     out = Path(args.out) if args.out else Path(args.results) / "tables"
     print(shown.to_markdown(index=False))
     n_skipped = len(shown.attrs.get("skipped", []))
-    print(f"\nwrote {out}/{args.name}.{{md,csv,tex}} ({int(shown['seeds'].sum())} runs averaged"
-          f", {int(shown['failed'].sum())} failed, {n_skipped} unreadable records skipped)")
+    print(
+        f"\nwrote {out}/{args.name}.{{md,csv,tex}} ({int(shown['seeds'].sum())} runs averaged"
+        f", {int(shown['failed'].sum())} failed, {n_skipped} unreadable records skipped)"
+    )
 
 
 def _say_skipped(results) -> None:

@@ -78,8 +78,9 @@ def solution_figure(problem, params, data, path: Path, title: str):
 
     nt, nx = data.u_ref.shape
     sx, st = max(1, nx // 512), max(1, nt // 256)
-    sub = data._replace(eval_x=data.eval_x[::sx], eval_t=data.eval_t[::st],
-                        u_ref=data.u_ref[::st, ::sx])
+    sub = data._replace(
+        eval_x=data.eval_x[::sx], eval_t=data.eval_t[::st], u_ref=data.u_ref[::st, ::sx]
+    )
     pred = np.asarray(jax.jit(problem.predict_grid)(params, sub))
     exact = np.asarray(sub.u_ref)
     extent = (0.0, 2 * np.pi, 0.0, 1.0)
@@ -144,12 +145,20 @@ def run(cfg: DictConfig, out: Path) -> dict | list | None:
                 where, owner = sibling
                 _remove_if_empty(out)  # this invocation's own, fresh folder
         if owner is not None:
-            print(f"skipping {where}: the same run is in progress ({describe(owner)}; see "
-                  f"its {lock.path.name})", file=sys.stderr, flush=True)
+            print(
+                f"skipping {where}: the same run is in progress ({describe(owner)}; see "
+                f"its {lock.path.name})",
+                file=sys.stderr,
+                flush=True,
+            )
             return None
         if lock.taken_over:
-            print(f"note: {lock.path} was left by {describe(lock.taken_over)}, which is gone; "
-                  "taking it over", file=sys.stderr, flush=True)
+            print(
+                f"note: {lock.path} was left by {describe(lock.taken_over)}, which is gone; "
+                "taking it over",
+                file=sys.stderr,
+                flush=True,
+            )
         try:
             return _run_locked(cfg, setup, out)
         finally:
@@ -157,10 +166,16 @@ def run(cfg: DictConfig, out: Path) -> dict | list | None:
     except StopRequested as e:
         kept = any(out.glob("**/checkpoint/checkpoint.json"))
         _remove_if_empty(out)
-        print(f"interrupted by {e.signal} outside a checkpointable phase: "
-              + (f"the earlier checkpoint in {out} is kept; run the same command again to "
-                 "continue" if kept else "nothing was saved; run the same command again to "
-                 "start over"), file=sys.stderr, flush=True)
+        print(
+            f"interrupted by {e.signal} outside a checkpointable phase: "
+            + (
+                f"the earlier checkpoint in {out} is kept; run the same command again to continue"
+                if kept
+                else "nothing was saved; run the same command again to start over"
+            ),
+            file=sys.stderr,
+            flush=True,
+        )
         sys.exit(EXIT_INTERRUPTED)
 
 
@@ -171,8 +186,12 @@ def _run_locked(cfg: DictConfig, setup: Setup, out: Path) -> dict | list:
     hashes = [config_hash(seed_config(cfg, s) if vec else cfg) for s in seeds]
     old = [_finished(o, h) for o, h in zip(outs, hashes)]
     if cfg.resume and all(old):
-        log.info("skipping finished run%s (%s) in %s", "s" if vec else "",
-                 ", ".join(r["status"] for r in old), out)
+        log.info(
+            "skipping finished run%s (%s) in %s",
+            "s" if vec else "",
+            ", ".join(r["status"] for r in old),
+            out,
+        )
         return old if vec else old[0]
 
     import jax
@@ -183,12 +202,20 @@ def _run_locked(cfg: DictConfig, setup: Setup, out: Path) -> dict | list:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
     dev = jax.devices()[0]
-    log.info("JAX %s on %s (%s); precision %s", jax.__version__, dev.platform.upper(),
-             dev.device_kind, setup.precision)
+    log.info(
+        "JAX %s on %s (%s); precision %s",
+        jax.__version__,
+        dev.platform.upper(),
+        dev.device_kind,
+        setup.precision,
+    )
     if setup.problem.family in FAMILY_RUNNERS:  # CasADi / IPOPT / LISCO: their own runner
         if vec:
-            print(f"note: seeds={len(seeds)}: {setup.method_name} on {setup.problem.name} is not "
-                  "a vectorizable JAX stepper; running the seeds one after another", flush=True)
+            print(
+                f"note: seeds={len(seeds)}: {setup.method_name} on {setup.problem.name} is not "
+                "a vectorizable JAX stepper; running the seeds one after another",
+                flush=True,
+            )
         records = []
         for s, o, h, done in zip(seeds, outs, hashes, old):
             if done and cfg.resume:
@@ -215,35 +242,47 @@ def _retire_record(out: Path) -> None:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
         dst = out / f"metrics.replaced-{stamp}.json"
         old.rename(dst)
-        print(f"note: {old} is of an earlier run; moved aside to {dst.name}", file=sys.stderr,
-              flush=True)
+        print(
+            f"note: {old} is of an earlier run; moved aside to {dst.name}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _record_base(cfg, setup, chash, dev, out) -> dict:
     """The fields every record has: names, config (flattened), versions, provenance."""
     choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
     return {
-        "problem": setup.problem.name, "method": setup.method_name,
-        "family": setup.problem.family, "seed": cfg.seed,
-        "scale": choices.get("scale", cfg.scale.get("name")), "tag": cfg.get("tag"),
+        "problem": setup.problem.name,
+        "method": setup.method_name,
+        "family": setup.problem.family,
+        "seed": cfg.seed,
+        "scale": choices.get("scale", cfg.scale.get("name")),
+        "tag": cfg.get("tag"),
         **flatten(OmegaConf.to_container(cfg.problem, resolve=True), "problem."),
         **flatten(OmegaConf.to_container(cfg.method, resolve=True), "method."),
-        **flatten({k: OmegaConf.to_container(cfg[k], resolve=True) for k in RECORDED_NODES
-                   if k in cfg}),
+        **flatten(
+            {k: OmegaConf.to_container(cfg[k], resolve=True) for k in RECORDED_NODES if k in cfg}
+        ),
         **{k: cfg.get(k) for k in RECORDED_KEYS},
         "precision": setup.precision,
         "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],
-        "config_hash": chash, "group_hash": config_hash(cfg, seed=False),
+        "config_hash": chash,
+        "group_hash": config_hash(cfg, seed=False),
         "device": f"{dev.platform}:{dev.device_kind}",
-        **{f"version.{k}": v for k, v in versions().items()}, "commit": git_commit(),
+        **{f"version.{k}": v for k, v in versions().items()},
+        "commit": git_commit(),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "run_dir": str(out)}
+        "run_dir": str(out),
+    }
 
 
 # families whose runs are not the chunked, vmappable JAX steppers of ``_run_jax``: the module
 # and function that run one seed, ``(cfg, setup, out, base_record) -> (record, summary)``
-FAMILY_RUNNERS = {NEURAL_DAE: ("runners.dae", "run_neural_dae"),
-                  PARAMETRIC_OPT: ("runners.lisco", "run_parametric_opt")}
+FAMILY_RUNNERS = {
+    NEURAL_DAE: ("runners.dae", "run_neural_dae"),
+    PARAMETRIC_OPT: ("runners.lisco", "run_parametric_opt"),
+}
 
 
 def _run_branch(cfg, setup, out: Path, chash: str, dev) -> dict:
@@ -334,22 +373,39 @@ def _run_jax(cfg, setup, seeds, outs, hashes, dev) -> list[dict]:
     history: list = []
     progress = Progress(cfg, problem, data, history, out, data_axes, vec)
     ckpt = open_checkpoint(cfg, out, config_hash(cfg), len(seeds))
-    vmap = (lambda f, axes=(0, data_axes): jax.vmap(f, in_axes=axes)) if vec else \
-        (lambda f, axes=None: f)
+    vmap = (
+        (lambda f, axes=(0, data_axes): jax.vmap(f, in_axes=axes))
+        if vec
+        else (lambda f, axes=None: f)
+    )
     statuses = [None] * len(seeds)
     iterations = [0] * len(seeds)
     with StopSignals() as stop:
-        phases = Phases(ckpt, history, progress, log_every=cfg.log_every,
-                        every=cfg.get("checkpoint_every", 0), stop=stop, seeds=n,
-                        data_axes=data_axes, names=("pretrain", "train"))
+        phases = Phases(
+            ckpt,
+            history,
+            progress,
+            log_every=cfg.log_every,
+            every=cfg.get("checkpoint_every", 0),
+            stop=stop,
+            seeds=n,
+            data_axes=data_axes,
+            names=("pretrain", "train"),
+        )
         suffix = f" ×{n} seeds" if vec else ""
         try:
             pre_flags = None
             if setup.pretrain_cfg is not None and phases.current in (None, "pretrain"):
                 pm = pretrain_method(problem, setup.pretrain_cfg, dtype)
-                r = phases.run("pretrain", pm, vmap(pm.init)(params, data), data,
-                               max_steps=setup.pretrain_cfg.inner_maxiter, budget=setup.time_s,
-                               desc=f"pretrain {problem.name}{suffix}")
+                r = phases.run(
+                    "pretrain",
+                    pm,
+                    vmap(pm.init)(params, data),
+                    data,
+                    max_steps=setup.pretrain_cfg.inner_maxiter,
+                    budget=setup.time_s,
+                    desc=f"pretrain {problem.name}{suffix}",
+                )
                 params = vmap(pm.params, 0)(r.state)
                 st = r.status if vec else [r.status]
                 its = np.atleast_1d(np.asarray(vmap(pm.iterations, 0)(r.state)))
@@ -357,37 +413,74 @@ def _run_jax(cfg, setup, seeds, outs, hashes, dev) -> list[dict]:
                 for i in range(len(seeds)):
                     p_i = _take(params, i) if vec else params
                     d_i = _take(data, i, data_axes) if vec else data
-                    pre.append({
-                        "pretrain_status": st[i], "pretrain_iterations": int(its[i]),
-                        "pretrain_wall_s": r.wall_s, "pretrain_compile_s": r.compile_s,
-                        **{k: float(v) for k, v in pretrain_report(problem, p_i, d_i).items()},
-                        **flatten(OmegaConf.to_container(cfg.pretraining, resolve=True),
-                                  "pretraining.")})
-                    log.info("pretraining (seed %d): %s after %d iterations, ||c~||^2 = %.3e, "
-                             "IC residual/||u0|| = %.3f", seeds[i], st[i], its[i],
-                             pre[i]["pretrain_c_sq"], pre[i]["pretrain_ic_rel"])
+                    pre.append(
+                        {
+                            "pretrain_status": st[i],
+                            "pretrain_iterations": int(its[i]),
+                            "pretrain_wall_s": r.wall_s,
+                            "pretrain_compile_s": r.compile_s,
+                            **{k: float(v) for k, v in pretrain_report(problem, p_i, d_i).items()},
+                            **flatten(
+                                OmegaConf.to_container(cfg.pretraining, resolve=True),
+                                "pretraining.",
+                            ),
+                        }
+                    )
+                    log.info(
+                        "pretraining (seed %d): %s after %d iterations, ||c~||^2 = %.3e, "
+                        "IC residual/||u0|| = %.3f",
+                        seeds[i],
+                        st[i],
+                        its[i],
+                        pre[i]["pretrain_c_sq"],
+                        pre[i]["pretrain_ic_rel"],
+                    )
                 phases.extra["pre"] = pre
-                pre_flags = jnp.asarray([x == "diverged" for x in st]) if vec else \
-                    jnp.asarray(st[0] == "diverged")
-            method = build_method(setup.method_name, setup.method_cfg, problem, dtype,
-                                  key=jax.random.PRNGKey(seeds[0]))
+                pre_flags = (
+                    jnp.asarray([x == "diverged" for x in st])
+                    if vec
+                    else jnp.asarray(st[0] == "diverged")
+                )
+            method = build_method(
+                setup.method_name,
+                setup.method_cfg,
+                problem,
+                dtype,
+                key=jax.random.PRNGKey(seeds[0]),
+            )
             if vec:  # each seed's own init (its mini-batch key), as in a separate run
-                state = _stack([build_method(setup.method_name, setup.method_cfg, problem,
-                                             dtype, key=jax.random.PRNGKey(s)).init(
-                    _take(params, i), _take(data, i, data_axes)) for i, s in enumerate(seeds)])
+                state = _stack(
+                    [
+                        build_method(
+                            setup.method_name,
+                            setup.method_cfg,
+                            problem,
+                            dtype,
+                            key=jax.random.PRNGKey(s),
+                        ).init(_take(params, i), _take(data, i, data_axes))
+                        for i, s in enumerate(seeds)
+                    ]
+                )
             else:
                 state = method.init(params, data)
             if not vec and pre_flags is not None and bool(pre_flags):
                 statuses = ["diverged"]
             else:
-                r = phases.run("train", method, state, data, max_steps=setup.max_iter,
-                               budget=setup.time_s - phases.timing["train_s"],
-                               desc=f"{setup.method_name} {problem.name}{suffix}",
-                               diverged=pre_flags)
+                r = phases.run(
+                    "train",
+                    method,
+                    state,
+                    data,
+                    max_steps=setup.max_iter,
+                    budget=setup.time_s - phases.timing["train_s"],
+                    desc=f"{setup.method_name} {problem.name}{suffix}",
+                    diverged=pre_flags,
+                )
                 state = r.state
                 statuses = r.status if vec else [r.status]
-                iterations = [int(x) for x in np.atleast_1d(np.asarray(
-                    vmap(method.iterations, 0)(state)))]
+                iterations = [
+                    int(x) for x in np.atleast_1d(np.asarray(vmap(method.iterations, 0)(state)))
+                ]
                 params = vmap(method.params, 0)(state)
         except CheckpointMismatch as e:  # a checkpoint that does not fit this run
             raise ConfigError(f"checkpoint: {e}") from None
@@ -405,8 +498,11 @@ def _run_jax(cfg, setup, seeds, outs, hashes, dev) -> list[dict]:
         t_eval = time.perf_counter()
         final = {k: float(v) for k, v in evaluate(p_i, d_i).items()}
         eval_s = time.perf_counter() - t_eval
-        hist_i = [{k: v for k, v in r.items() if k != "seed_index"} for r in history
-                  if r.get("seed_index", i) == i]
+        hist_i = [
+            {k: v for k, v in r.items() if k != "seed_index"}
+            for r in history
+            if r.get("seed_index", i) == i
+        ]
         if vec:  # an ordinary run folder: its own history and config (what figures load)
             import pandas as pd
 
@@ -419,26 +515,43 @@ def _run_jax(cfg, setup, seeds, outs, hashes, dev) -> list[dict]:
         base = _record_base(seed_config(cfg, s) if vec else cfg, setup, h, dev, o)
         record = {
             **{k: base[k] for k in ("problem", "method", "family", "seed", "scale", "tag")},
-            "pretrain": setup.pretrain_cfg is not None, "status": statuses[i],
+            "pretrain": setup.pretrain_cfg is not None,
+            "status": statuses[i],
             "iterations": iterations[i],
             **({"rounds": int(last["round"])} if "round" in last else {}),
             # line searches that failed (penalty / auglag / pinn and pretraining, optax)
             **({"ls_failures": int(last["ls_failures"])} if "ls_failures" in last else {}),
             **({"ls_increase": float(last["ls_increase"])} if "ls_increase" in last else {}),
-            **({"pretrain_ls_failures": int(pre_last["ls_failures"])}
-               if "ls_failures" in pre_last else {}),
-            **({"pretrain_ls_increase": float(pre_last["ls_increase"])}
-               if "ls_increase" in pre_last else {}),
+            **(
+                {"pretrain_ls_failures": int(pre_last["ls_failures"])}
+                if "ls_failures" in pre_last
+                else {}
+            ),
+            **(
+                {"pretrain_ls_increase": float(pre_last["ls_increase"])}
+                if "ls_increase" in pre_last
+                else {}
+            ),
             # how the inner solves ended: (A.1)'s g_tol, f_tol, l_max or a failed line search
-            **{k: int(v) for k, v in last.items()
-               if k.startswith("inner_ends_") and v is not None and math.isfinite(v)},
-            **{f"pretrain_{k}": int(v) for k, v in pre_last.items()
-               if k.startswith("inner_ends_") and v is not None and math.isfinite(v)},
+            **{
+                k: int(v)
+                for k, v in last.items()
+                if k.startswith("inner_ends_") and v is not None and math.isfinite(v)
+            },
+            **{
+                f"pretrain_{k}": int(v)
+                for k, v in pre_last.items()
+                if k.startswith("inner_ends_") and v is not None and math.isfinite(v)
+            },
             **final,
-            "wall_s": timing["train_s"], "compile_s": timing["compile_s"], "data_s": data_s,
-            "eval_s": eval_s, **(pre[i] if i < len(pre) else {}),
+            "wall_s": timing["train_s"],
+            "compile_s": timing["compile_s"],
+            "data_s": data_s,
+            "eval_s": eval_s,
+            **(pre[i] if i < len(pre) else {}),
             **({"vectorized_seeds": len(seeds)} if vec else {}),
-            **base}
+            **base,
+        }
         write_json(o / "metrics.json", record)
         records.append(record)
         if cfg.figures:  # after metrics.json: a failing figure is a warning, never fatal
@@ -452,14 +565,24 @@ def _run_jax(cfg, setup, seeds, outs, hashes, dev) -> list[dict]:
                 draw(solution_figure, o / "solution.png", problem, p_i, d_i, title=label)
             if stochastic:
                 draw(loss_curves_figure, o / "losses.png", hist_i, title=label)
-        shown = ("abs_error", "rel_error", "max_constraint_violation", "total", "test_mse",
-                 "max_abs_c")
+        shown = (
+            "abs_error",
+            "rel_error",
+            "max_constraint_violation",
+            "total",
+            "test_mse",
+            "max_abs_c",
+        )
         figures = ", ".join(f"{k} {final[k]:.4g}" for k in shown if k in final)
-        print(f"{label}: iterations {iterations[i]}, {figures}, wall {timing['train_s']:.1f}s "
-              f"(+ compile {timing['compile_s']:.1f}s) -> {o}", flush=True)
+        print(
+            f"{label}: iterations {iterations[i]}, {figures}, wall {timing['train_s']:.1f}s "
+            f"(+ compile {timing['compile_s']:.1f}s) -> {o}",
+            flush=True,
+        )
         if problem.family == CONSTRAINED_LEARNING:
-            _say_paper_gap(seed_config(cfg, s) if vec else cfg, problem.name,
-                           setup.method_name, final)
+            _say_paper_gap(
+                seed_config(cfg, s) if vec else cfg, problem.name, setup.method_name, final
+            )
     ckpt.finish()
     return records
 
@@ -482,8 +605,11 @@ def _remove_if_empty(out: Path):
     (a folder with a record or a checkpoint, its own or a seed folder's, is kept)."""
     import shutil
 
-    if out.is_dir() and not any(out.glob("**/metrics.json")) \
-            and not any(out.glob("**/checkpoint/checkpoint.json")):
+    if (
+        out.is_dir()
+        and not any(out.glob("**/metrics.json"))
+        and not any(out.glob("**/checkpoint/checkpoint.json"))
+    ):
         shutil.rmtree(out, ignore_errors=True)
         parent = out.parent
         while parent.name and parent != Path.cwd() and not any(parent.iterdir()):
@@ -500,7 +626,7 @@ def short_dirname(name: str) -> str:
     if len(name) <= MAX_DIRNAME:
         return name
     digest = hashlib.sha1(name.encode()).hexdigest()[:12]
-    return f"{name[:MAX_DIRNAME - 14]}~{digest}"
+    return f"{name[: MAX_DIRNAME - 14]}~{digest}"
 
 
 def default_n_jobs() -> int:
@@ -515,8 +641,9 @@ def default_n_jobs() -> int:
 def submitit_dir(results_dir: str, sweep_name: str) -> str:
     """submitit's job folder (its pickles) for a sweep: ``.submitit/<sweep_name>`` beside
     ``results_dir``, never inside it."""
-    return str(Path(str(results_dir)).expanduser().absolute().parent / ".submitit"
-               / str(sweep_name))
+    return str(
+        Path(str(results_dir)).expanduser().absolute().parent / ".submitit" / str(sweep_name)
+    )
 
 
 if not OmegaConf.has_resolver("submitit_dir"):
@@ -536,9 +663,26 @@ def hydra_entry(cfg: DictConfig):
 
 # --- validation before Hydra creates any folder --------------------------------------------
 
-_NO_RUN_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i",
-                 "--shell-completion", "-sc", "--resolve", "--version", "--config-name", "-cn",
-                 "--config-path", "-cp", "--config-dir", "-cd", "--experimental-rerun"}
+_NO_RUN_FLAGS = {
+    "--help",
+    "-h",
+    "--hydra-help",
+    "--cfg",
+    "-c",
+    "--info",
+    "-i",
+    "--shell-completion",
+    "-sc",
+    "--resolve",
+    "--version",
+    "--config-name",
+    "-cn",
+    "--config-path",
+    "-cp",
+    "--config-dir",
+    "-cd",
+    "--experimental-rerun",
+}
 
 
 def prevalidate(argv: list[str]) -> None:
@@ -550,9 +694,14 @@ def prevalidate(argv: list[str]) -> None:
     """
     if any(a.split("=")[0] in _NO_RUN_FLAGS for a in argv):
         return
-    args = [a for a in argv if not a.startswith("-")
-            and (not a.lstrip("+~").startswith(("hydra.", "hydra/"))
-                 or a.startswith("hydra.searchpath="))]  # a user's config folder
+    args = [
+        a
+        for a in argv
+        if not a.startswith("-")
+        and (
+            not a.lstrip("+~").startswith(("hydra.", "hydra/")) or a.startswith("hydra.searchpath=")
+        )
+    ]  # a user's config folder
     if "-m" in argv or "--multirun" in argv:
         args += _experiment_sweep(args)
     from hydra import compose, initialize_config_dir
@@ -603,8 +752,12 @@ def main():
             fail(str(e))
         hydra_entry()
     except StopRequested as e:  # before a run started (its own handler did not see it)
-        print(f"interrupted by {e.signal} before a run started: nothing was computed; run the "
-              "same command again", file=sys.stderr, flush=True)
+        print(
+            f"interrupted by {e.signal} before a run started: nothing was computed; run the "
+            "same command again",
+            file=sys.stderr,
+            flush=True,
+        )
         sys.exit(EXIT_INTERRUPTED)
 
 

@@ -11,25 +11,55 @@ import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = ["problem.depth=1", "problem.width=8", "problem.n_data=64", "problem.eval_nx=32",
-        "problem.eval_nt=16", "problem.n_log=64", "problem.m_pretrain=30",
-        "problem.m_pretrain_split.ic=10", "problem.m_pretrain_split.pde=10",
-        "problem.m_pretrain_split.bc=10", "pretraining.inner_maxiter=40",
-        "method.inner_maxiter=10", "budget.max_iter=40", "log_every=20", "eval_every=1",
-        "progress=false"]
-SCHEMA = {"problem": str, "method": str, "seed": int, "status": str, "iterations": int,
-          "abs_error": float, "rel_error": float, "max_constraint_violation": float,
-          "wall_s": float, "compile_s": float, "config_hash": str, "device": str,
-          "problem.alpha": float, "method.mu0": float, "pretrain": bool}
+TINY = [
+    "problem.depth=1",
+    "problem.width=8",
+    "problem.n_data=64",
+    "problem.eval_nx=32",
+    "problem.eval_nt=16",
+    "problem.n_log=64",
+    "problem.m_pretrain=30",
+    "problem.m_pretrain_split.ic=10",
+    "problem.m_pretrain_split.pde=10",
+    "problem.m_pretrain_split.bc=10",
+    "pretraining.inner_maxiter=40",
+    "method.inner_maxiter=10",
+    "budget.max_iter=40",
+    "log_every=20",
+    "eval_every=1",
+    "progress=false",
+]
+SCHEMA = {
+    "problem": str,
+    "method": str,
+    "seed": int,
+    "status": str,
+    "iterations": int,
+    "abs_error": float,
+    "rel_error": float,
+    "max_constraint_violation": float,
+    "wall_s": float,
+    "compile_s": float,
+    "config_hash": str,
+    "device": str,
+    "problem.alpha": float,
+    "method.mu0": float,
+    "pretrain": bool,
+}
 
 
 def train(tmp, *args, check=True):
     env = {**os.environ, "HCSML_JAX_CACHE": str(ROOT / ".jax_cache")}
     flags = [a for a in args if a.startswith("-")]  # Hydra wants flags before overrides
     overrides = [a for a in args if not a.startswith("-")]
-    p = subprocess.run([sys.executable, "-m", "runners.train", *flags, f"results_dir={tmp}",
-                        *overrides],
-                       cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    p = subprocess.run(
+        [sys.executable, "-m", "runners.train", *flags, f"results_dir={tmp}", *overrides],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     if check:
         assert p.returncode == 0, p.stderr[-3000:]
     return p
@@ -70,16 +100,22 @@ def test_single_run_writes_its_artifacts(single_run):
     # cut by the iteration cap), the same counts as the last history row
     ends = [rec[f"inner_ends_{w}"] for w in ("gtol", "ftol", "lmax", "linesearch")]
     assert sum(ends) <= rec["rounds"] + 1
-    assert ends == [int(train_rows[f"inner_ends_{w}"].iloc[-1])
-                    for w in ("gtol", "ftol", "lmax", "linesearch")]
+    assert ends == [
+        int(train_rows[f"inner_ends_{w}"].iloc[-1]) for w in ("gtol", "ftol", "lmax", "linesearch")
+    ]
     assert isinstance(rec["pretrain_inner_ends_lmax"], int)
     assert "abs_error" in p.stdout and "JAX" in p.stdout + p.stderr
 
 
 def test_tables_render_the_runs(single_run, tmp_path):
     tmp, _ = single_run
-    p = subprocess.run([sys.executable, "-m", "runners.tables", "--results", str(tmp)],
-                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "runners.tables", "--results", str(tmp)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stderr
     for ext in ("md", "csv", "tex"):
         assert (tmp / "tables" / f"summary.{ext}").is_file()
@@ -93,8 +129,13 @@ def test_tables_render_the_runs(single_run, tmp_path):
         f = tmp_path / f"seed{seed}" / "metrics.json"
         f.parent.mkdir()
         f.write_text(json.dumps({**rec, "seed": seed, "abs_error": rec["abs_error"] + shift}))
-    p = subprocess.run([sys.executable, "-m", "runners.tables", "--results", str(tmp_path)],
-                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "runners.tables", "--results", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stderr
     df = pd.read_csv(tmp_path / "tables" / "summary.csv")
     assert df.loc[0, "seeds"] == 2
@@ -138,18 +179,21 @@ def test_divergence_ends_the_run_with_status_diverged(tmp_path):
     assert hist["iteration"].tolist() == [0, 0] and (m.parent / "params.msgpack").is_file()
 
 
-@pytest.mark.parametrize("override,field", [
-    ("problem.n_data=-5", "problem.n_data"),
-    ("problem.m_split.ic=5", "problem.m_split"),
-    ("problem.activation=relu6", "problem.activation"),
-    ("method.rho=0.5", "method.rho"),
-    ("method.hessian=bfgs", "method.hessian"),
-    ("method.second_order_correction=maybe", "method.second_order_correction"),
-    ("seed=-1", "seed"),
-    ("pretraining.ic_weight=0", "pretraining.ic_weight"),
-    ("budget.max_iter=0", "budget.max_iter"),
-    ("pretraining.solver=lbfgsb", "pretraining.solver"),
-])
+@pytest.mark.parametrize(
+    "override,field",
+    [
+        ("problem.n_data=-5", "problem.n_data"),
+        ("problem.m_split.ic=5", "problem.m_split"),
+        ("problem.activation=relu6", "problem.activation"),
+        ("method.rho=0.5", "method.rho"),
+        ("method.hessian=bfgs", "method.hessian"),
+        ("method.second_order_correction=maybe", "method.second_order_correction"),
+        ("seed=-1", "seed"),
+        ("pretraining.ic_weight=0", "pretraining.ic_weight"),
+        ("budget.max_iter=0", "budget.max_iter"),
+        ("pretraining.solver=lbfgsb", "pretraining.solver"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, override, field):
     p = train(tmp_path, override, check=False)
     assert p.returncode == 2
@@ -160,8 +204,9 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, override, fie
 
 def test_scipy_solver_refuses_vectorized_seeds(tmp_path):
     p = train(tmp_path, "method=penalty", "method.solver=scipy", "seeds=2", check=False)
-    assert p.returncode == 2 and p.stderr.startswith("error: seeds: must be 1 with method."), \
+    assert p.returncode == 2 and p.stderr.startswith("error: seeds: must be 1 with method."), (
         p.stderr
+    )
     assert not any(tmp_path.iterdir())
 
 
@@ -179,13 +224,26 @@ def test_unknown_group_option_is_hydras_error(tmp_path):
 
 
 def test_help_lists_config_groups():
-    p = subprocess.run([sys.executable, "-m", "runners.train", "--help"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "runners.train", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 0
-    for word in ("problem: bioreactor, burgers, butene, darcy, nonconvex_qp, population, qp, "
-                 "reaction, reaction_diffusion, rosenbrock, spring, tank_manifold, transport",
-                 "auglag", "pinn", "collocation", "sequential", "lisco", "ipopt", "osqp",
-                 "scale: cpu, paper, smoke"):
+    for word in (
+        "problem: bioreactor, burgers, butene, darcy, nonconvex_qp, population, qp, "
+        "reaction, reaction_diffusion, rosenbrock, spring, tank_manifold, transport",
+        "auglag",
+        "pinn",
+        "collocation",
+        "sequential",
+        "lisco",
+        "ipopt",
+        "osqp",
+        "scale: cpu, paper, smoke",
+    ):
         assert word in p.stdout, word
 
 
@@ -197,8 +255,16 @@ def test_trsqp_run_logs_its_trust_region_history(tmp_path):
     assert rec["method"] == "trsqp" and rec["iterations"] == 40
     hist = pd.read_csv(m.parent / "history.csv")
     rows = hist[hist["phase"] == "train"]
-    for col in ("radius", "eta", "accepted", "cg_iterations", "cg_reason", "kkt_residual",
-                "merit", "mu"):
+    for col in (
+        "radius",
+        "eta",
+        "accepted",
+        "cg_iterations",
+        "cg_reason",
+        "kkt_residual",
+        "merit",
+        "mu",
+    ):
         assert rows[col].notna().iloc[1:].all(), col
     assert (rows["radius"] > 0).all() and (rows["mu"].diff().dropna() >= 0).all()
     # the final ‖c‖ of the history is the one the metrics report
@@ -209,16 +275,25 @@ def test_experiment_table_puts_the_paper_values_beside_ours(tmp_path):
     from runners.tables import experiment_spec, experiment_table
 
     spec = experiment_spec("trsqp_pretrain")
-    recs = [{"problem": "reaction", "method": "penalty", "pretrain": pre, "seed": s,
-             "abs_error": a, "rel_error": 2 * a}
-            for pre, s, a in ((True, 0, 0.1), (True, 1, 0.3), (False, 0, 0.5))]
+    recs = [
+        {
+            "problem": "reaction",
+            "method": "penalty",
+            "pretrain": pre,
+            "seed": s,
+            "abs_error": a,
+            "rel_error": 2 * a,
+        }
+        for pre, s, a in ((True, 0, 0.1), (True, 1, 0.3), (False, 0, 0.5))
+    ]
     long, shown = experiment_table(pd.DataFrame(recs), spec)
     row = shown[shown["problem"] == "reaction"].iloc[0]
     assert row["penalty/true abs error"] == "0.2 ± 0.1 (0.434)"  # mean ± std over 2 seeds
     assert row["penalty/false rel error"] == "1 (1)"
     assert row["auglag/true abs error"] == "– (0.377)"  # no run yet: the paper's value alone
-    cell = long[(long.row == "reaction") & (long.col == "penalty/true") &
-                (long.metric == "abs_error")].iloc[0]
+    cell = long[
+        (long.row == "reaction") & (long.col == "penalty/true") & (long.metric == "abs_error")
+    ].iloc[0]
     assert cell.seeds == 2 and abs(cell["mean"] - 0.2) < 1e-12 and cell.paper == 0.4339
 
 
@@ -249,15 +324,23 @@ def test_heatmaps_lay_out_the_selected_runs(single_run, tmp_path):
     tmp, _ = single_run
     (m,) = metrics_files(tmp)
     rec = json.loads(m.read_text())
-    for mu, status in ((1.0, rec["status"]), (10.0, rec["status"]), (100.0, rec["status"]),
-                       (1000.0, "solver_failed: x")):
+    for mu, status in (
+        (1.0, rec["status"]),
+        (10.0, rec["status"]),
+        (100.0, rec["status"]),
+        (1000.0, "solver_failed: x"),
+    ):
         d = tmp_path / "runs" / f"mu{mu:g}"
         shutil.copytree(m.parent, d)
         (d / "metrics.json").write_text(json.dumps({**rec, "method.mu0": mu, "status": status}))
     width = lambda p: mpimg.imread(p).shape[1]
     all_mu = heatmaps(tmp_path / "runs", tmp_path / "all.png", cols=("method.mu0",))
-    two = heatmaps(tmp_path / "runs", tmp_path / "two.png", cols=("method.mu0",),
-                   where={"method.mu0": ["1", "10"]})
+    two = heatmaps(
+        tmp_path / "runs",
+        tmp_path / "two.png",
+        cols=("method.mu0",),
+        where={"method.mu0": ["1", "10"]},
+    )
     # 1 + 3 panels (the failed run at 1000 is left out) against 1 + 2, 3.2 in each at 80 dpi
     assert width(all_mu) == pytest.approx(4 * 256, abs=2)
     assert width(two) == pytest.approx(3 * 256, abs=2)
@@ -265,8 +348,14 @@ def test_heatmaps_lay_out_the_selected_runs(single_run, tmp_path):
         heatmaps(tmp_path / "runs", tmp_path / "none.png", where={"method.mu0": ["7"]})
 
 
-SPRING_TINY = ["problem=spring", "problem.width=8", "problem.depth=1", "method.epochs=20",
-               "log_every=10", "progress=false"]
+SPRING_TINY = [
+    "problem=spring",
+    "problem.width=8",
+    "problem.depth=1",
+    "method.epochs=20",
+    "log_every=10",
+    "progress=false",
+]
 
 
 def test_stochastic_family_run_contracts_the_constraints(tmp_path):
@@ -286,8 +375,9 @@ def test_stochastic_family_run_contracts_the_constraints(tmp_path):
         assert (m.parent / f).is_file(), f
 
 
-@pytest.mark.parametrize("pair", [("method=sqp_adam", "problem=reaction"),
-                                  ("method=trsqp", "problem=spring")])
+@pytest.mark.parametrize(
+    "pair", [("method=sqp_adam", "problem=reaction"), ("method=trsqp", "problem=spring")]
+)
 def test_a_method_of_another_family_is_refused(tmp_path, pair):
     p = train(tmp_path, *pair, check=False)
     assert p.returncode == 2
@@ -299,8 +389,15 @@ def test_a_method_of_another_family_is_refused(tmp_path, pair):
 def test_submitit_local_sweep_runs_jobs_and_resumes(tmp_path):
     """A two-job sweep through Hydra's submitit launcher (real subprocess jobs) writes both
     records; submitting it again skips both (their metrics.json are not rewritten)."""
-    args = ["-m", "hydra/launcher=submitit_local", *SPRING_TINY, "method=sqp_adam",
-            "method.epochs=20", "figures=false", "seed=0,1"]
+    args = [
+        "-m",
+        "hydra/launcher=submitit_local",
+        *SPRING_TINY,
+        "method=sqp_adam",
+        "method.epochs=20",
+        "figures=false",
+        "seed=0,1",
+    ]
     results = tmp_path / "results"
     train(results, *args)
     files = metrics_files(results)
@@ -316,10 +413,29 @@ def test_submitit_local_sweep_runs_jobs_and_resumes(tmp_path):
 
 def test_cluster_config_sets_the_slurm_launcher():
     """+cluster=example fills the submitit SLURM launcher (partition, GPUs, time, array)."""
-    p = subprocess.run([sys.executable, "-m", "runners.train", "hydra/launcher=submitit_slurm",
-                        "+cluster=example", "--cfg", "hydra", "-p", "hydra.launcher"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "runners.train",
+            "hydra/launcher=submitit_slurm",
+            "+cluster=example",
+            "--cfg",
+            "hydra",
+            "-p",
+            "hydra.launcher",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
-    for line in ("partition: gpu", "gpus_per_node: 1", "timeout_min: 240",
-                 "array_parallelism: 16", "SlurmLauncher"):
+    for line in (
+        "partition: gpu",
+        "gpus_per_node: 1",
+        "timeout_min: 240",
+        "array_parallelism: 16",
+        "SlurmLauncher",
+    ):
         assert line in p.stdout, line

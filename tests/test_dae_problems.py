@@ -32,8 +32,9 @@ def test_radau_points_and_derivatives():
 @pytest.mark.parametrize("K", [1, 2, 3])
 def test_collocation_converges_at_radau_order(K):
     """Radau IIA with K points: error at t = 1 of x' = −2x falls as h^(2K−1)."""
-    errors = [abs(solve_linear(RadauGrid(n, K, 0.0, 1.0), -2.0)[-1] - np.exp(-2.0))
-              for n in (4, 8, 16)]
+    errors = [
+        abs(solve_linear(RadauGrid(n, K, 0.0, 1.0), -2.0)[-1] - np.exp(-2.0)) for n in (4, 8, 16)
+    ]
     orders = np.log2(np.asarray(errors[:-1]) / np.asarray(errors[1:]))
     np.testing.assert_allclose(orders, 2 * K - 1, atol=0.15)
 
@@ -42,8 +43,7 @@ def test_interpolate_reproduces_the_collocation_polynomial():
     grid = RadauGrid(5, 3, 0.0, 2.0)
     poly = lambda t: 1 - t + 0.5 * t**2 - 0.2 * t**3
     t = np.linspace(0, 2, 37)
-    np.testing.assert_allclose(grid.interpolate(poly(grid.times)[None], t)[0], poly(t),
-                               atol=1e-12)
+    np.testing.assert_allclose(grid.interpolate(poly(grid.times)[None], t)[0], poly(t), atol=1e-12)
 
 
 def test_tank_manifold_truth():
@@ -96,8 +96,9 @@ def test_casadi_mlp_matches_flax(activation):
     layers = flax_to_layers(params)
     np.testing.assert_allclose(casadi_mlp(layers, v.T, activation).T, ref, rtol=0, atol=1e-12)
     x = ca.SX.sym("x", 4, 7)
-    f = ca.Function("nn", [x], [casadi_mlp([(ca.DM(w), ca.DM(b)) for w, b in layers], x,
-                                           activation)])
+    f = ca.Function(
+        "nn", [x], [casadi_mlp([(ca.DM(w), ca.DM(b)) for w, b in layers], x, activation)]
+    )
     np.testing.assert_allclose(np.asarray(f(v.T)).T, ref, rtol=0, atol=1e-12)
     back = flax_to_layers(layers_to_flax(layers))
     assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(layers, back))

@@ -17,11 +17,20 @@ def inst():
 
 def osqp_solve(inst, x, tight: bool):
     s = osqp.OSQP()
-    settings = (dict(eps_abs=1e-10, eps_rel=1e-10, polishing=True, max_iter=100000) if tight
-                else dict(eps_prim_inf=1e-4))  # DC3's call: defaults + eps_prim_inf
-    s.setup(P=sp.csc_matrix(inst.Q), q=inst.p, A=sp.csc_matrix(np.vstack([inst.A, inst.G])),
-            l=np.hstack([x, -np.inf * np.ones(len(inst.h))]), u=np.hstack([x, inst.h]),
-            verbose=False, **settings)
+    settings = (
+        dict(eps_abs=1e-10, eps_rel=1e-10, polishing=True, max_iter=100000)
+        if tight
+        else dict(eps_prim_inf=1e-4)
+    )  # DC3's call: defaults + eps_prim_inf
+    s.setup(
+        P=sp.csc_matrix(inst.Q),
+        q=inst.p,
+        A=sp.csc_matrix(np.vstack([inst.A, inst.G])),
+        l=np.hstack([x, -np.inf * np.ones(len(inst.h))]),
+        u=np.hstack([x, inst.h]),
+        verbose=False,
+        **settings,
+    )
     return s.solve(raise_error=False)
 
 
@@ -69,9 +78,18 @@ def test_nonconvex_reference_objective_with_dc3s_ipopt_setting(inst):
     xp = ca.MX.sym("x", 50)
     f = 0.5 * ca.dot(y, ca.DM(inst.Q) @ y) + ca.dot(ca.DM(inst.p), ca.sin(y))
     g = ca.vertcat(ca.DM(inst.A) @ y - xp, ca.DM(inst.G) @ y)
-    solver = ca.nlpsol("s", "ipopt", {"x": y, "p": xp, "f": f, "g": g},
-                       {"print_time": False, "ipopt.print_level": 0, "ipopt.sb": "yes",
-                        "ipopt.tol": 1e-4, "ipopt.hessian_approximation": "limited-memory"})
+    solver = ca.nlpsol(
+        "s",
+        "ipopt",
+        {"x": y, "p": xp, "f": f, "g": g},
+        {
+            "print_time": False,
+            "ipopt.print_level": 0,
+            "ipopt.sb": "yes",
+            "ipopt.tol": 1e-4,
+            "ipopt.hessian_approximation": "limited-memory",
+        },
+    )
     pinv = np.linalg.pinv(inst.A)
     lbg = np.hstack([np.zeros(50), -np.inf * np.ones(50)])
     ubg = np.hstack([np.zeros(50), inst.h])

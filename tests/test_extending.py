@@ -26,10 +26,24 @@ def plugin(tmp_path_factory):
 
 def _train(plugin, results, *args):
     env = {**os.environ, "PYTHONPATH": f"{plugin}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    cmd = [sys.executable, "-m", "runners.train", f"hydra.searchpath=[file://{plugin}/conf]",
-           "plugins=[toy_plugin]", f"results_dir={results}", "progress=false", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env,
-                          cwd=Path(__file__).resolve().parent.parent)
+    cmd = [
+        sys.executable,
+        "-m",
+        "runners.train",
+        f"hydra.searchpath=[file://{plugin}/conf]",
+        "plugins=[toy_plugin]",
+        f"results_dir={results}",
+        "progress=false",
+        *args,
+    ]
+    return subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
 
 
 def _record(results: Path) -> dict:
@@ -65,11 +79,24 @@ def test_a_new_method_on_a_problem_of_the_project(plugin, tmp_path):
 
     from problems import build_problem
 
-    tiny = {a.split("=")[0].removeprefix("problem."): a.split("=")[1] for a in TINY
-            if a.startswith("problem.") and "split" not in a and "pretrain" not in a}
+    tiny = {
+        a.split("=")[0].removeprefix("problem."): a.split("=")[1]
+        for a in TINY
+        if a.startswith("problem.") and "split" not in a and "pretrain" not in a
+    }
     args = [f"problem.{k}={v}" for k, v in tiny.items()]
-    r = _train(plugin, tmp_path, "problem=reaction", "method=toy_gd", "method.lr=0.001",
-               "pretrain=false", "budget.max_iter=200", "log_every=50", "figures=false", *args)
+    r = _train(
+        plugin,
+        tmp_path,
+        "problem=reaction",
+        "method=toy_gd",
+        "method.lr=0.001",
+        "pretrain=false",
+        "budget.max_iter=200",
+        "log_every=50",
+        "figures=false",
+        *args,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     rec = _record(tmp_path)
     assert rec["method"] == "toy_gd" and rec["iterations"] == 200
@@ -80,7 +107,8 @@ def test_a_new_method_on_a_problem_of_the_project(plugin, tmp_path):
     run = Path(rec["run_dir"])
     params = serialization.from_bytes(init, (run / "params.msgpack").read_bytes())
     assert float(problem.evaluate(params, data)["abs_error"]) == pytest.approx(
-        rec["abs_error"], rel=1e-9)
+        rec["abs_error"], rel=1e-9
+    )
     hist = pd.read_csv(run / "history.csv")
     assert hist["objective"].iloc[0] == pytest.approx(float(problem.loss(init, data)), rel=1e-9)
     assert hist["iteration"].iloc[-1] == 200

@@ -25,8 +25,12 @@ def test_a_partial_file_reads_as_missing(tmp_path):
 
 def test_flatten_names_nested_fields_with_dots():
     flat = flatten({"m_split": {"ic": 2, "pde": 3}, "alpha": 30.0, "xs": [1, 2]}, "problem.")
-    assert flat == {"problem.m_split.ic": 2, "problem.m_split.pde": 3, "problem.alpha": 30.0,
-                    "problem.xs": "[1, 2]"}
+    assert flat == {
+        "problem.m_split.ic": 2,
+        "problem.m_split.pde": 3,
+        "problem.alpha": 30.0,
+        "problem.xs": "[1, 2]",
+    }
 
 
 def test_tables_compare_lists_changed_and_missing_runs(tmp_path):
@@ -42,8 +46,11 @@ def test_tables_compare_lists_changed_and_missing_runs(tmp_path):
     def run(root, name, **rec):
         d = tmp_path / root / name
         d.mkdir(parents=True)
-        (d / "metrics.json").write_text(json.dumps({"problem": "reaction", "method": "trsqp",
-                                                    "seed": 0, "status": "converged", **rec}))
+        (d / "metrics.json").write_text(
+            json.dumps(
+                {"problem": "reaction", "method": "trsqp", "seed": 0, "status": "converged", **rec}
+            )
+        )
 
     run("A", "r1", config_hash="h1", rel_error=0.100, abs_error=1.0, wall_s=10.0)
     run("B", "r1", config_hash="h1", rel_error=0.110, abs_error=1.0001, wall_s=13.0)
@@ -53,9 +60,21 @@ def test_tables_compare_lists_changed_and_missing_runs(tmp_path):
     assert changed == {"rel_error", "(run)"}, diff
     assert diff.loc["rel_error", "B/A"] == pytest.approx(1.1)
     assert diff.loc["(run)", "B"] == "missing"
-    p = subprocess.run([sys.executable, "-m", "runners.tables", "--compare",
-                        str(tmp_path / "A"), str(tmp_path / "B"), "--out", str(tmp_path / "t")],
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "runners.tables",
+            "--compare",
+            str(tmp_path / "A"),
+            str(tmp_path / "B"),
+            "--out",
+            str(tmp_path / "t"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 0 and "2 of" in p.stdout and (tmp_path / "t/compare.csv").is_file()
 
 

@@ -79,9 +79,15 @@ def test_predictor_plateau_schedule_stops_at_min_lr():
     """reduce-on-plateau with patience 1 and no cooldown: the learning rate falls by 10×
     per non-improving step, and the run stops (converged) once it reaches min_lr."""
     qp = build_problem("qp", {})
-    cfg = LiscoConfig(hidden=(8,), predictor_batch=4, predictor_steps=10000,
-                      plateau_patience=1, plateau_cooldown=0, min_lr=1e-6,
-                      predictor_lr=10.0)  # a diverging rate: no step improves for long
+    cfg = LiscoConfig(
+        hidden=(8,),
+        predictor_batch=4,
+        predictor_steps=10000,
+        plateau_patience=1,
+        plateau_cooldown=0,
+        min_lr=1e-6,
+        predictor_lr=10.0,
+    )  # a diverging rate: no step improves for long
     dt = jnp.float32
     pred, _ = init_networks(qp, cfg, dt, jax.random.PRNGKey(0))
     data = {"valid_x": jnp.asarray(qp.valid_x[:8], dt)}
@@ -127,8 +133,15 @@ def test_stop_tol_zero_runs_every_point_all_n_max_steps(ncqp):
 
 
 def _train(tmp_path, *args):
-    cmd = [sys.executable, "-m", "runners.train", f"results_dir={tmp_path}", "progress=false",
-           "figures=false", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "runners.train",
+        f"results_dir={tmp_path}",
+        "progress=false",
+        "figures=false",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
 
 
@@ -140,28 +153,55 @@ def _metrics(tmp_path, problem, method):
 def test_cli_lisco_train_then_evaluate_checkpoint(tmp_path):
     """A smoke lisco run writes networks and metrics; method.train=false with its folder as
     checkpoint evaluates the same networks to the same metrics without training."""
-    r = _train(tmp_path / "a", "method=lisco", "problem=qp", "problem.n_test=20",
-               "method.hidden=[32]", "method.predictor_steps=200", "method.solver_steps=150",
-               "method.predictor_batch=64", "method.solver_batch=64")
+    r = _train(
+        tmp_path / "a",
+        "method=lisco",
+        "problem=qp",
+        "problem.n_test=20",
+        "method.hidden=[32]",
+        "method.predictor_steps=200",
+        "method.solver_steps=150",
+        "method.predictor_batch=64",
+        "method.solver_batch=64",
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     rec, run_dir = _metrics(tmp_path / "a", "qp", "lisco")
-    for f in ("predictor.msgpack", "solver.msgpack", "networks.json", "samples.csv",
-              "convergence.csv", "history.csv"):
+    for f in (
+        "predictor.msgpack",
+        "solver.msgpack",
+        "networks.json",
+        "samples.csv",
+        "convergence.csv",
+        "history.csv",
+    ):
         assert (run_dir / f).is_file(), f
     assert rec["n_test"] == 20 and rec["solver_steps_done"] == 150
     assert rec["pred.T_p50"] < 1e3 and np.isfinite(rec["T_p50"])
     # the loop keeps the best iterate: never worse than the predictor's start
     assert rec["T_max"] <= rec["pred.T_max"] * (1 + 1e-5)
-    r = _train(tmp_path / "b", "method=lisco", "problem=qp", "problem.n_test=20",
-               "method.hidden=[32]", "method.train=false", f"method.checkpoint={run_dir}")
+    r = _train(
+        tmp_path / "b",
+        "method=lisco",
+        "problem=qp",
+        "problem.n_test=20",
+        "method.hidden=[32]",
+        "method.train=false",
+        f"method.checkpoint={run_dir}",
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     rec2, _ = _metrics(tmp_path / "b", "qp", "lisco")
     assert rec2["status"] == "evaluated"
     for k in ("T_p50", "T_max", "pred.T_p50", "success", "it_median", "gap_mean"):
         assert rec2[k] == pytest.approx(rec[k], rel=1e-6), k
     # a checkpoint of another width is refused in one line
-    r = _train(tmp_path / "c", "method=lisco", "problem=qp", "method.hidden=[64]",
-               "method.train=false", f"method.checkpoint={run_dir}")
+    r = _train(
+        tmp_path / "c",
+        "method=lisco",
+        "problem=qp",
+        "method.hidden=[64]",
+        "method.train=false",
+        f"method.checkpoint={run_dir}",
+    )
     assert r.returncode == 2 and "method.checkpoint" in r.stderr and "hidden" in r.stderr
     assert "Traceback" not in r.stderr
 
@@ -178,13 +218,16 @@ def test_cli_ipopt_baseline_is_the_reference(tmp_path):
     assert (tmp_path / "cache").is_dir() and (run_dir / "samples.csv").is_file()
 
 
-@pytest.mark.parametrize("args, field", [
-    (["method=osqp", "problem=nonconvex_qp"], "method"),
-    (["method=lisco", "problem=qp", "method.train=false"], "method.checkpoint"),
-    (["method=lisco", "problem=qp", "problem.instance=7"], "problem.instance"),
-    (["method=ipopt", "problem=qp", "method.hessian=bfgs"], "method.hessian"),
-    (["method=lisco", "problem=reaction"], "method"),
-])
+@pytest.mark.parametrize(
+    "args, field",
+    [
+        (["method=osqp", "problem=nonconvex_qp"], "method"),
+        (["method=lisco", "problem=qp", "method.train=false"], "method.checkpoint"),
+        (["method=lisco", "problem=qp", "problem.instance=7"], "problem.instance"),
+        (["method=ipopt", "problem=qp", "method.hessian=bfgs"], "method.hessian"),
+        (["method=lisco", "problem=reaction"], "method"),
+    ],
+)
 def test_cli_bad_input_is_one_line(tmp_path, args, field):
     r = _train(tmp_path, *args)
     assert r.returncode == 2, r.stderr[-1000:]
@@ -218,11 +261,28 @@ def test_experiment_tables_derive_the_predictor_row():
 
     specs = experiment_specs("lisco")
     assert set(specs) == {f"lisco_table{i}" for i in range(1, 6)}
-    df = pd.DataFrame([
-        {"problem": "qp", "method": "lisco", "method.predictor": True, "T_max": 1e-9,
-         "pred.T_max": 2e-4, "T_p99": 1, "T_p50": 1, "T_min": 1},
-        {"problem": "qp", "method": "ipopt", "T_max": 3e-12, "T_p99": 1, "T_p50": 1,
-         "T_min": 1}])
+    df = pd.DataFrame(
+        [
+            {
+                "problem": "qp",
+                "method": "lisco",
+                "method.predictor": True,
+                "T_max": 1e-9,
+                "pred.T_max": 2e-4,
+                "T_p99": 1,
+                "T_p50": 1,
+                "T_min": 1,
+            },
+            {
+                "problem": "qp",
+                "method": "ipopt",
+                "T_max": 3e-12,
+                "T_p99": 1,
+                "T_p50": 1,
+                "T_min": 1,
+            },
+        ]
+    )
     long, shown = experiment_table(df, specs["lisco_table3"])
     cell = long[(long.metric == "T_max") & (long.col == "qp")].set_index("row")
     assert cell.loc["Pred.", "mean"] == 2e-4 and cell.loc["Pred.", "paper"] == 9.05e-4
@@ -239,11 +299,21 @@ def test_tables_average_over_instances():
     from runners.tables import averaged_over, experiment_specs, experiment_table
 
     spec = experiment_specs("lisco")["lisco_table2"]
-    df = pd.DataFrame([
-        {"problem": "rosenbrock", "method": "lisco", "method.predictor": True,
-         "problem.instance": i, "success": s, "it_median": it, "seed": 0,
-         "finished_at": f"2026-12-01T0{i}:00:00+00:00"}
-        for i, s, it in ((0, 0.9, 10.0), (1, 1.0, 20.0))])
+    df = pd.DataFrame(
+        [
+            {
+                "problem": "rosenbrock",
+                "method": "lisco",
+                "method.predictor": True,
+                "problem.instance": i,
+                "success": s,
+                "it_median": it,
+                "seed": 0,
+                "finished_at": f"2026-12-01T0{i}:00:00+00:00",
+            }
+            for i, s, it in ((0, 0.9, 10.0), (1, 1.0, 20.0))
+        ]
+    )
     long, shown = experiment_table(df, spec)
     cell = long[(long.row == "lisco/true/None") & (long.col == "rosenbrock")].set_index("metric")
     assert cell.loc["success", "seeds"] == 2
@@ -256,8 +326,9 @@ def test_tables_average_over_instances():
     assert "problem.instance ∈ {0, 1}" in note and "2 runs per filled cell" in note
     # without ``over`` the two instances are two configurations: the newest alone is shown
     long1, _ = experiment_table(df, {k: v for k, v in spec.items() if k != "over"})
-    one = long1[(long1.row == "lisco/true/None") & (long1.col == "rosenbrock")
-                & (long1.metric == "success")].iloc[0]
+    one = long1[
+        (long1.row == "lisco/true/None") & (long1.col == "rosenbrock") & (long1.metric == "success")
+    ].iloc[0]
     assert one["seeds"] == 1 and one["mean"] == 1.0
 
 
@@ -266,9 +337,14 @@ def test_max_violation_in_dc3s_convention():
     |Ay − x|; ``eq_max`` the worst point's; likewise for the inequalities."""
     from runners.lisco import summarize
 
-    sm = {"objective": np.zeros(3), "merit": np.zeros(3),
-          "eq_max": np.array([1e-3, 2e-3, 6e-3]), "eq_mean": np.array([1e-4, 1e-4, 1e-4]),
-          "ineq_max": np.array([0.0, 0.0, 3e-2]), "ineq_mean": np.zeros(3)}
+    sm = {
+        "objective": np.zeros(3),
+        "merit": np.zeros(3),
+        "eq_max": np.array([1e-3, 2e-3, 6e-3]),
+        "eq_mean": np.array([1e-4, 1e-4, 1e-4]),
+        "ineq_max": np.array([0.0, 0.0, 3e-2]),
+        "ineq_mean": np.zeros(3),
+    }
     rec = summarize(sm)
     assert rec["eq_max_avg"] == pytest.approx(3e-3) and rec["eq_max"] == pytest.approx(6e-3)
     assert rec["ineq_max_avg"] == pytest.approx(1e-2) and rec["ineq_max"] == pytest.approx(3e-2)
@@ -295,8 +371,9 @@ def test_cli_osqp_tight_baseline(tmp_path):
 def test_cli_batched_box_osqp_baseline(tmp_path):
     """method=jaxopt_osqp method.tight=true on the QP: one batched call; ½‖F‖² ≤ 1e-12 with
     its multipliers, the gap to the reference below 1e-6 %, the batch's figures recorded."""
-    r = _train(tmp_path, "method=jaxopt_osqp", "problem=qp", "problem.n_test=10",
-               "method.tight=true")
+    r = _train(
+        tmp_path, "method=jaxopt_osqp", "problem=qp", "problem.n_test=10", "method.tight=true"
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     rec, _ = _metrics(tmp_path, "qp", "jaxopt_osqp")
     assert rec["success"] == 1.0 and rec["T_max"] <= 1e-12 and abs(rec["gap_max"]) < 1e-6
@@ -333,13 +410,25 @@ def test_sweep_convergence_figure_averages_instances(tmp_path):
     for i in (0, 1):
         run = tmp_path / f"inst{i}"
         run.mkdir()
-        (run / "metrics.json").write_text(json.dumps(
-            {"problem": "rosenbrock", "method": "lisco", "method.predictor": True,
-             "problem.instance": i, "status": "max_iter"}))
+        (run / "metrics.json").write_text(
+            json.dumps(
+                {
+                    "problem": "rosenbrock",
+                    "method": "lisco",
+                    "method.predictor": True,
+                    "problem.instance": i,
+                    "status": "max_iter",
+                }
+            )
+        )
         k = np.arange(0, 501)
-        pd.DataFrame({"iteration": k, "frac_T_le_1e-06": np.minimum(1.0, k / (10 + 10 * i)),
-                      "frac_T_le_1e-08": np.minimum(1.0, k / (20 + 10 * i))}).to_csv(
-            run / "convergence.csv", index=False)
+        pd.DataFrame(
+            {
+                "iteration": k,
+                "frac_T_le_1e-06": np.minimum(1.0, k / (10 + 10 * i)),
+                "frac_T_le_1e-08": np.minimum(1.0, k / (20 + 10 * i)),
+            }
+        ).to_csv(run / "convergence.csv", index=False)
     out = tmp_path / "figs" / "convergence.png"
     assert sweep_convergence_figure(tmp_path, out) == 2
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

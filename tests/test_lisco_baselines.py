@@ -62,8 +62,9 @@ def test_casadi_objective_matches_the_jax_objective(inst):
 
 def test_ipopt_and_tight_osqp_agree_on_the_qp(inst, xs, osqp_tight):
     r = ipopt_solve("qp", inst, xs)
-    np.testing.assert_allclose(f_values("qp", inst, r.y), f_values("qp", inst, osqp_tight.y),
-                               rtol=1e-8)
+    np.testing.assert_allclose(
+        f_values("qp", inst, r.y), f_values("qp", inst, osqp_tight.y), rtol=1e-8
+    )
 
 
 def test_ipopt_lbfgs_option_runs(inst, xs):
@@ -71,8 +72,9 @@ def test_ipopt_lbfgs_option_runs(inst, xs):
     r = ipopt_solve("nonconvex_qp", inst, xs[:2], tol=1e-4, hessian="lbfgs")
     exact = ipopt_solve("nonconvex_qp", inst, xs[:2])
     assert r.success.all()
-    np.testing.assert_allclose(f_values("nonconvex_qp", inst, r.y),
-                               f_values("nonconvex_qp", inst, exact.y), rtol=1e-3)
+    np.testing.assert_allclose(
+        f_values("nonconvex_qp", inst, r.y), f_values("nonconvex_qp", inst, exact.y), rtol=1e-3
+    )
 
 
 def test_osqp_tight_and_default(inst, xs, osqp_tight):
@@ -83,15 +85,19 @@ def test_osqp_tight_and_default(inst, xs, osqp_tight):
     d = osqp_solve(inst, xs)
     assert d.success.all() and (d.iterations > 0).all()
     assert (d.total_s >= d.solve_s).all() and (d.solve_s > 0).all()
-    np.testing.assert_allclose(f_values("qp", inst, d.y), f_values("qp", inst, osqp_tight.y),
-                               rtol=1e-3)
+    np.testing.assert_allclose(
+        f_values("qp", inst, d.y), f_values("qp", inst, osqp_tight.y), rtol=1e-3
+    )
 
 
-@pytest.mark.parametrize("call", [
-    lambda inst: ipopt_solve("lp", inst, inst.test[:1]),
-    lambda inst: ipopt_solve("qp", inst, inst.test[:1], hessian="bfgs"),
-    lambda inst: casadi_objective("lp", inst, None),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda inst: ipopt_solve("lp", inst, inst.test[:1]),
+        lambda inst: ipopt_solve("qp", inst, inst.test[:1], hessian="bfgs"),
+        lambda inst: casadi_objective("lp", inst, None),
+    ],
+)
 def test_bad_choice_raises_one_line_value_error(inst, call):
     with pytest.raises(ValueError) as e:
         call(inst)

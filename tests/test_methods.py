@@ -26,9 +26,18 @@ INNER = InnerConfig(inner_maxiter=200, gtol=1e-12, ftol=1e-14)
 
 
 def toy(multiplier_update, mu0=1.0, rho=2.0, mu_max=2.0**10, rounds=100):
-    return lbfgs_rounds("toy", toy_loss, toy_c, INNER, mu0=mu0, rho=rho, mu_max=mu_max,
-                        max_rounds=rounds, multiplier_update=multiplier_update,
-                        dtype=jnp.float64)
+    return lbfgs_rounds(
+        "toy",
+        toy_loss,
+        toy_c,
+        INNER,
+        mu0=mu0,
+        rho=rho,
+        mu_max=mu_max,
+        max_rounds=rounds,
+        multiplier_update=multiplier_update,
+        dtype=jnp.float64,
+    )
 
 
 @pytest.mark.parametrize("update", ["paper", "textbook", "authors_code"])
@@ -43,8 +52,9 @@ def test_auglag_follows_its_multiplier_recursion_exactly(update):
     lam, mu, c_start = 0.0, 1.0, -1.0
     for _ in range(rounds):
         c_end = (S - lam) / (1 + 2 * mu)
-        lam += {"paper": mu * c_start, "textbook": mu * c_end,
-                "authors_code": 2 * mu * c_start}[update]
+        lam += {"paper": mu * c_start, "textbook": mu * c_end, "authors_code": 2 * mu * c_start}[
+            update
+        ]
         mu, c_start = rho * mu, c_end
     assert r.status == "converged" and int(r.state.round) == rounds
     assert int(r.state.inner_ends.sum()) == rounds  # each round's solve ended once
@@ -66,10 +76,25 @@ def test_a_failed_line_search_is_counted_and_stop_keeps_the_iterate(on_failure):
     solve, as SciPy's L-BFGS-B does."""
     wall = lambda p, d: jnp.where(p["w"][0] > 1.0, 1e8, (p["w"][0] - 3.0) ** 2)
     zero_c = lambda p, d: jnp.zeros(1)
-    inner = InnerConfig(inner_maxiter=50, gtol=1e-12, ftol=0.0, max_linesearch_steps=30,
-                        on_linesearch_failure=on_failure)
-    m = lbfgs_rounds("wall", wall, zero_c, inner, mu0=1.0, rho=2.0, mu_max=2.0, max_rounds=1,
-                     multiplier_update=None, dtype=jnp.float64)
+    inner = InnerConfig(
+        inner_maxiter=50,
+        gtol=1e-12,
+        ftol=0.0,
+        max_linesearch_steps=30,
+        on_linesearch_failure=on_failure,
+    )
+    m = lbfgs_rounds(
+        "wall",
+        wall,
+        zero_c,
+        inner,
+        mu0=1.0,
+        rho=2.0,
+        mu_max=2.0,
+        max_rounds=1,
+        multiplier_update=None,
+        dtype=jnp.float64,
+    )
     s = m.init({"w": jnp.zeros(1)}, None)
     s = m.step(s, None)
     assert float(s.params["w"][0]) == 1.0 and int(s.ls_failures) == 0
@@ -96,8 +121,18 @@ def test_scipy_solver_follows_the_same_rounds(update):
     """solver=scipy (SciPy's L-BFGS-B on the host, the authors' code) solves each round of
     the toy to its optimum, so λ follows the same exact recursion as the jitted solver."""
     rounds, rho = 8, 1.1
-    m = lbfgs_rounds("toy", toy_loss, toy_c, SCIPY, mu0=1.0, rho=rho, mu_max=1e9,
-                     max_rounds=rounds, multiplier_update=update, dtype=jnp.float64)
+    m = lbfgs_rounds(
+        "toy",
+        toy_loss,
+        toy_c,
+        SCIPY,
+        mu0=1.0,
+        rho=rho,
+        mu_max=1e9,
+        max_rounds=rounds,
+        multiplier_update=update,
+        dtype=jnp.float64,
+    )
     r = run_chunked(m, m.init(TOY, None), None, max_steps=10_000, log_every=50)
     lam, mu, c_start = 0.0, 1.0, -1.0
     for _ in range(rounds):
@@ -111,23 +146,42 @@ def test_scipy_solver_follows_the_same_rounds(update):
     assert abs(float(toy_c(r.state.params, None)[0]) - c_end) < 1e-9
     assert len(r.history) == rounds + 1  # the start, then one row per round
     assert all(row["inner_stop"] in (0, 1, 2, 3) for row in r.history[1:])  # SciPy's reason
-    assert [row["iteration"] for row in r.history] == sorted(row["iteration"]
-                                                              for row in r.history)
+    assert [row["iteration"] for row in r.history] == sorted(row["iteration"] for row in r.history)
 
 
 def test_scipy_solver_in_float32_and_its_caps():
     """float32 values handed to SciPy (the authors' setting) still solve the toy to float32
     accuracy; the iteration cap cuts a round (status max_iter, no multiplier step); vectorized
     seeds are refused with a clear message."""
-    m = lbfgs_rounds("pinn", toy_loss, toy_c, SCIPY, mu0=10.0, rho=1.0, mu_max=math.inf,
-                     max_rounds=1, multiplier_update=None, dtype=jnp.float32)
+    m = lbfgs_rounds(
+        "pinn",
+        toy_loss,
+        toy_c,
+        SCIPY,
+        mu0=10.0,
+        rho=1.0,
+        mu_max=math.inf,
+        max_rounds=1,
+        multiplier_update=None,
+        dtype=jnp.float32,
+    )
     p32 = {"w": jnp.zeros(3, jnp.float32)}
     r = run_chunked(m, m.init(p32, None), None, max_steps=10_000, log_every=50)
     expected = np.asarray(A) - 10.0 * S / 21.0 * np.array([1.0, 1.0, 0.0])
     assert r.state.params["w"].dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(r.state.params["w"]), expected, atol=1e-5)
-    m = lbfgs_rounds("auglag", toy_loss, toy_c, SCIPY, mu0=1.0, rho=1.1, mu_max=1e9,
-                     max_rounds=50, multiplier_update="paper", dtype=jnp.float64)
+    m = lbfgs_rounds(
+        "auglag",
+        toy_loss,
+        toy_c,
+        SCIPY,
+        mu0=1.0,
+        rho=1.1,
+        mu_max=1e9,
+        max_rounds=50,
+        multiplier_update="paper",
+        dtype=jnp.float64,
+    )
     r = run_chunked(m, m.init(TOY, None), None, max_steps=2, log_every=50)
     assert r.status == "max_iter" and int(r.state.iteration) == 2
     assert int(r.state.round) == 0 and float(r.state.lam[0]) == 0.0
@@ -151,8 +205,18 @@ def test_auglag_multiplier_update_rule(update):
     """At every round transition μ_{k+1} = ρ μ_k and λ_{k+1} = λ_k + μ_k c with c at the
     round's start θ_k (paper) or its end θ_{k+1} (textbook); the authors' code: 2μ_k c(θ_k)."""
     cfg = InnerConfig(inner_maxiter=3, gtol=0.0, ftol=0.0)
-    m = lbfgs_rounds("auglag", toy_loss, toy_c, cfg, mu0=0.5, rho=1.5, mu_max=1e9,
-                     max_rounds=100, multiplier_update=update, dtype=jnp.float64)
+    m = lbfgs_rounds(
+        "auglag",
+        toy_loss,
+        toy_c,
+        cfg,
+        mu0=0.5,
+        rho=1.5,
+        mu_max=1e9,
+        max_rounds=100,
+        multiplier_update=update,
+        dtype=jnp.float64,
+    )
     step = jax.jit(m.step)
     s = m.init(TOY, None)
     start = TOY  # θ_k of the current round
@@ -182,18 +246,26 @@ def test_the_defaults_are_the_papers_algorithms():
 
     conf = Path(__file__).resolve().parent.parent / "conf"
     pretraining = OmegaConf.load(conf / "train.yaml")["pretraining"]
-    for cfg, node in ((TrsqpConfig(), OmegaConf.load(conf / "method" / "trsqp.yaml")),
-                      (AuglagConfig(), OmegaConf.load(conf / "method" / "auglag.yaml")),
-                      (PenaltyConfig(), OmegaConf.load(conf / "method" / "penalty.yaml")),
-                      (InnerConfig(), OmegaConf.load(conf / "method" / "pinn.yaml")),
-                      (InnerConfig(), pretraining)):
+    for cfg, node in (
+        (TrsqpConfig(), OmegaConf.load(conf / "method" / "trsqp.yaml")),
+        (AuglagConfig(), OmegaConf.load(conf / "method" / "auglag.yaml")),
+        (PenaltyConfig(), OmegaConf.load(conf / "method" / "penalty.yaml")),
+        (InnerConfig(), OmegaConf.load(conf / "method" / "pinn.yaml")),
+        (InnerConfig(), pretraining),
+    ):
         # the paper's choice, or where it is silent the authors' code's (a failed line
         # search: SciPy's L-BFGS-B keeps θ and ends the solve)
-        for key, paper in (("second_order_correction", False), ("secant_multiplier", "paper"),
-                           ("radius_rule", "paper"), ("objective_reduction", "mean"),
-                           ("multiplier_update", "paper"), ("solver", "optax"),
-                           ("linesearch", "backtracking"), ("on_linesearch_failure", "stop"),
-                           ("max_linesearch_steps", 100)):
+        for key, paper in (
+            ("second_order_correction", False),
+            ("secant_multiplier", "paper"),
+            ("radius_rule", "paper"),
+            ("objective_reduction", "mean"),
+            ("multiplier_update", "paper"),
+            ("solver", "optax"),
+            ("linesearch", "backtracking"),
+            ("on_linesearch_failure", "stop"),
+            ("max_linesearch_steps", 100),
+        ):
             if hasattr(cfg, key):
                 assert getattr(cfg, key) == paper, key
                 assert node[key] == paper, (node, key)
@@ -209,8 +281,18 @@ def test_penalty_schedule_constants():
 
 
 def test_pinn_is_one_solve_at_fixed_mu():
-    m = lbfgs_rounds("pinn", toy_loss, toy_c, INNER, mu0=10.0, rho=1.0, mu_max=math.inf,
-                     max_rounds=1, multiplier_update=None, dtype=jnp.float64)
+    m = lbfgs_rounds(
+        "pinn",
+        toy_loss,
+        toy_c,
+        INNER,
+        mu0=10.0,
+        rho=1.0,
+        mu_max=math.inf,
+        max_rounds=1,
+        multiplier_update=None,
+        dtype=jnp.float64,
+    )
     r = run_chunked(m, m.init(TOY, None), None, max_steps=10_000, log_every=50)
     expected = np.asarray(A) - 10.0 * S / 21.0 * np.array([1.0, 1.0, 0.0])
     np.testing.assert_allclose(np.asarray(r.state.params["w"]), expected, atol=1e-8)
@@ -256,11 +338,19 @@ class Blowup(NamedTuple):
 
 
 def test_divergence_keeps_last_finite_iterate_and_history():
-    m = Method(name="blowup", init=lambda p, d: Blowup(jnp.float64(1.0), jnp.int32(0)),
-               step=lambda s, d: Blowup(s.x * 1e100, s.k + 1), done=lambda s: s.k < 0,
-               finite=lambda s: jnp.isfinite(s.x), converged=lambda s: True,
-               log=lambda s, d: {"x": s.x}, params=lambda s: s.x,
-               iterations=lambda s: s.k, progress=lambda s: s.k, progress_total=10)
+    m = Method(
+        name="blowup",
+        init=lambda p, d: Blowup(jnp.float64(1.0), jnp.int32(0)),
+        step=lambda s, d: Blowup(s.x * 1e100, s.k + 1),
+        done=lambda s: s.k < 0,
+        finite=lambda s: jnp.isfinite(s.x),
+        converged=lambda s: True,
+        log=lambda s, d: {"x": s.x},
+        params=lambda s: s.x,
+        iterations=lambda s: s.k,
+        progress=lambda s: s.k,
+        progress_total=10,
+    )
     r = run_chunked(m, m.init(None, None), None, max_steps=100, log_every=2)
     assert r.status == DIVERGED
     assert float(r.state.x) == 1e300 and int(r.state.k) == 3  # 1e400 overflowed

@@ -78,8 +78,9 @@ class Decay(DaeProblem):
 def test_collocation_identifies_a_decay_rate():
     p = Decay(DecayConfig())
     data = p.make_data()
-    res = train_collocation(p, CollocationConfig(tol=1e-4, refine=True, refine_tol=1e-10,
-                                                 max_iter=500), data)
+    res = train_collocation(
+        p, CollocationConfig(tol=1e-4, refine=True, refine_tol=1e-10, max_iter=500), data
+    )
     assert [s.name for s in res.steps] == ["smoothing", "pretraining", "main", "refinement"]
     assert res.status == "converged" and res.steps[-1].max_violation < 1e-9
     closure = learned_closure(p, res)
@@ -116,10 +117,17 @@ def test_sequential_index_reduction_matches_the_collocated_dae():
 
     import diffrax
 
-    sol = diffrax.diffeqsolve(diffrax.ODETerm(field), diffrax.Tsit5(), 0.0, p.tf, None,
-                              jnp.asarray(x0), saveat=diffrax.SaveAt(ts=jnp.asarray(grid.times)),
-                              stepsize_controller=diffrax.PIDController(rtol=1e-9, atol=1e-11),
-                              max_steps=100000)
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(field),
+        diffrax.Tsit5(),
+        0.0,
+        p.tf,
+        None,
+        jnp.asarray(x0),
+        saveat=diffrax.SaveAt(ts=jnp.asarray(grid.times)),
+        stepsize_controller=diffrax.PIDController(rtol=1e-9, atol=1e-11),
+        max_steps=100000,
+    )
     np.testing.assert_allclose(np.asarray(sol.ys).T, ref, atol=1e-5)
     np.testing.assert_allclose(ref[0], ref[1], atol=1e-10)
 
@@ -154,8 +162,9 @@ def test_constrained_inference_keeps_the_substrate_nonnegative():
     assert inf.slack_pos.min() >= -1e-9 and inf.slack_neg.min() >= -1e-9
     np.testing.assert_allclose(inf.Z - 0.3, inf.slack_pos - inf.slack_neg, atol=1e-7)
     assert np.mean(np.abs(inf.slack_pos - inf.slack_neg)) > 1e-2  # the network overruled
-    np.testing.assert_allclose(inf.report.objective,
-                               w * np.mean(inf.slack_pos + inf.slack_neg), rtol=1e-9)
+    np.testing.assert_allclose(
+        inf.report.objective, w * np.mean(inf.slack_pos + inf.slack_neg), rtol=1e-9
+    )
 
 
 def test_constrained_inference_of_a_feasible_model_is_its_simulation():
@@ -189,8 +198,10 @@ def test_fixed_initial_state_has_no_variables_at_t0():
     at the data's initial state."""
     from problems.bioreactor import Bioreactor, BioreactorConfig
 
-    for problem, n_fixed in ((Bioreactor(BioreactorConfig(n_fe=3)), 4),
-                             (TankManifold(TankManifoldConfig(n_fe=3)), 3)):
+    for problem, n_fixed in (
+        (Bioreactor(BioreactorConfig(n_fe=3)), 4),
+        (TankManifold(TankManifoldConfig(n_fe=3)), 3),
+    ):
         data = problem.make_data()
         grid = problem.train_grid()
         free = _Builder(problem, grid, data.p, free_closure=False)
@@ -219,14 +230,16 @@ def test_sequential_fits_the_initial_state_when_it_is_free():
     d = to_sequential_data(data)
     r = run_chunked(m, m.init(initial_params(p, cfg), d), d, max_steps=cfg.epochs, log_every=400)
     fitted = np.asarray(r.state.params["x0"])
-    np.testing.assert_array_equal(np.asarray(m.init(initial_params(p, cfg), d).params["x0"]),
-                                  data.x_obs[:, :, 0])
+    np.testing.assert_array_equal(
+        np.asarray(m.init(initial_params(p, cfg), d).params["x0"]), data.x_obs[:, :, 0]
+    )
     assert np.all(np.abs(fitted - data.x0) < 0.2)  # from 0.3 off (400 Adam steps: 0.14, 0.06)
     pf = Decay(dataclasses.replace(DecayConfig(), noise_std=0.0, initial_state="fixed"))
     mf = sequential_method(pf, cfg, data)
     s0 = mf.init(initial_params(pf, cfg), d)
     g = jax.grad(lambda x0: mf.step(s0._replace(params={**s0.params, "x0": x0}), d).loss)(
-        s0.params["x0"])
+        s0.params["x0"]
+    )
     assert float(jnp.abs(g).max()) == 0.0  # the true x0 is used, the parameter is idle
 
 
@@ -241,15 +254,19 @@ def test_assembled_hessian_equals_casadis():
     p = TankManifold(TankManifoldConfig(n_fe=2))
     data = p.make_data()
     layers = init_layers(p, 0)
-    sc = Standardization(np.linspace(1, 2, 4), np.linspace(0.5, 1.5, 4),
-                         np.array([0.1, -0.2]), np.array([1.5, 0.7]))
+    sc = Standardization(
+        np.linspace(1, 2, 4), np.linspace(0.5, 1.5, 4), np.array([0.1, -0.2]), np.array([1.5, 0.7])
+    )
     nlp = main_nlp(p, p.train_grid(), data, layers, sc)
     hess, _cb = assembled_hessian(p, nlp, sc)
     opti, objective, theta = nlp.builder.opti, nlp.objective, nlp.theta
     x, g = opti.x, opti.g
     lam_f, lam_g = ca.MX.sym("lam_f"), ca.MX.sym("lam_g", g.shape[0])
-    plain = ca.Function("plain", [x, lam_f, lam_g],
-                        [ca.triu(ca.hessian(lam_f * objective + ca.dot(lam_g, g), x)[0])])
+    plain = ca.Function(
+        "plain",
+        [x, lam_f, lam_g],
+        [ca.triu(ca.hessian(lam_f * objective + ca.dot(lam_g, g), x)[0])],
+    )
     rng = np.random.default_rng(1)
     xv = 1.0 + 0.3 * rng.normal(size=x.shape[0])
     t_index = np.asarray(ca.Function("t", [x], [theta])(np.arange(x.shape[0])), int).ravel()
@@ -270,8 +287,9 @@ def test_assembled_hessian_leaves_the_ipopt_iterates_unchanged():
     for how in ("assembled", "casadi"):
         trace = []
         cfg = CollocationConfig(hessian="exact", exact_hessian=how, max_iter=15)
-        train_collocation(p, cfg, data, on_iteration=lambda s, k, f, inf, t=trace:
-                          t.append((s, k, f, inf)))
+        train_collocation(
+            p, cfg, data, on_iteration=lambda s, k, f, inf, t=trace: t.append((s, k, f, inf))
+        )
         runs[how] = [t for t in trace if t[0] == "main"]
     a, c = runs["assembled"], runs["casadi"]
     assert len(a) == len(c) > 5
@@ -286,11 +304,14 @@ def test_weight_penalty_forms():
 
 def test_pack_unpack_layers_roundtrip():
     rng = np.random.default_rng(0)
-    layers = [(rng.normal(size=(4, 3)), rng.normal(size=3)), (rng.normal(size=(3, 2)),
-                                                              rng.normal(size=2))]
+    layers = [
+        (rng.normal(size=(4, 3)), rng.normal(size=3)),
+        (rng.normal(size=(3, 2)), rng.normal(size=2)),
+    ]
     back = unpack_layers(pack_layers(layers), layers)
-    assert all(np.array_equal(a, c) and np.array_equal(b, d) for (a, b), (c, d) in
-               zip(layers, back))
+    assert all(
+        np.array_equal(a, c) and np.array_equal(b, d) for (a, b), (c, d) in zip(layers, back)
+    )
 
 
 def test_ipopt_status_mapping():
@@ -301,14 +322,22 @@ def test_ipopt_status_mapping():
     assert ipopt_status("Infeasible_Problem_Detected", False) == "solver_failed"
 
 
-SMALL = ["problem=tank_manifold", "problem.n_fe=4", "problem.truth_n_fe=8", "problem.hidden=[4,4]",
-         "progress=false"]
+SMALL = [
+    "problem=tank_manifold",
+    "problem.n_fe=4",
+    "problem.truth_n_fe=8",
+    "problem.hidden=[4,4]",
+    "progress=false",
+]
 
 
 def _train(tmp_path, *args):
-    return subprocess.run([sys.executable, "-m", "runners.train", *args,
-                           f"results_dir={tmp_path}"], capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "runners.train", *args, f"results_dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_cli_collocation_writes_artifacts_even_at_max_iter(tmp_path):

@@ -15,15 +15,22 @@ SMALL = {"eval_nx": 64, "eval_nt": 11, "n_data": 200}
 
 def random_points(n=200, seed=0):
     kx, kt = jax.random.split(jax.random.PRNGKey(seed))
-    return (jax.random.uniform(kx, (n,), jnp.float64, 0, 2 * math.pi),
-            jax.random.uniform(kt, (n,), jnp.float64, 0, 1))
+    return (
+        jax.random.uniform(kx, (n,), jnp.float64, 0, 2 * math.pi),
+        jax.random.uniform(kt, (n,), jnp.float64, 0, 1),
+    )
 
 
-@pytest.mark.parametrize("name,coef", [("transport", {"beta": 30.0}),
-                                       ("transport", {"beta": -10.0}),
-                                       ("reaction", {"alpha": 30.0}),
-                                       ("reaction", {"alpha": -20.0}),
-                                       ("reaction", {"alpha": 50.0})])
+@pytest.mark.parametrize(
+    "name,coef",
+    [
+        ("transport", {"beta": 30.0}),
+        ("transport", {"beta": -10.0}),
+        ("reaction", {"alpha": 30.0}),
+        ("reaction", {"alpha": -20.0}),
+        ("reaction", {"alpha": 50.0}),
+    ],
+)
 def test_exact_solution_satisfies_pde_ic_bc(name, coef):
     p = build_problem(name, {**SMALL, **coef})
     x, t = random_points()
@@ -57,8 +64,10 @@ def test_rd_reference_without_reaction_is_the_periodic_heat_kernel():
     rd = build_problem("reaction_diffusion", {**SMALL, "tau": tau, "alpha": 0.0})
     x, t = np.arange(128) * 2 * np.pi / 128, np.linspace(0, 1, 6)
     s = 1 + 4 * zeta * tau * t[:, None]
-    exact = sum(np.exp(-zeta * (x[None, :] - np.pi - 2 * np.pi * n) ** 2 / s) / np.sqrt(s)
-                for n in range(-3, 4))
+    exact = sum(
+        np.exp(-zeta * (x[None, :] - np.pi - 2 * np.pi * n) ** 2 / s) / np.sqrt(s)
+        for n in range(-3, 4)
+    )
     np.testing.assert_allclose(rd.reference(x, t), exact, atol=1e-7)
 
 
@@ -101,8 +110,7 @@ def hand_network(params):
     def f(x, t):
         h = jnp.tanh(x * W1[0] + t * W1[1] + b1)
         d = 1 - h**2
-        return (h @ W2 + b2, (d * W1[0]) @ W2, (d * W1[1]) @ W2,
-                (-2 * h * d * W1[0] ** 2) @ W2)
+        return (h @ W2 + b2, (d * W1[0]) @ W2, (d * W1[1]) @ W2, (-2 * h * d * W1[0] ** 2) @ W2)
 
     return f
 
@@ -114,8 +122,12 @@ def test_constraint_residuals_match_hand_computation(name):
     data = p.sample_data(jax.random.PRNGKey(4))
     f = hand_network(params)
     pts = data.train
-    ic = [f(x, 0.0)[0] - math.exp(-2 * (x - math.pi) ** 2) if name != "transport"
-          else f(x, 0.0)[0] - math.sin(x) for x in np.asarray(pts.ic_x)]
+    ic = [
+        f(x, 0.0)[0] - math.exp(-2 * (x - math.pi) ** 2)
+        if name != "transport"
+        else f(x, 0.0)[0] - math.sin(x)
+        for x in np.asarray(pts.ic_x)
+    ]
     pde = []
     for x, t in np.asarray(pts.pde_xt):
         u, ux, ut, uxx = f(x, t)
@@ -170,17 +182,20 @@ def test_errors_of_the_zero_network():
     assert abs(float(m["abs_error"]) - float(jnp.mean(jnp.abs(data.u_ref)))) < 1e-12
 
 
-@pytest.mark.parametrize("values,field", [
-    ({"n_data": -5}, "problem.n_data"),
-    ({"n_data": 0}, "problem.n_data"),
-    ({"m_split": {"ic": 2, "pde": 3, "bc": 3}}, "problem.m_split"),
-    ({"m_pretrain_split": {"ic": 50, "pde": 50}}, "problem.m_pretrain_split"),
-    ({"activation": "relu6"}, "problem.activation"),
-    ({"width": 0}, "problem.width"),
-    ({"noise": -1.0}, "problem.noise"),
-    ({"alpha": float("nan")}, "problem.alpha"),
-    ({"bogus": 1}, "problem.bogus"),
-])
+@pytest.mark.parametrize(
+    "values,field",
+    [
+        ({"n_data": -5}, "problem.n_data"),
+        ({"n_data": 0}, "problem.n_data"),
+        ({"m_split": {"ic": 2, "pde": 3, "bc": 3}}, "problem.m_split"),
+        ({"m_pretrain_split": {"ic": 50, "pde": 50}}, "problem.m_pretrain_split"),
+        ({"activation": "relu6"}, "problem.activation"),
+        ({"width": 0}, "problem.width"),
+        ({"noise": -1.0}, "problem.noise"),
+        ({"alpha": float("nan")}, "problem.alpha"),
+        ({"bogus": 1}, "problem.bogus"),
+    ],
+)
 def test_bad_problem_config_names_the_field(values, field):
     with pytest.raises(ConfigError) as e:
         build_problem("reaction", {**SMALL, **values})

@@ -20,8 +20,14 @@ def test_report_lists_every_table_and_says_what_is_missing(tmp_path):
     sweep = res / "sweeps" / "trsqp_default-smoke"
     # transport / trsqp: abs error 0.1 against the paper's 0.00724 (13.8x worse: marked),
     # rel error 0.0321 as in the paper (not marked); every other cell has no run
-    _run(sweep / "a", problem="transport", method="trsqp", abs_error=0.1, rel_error=0.0321,
-         device="cpu:cpu")
+    _run(
+        sweep / "a",
+        problem="transport",
+        method="trsqp",
+        abs_error=0.1,
+        rel_error=0.0321,
+        device="cpu:cpu",
+    )
     times = tmp_path / "times.txt"
     times.write_text("table-trsqp 600 0\ntable-lisco 120 2\n")
     out = report.write_report("smoke", res, times)
@@ -60,25 +66,67 @@ def test_worse_by_knows_which_way_is_better():
     assert report.worse_by("success", 0.4, 0.999) > 2  # higher is better
     from runners.tables import verdict
 
-    assert [verdict(report.worse_by("abs_error", a, 0.1)) for a in (0.04, 0.06, 0.19, 0.21)] \
-        == ["better", "within 2×", "within 2×", "worse"]
+    assert [verdict(report.worse_by("abs_error", a, 0.1)) for a in (0.04, 0.06, 0.19, 0.21)] == [
+        "better",
+        "within 2×",
+        "within 2×",
+        "worse",
+    ]
     assert report.worse_by("success", 1.0, 0.999) < 1
     assert report.worse_by("frac8_it100", 0.9, 0.987) < 2
     assert report.worse_by("solver_steps_done", 1e3, 1e5) is None  # a count: not judged
     assert report.worse_by("abs_error", None, 0.1) is None
-    cells = report.report_cells(pd.DataFrame([
-        {"row": "r", "col": "c", "metric": "abs_error", "mean": 0.5, "std": None, "seeds": 1,
-         "paper": 0.1},
-        {"row": "r", "col": "d", "metric": "abs_error", "mean": None, "std": None, "seeds": 0,
-         "paper": 0.1}]))
+    cells = report.report_cells(
+        pd.DataFrame(
+            [
+                {
+                    "row": "r",
+                    "col": "c",
+                    "metric": "abs_error",
+                    "mean": 0.5,
+                    "std": None,
+                    "seeds": 1,
+                    "paper": 0.1,
+                },
+                {
+                    "row": "r",
+                    "col": "d",
+                    "metric": "abs_error",
+                    "mean": None,
+                    "std": None,
+                    "seeds": 0,
+                    "paper": 0.1,
+                },
+            ]
+        )
+    )
     assert list(cells["> 2× worse"]) == ["✗", ""] and list(cells["ours"]) == ["0.5", "missing"]
     assert cells["ours/paper"].iloc[0] == "5"
     # a run without one of the metrics (a step it does not have) is not a missing run
-    cells = report.report_cells(pd.DataFrame([
-        {"row": "B", "col": "c", "metric": "wall_s", "mean": 5.0, "std": None, "seeds": 1,
-         "paper": None},
-        {"row": "B", "col": "c", "metric": "smoothing.wall_s", "mean": None, "std": None,
-         "seeds": 0, "paper": None}]))
+    cells = report.report_cells(
+        pd.DataFrame(
+            [
+                {
+                    "row": "B",
+                    "col": "c",
+                    "metric": "wall_s",
+                    "mean": 5.0,
+                    "std": None,
+                    "seeds": 1,
+                    "paper": None,
+                },
+                {
+                    "row": "B",
+                    "col": "c",
+                    "metric": "smoothing.wall_s",
+                    "mean": None,
+                    "std": None,
+                    "seeds": 0,
+                    "paper": None,
+                },
+            ]
+        )
+    )
     assert list(cells["ours"]) == ["5", "–"]
 
 
@@ -95,20 +143,36 @@ def test_a_run_at_the_papers_coefficients_is_compared_with_the_paper():
             return compose("train", overrides=list(overrides))
 
     final = {"abs_error": 0.0242, "rel_error": 0.02517}
-    line = paper_gap(cfg("problem=reaction", "method=trsqp", "scale=paper"), "reaction",
-                     "trsqp", final)
+    line = paper_gap(
+        cfg("problem=reaction", "method=trsqp", "scale=paper"), "reaction", "trsqp", final
+    )
     assert line.startswith("paper (Figure 1, trsqp on reaction): abs 0.0121 / rel 0.0252")
     assert "abs 0.0242 (2x the paper's) / rel 0.0252 (1x)" in line
     assert line.endswith("settings that differ from the paper's: none")
-    line = paper_gap(cfg("problem=reaction", "method=trsqp", "scale=paper", "method.memory=10",
-                         "method.second_order_correction=true"), "reaction", "trsqp", final)
-    assert line.endswith("method.memory=10 (paper dense), method.second_order_correction=True "
-                         "(paper False)")
+    line = paper_gap(
+        cfg(
+            "problem=reaction",
+            "method=trsqp",
+            "scale=paper",
+            "method.memory=10",
+            "method.second_order_correction=true",
+        ),
+        "reaction",
+        "trsqp",
+        final,
+    )
+    assert line.endswith(
+        "method.memory=10 (paper dense), method.second_order_correction=True (paper False)"
+    )
     smoke = paper_gap(cfg("problem=transport", "method=auglag"), "transport", "auglag", final)
     assert "problem.eval_nx=256 (paper 2560)" in smoke and "pretraining.inner_maxiter" in smoke
     # another coefficient (a Figure 1 curve) or the plain PINN: no number to compare with
-    assert paper_gap(cfg("problem=reaction", "problem.alpha=10", "method=trsqp"), "reaction",
-                     "trsqp", final) is None
+    assert (
+        paper_gap(
+            cfg("problem=reaction", "problem.alpha=10", "method=trsqp"), "reaction", "trsqp", final
+        )
+        is None
+    )
     assert paper_gap(cfg("problem=reaction", "method=pinn"), "reaction", "pinn", final) is None
 
 
@@ -118,14 +182,27 @@ def test_this_projects_options_get_their_own_labelled_column():
     from runners.tables import experiment_table, variant
 
     spec = experiment_specs("trsqp_default")["trsqp_default"]
-    base = {"problem": "reaction", "seed": 0, "status": "max_iter", "method": "trsqp",
-            "method.second_order_correction": False, "method.secant_multiplier": "paper",
-            "method.radius_rule": "paper", "method.objective_reduction": "mean"}
-    recs = [{**base, "abs_error": 0.0126, "rel_error": 0.024},
-            {**base, "method.second_order_correction": True, "abs_error": 0.0018,
-             "rel_error": 0.0035},
-            {**base, "method.radius_rule": "scipy", "method.objective_reduction": "sum",
-             "abs_error": 0.01, "rel_error": 0.02}]
+    base = {
+        "problem": "reaction",
+        "seed": 0,
+        "status": "max_iter",
+        "method": "trsqp",
+        "method.second_order_correction": False,
+        "method.secant_multiplier": "paper",
+        "method.radius_rule": "paper",
+        "method.objective_reduction": "mean",
+    }
+    recs = [
+        {**base, "abs_error": 0.0126, "rel_error": 0.024},
+        {**base, "method.second_order_correction": True, "abs_error": 0.0018, "rel_error": 0.0035},
+        {
+            **base,
+            "method.radius_rule": "scipy",
+            "method.objective_reduction": "sum",
+            "abs_error": 0.01,
+            "rel_error": 0.02,
+        },
+    ]
     df = pd.DataFrame([{**r, "variant": variant(r)} for r in recs])
     long, shown = experiment_table(df, spec)
     row = shown[shown["problem"] == "reaction"].iloc[0]
@@ -146,15 +223,30 @@ def test_summary_judges_each_method_against_sqp_adam_per_setting():
     from runners.tables import against_method
 
     rows = []
-    for lr, full, sqp, unc, iclr in [(1e-4, False, (1.0, 2.0), (3.0, 1.0), (1.5, 2.5)),
-                                     (5e-4, True, (4.0, 4.0), (1.0, 1.0), (20.0, 1.0))]:
-        for method, variant, (total, mse) in [("sqp_adam", "sqp_adam", sqp),
-                                              ("adam_unc", "adam_unc", unc),
-                                              ("sqp_adam", "sqp_adam + ICLR form", iclr)]:
-            rows.append({"problem": "spring", "method": method, "variant": variant,
-                         "method.lr": lr, "method.full_batch": full, "seeds": 5, "failed": 0,
-                         "total_mean": total, "total_std": 0.1, "test_mse_mean": mse,
-                         "test_mse_std": 0.1})
+    for lr, full, sqp, unc, iclr in [
+        (1e-4, False, (1.0, 2.0), (3.0, 1.0), (1.5, 2.5)),
+        (5e-4, True, (4.0, 4.0), (1.0, 1.0), (20.0, 1.0)),
+    ]:
+        for method, variant, (total, mse) in [
+            ("sqp_adam", "sqp_adam", sqp),
+            ("adam_unc", "adam_unc", unc),
+            ("sqp_adam", "sqp_adam + ICLR form", iclr),
+        ]:
+            rows.append(
+                {
+                    "problem": "spring",
+                    "method": method,
+                    "variant": variant,
+                    "method.lr": lr,
+                    "method.full_batch": full,
+                    "seeds": 5,
+                    "failed": 0,
+                    "total_mean": total,
+                    "total_std": 0.1,
+                    "test_mse_mean": mse,
+                    "test_mse_std": 0.1,
+                }
+            )
     text = against_method(pd.DataFrame(rows), "sqp_adam", ("total", "test_mse"))
     lines = text.splitlines()
     assert len(lines) == 2

@@ -18,30 +18,51 @@ from runners import train as train_mod
 CACHE = Path(__file__).resolve().parent.parent / ".jax_cache"
 # test_cli's tiny PDE run, with shorter chunks (more checkpoints) and no figures
 TINY_PINN = [a for a in TINY if not a.startswith(("method.", "log_every", "progress"))] + [
-    "log_every=10", "progress=false", "figures=false"]
-TINY_SPRING = ["problem=spring", "problem.width=8", "problem.depth=1", "method=sqp_adam",
-               "method.epochs=30", "log_every=10", "progress=false", "figures=false"]
+    "log_every=10",
+    "progress=false",
+    "figures=false",
+]
+TINY_SPRING = [
+    "problem=spring",
+    "problem.width=8",
+    "problem.depth=1",
+    "method=sqp_adam",
+    "method.epochs=30",
+    "log_every=10",
+    "progress=false",
+    "figures=false",
+]
 
 
 def compose_cfg(tmp, *overrides):
     with initialize_config_dir(config_dir=str(train_mod.CONF_DIR), version_base="1.3"):
-        return compose("train", overrides=[f"results_dir={tmp}", f"jax_cache_dir={CACHE}",
-                                          *overrides])
+        return compose(
+            "train", overrides=[f"results_dir={tmp}", f"jax_cache_dir={CACHE}", *overrides]
+        )
 
 
 def run(tmp, out, *overrides):
     return train_mod.run(compose_cfg(tmp, *overrides), Path(out))
 
 
-COMPARED = ("abs_error", "rel_error", "max_constraint_violation", "pretrain_c_sq", "total",
-            "test_mse", "max_abs_c")
+COMPARED = (
+    "abs_error",
+    "rel_error",
+    "max_constraint_violation",
+    "pretrain_c_sq",
+    "total",
+    "test_mse",
+    "max_abs_c",
+)
 
 
 # float64 for spring too (its default is float32): a vmapped program may round differently
 # from a single one, and in float32 ‖c‖∞ ~ 1e-5 is mostly rounding
-@pytest.mark.parametrize("case", [("method=trsqp", *TINY_PINN),
-                                  (*TINY_SPRING, "precision=float64")],
-                         ids=["trsqp", "sqp_adam"])
+@pytest.mark.parametrize(
+    "case",
+    [("method=trsqp", *TINY_PINN), (*TINY_SPRING, "precision=float64")],
+    ids=["trsqp", "sqp_adam"],
+)
 def test_vectorized_seeds_match_separate_runs(tmp_path, case):
     recs = run(tmp_path, tmp_path / "vec", *case, "seed=3", "seeds=2")
     assert [r["seed"] for r in recs] == [3, 4]
@@ -117,8 +138,9 @@ def test_vectorized_seeds_resume_after_a_stop(tmp_path, monkeypatch):
             run(tmp_path, tmp_path / "sweep", *case)
     resumed = run(tmp_path, tmp_path / "sweep", *case)
     for f, r in zip(full, resumed):
-        assert (Path(f["run_dir"]) / "params.msgpack").read_bytes() == \
-            (Path(r["run_dir"]) / "params.msgpack").read_bytes()
+        assert (Path(f["run_dir"]) / "params.msgpack").read_bytes() == (
+            Path(r["run_dir"]) / "params.msgpack"
+        ).read_bytes()
 
 
 def test_a_checkpoint_of_another_shape_is_a_one_line_error(tmp_path, monkeypatch, capsys):
@@ -158,18 +180,27 @@ def test_joblib_launcher_defaults_to_half_the_cores(monkeypatch):
 def test_lisco_training_resumes_to_the_same_networks(tmp_path, monkeypatch):
     import jax
 
-    case = ("method=lisco", "problem=qp", "problem.n_test=5", "method.hidden=[16]",
-            "method.predictor_steps=60", "method.solver_steps=60", "method.predictor_batch=32",
-            "method.solver_batch=32", "log_every=10", "checkpoint_every=2", "progress=false",
-            "figures=false")
+    case = (
+        "method=lisco",
+        "problem=qp",
+        "problem.n_test=5",
+        "method.hidden=[16]",
+        "method.predictor_steps=60",
+        "method.solver_steps=60",
+        "method.predictor_batch=32",
+        "method.solver_batch=32",
+        "log_every=10",
+        "checkpoint_every=2",
+        "progress=false",
+        "figures=false",
+    )
     try:
         run(tmp_path, tmp_path / "runs" / "full", *case)
         with monkeypatch.context() as m:
             _stop_after(m, "solver", 3)
             with pytest.raises(SystemExit):
                 run(tmp_path, tmp_path / "runs" / "a", *case)
-        meta = json.loads((tmp_path / "runs" / "a" / "checkpoint" / "checkpoint.json")
-                          .read_text())
+        meta = json.loads((tmp_path / "runs" / "a" / "checkpoint" / "checkpoint.json").read_text())
         assert meta["phase"] == "solver" and meta["iteration"] == 30
         rec = run(tmp_path, tmp_path / "runs" / "b", *case)
     finally:
@@ -179,15 +210,21 @@ def test_lisco_training_resumes_to_the_same_networks(tmp_path, monkeypatch):
     from flax import serialization
 
     for f in ("predictor.msgpack", "solver.msgpack"):
-        a, b = (jax.tree.leaves_with_path(serialization.msgpack_restore(
-            (tmp_path / "runs" / r / f).read_bytes())) for r in ("full", "b"))
+        a, b = (
+            jax.tree.leaves_with_path(
+                serialization.msgpack_restore((tmp_path / "runs" / r / f).read_bytes())
+            )
+            for r in ("full", "b")
+        )
         assert [k for k, _ in a] == [k for k, _ in b]
         for (k, x), (_, y) in zip(a, b):
             assert np.array_equal(x, y), (f, k)  # bit for bit
 
 
-@pytest.mark.parametrize("override, field", [("seeds=0", "seeds"), ("seeds=two", "seeds"),
-                                             ("checkpoint_every=-1", "checkpoint_every")])
+@pytest.mark.parametrize(
+    "override, field",
+    [("seeds=0", "seeds"), ("seeds=two", "seeds"), ("checkpoint_every=-1", "checkpoint_every")],
+)
 def test_bad_seeds_or_checkpoint_interval_is_a_one_line_error(tmp_path, override, field):
     from runners.setup import ConfigError, resolve
 
@@ -206,11 +243,19 @@ def test_vectorized_driver_stops_each_seed_on_its_own():
 
     from methods.driver import Method, run_chunked, tree_all_finite
 
-    m = Method(name="toy", init=None, step=lambda s, d: {"x": s["x"] * 10, "k": s["k"] + 1},
-               done=lambda s: jnp.array(False), finite=lambda s: tree_all_finite(s["x"]),
-               converged=lambda s: jnp.array(False), log=lambda s, d: {"x": s["x"]},
-               params=lambda s: s["x"], iterations=lambda s: s["k"],
-               progress=lambda s: s["k"], progress_total=100)
+    m = Method(
+        name="toy",
+        init=None,
+        step=lambda s, d: {"x": s["x"] * 10, "k": s["k"] + 1},
+        done=lambda s: jnp.array(False),
+        finite=lambda s: tree_all_finite(s["x"]),
+        converged=lambda s: jnp.array(False),
+        log=lambda s, d: {"x": s["x"]},
+        params=lambda s: s["x"],
+        iterations=lambda s: s["k"],
+        progress=lambda s: s["k"],
+        progress_total=100,
+    )
     start = lambda x: {"x": jnp.float32(x), "k": jnp.int32(0)}
     both = jax.tree.map(lambda *a: jnp.stack(a), start(1.0), start(0.0))
     r = run_chunked(m, both, None, max_steps=100, log_every=16, seeds=2)
@@ -218,8 +263,9 @@ def test_vectorized_driver_stops_each_seed_on_its_own():
     for i, x0 in enumerate((1.0, 0.0)):
         one = run_chunked(m, start(x0), None, max_steps=100, log_every=16)
         assert one.status == r.status[i]
-        assert int(r.state["k"][i]) == int(one.state["k"]) and \
-            float(r.state["x"][i]) == float(one.state["x"])
+        assert int(r.state["k"][i]) == int(one.state["k"]) and float(r.state["x"][i]) == float(
+            one.state["x"]
+        )
     assert int(r.state["k"][0]) == 38 and int(r.state["k"][1]) == 100
     assert [row["seed_index"] for row in r.history[:2]] == [0, 1]
 
@@ -245,13 +291,16 @@ def test_float32_runs_complete_with_their_dtype_recorded(tmp_path, method):
     assert leaves and all(np.asarray(x).dtype == np.float32 for x in leaves)
 
 
-@pytest.mark.parametrize("overrides, expected", [
-    (("problem=spring", "method=sqp_adam"), "float32"),  # the authors' PyTorch float32
-    (("problem=darcy", "method=adam_unc"), "float32"),
-    (("problem=reaction", "method=trsqp"), "float64"),  # this project's choice
-    (("problem=spring", "method=sqp_adam", "precision=float64"), "float64"),
-    (("problem=qp", "method=lisco"), "float32"),  # method=lisco sets it
-])
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (("problem=spring", "method=sqp_adam"), "float32"),  # the authors' PyTorch float32
+        (("problem=darcy", "method=adam_unc"), "float32"),
+        (("problem=reaction", "method=trsqp"), "float64"),  # this project's choice
+        (("problem=spring", "method=sqp_adam", "precision=float64"), "float64"),
+        (("problem=qp", "method=lisco"), "float32"),  # method=lisco sets it
+    ],
+)
 def test_precision_auto_resolves_per_family(tmp_path, overrides, expected):
     from runners.setup import resolve
 
@@ -289,5 +338,7 @@ def test_a_failing_figure_does_not_lose_the_run(tmp_path, monkeypatch, caplog):
     assert json.loads((out / "metrics.json").read_text())["status"] == rec["status"]
     assert (out / "params.msgpack").is_file() and (out / "losses.png").is_file()
     assert not (out / "prediction.png").exists()
-    assert any("prediction.png not drawn" in r.getMessage() and "KeyError" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        "prediction.png not drawn" in r.getMessage() and "KeyError" in r.getMessage()
+        for r in caplog.records
+    )

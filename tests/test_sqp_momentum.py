@@ -47,8 +47,9 @@ def test_cholesky_matches_numpy_both_ways(m):
     r = np.random.default_rng(m)
     B = r.standard_normal((m, m + 2))
     A = B @ B.T
-    np.testing.assert_allclose(cholesky(jnp.asarray(A)), np.linalg.cholesky(A), rtol=1e-10,
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        cholesky(jnp.asarray(A)), np.linalg.cholesky(A), rtol=1e-10, atol=1e-12
+    )
     A[0, 0] = -1.0
     assert not np.all(np.isfinite(np.asarray(cholesky(jnp.asarray(A)))))
 
@@ -72,16 +73,30 @@ X0 = jnp.full(5, 0.3)
 
 
 def reference_solution():
-    cons = [{"type": "eq", "fun": lambda x, i=i: np.asarray(C(jnp.asarray(x), None))[i]}
-            for i in range(2)]
-    res = minimize(lambda x: float(F(jnp.asarray(x), None, None)), np.asarray(X0),
-                   constraints=cons, method="SLSQP", options={"ftol": 1e-14, "maxiter": 500})
+    cons = [
+        {"type": "eq", "fun": lambda x, i=i: np.asarray(C(jnp.asarray(x), None))[i]}
+        for i in range(2)
+    ]
+    res = minimize(
+        lambda x: float(F(jnp.asarray(x), None, None)),
+        np.asarray(X0),
+        constraints=cons,
+        method="SLSQP",
+        options={"ftol": 1e-14, "maxiter": 500},
+    )
     return res.x
 
 
-@pytest.mark.parametrize("kind,lr,variant", [
-    ("sqp_sgd", 1e-2, "defossez"), ("sqp_heavyball", 1e-2, "defossez"),
-    ("sqp_adam", 1e-3, "defossez"), ("sqp_adam", 1e-3, "iclr"), ("adam_con", 1e-3, "defossez")])
+@pytest.mark.parametrize(
+    "kind,lr,variant",
+    [
+        ("sqp_sgd", 1e-2, "defossez"),
+        ("sqp_heavyball", 1e-2, "defossez"),
+        ("sqp_adam", 1e-3, "defossez"),
+        ("sqp_adam", 1e-3, "iclr"),
+        ("adam_con", 1e-3, "defossez"),
+    ],
+)
 def test_full_batch_methods_reach_the_constrained_minimum(kind, lr, variant):
     cfg = SqpMomentumConfig(lr=lr, full_batch=True, variant=variant)
     init, step = make_solver(kind, F, C, cfg, 1, 1)
@@ -124,8 +139,11 @@ def test_mini_batches_are_independent_fractions_drawn_from_the_seed():
     init, step = make_solver("sqp_sgd", f, C, SqpMomentumConfig(lr=1e-3), 5, 2)
     s = init(X0, jax.random.PRNGKey(3))
     for _ in range(4):
-        g = jax.grad(f)(s.theta, None, jax.random.choice(
-            jax.random.fold_in(s.key, s.count), 5, (2,), replace=False))
+        g = jax.grad(f)(
+            s.theta,
+            None,
+            jax.random.choice(jax.random.fold_in(s.key, s.count), 5, (2,), replace=False),
+        )
         seen.append(tuple(np.flatnonzero(np.asarray(g))))
         s = step(s, None)
     assert all(len(b) == 2 for b in seen) and len(set(seen)) > 1

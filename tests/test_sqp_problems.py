@@ -24,10 +24,23 @@ NAMES = ("spring", "butene", "burgers", "darcy")
 SMALL = {
     "spring": {},
     "butene": {"n_ics": 12, "n_times": 16, "n_test_ics": 2, "n_constraints": 4},
-    "burgers": {"n_ics": 3, "n_test_ics": 1, "n_x": 16, "n_t": 8, "n_data_per_ic": 20,
-                "n_constraints": 4, "n_spectral": 64},
-    "darcy": {"n_pool": 40, "n_samples": 12, "n_test": 3, "n_constraints": 5,
-              "lifting_channels": 8, "projection_channels": 8},
+    "burgers": {
+        "n_ics": 3,
+        "n_test_ics": 1,
+        "n_x": 16,
+        "n_t": 8,
+        "n_data_per_ic": 20,
+        "n_constraints": 4,
+        "n_spectral": 64,
+    },
+    "darcy": {
+        "n_pool": 40,
+        "n_samples": 12,
+        "n_test": 3,
+        "n_constraints": 5,
+        "lifting_channels": 8,
+        "projection_channels": 8,
+    },
 }
 TINY_NET = {"depth": 1, "width": 3}
 
@@ -52,8 +65,10 @@ def random_params(init, *args, seed=0, scale=0.5):
     CPU); the real ``init_params`` is exercised by the MLP problems.
     """
     rng = np.random.default_rng(seed)
-    return jax.tree.map(lambda s: jnp.asarray(scale * rng.standard_normal(s.shape), s.dtype),
-                        jax.eval_shape(init, *args))
+    return jax.tree.map(
+        lambda s: jnp.asarray(scale * rng.standard_normal(s.shape), s.dtype),
+        jax.eval_shape(init, *args),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +79,11 @@ def built(tmp_path_factory):
     def get(name):
         if name not in memo:
             p = small(name, **({"n_layers": 1} if name == "darcy" else TINY_NET))
-            params = (random_params(p.init_params, jax.random.PRNGKey(3)) if name == "darcy"
-                      else p.init_params(jax.random.PRNGKey(3)))
+            params = (
+                random_params(p.init_params, jax.random.PRNGKey(3))
+                if name == "darcy"
+                else p.init_params(jax.random.PRNGKey(3))
+            )
             memo[name] = (p, p.make_data(cache_dir=cache), params)
         return memo[name]
 
@@ -82,34 +100,44 @@ def test_yaml_is_the_dataclass_default(name):
     assert p.cfg == type(p.cfg)() and p.family == STOCHASTIC_CONSTRAINED
 
 
-@pytest.mark.parametrize("name,n", [("spring", 2209), ("butene", 8964), ("burgers", 10625),
-                                    # FNO: lifting 3·256+256 + 256·4+4, 4 Fourier layers of
-                                    # 16·9 complex 4×4 modes + bias 4 + skip 16, projection
-                                    ("darcy", 2052 + 4 * (2 * 16 * 9 * 16 + 20) + 1537)])
+@pytest.mark.parametrize(
+    "name,n",
+    [
+        ("spring", 2209),
+        ("butene", 8964),
+        ("burgers", 10625),
+        # FNO: lifting 3·256+256 + 256·4+4, 4 Fourier layers of
+        # 16·9 complex 4×4 modes + bias 4 + skip 16, projection
+        ("darcy", 2052 + 4 * (2 * 16 * 9 * 16 + 20) + 1537),
+    ],
+)
 def test_paper_network_sizes(name, n):
     p = build_problem(name, {})
     assert n_params(jax.eval_shape(p.init_params, jax.random.PRNGKey(0))) == n
 
 
-@pytest.mark.parametrize("name,values,field", [
-    ("spring", {"friction": 40.0}, "problem.friction"),  # over-damped: no exact solution here
-    ("spring", {"constraint_idx": [4, 30]}, "problem.constraint_idx"),
-    ("spring", {"batch_fraction": 0.0}, "problem.batch_fraction"),
-    ("spring", {"n_data": 30}, "problem.n_data"),
-    ("butene", {"rates": [1.0, 2.0]}, "problem.rates"),
-    ("butene", {"xi_max": 0.0}, "problem.xi_max"),
-    ("butene", {"data_fraction": 1.5}, "problem.data_fraction"),
-    ("burgers", {"n_spectral": 1}, "problem.n_spectral"),
-    ("burgers", {"x_grid": "uniform"}, "problem.x_grid"),
-    ("spring", {"batch_terms": "all"}, "problem.batch_terms"),
-    ("butene", {"batch_terms": "data"}, "problem.batch_terms"),
-    ("butene", {"init": "xavier"}, "problem.init"),
-    ("burgers", {"nu": -0.01}, "problem.nu"),
-    ("darcy", {"n_constraints": 200}, "problem.n_constraints"),
-    ("darcy", {"modes": [16]}, "problem.modes"),
-    ("darcy", {"n_pool": 50}, "problem.n_pool"),
-    ("darcy", {"bogus": 1}, "problem.bogus"),
-])
+@pytest.mark.parametrize(
+    "name,values,field",
+    [
+        ("spring", {"friction": 40.0}, "problem.friction"),  # over-damped: no exact solution here
+        ("spring", {"constraint_idx": [4, 30]}, "problem.constraint_idx"),
+        ("spring", {"batch_fraction": 0.0}, "problem.batch_fraction"),
+        ("spring", {"n_data": 30}, "problem.n_data"),
+        ("butene", {"rates": [1.0, 2.0]}, "problem.rates"),
+        ("butene", {"xi_max": 0.0}, "problem.xi_max"),
+        ("butene", {"data_fraction": 1.5}, "problem.data_fraction"),
+        ("burgers", {"n_spectral": 1}, "problem.n_spectral"),
+        ("burgers", {"x_grid": "uniform"}, "problem.x_grid"),
+        ("spring", {"batch_terms": "all"}, "problem.batch_terms"),
+        ("butene", {"batch_terms": "data"}, "problem.batch_terms"),
+        ("butene", {"init": "xavier"}, "problem.init"),
+        ("burgers", {"nu": -0.01}, "problem.nu"),
+        ("darcy", {"n_constraints": 200}, "problem.n_constraints"),
+        ("darcy", {"modes": [16]}, "problem.modes"),
+        ("darcy", {"n_pool": 50}, "problem.n_pool"),
+        ("darcy", {"bogus": 1}, "problem.bogus"),
+    ],
+)
 def test_bad_config_names_the_field(name, values, field):
     with pytest.raises(ConfigError) as e:
         build_problem(name, values)
@@ -121,10 +149,14 @@ def test_spring_exact_solution_satisfies_ode_and_ics():
     p = build_problem("spring", {})
     t = jnp.linspace(0.0, 1.0, 101)
     wrong = build_problem("spring", {"stiffness": 410.0})
-    r, r_wrong, u0, du0 = jax.jit(lambda t: (
-        jax.vmap(lambda s: p.ode_residual(p.exact, s))(t),
-        jax.vmap(lambda s: wrong.ode_residual(p.exact, s))(t),
-        p.exact(t[0]), jax.grad(p.exact)(t[0])))(t)
+    r, r_wrong, u0, du0 = jax.jit(
+        lambda t: (
+            jax.vmap(lambda s: p.ode_residual(p.exact, s))(t),
+            jax.vmap(lambda s: wrong.ode_residual(p.exact, s))(t),
+            p.exact(t[0]),
+            jax.grad(p.exact)(t[0]),
+        )
+    )(t)
     assert float(jnp.max(jnp.abs(r))) < 1e-10 * 400  # k u ~ 400: relative 1e-10
     assert abs(float(u0) - 1.0) < 1e-14 and abs(float(du0)) < 1e-13
     assert float(jnp.max(jnp.abs(r_wrong))) > 1.0  # the residual sees a wrong k
@@ -141,8 +173,16 @@ def test_spring_points_are_the_papers(tmp_path):
 # --- butene --------------------------------------------------------------------------------
 def test_butene_rate_matrix_is_the_specs():
     a = rate_matrix((4.283, 1.191, 5.743, 10.219, 1.535))
-    np.testing.assert_allclose(a, [[-15.693, 0, 5.743, 1.535], [8.566, 0, 0, 0],
-                                   [1.191, 0, -5.743, 0], [10.219, 0, 0, -1.535]], atol=1e-12)
+    np.testing.assert_allclose(
+        a,
+        [
+            [-15.693, 0, 5.743, 1.535],
+            [8.566, 0, 0, 0],
+            [1.191, 0, -5.743, 0],
+            [10.219, 0, 0, -1.535],
+        ],
+        atol=1e-12,
+    )
     np.testing.assert_allclose(np.asarray(MASS_WEIGHTS) @ a, 0.0, atol=1e-14)
 
 
@@ -157,8 +197,16 @@ def test_butene_reference_conserves_mass_and_matches_rk():
     assert np.max(np.abs(mass - mass[:, :1])) < 1e-10
     for n in range(2):
         # short steps: DOP853's dense output between steps is only ~1e-7 accurate here
-        rk = solve_ivp(lambda _, v: a @ v, (0, t[-1]), u0[n], method="DOP853", t_eval=t,
-                       rtol=1e-13, atol=1e-12, max_step=0.02).y.T
+        rk = solve_ivp(
+            lambda _, v: a @ v,
+            (0, t[-1]),
+            u0[n],
+            method="DOP853",
+            t_eval=t,
+            rtol=1e-13,
+            atol=1e-12,
+            max_step=0.02,
+        ).y.T
         np.testing.assert_allclose(u[n], rk, rtol=1e-9, atol=1e-9)
 
 
@@ -194,8 +242,9 @@ def manufactured(s):
     pi = np.pi
     u = np.sin(pi * x) * np.sin(pi * y)
     a = 1.0 + x**2 + 0.5 * np.sin(pi * y)
-    grad_a_grad_u = (2 * x * pi * np.cos(pi * x) * np.sin(pi * y)
-                     + 0.5 * pi * np.cos(pi * y) * pi * np.sin(pi * x) * np.cos(pi * y))
+    grad_a_grad_u = 2 * x * pi * np.cos(pi * x) * np.sin(pi * y) + 0.5 * pi * np.cos(
+        pi * y
+    ) * pi * np.sin(pi * x) * np.cos(pi * y)
     return u, a, -(a * (-2 * pi**2 * u) + grad_a_grad_u)
 
 
@@ -258,8 +307,12 @@ def test_darcy_lifted_table_and_batched_lifting_pullbacks_are_exact(lift, tmp_pa
     d = p.make_data(cache_dir=tmp_path)
     params = random_params(p.init_params, jax.random.PRNGKey(1))
     whole = p.net.apply(params, p._channels(d.a))[..., 0]
-    np.testing.assert_allclose(jax.jit(p.predict)(params, d.a), whole, rtol=1e-13,
-                               atol=1e-13 * float(jnp.max(jnp.abs(whole))))
+    np.testing.assert_allclose(
+        jax.jit(p.predict)(params, d.a),
+        whole,
+        rtol=1e-13,
+        atol=1e-13 * float(jnp.max(jnp.abs(whole))),
+    )
     inputs = p._level_inputs(p.cfg.n_grid)
     table, pullback = jax.vjp(lambda q: p.net.apply(q, inputs, stage="lift"), params)
     cot = jax.random.normal(jax.random.PRNGKey(2), (3, *table.shape))
@@ -268,8 +321,12 @@ def test_darcy_lifted_table_and_batched_lifting_pullbacks_are_exact(lift, tmp_pa
     assert sorted(fast) == (["Dense_0", "Dense_1"] if lift else ["Dense_0"])
     for layer, leaves in fast.items():
         for name, value in leaves.items():
-            np.testing.assert_allclose(value, ref[layer][name], rtol=1e-11,
-                                       atol=1e-11 * float(jnp.max(jnp.abs(ref[layer][name]))))
+            np.testing.assert_allclose(
+                value,
+                ref[layer][name],
+                rtol=1e-11,
+                atol=1e-11 * float(jnp.max(jnp.abs(ref[layer][name]))),
+            )
     c, fast_jac = jax.jit(p.constraints_and_jacobian)(params, d)
     slow_jac = jax.jit(jax.jacrev(p.constraints))(params, d)
     for a, b in zip(jax.tree.leaves(fast_jac), jax.tree.leaves(slow_jac)):
@@ -289,10 +346,17 @@ def band_limited(n, key):
     k = jnp.arange(-5, 6)
     coef = jax.random.normal(key, (2, 11, 11, 2))
     x = jnp.arange(n) / n
-    ph = 2 * jnp.pi * (k[:, None, None, None] * x[None, None, :, None]
-                       + k[None, :, None, None] * x[None, None, None, :])  # (11, 11, n, n)
+    ph = (
+        2
+        * jnp.pi
+        * (
+            k[:, None, None, None] * x[None, None, :, None]
+            + k[None, :, None, None] * x[None, None, None, :]
+        )
+    )  # (11, 11, n, n)
     return jnp.einsum("ckl,klij->ijc", coef[..., 0], jnp.cos(ph)) + jnp.einsum(
-        "ckl,klij->ijc", coef[..., 1], jnp.sin(ph))
+        "ckl,klij->ijc", coef[..., 1], jnp.sin(ph)
+    )
 
 
 def test_spectral_conv_is_resolution_invariant():
@@ -309,8 +373,9 @@ def test_spectral_conv_is_resolution_invariant():
 
 
 def test_fno_gradient_matches_finite_differences():
-    net = FNO(modes=(6, 6), hidden_channels=3, n_layers=2, lifting_channels=5,
-              projection_channels=5)
+    net = FNO(
+        modes=(6, 6), hidden_channels=3, n_layers=2, lifting_channels=5, projection_channels=5
+    )
     v = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 8, 3))
     params = random_params(net.init, jax.random.PRNGKey(1), v, seed=1)
     d = random_params(net.init, jax.random.PRNGKey(1), v, seed=2, scale=1.0)  # a direction
@@ -327,8 +392,12 @@ def test_fno_gradient_matches_finite_differences():
 def mlp1(params):
     """Weights of a 1-hidden-layer network (Dense_0, Dense_1)."""
     q = params["params"]
-    return (np.asarray(q["Dense_0"]["kernel"]), np.asarray(q["Dense_0"]["bias"]),
-            np.asarray(q["Dense_1"]["kernel"]), np.asarray(q["Dense_1"]["bias"]))
+    return (
+        np.asarray(q["Dense_0"]["kernel"]),
+        np.asarray(q["Dense_0"]["bias"]),
+        np.asarray(q["Dense_1"]["kernel"]),
+        np.asarray(q["Dense_1"]["bias"]),
+    )
 
 
 def test_spring_residual_matches_hand_computation(built):
@@ -346,7 +415,8 @@ def test_spring_residual_matches_hand_computation(built):
     i = 7
     terms = jax.jit(p.objective_terms)(params, d, jnp.array([i]))
     assert abs(float(terms["residual"]) - residual(float(d.t_residual[i])) ** 2) < 1e-9 * max(
-        1.0, residual(float(d.t_residual[i])) ** 2)
+        1.0, residual(float(d.t_residual[i])) ** 2
+    )
     u_data = np.tanh(np.asarray(d.t_data)[:, None] * w1[0] + b1) @ w2[:, 0] + b2[0]
     data = np.mean((u_data - np.asarray(d.u_data)) ** 2)
     assert abs(float(terms["data"]) - data) < 1e-13
@@ -355,10 +425,13 @@ def test_spring_residual_matches_hand_computation(built):
     np.testing.assert_allclose(c, [residual(t) for t in (4 / 29, 12 / 29, 21 / 29)], rtol=1e-10)
 
 
-@pytest.mark.parametrize("options", [
-    {},  # the authors' setup: raw inputs and outputs, only the residual terms batched
-    {"normalize_inputs": True, "normalize_outputs": True, "batch_terms": "all"},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},  # the authors' setup: raw inputs and outputs, only the residual terms batched
+        {"normalize_inputs": True, "normalize_outputs": True, "batch_terms": "all"},
+    ],
+)
 def test_butene_terms_match_hand_computation(options, built, tmp_path):
     if options:
         p = small("butene", **TINY_NET, **options)
@@ -369,24 +442,35 @@ def test_butene_terms_match_hand_computation(options, built, tmp_path):
     c, a = p.cfg, rate_matrix(p.cfg.rates)
 
     # output map u = ū + σ ⊙ net: mean / std over the nominal-IC trajectory at the 64 times
-    nominal = np.stack([scipy.linalg.expm(a * tk) @ np.asarray(c.u0)
-                        for tk in np.arange(c.n_times) * c.t_max / c.n_times])
+    nominal = np.stack(
+        [
+            scipy.linalg.expm(a * tk) @ np.asarray(c.u0)
+            for tk in np.arange(c.n_times) * c.t_max / c.n_times
+        ]
+    )
     shift, scale = (nominal.mean(0), nominal.std(0)) if c.normalize_outputs else (0.0, 1.0)
     if c.normalize_outputs:
         assert scale[1] > 10 and shift[1] > 100  # u2 grows to ~150: the map matters
     dz_dt = 2 / c.t_max if c.normalize_inputs else 1.0
 
     def u_du(u0, t):
-        z = (np.concatenate([(u0 - np.asarray(c.u0)) / c.xi_max, [2 * t / c.t_max - 1]])
-             if c.normalize_inputs else np.concatenate([u0, [t]]))
+        z = (
+            np.concatenate([(u0 - np.asarray(c.u0)) / c.xi_max, [2 * t / c.t_max - 1]])
+            if c.normalize_inputs
+            else np.concatenate([u0, [t]])
+        )
         h = np.tanh(z @ w1 + b1)
         return shift + scale * (h @ w2 + b2), scale * (((1 - h**2) * w1[4] * dz_dt) @ w2)
 
     # every point's prediction, and the data term over exactly the labeled 20%
     mask = np.asarray(d.data_mask)
     assert mask.sum() == round(0.2 * mask.size)
-    pred = np.stack([u_du(np.asarray(d.u0[q // c.n_times]), float(d.t[q % c.n_times]))[0]
-                     for q in range(mask.size)])
+    pred = np.stack(
+        [
+            u_du(np.asarray(d.u0[q // c.n_times]), float(d.t[q % c.n_times]))[0]
+            for q in range(mask.size)
+        ]
+    )
     full_data = np.mean((pred - np.asarray(d.u_ref).reshape(-1, 4))[mask] ** 2)
 
     pt = 37
@@ -402,8 +486,10 @@ def test_butene_terms_match_hand_computation(options, built, tmp_path):
     np.testing.assert_allclose(float(terms["data"]), expected, rtol=1e-10)
     # constraints: the mass-balance residual at the constraint points
     cons = jax.jit(p.constraints)(params, d)
-    hand = [u_du(np.asarray(d.u0[q // c.n_times]), float(d.t[q % c.n_times]))[1] @ MASS_WEIGHTS
-            for q in np.asarray(d.constraint_idx)]
+    hand = [
+        u_du(np.asarray(d.u0[q // c.n_times]), float(d.t[q % c.n_times]))[1] @ MASS_WEIGHTS
+        for q in np.asarray(d.constraint_idx)
+    ]
     np.testing.assert_allclose(cons, hand, rtol=1e-9, atol=1e-13)
     full = jax.jit(p.objective_terms)(params, d, p.full_batch())
     np.testing.assert_allclose(float(full["data"]), full_data, rtol=1e-10)
@@ -438,29 +524,44 @@ def test_burgers_terms_match_hand_computation(batch_terms, built, tmp_path):
     corner = jax.jit(p.objective_terms)(params, d, jnp.array([per_ic]))  # IC 1, x = 0, t = 0
     if batch_terms == "all":
         assert float(terms["boundary"]) == 0.0  # neither x = 0 nor t = 0
-        assert float(terms["data"]) == (0.0 if not d.data_mask[pt] else pytest.approx(
-            (u - float(d.u_ref[1, 3, 5])) ** 2, rel=1e-10))
+        assert float(terms["data"]) == (
+            0.0
+            if not d.data_mask[pt]
+            else pytest.approx((u - float(d.u_ref[1, 3, 5])) ** 2, rel=1e-10)
+        )
         # a point at x = 0, t = 0: periodicity and IC residuals both count
         u00, u10 = hand(0.0, 0.0, u0)[1], hand(1.0, 0.0, u0)[1]
-        np.testing.assert_allclose(float(corner["boundary"]), (u00 - u10) ** 2
-                                   + (u00 - u0[0]) ** 2, rtol=1e-10)
+        np.testing.assert_allclose(
+            float(corner["boundary"]), (u00 - u10) ** 2 + (u00 - u0[0]) ** 2, rtol=1e-10
+        )
     else:  # periodicity at every (IC, t_k), the IC at every (IC, x_j), every labeled point
         u0s, ts, xs = np.asarray(d.u0), np.asarray(d.t), np.asarray(d.x)
-        periodic = np.mean([(hand(0.0, tk, q)[1] - hand(1.0, tk, q)[1]) ** 2
-                            for q in u0s for tk in ts])
-        initial = np.mean([(hand(xj, 0.0, q)[1] - q[j]) ** 2 for q in u0s
-                           for j, xj in enumerate(xs)])
+        periodic = np.mean(
+            [(hand(0.0, tk, q)[1] - hand(1.0, tk, q)[1]) ** 2 for q in u0s for tk in ts]
+        )
+        initial = np.mean(
+            [(hand(xj, 0.0, q)[1] - q[j]) ** 2 for q in u0s for j, xj in enumerate(xs)]
+        )
         for b in (terms, corner):
             np.testing.assert_allclose(float(b["boundary"]), periodic + initial, rtol=1e-10)
         labeled = [divmod(int(q), per_ic) for q in np.flatnonzero(np.asarray(d.data_mask))]
-        data = np.mean([(hand(xs[rest % c.n_x], ts[rest // c.n_x], u0s[i])[1]
-                         - float(d.u_ref[i, rest // c.n_x, rest % c.n_x])) ** 2
-                        for i, rest in labeled])
+        data = np.mean(
+            [
+                (
+                    hand(xs[rest % c.n_x], ts[rest // c.n_x], u0s[i])[1]
+                    - float(d.u_ref[i, rest // c.n_x, rest % c.n_x])
+                )
+                ** 2
+                for i, rest in labeled
+            ]
+        )
         np.testing.assert_allclose(float(terms["data"]), data, rtol=1e-10)
     cons = jax.jit(p.constraints)(params, d)
     pts = [divmod(q, per_ic) for q in np.asarray(d.constraint_idx)]
-    expected = [hand(float(d.x[rest % c.n_x]), float(d.t[rest // c.n_x]),
-                     np.asarray(d.u0[ic]))[0] for ic, rest in pts]
+    expected = [
+        hand(float(d.x[rest % c.n_x]), float(d.t[rest // c.n_x]), np.asarray(d.u0[ic]))[0]
+        for ic, rest in pts
+    ]
     np.testing.assert_allclose(cons, expected, rtol=1e-9, atol=1e-13)
     assert int(np.asarray(d.data_mask).reshape(c.n_ics, -1).sum(1).min()) == 20
 
@@ -472,15 +573,19 @@ def test_darcy_terms_match_hand_computation(built):
     hm = lambda p_, q: 2 * p_ * q / (p_ + q)
 
     def residual(n, i, j):  # the 5-point flux form, one node at a time
-        flux = (hm(a[n, i + 1, j], a[n, i, j]) * (u[n, i + 1, j] - u[n, i, j])
-                - hm(a[n, i, j], a[n, i - 1, j]) * (u[n, i, j] - u[n, i - 1, j])
-                + hm(a[n, i, j + 1], a[n, i, j]) * (u[n, i, j + 1] - u[n, i, j])
-                - hm(a[n, i, j], a[n, i, j - 1]) * (u[n, i, j] - u[n, i, j - 1]))
+        flux = (
+            hm(a[n, i + 1, j], a[n, i, j]) * (u[n, i + 1, j] - u[n, i, j])
+            - hm(a[n, i, j], a[n, i - 1, j]) * (u[n, i, j] - u[n, i - 1, j])
+            + hm(a[n, i, j + 1], a[n, i, j]) * (u[n, i, j + 1] - u[n, i, j])
+            - hm(a[n, i, j], a[n, i, j - 1]) * (u[n, i, j] - u[n, i, j - 1])
+        )
         return -flux / h**2 - 1.0
 
     cons = jax.jit(p.constraints)(params, d)
-    hand = [residual(n, i, j) for n, (i, j) in zip(np.asarray(d.constraint_sample),
-                                                   np.asarray(d.constraint_node))]
+    hand = [
+        residual(n, i, j)
+        for n, (i, j) in zip(np.asarray(d.constraint_sample), np.asarray(d.constraint_node))
+    ]
     np.testing.assert_allclose(cons, hand, rtol=1e-9)
     terms = jax.jit(p.objective_terms)(params, d, jnp.array([2]))
     res = [residual(2, i, j) ** 2 for i in range(1, 15) for j in range(1, 15)]
@@ -489,8 +594,11 @@ def test_darcy_terms_match_hand_computation(built):
     assert ring.size == 60
     np.testing.assert_allclose(float(terms["boundary"]), np.mean(ring**2), rtol=1e-10)
     labeled = bool(d.data_mask[2])
-    np.testing.assert_allclose(float(terms["data"]), np.mean((u[2] - np.asarray(d.u_ref[2])) ** 2)
-                               if labeled else 0.0, rtol=1e-10)
+    np.testing.assert_allclose(
+        float(terms["data"]),
+        np.mean((u[2] - np.asarray(d.u_ref[2])) ** 2) if labeled else 0.0,
+        rtol=1e-10,
+    )
 
 
 # --- batches, evaluation ------------------------------------------------------------------
@@ -504,7 +612,8 @@ def test_batches_and_evaluate(name, built):
     terms = jax.jit(p.objective_terms)(params, d, jnp.asarray(idx))
     assert set(terms) == {*p.loss_terms, "total"}
     assert float(terms["total"]) == pytest.approx(
-        sum(w * float(terms[t]) for t, w in p.weights.items()), rel=1e-12)
+        sum(w * float(terms[t]) for t, w in p.weights.items()), rel=1e-12
+    )
     evaluate = jax.jit(p.evaluate)
     m = evaluate(params, d)
     assert {*p.loss_terms, "total", "max_abs_c", "l1_c", "test_mse"} <= set(m)
@@ -605,8 +714,9 @@ def test_per_constraint_values_and_gradients_are_c_and_its_jacrev(name, built):
     if name == "darcy":
         field = p.residual(p.predict(params, d.a[d.constraint_sample]), d.a[d.constraint_sample])
         node = np.asarray(d.constraint_node) - 1
-        np.testing.assert_allclose(c, np.asarray(field)[np.arange(len(node)), node[:, 0],
-                                                          node[:, 1]], rtol=1e-10)
+        np.testing.assert_allclose(
+            c, np.asarray(field)[np.arange(len(node)), node[:, 0], node[:, 1]], rtol=1e-10
+        )
     m = len(p.cfg.constraint_idx) if name == "spring" else p.cfg.n_constraints
     for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(slow)):
         assert a.shape[0] == c.shape[0] == m
@@ -679,9 +789,14 @@ def test_network_initialisation_moments(init):
             assert np.var(w) == pytest.approx(1 / n_in, rel=0.05) and not b.any()
 
 
-@pytest.mark.parametrize("name,batched", [("butene", ("residual", "mass_balance")),
-                                          ("burgers", ("residual",)),
-                                          ("darcy", ("residual",))])
+@pytest.mark.parametrize(
+    "name,batched",
+    [
+        ("butene", ("residual", "mass_balance")),
+        ("burgers", ("residual",)),
+        ("darcy", ("residual",)),
+    ],
+)
 def test_residual_only_batches_keep_the_other_terms_whole(name, batched, built, tmp_path):
     """batch_terms=residual (the authors' on butene and Burgers; an option on Darcy): the
     data (and boundary) term's gradient on a mini-batch is the full-data gradient; a
@@ -689,25 +804,31 @@ def test_residual_only_batches_keep_the_other_terms_whole(name, batched, built, 
     of exactly those points, hand-summed)."""
     if name == "darcy":
         p = small("darcy", n_layers=1, batch_terms="residual")
-        d, params = p.make_data(cache_dir=tmp_path), random_params(p.init_params,
-                                                                     jax.random.PRNGKey(3))
+        d, params = (
+            p.make_data(cache_dir=tmp_path),
+            random_params(p.init_params, jax.random.PRNGKey(3)),
+        )
     else:
         p, d, params = built(name)
     assert p.cfg.batch_terms == "residual"
     idx = jax.jit(p.sample_batch)(jax.random.PRNGKey(7))
     assert idx.shape[0] < p.n_residual_points
-    grads = {t: jax.jit(jax.grad(lambda q, i, t=t: p.objective_terms(q, d, i)[t]))
-             for t in p.loss_terms}
+    grads = {
+        t: jax.jit(jax.grad(lambda q, i, t=t: p.objective_terms(q, d, i)[t])) for t in p.loss_terms
+    }
     term_grad = lambda t, i: grads[t](params, i)
     flat = lambda g: np.concatenate([np.ravel(x) for x in jax.tree.leaves(g)])
     for t in set(p.loss_terms) - set(batched):
         full = flat(term_grad(t, p.full_batch()))
-        np.testing.assert_allclose(flat(term_grad(t, idx)), full, rtol=1e-10,
-                                   atol=1e-12 * np.abs(full).max())
+        np.testing.assert_allclose(
+            flat(term_grad(t, idx)), full, rtol=1e-10, atol=1e-12 * np.abs(full).max()
+        )
     for t in batched:  # the mean over the batch = the average of the one-point terms
-        one = np.mean([flat(term_grad(t, idx[k:k + 1])) for k in range(0, idx.shape[0], 7)],
-                      axis=0)
+        one = np.mean(
+            [flat(term_grad(t, idx[k : k + 1])) for k in range(0, idx.shape[0], 7)], axis=0
+        )
         sub = idx[::7]
-        np.testing.assert_allclose(flat(term_grad(t, sub)), one, rtol=1e-9,
-                                   atol=1e-12 * np.abs(one).max())
+        np.testing.assert_allclose(
+            flat(term_grad(t, sub)), one, rtol=1e-9, atol=1e-12 * np.abs(one).max()
+        )
         assert np.abs(flat(term_grad(t, sub)) - flat(term_grad(t, p.full_batch()))).max() > 0

@@ -29,10 +29,20 @@ def solve(f, c, x0, **kw):
     init, step = trsqp_solver(f, c, x0.shape[0], cfg, jnp.float64)
     from methods.driver import Method
 
-    m = Method("trsqp", init, step, lambda s: s.done, lambda s: jnp.isfinite(s.f),
-               lambda s: at_kkt_point(s, cfg), lambda s, d: {"f": s.f},
-               lambda s: s.theta, lambda s: s.iteration, lambda s: s.iteration, cfg.max_iter,
-               stalled=lambda s: (s.iteration < cfg.max_iter) & ~at_kkt_point(s, cfg))
+    m = Method(
+        "trsqp",
+        init,
+        step,
+        lambda s: s.done,
+        lambda s: jnp.isfinite(s.f),
+        lambda s: at_kkt_point(s, cfg),
+        lambda s, d: {"f": s.f},
+        lambda s: s.theta,
+        lambda s: s.iteration,
+        lambda s: s.iteration,
+        cfg.max_iter,
+        stalled=lambda s: (s.iteration < cfg.max_iter) & ~at_kkt_point(s, cfg),
+    )
     r = run_chunked(m, init(x0, None), None, max_steps=cfg.max_iter, log_every=100)
     s = r.state
     kkt = float(jnp.max(jnp.abs(s.g + s.J.T @ s.lam)))
@@ -40,6 +50,7 @@ def solve(f, c, x0, **kw):
 
 
 # --- small NLPs with known solutions --------------------------------------------------------
+
 
 def circle():
     f = lambda x, d: x[0] + x[1]
@@ -75,8 +86,12 @@ def convex_qp(n=8, m=3, seed=0):
     return f, c, jnp.zeros(n), x_star
 
 
-VARIANTS = [(h, mem, False) for h in qn.HESSIANS for mem in ("dense", 5)
-            if not (h == "identity" and mem == 5)] + [("sr1", "dense", True), ("sr1", 5, True)]
+VARIANTS = [
+    (h, mem, False)
+    for h in qn.HESSIANS
+    for mem in ("dense", 5)
+    if not (h == "identity" and mem == 5)
+] + [("sr1", "dense", True), ("sr1", 5, True)]
 
 
 @pytest.mark.parametrize("problem", [circle, hs6, hs7, convex_qp])
@@ -92,8 +107,7 @@ def test_trsqp_solves_small_nlps(problem, hessian, memory, soc):
         assert r.status == "max_iter" and kkt > 1e-10 and int(r.state.iteration) == 3000
         np.testing.assert_allclose(x, x_star, atol=1e-5)
         return
-    x, kkt, cmax, r = solve(f, c, x0, hessian=hessian, memory=memory,
-                            second_order_correction=soc)
+    x, kkt, cmax, r = solve(f, c, x0, hessian=hessian, memory=memory, second_order_correction=soc)
     assert kkt <= 1e-8 and cmax <= 1e-10, (kkt, cmax, r.status, int(r.state.iteration))
     np.testing.assert_allclose(x, x_star, atol=1e-7)
     assert r.status == "converged"
@@ -111,6 +125,7 @@ def test_a_stop_short_of_the_convergence_test_is_a_stall():
 
 
 # --- the pieces -----------------------------------------------------------------------------
+
 
 def test_normal_step_is_newton_inside_and_dogleg_on_the_boundary():
     r = rng(1)
@@ -152,8 +167,9 @@ def test_projected_cg_stays_in_the_null_space_and_the_region(definite):
 
 def pairs(n=6, k=4, seed=3):
     r = rng(seed)
-    return [(jnp.asarray(r.standard_normal(n)), jnp.asarray(r.standard_normal(n)))
-            for _ in range(k)]
+    return [
+        (jnp.asarray(r.standard_normal(n)), jnp.asarray(r.standard_normal(n))) for _ in range(k)
+    ]
 
 
 def test_sr1_secant_condition_and_compact_form():
@@ -266,8 +282,9 @@ def test_the_hessian_update_takes_the_documented_secant_pair(multiplier):
     y_current = grad_l(s1.theta, s1.lam) - grad_l(s0.theta, s1.lam)
     assert float(jnp.linalg.norm(y_paper - y_current)) > 1e-3 * float(jnp.linalg.norm(y_paper))
     y = y_paper if multiplier == "paper" else y_current
-    np.testing.assert_allclose(np.asarray(s1.hess.H @ (s1.theta - s0.theta)), np.asarray(y),
-                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        np.asarray(s1.hess.H @ (s1.theta - s0.theta)), np.asarray(y), rtol=1e-10, atol=1e-12
+    )
 
 
 def test_bad_trsqp_config_names_the_field():

@@ -25,27 +25,38 @@ from runners.tables import collect, experiment_table, summarize
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".jax_cache"
-SPRING_SHORT = [a for a in TINY_SPRING if not a.startswith("method.epochs")] + [
-    "method.epochs=10"]
+SPRING_SHORT = [a for a in TINY_SPRING if not a.startswith("method.epochs")] + ["method.epochs=10"]
 
 
 def cli(module, *args, timeout=300):
     env = {**os.environ, "HCSML_JAX_CACHE": str(CACHE)}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True,
-                          text=True, env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
 
 
 # --- 1. tables group seeds of one configuration only ------------------------------------
+
 
 @pytest.fixture(scope="module")
 def three_configs(tmp_path_factory):
     """Spring / sqp_adam, seed 0, three configurations that differ in one key each (one
     null vs set, one budget), plus seed 1 of the plain one."""
     tmp = tmp_path_factory.mktemp("configs")
-    recs = {name: run(tmp, tmp / name, *SPRING_SHORT, *extra) for name, extra in (
-        ("plain", ["seed=0"]), ("plain1", ["seed=1"]),
-        ("batch", ["seed=0", "method.batch_fraction=0.25"]),
-        ("budget", ["seed=0", "budget.max_iter=5"]))}
+    recs = {
+        name: run(tmp, tmp / name, *SPRING_SHORT, *extra)
+        for name, extra in (
+            ("plain", ["seed=0"]),
+            ("plain1", ["seed=1"]),
+            ("batch", ["seed=0", "method.batch_fraction=0.25"]),
+            ("budget", ["seed=0", "budget.max_iter=5"]),
+        )
+    }
     return tmp, recs
 
 
@@ -71,8 +82,9 @@ def test_records_without_a_group_hash_are_grouped_by_their_config(three_configs,
     config still separates them; the one with budget.* is a configuration of its own."""
     tmp, recs = three_configs
     for name in ("plain", "plain1", "batch"):
-        rec = {k: v for k, v in recs[name].items()
-               if k != "group_hash" and not k.startswith("budget.")}
+        rec = {
+            k: v for k, v in recs[name].items() if k != "group_hash" and not k.startswith("budget.")
+        }
         (tmp_path / name).mkdir()
         (tmp_path / name / "metrics.json").write_text(json.dumps(rec))
     num, _ = summarize(collect(tmp_path))
@@ -82,8 +94,13 @@ def test_records_without_a_group_hash_are_grouped_by_their_config(three_configs,
 def test_an_experiment_cell_shows_one_configuration(three_configs, capsys):
     _, recs = three_configs
     df = pd.DataFrame([recs["plain"], recs["budget"]])
-    spec = {"rows": ["problem"], "cols": ["method"], "metrics": ["test_mse"], "paper": {},
-            "title": "spring"}
+    spec = {
+        "rows": ["problem"],
+        "cols": ["method"],
+        "metrics": ["test_mse"],
+        "paper": {},
+        "title": "spring",
+    }
     long, _ = experiment_table(df, spec)
     newest = max((recs["plain"], recs["budget"]), key=lambda r: r["finished_at"])
     cell = long.iloc[0]
@@ -94,15 +111,19 @@ def test_an_experiment_cell_shows_one_configuration(three_configs, capsys):
 
 # --- 4. failed solves are counted, never averaged -----------------------------------------
 
+
 def test_a_failed_run_is_counted_and_left_out_of_the_means(three_configs, tmp_path):
     _, recs = three_configs
     good = recs["plain"]
-    for name, status, mse in (("ok", good["status"], good["test_mse"]),
-                              ("failed", "solver_failed: Invalid_Option", 1e9),
-                              ("odd", 7, 1e9)):  # a non-string status is a failure too
+    for name, status, mse in (
+        ("ok", good["status"], good["test_mse"]),
+        ("failed", "solver_failed: Invalid_Option", 1e9),
+        ("odd", 7, 1e9),
+    ):  # a non-string status is a failure too
         (tmp_path / name).mkdir()
-        (tmp_path / name / "metrics.json").write_text(json.dumps(
-            {**good, "seed": len(name), "status": status, "test_mse": mse}))
+        (tmp_path / name / "metrics.json").write_text(
+            json.dumps({**good, "seed": len(name), "status": status, "test_mse": mse})
+        )
     num, shown = summarize(collect(tmp_path))
     assert len(num) == 1
     assert num["seeds"].iloc[0] == 1 and num["failed"].iloc[0] == 2
@@ -122,11 +143,19 @@ def test_an_unavailable_linear_solver_is_refused_before_any_work(tmp_path):
     if "ma57" in available_linear_solvers():
         pytest.skip("HSL is installed here: ma57 is available")
     assert available_linear_solvers()[0] == "mumps"  # MUMPS ships with CasADi's IPOPT
-    with pytest.raises(ConfigError, match=r"^method.linear_solver: 'ma27' is not available "
-                                          r"here .*; available: mumps"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^method.linear_solver: 'ma27' is not available "
+        r"here .*; available: mumps",
+    ):
         resolve(compose_cfg(tmp_path, "problem=qp", "method=ipopt", "method.linear_solver=ma27"))
-    p = cli("runners.train", "problem=tank_manifold", "method=collocation",
-            "method.linear_solver=ma57", f"results_dir={tmp_path / 'r'}")
+    p = cli(
+        "runners.train",
+        "problem=tank_manifold",
+        "method=collocation",
+        "method.linear_solver=ma57",
+        f"results_dir={tmp_path / 'r'}",
+    )
     assert p.returncode == 2, p.stderr[-2000:]
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: method.linear_solver")
@@ -135,6 +164,7 @@ def test_an_unavailable_linear_solver_is_refused_before_any_work(tmp_path):
 
 
 # --- reading results never crashes ----------------------------------------------------------
+
 
 def test_tables_name_and_count_unreadable_records(three_configs, tmp_path):
     _, recs = three_configs
@@ -153,9 +183,11 @@ def test_tables_name_and_count_unreadable_records(three_configs, tmp_path):
 
 # --- 2. checkpoints that cannot be read --------------------------------------------------
 
+
 @pytest.mark.parametrize("damage", ["truncated", "missing"])
 def test_an_unreadable_checkpoint_is_set_aside_and_the_run_finishes(
-        tmp_path, monkeypatch, capsys, damage):
+    tmp_path, monkeypatch, capsys, damage
+):
     case = (*TINY_SPRING, "seed=2", "checkpoint_every=1")
     full = run(tmp_path, tmp_path / "full", *case)
     with monkeypatch.context() as m:
@@ -179,8 +211,9 @@ def test_an_unreadable_checkpoint_is_set_aside_and_the_run_finishes(
     assert not ckpt.exists()
     # started over: the same parameters, bit for bit, as the uninterrupted run
     assert again["status"] == full["status"] and again["iterations"] == full["iterations"]
-    assert (tmp_path / "job" / "params.msgpack").read_bytes() == \
-        (tmp_path / "full" / "params.msgpack").read_bytes()
+    assert (tmp_path / "job" / "params.msgpack").read_bytes() == (
+        tmp_path / "full" / "params.msgpack"
+    ).read_bytes()
 
 
 def test_a_checkpoint_record_that_does_not_parse_is_said(tmp_path, capsys):
@@ -194,6 +227,7 @@ def test_a_checkpoint_record_that_does_not_parse_is_said(tmp_path, capsys):
 
 
 # --- 3. one process per run folder ---------------------------------------------------------
+
 
 def test_a_run_held_by_a_live_process_is_skipped(tmp_path, capsys):
     from runners.lock import RunLock
@@ -215,8 +249,10 @@ def test_a_stale_lock_is_taken_over(tmp_path, capsys):
     (out / "run.lock").write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
     rec = run(tmp_path, out, *SPRING_SHORT)
     assert rec["status"] in ("converged", "max_iter") and not (out / "run.lock").exists()
-    assert f"left by pid {dead.pid} on {socket.gethostname()}, which is gone" in \
-        capsys.readouterr().err
+    assert (
+        f"left by pid {dead.pid} on {socket.gethostname()}, which is gone"
+        in capsys.readouterr().err
+    )
 
 
 def test_two_launches_of_one_sweep_train_it_once(tmp_path):
@@ -224,8 +260,14 @@ def test_two_launches_of_one_sweep_train_it_once(tmp_path):
     surely meets it in progress; resumed, the first finishes the job alone."""
     args = ["-m", *SPRING_SHORT, "seed=0", f"results_dir={tmp_path}"]
     env = {**os.environ, "HCSML_JAX_CACHE": str(CACHE)}
-    first = subprocess.Popen([sys.executable, "-m", "runners.train", *args], cwd=ROOT, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "runners.train", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.time() + 120
         while not list(tmp_path.rglob("run.lock")) and time.time() < deadline:
@@ -249,6 +291,7 @@ def test_two_launches_of_one_sweep_train_it_once(tmp_path):
 
 
 # --- 5. data files ----------------------------------------------------------------------------
+
 
 def test_a_sweep_name_cannot_leave_the_results_folder(tmp_path):
     from runners.setup import ConfigError, check_sweep_name
@@ -290,12 +333,26 @@ def test_a_missing_lisco_checkpoint_is_refused_before_any_work(tmp_path):
     from runners.setup import ConfigError, resolve
 
     with pytest.raises(ConfigError, match="^method.checkpoint: no such folder"):
-        resolve(compose_cfg(tmp_path, "problem=qp", "method=lisco", "method.train=false",
-                            f"method.checkpoint={tmp_path / 'nowhere'}"))
+        resolve(
+            compose_cfg(
+                tmp_path,
+                "problem=qp",
+                "method=lisco",
+                "method.train=false",
+                f"method.checkpoint={tmp_path / 'nowhere'}",
+            )
+        )
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="^method.checkpoint: no networks.json"):
-        resolve(compose_cfg(tmp_path, "problem=qp", "method=lisco", "method.train=false",
-                            f"method.checkpoint={tmp_path / 'empty'}"))
+        resolve(
+            compose_cfg(
+                tmp_path,
+                "problem=qp",
+                "method=lisco",
+                "method.train=false",
+                f"method.checkpoint={tmp_path / 'empty'}",
+            )
+        )
     assert not (tmp_path / "cache").exists()
 
 
@@ -323,24 +380,32 @@ def test_damaged_lisco_networks_are_a_one_line_error(tmp_path, damage):
         (trained / "solver.msgpack").write_bytes(blob[: len(blob) // 3])
     elif damage == "json":
         (trained / "networks.json").write_text("[1, 2")
-    evaluate = compose_cfg(tmp_path, *base, "method.train=false",
-                           f"method.checkpoint={trained}")
+    evaluate = compose_cfg(tmp_path, *base, "method.train=false", f"method.checkpoint={trained}")
     with pytest.raises(ConfigError) as e:
         ev_setup = resolve(evaluate)  # networks.json: read while the config is validated
         trained_networks(evaluate, ev_setup)  # the arrays: before the reference solves
     msg = str(e.value)
     assert msg.startswith("method.checkpoint:") and "\n" not in msg
-    assert {"truncated_solver": "not a readable solver network",
-            "shapes": "other shapes", "json": "not a readable networks.json"}[damage] in msg
+    assert {
+        "truncated_solver": "not a readable solver network",
+        "shapes": "other shapes",
+        "json": "not a readable networks.json",
+    }[damage] in msg
 
 
 # --- stop signals from the first instruction ---------------------------------------------
 
+
 def test_a_stop_signal_in_the_first_second_leaves_a_clean_message(tmp_path):
     env = {**os.environ, "HCSML_JAX_CACHE": str(CACHE)}
-    p = subprocess.Popen([sys.executable, "-m", "runners.train", *SPRING_SHORT,
-                          f"results_dir={tmp_path / 'r'}"], cwd=ROOT, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "runners.train", *SPRING_SHORT, f"results_dir={tmp_path / 'r'}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(1.0)  # still importing (several seconds)
     p.send_signal(signal.SIGUSR1)
     _, err = p.communicate(timeout=120)
@@ -356,15 +421,16 @@ def test_an_experiments_own_sweep_is_validated_before_any_run():
     from runners.setup import ConfigError
     from runners.train import prevalidate
 
-    prevalidate(["-m", "experiment=trsqp_baseline_gap", "problem=reaction",
-                 "++method.linesearch=zoom"])  # penalty and auglag have it; trsqp does not
+    prevalidate(
+        ["-m", "experiment=trsqp_baseline_gap", "problem=reaction", "++method.linesearch=zoom"]
+    )  # penalty and auglag have it; trsqp does not
     with pytest.raises(ConfigError, match="^method.linesearch"):
-        prevalidate(["-m", "experiment=trsqp_baseline_gap", "problem=reaction",
-                     "++method.linesearch=wolfe"])
+        prevalidate(
+            ["-m", "experiment=trsqp_baseline_gap", "problem=reaction", "++method.linesearch=wolfe"]
+        )
 
 
-def test_a_rerun_moves_the_earlier_record_aside_before_it_writes(three_configs, tmp_path,
-                                                                capsys):
+def test_a_rerun_moves_the_earlier_record_aside_before_it_writes(three_configs, tmp_path, capsys):
     """A folder never pairs one run's metrics.json with another run's history: a run that
     starts where an earlier record lies (another configuration, or resume=false) retires
     that record first, so an interrupted rerun leaves no record its files contradict."""
@@ -387,8 +453,9 @@ def test_numeric_rows_of_an_experiment_table_sort_by_value(three_configs, tmp_pa
     good = recs["plain"]
     for n in (1000, 200, 100, 500):
         (tmp_path / str(n)).mkdir()
-        (tmp_path / str(n) / "metrics.json").write_text(json.dumps(
-            {**good, "problem.n_data": n, "test_mse": float(n)}))
+        (tmp_path / str(n) / "metrics.json").write_text(
+            json.dumps({**good, "problem.n_data": n, "test_mse": float(n)})
+        )
     spec = {"rows": ["problem", "problem.n_data"], "cols": ["method"], "metrics": ["test_mse"]}
     long, table = experiment_table(collect(tmp_path), spec)
     assert [float(r.split("/")[1]) for r in table.iloc[:, 0]] == [100, 200, 500, 1000]
@@ -399,18 +466,27 @@ def test_the_verdict_lines_name_whole_numbers_as_written(three_configs, tmp_path
     """A Figure 1 row α = -50 reads "-50" in the "against the paper" line, not "-50.0"
     (ours 0.03 / paper 0.01: 3× worse); α = 2.5 keeps its decimals (0.05 / 0.5: better)."""
     from runners.tables import against_paper
+
     _, recs = three_configs
     for a, err in ((-50, 0.03), (2.5, 0.05)):
         (tmp_path / str(a)).mkdir()
-        (tmp_path / str(a) / "metrics.json").write_text(json.dumps(
-            {**recs["plain"], "problem.alpha": a, "test_mse": err}))
-    spec = {"rows": ["problem.alpha"], "cols": ["method"], "metrics": ["test_mse"],
-            "paper": {"-50.0": {recs["plain"]["method"]: [0.01]},
-                      "2.5": {recs["plain"]["method"]: [0.5]}}}
+        (tmp_path / str(a) / "metrics.json").write_text(
+            json.dumps({**recs["plain"], "problem.alpha": a, "test_mse": err})
+        )
+    spec = {
+        "rows": ["problem.alpha"],
+        "cols": ["method"],
+        "metrics": ["test_mse"],
+        "paper": {
+            "-50.0": {recs["plain"]["method"]: [0.01]},
+            "2.5": {recs["plain"]["method"]: [0.5]},
+        },
+    }
     line = against_paper(experiment_table(collect(tmp_path), spec)[0])
     assert "worse: -50 (" in line and "3×" in line and "-50.0" not in line
     assert "better: 2.5 (" in line
     from runners.tables import shown_label
+
     assert shown_label("reaction/100.0") == "reaction/100"
     assert shown_label("sr1/trsqp") == "sr1/trsqp"
 
@@ -442,13 +518,16 @@ def test_a_run_recorded_before_the_line_search_option_is_labelled_with_what_it_r
     from runners.tables import variant
 
     old = {"method": "penalty", "method.solver": "optax", "method.max_linesearch_steps": 30}
-    assert variant(old) == ("penalty + step on failed search + 30 reductions "
-                            "(this project's earlier default)")
+    assert variant(old) == (
+        "penalty + step on failed search + 30 reductions (this project's earlier default)"
+    )
     new = {**old, "method.on_linesearch_failure": "stop", "method.max_linesearch_steps": 100}
     assert variant(new) == "penalty"
     assert variant({**old, "method.on_linesearch_failure": "step"}) == variant(old)
-    assert variant({**old, "method": "auglag", "method.solver": "scipy"}) == \
-        "auglag + SciPy L-BFGS-B (authors' code)"
+    assert (
+        variant({**old, "method": "auglag", "method.solver": "scipy"})
+        == "auglag + SciPy L-BFGS-B (authors' code)"
+    )
     assert variant({"method": "trsqp"}) == "trsqp"
 
 
@@ -459,13 +538,32 @@ def test_a_table_names_the_runs_its_time_budget_stopped():
 
     from runners.tables import time_capped
 
-    df = pd.DataFrame([
-        {"problem": "transport", "method.hessian": "sr1", "variant": "trsqp",
-         "status": "time_budget", "iterations": 10300},
-        {"problem": "reaction", "method.hessian": "sr1", "variant": "trsqp",
-         "status": "max_iter", "iterations": 20000},
-        {"problem": "reaction", "problem.n_data": 100.0, "method.hessian": "identity",
-         "variant": "trsqp", "status": "time_budget", "iterations": 900}])
+    df = pd.DataFrame(
+        [
+            {
+                "problem": "transport",
+                "method.hessian": "sr1",
+                "variant": "trsqp",
+                "status": "time_budget",
+                "iterations": 10300,
+            },
+            {
+                "problem": "reaction",
+                "method.hessian": "sr1",
+                "variant": "trsqp",
+                "status": "max_iter",
+                "iterations": 20000,
+            },
+            {
+                "problem": "reaction",
+                "problem.n_data": 100.0,
+                "method.hessian": "identity",
+                "variant": "trsqp",
+                "status": "time_budget",
+                "iterations": 900,
+            },
+        ]
+    )
     note = time_capped(df, ["method.hessian", "variant", "problem"])
     assert "sr1/trsqp/transport at 10300 iterations" in note
     assert "identity/trsqp/reaction at 900 iterations" in note
@@ -483,31 +581,70 @@ def test_a_table_names_the_runs_made_with_the_earlier_line_search():
     from runners.tables import earlier_line_search, variant
 
     old_base = {"method": "penalty", "method.max_linesearch_steps": 30, "pretrain": True}
-    df = pd.DataFrame([
-        {"problem": "reaction", "method": "trsqp", "variant": "trsqp", "pretrain": True},
-        {"problem": "transport", "method": "trsqp", "variant": "trsqp", "pretrain": False},
-        {"problem": "reaction", "method": "penalty", "variant": variant(old_base),
-         "pretrain": True},
-        {"problem": "reaction_diffusion", "method": "trsqp", "variant": "trsqp",
-         "pretrain": True, "pretraining.on_linesearch_failure": "stop",
-         "pretraining.max_linesearch_steps": 100},
-        {"problem": "reaction_diffusion", "method": "trsqp", "variant": "trsqp",
-         "pretrain": True, "pretraining.solver": "scipy"}])  # SciPy: its own line search
+    df = pd.DataFrame(
+        [
+            {"problem": "reaction", "method": "trsqp", "variant": "trsqp", "pretrain": True},
+            {"problem": "transport", "method": "trsqp", "variant": "trsqp", "pretrain": False},
+            {
+                "problem": "reaction",
+                "method": "penalty",
+                "variant": variant(old_base),
+                "pretrain": True,
+            },
+            {
+                "problem": "reaction_diffusion",
+                "method": "trsqp",
+                "variant": "trsqp",
+                "pretrain": True,
+                "pretraining.on_linesearch_failure": "stop",
+                "pretraining.max_linesearch_steps": 100,
+            },
+            {
+                "problem": "reaction_diffusion",
+                "method": "trsqp",
+                "variant": "trsqp",
+                "pretrain": True,
+                "pretraining.solver": "scipy",
+            },
+        ]
+    )  # SciPy: its own line search
     note = earlier_line_search(df, ["problem", "variant"])
     assert "in pretraining: reaction/trsqp._" in note and "transport" not in note
     assert "penalty" not in note and "reaction_diffusion" not in note
     by_method = earlier_line_search(df, ["problem", "method"])
     assert "in the method and pretraining: reaction/penalty" in by_method
-    rerun = pd.concat([df, pd.DataFrame([{"problem": "reaction", "method": "trsqp",
-                                          "variant": "trsqp", "pretrain": True,
-                                          "pretraining.on_linesearch_failure": "stop",
-                                          "pretraining.max_linesearch_steps": 100}])],
-                      ignore_index=True)
+    rerun = pd.concat(
+        [
+            df,
+            pd.DataFrame(
+                [
+                    {
+                        "problem": "reaction",
+                        "method": "trsqp",
+                        "variant": "trsqp",
+                        "pretrain": True,
+                        "pretraining.on_linesearch_failure": "stop",
+                        "pretraining.max_linesearch_steps": 100,
+                    }
+                ]
+            ),
+        ],
+        ignore_index=True,
+    )
     assert earlier_line_search(rerun, ["problem", "variant"]) == ""  # the cell shows the rerun
     # recorded with the earlier values (between the option's arrival and the new default)
-    step = pd.DataFrame([{"problem": "transport", "method": "trsqp", "variant": "trsqp",
-                          "pretrain": True, "pretraining.on_linesearch_failure": "step",
-                          "pretraining.max_linesearch_steps": 30}])
+    step = pd.DataFrame(
+        [
+            {
+                "problem": "transport",
+                "method": "trsqp",
+                "variant": "trsqp",
+                "pretrain": True,
+                "pretraining.on_linesearch_failure": "step",
+                "pretraining.max_linesearch_steps": 30,
+            }
+        ]
+    )
     assert "in pretraining: transport/trsqp" in earlier_line_search(step, ["problem", "variant"])
 
 
@@ -520,15 +657,40 @@ def test_a_table_names_the_single_solves_a_failed_line_search_ended():
 
     from runners.tables import failed_search_end
 
-    df = pd.DataFrame([
-        {"problem": "transport", "method": "pinn", "method.mu": 10.0, "status": "converged",
-         "inner_ends_linesearch": 1, "inner_ends_ftol": 0},
-        {"problem": "reaction", "method": "pinn", "method.mu": 10.0, "status": "converged",
-         "inner_ends_linesearch": 0, "inner_ends_ftol": 1},
-        {"problem": "reaction", "method": "penalty", "method.mu": None, "status": "converged",
-         "inner_ends_linesearch": 2, "inner_ends_ftol": 98},
-        {"problem": "reaction_diffusion", "method": "pinn", "method.mu": 1.0,
-         "status": "converged"}])  # recorded before inner_ends existed: not named
+    df = pd.DataFrame(
+        [
+            {
+                "problem": "transport",
+                "method": "pinn",
+                "method.mu": 10.0,
+                "status": "converged",
+                "inner_ends_linesearch": 1,
+                "inner_ends_ftol": 0,
+            },
+            {
+                "problem": "reaction",
+                "method": "pinn",
+                "method.mu": 10.0,
+                "status": "converged",
+                "inner_ends_linesearch": 0,
+                "inner_ends_ftol": 1,
+            },
+            {
+                "problem": "reaction",
+                "method": "penalty",
+                "method.mu": None,
+                "status": "converged",
+                "inner_ends_linesearch": 2,
+                "inner_ends_ftol": 98,
+            },
+            {
+                "problem": "reaction_diffusion",
+                "method": "pinn",
+                "method.mu": 1.0,
+                "status": "converged",
+            },
+        ]
+    )  # recorded before inner_ends existed: not named
     note = failed_search_end(df, ["problem", "method.mu"])
     assert note.startswith("_Ended by a failed line search") and "transport/10" in note
     assert "reaction" not in note
@@ -544,11 +706,13 @@ def test_a_table_sets_each_method_against_trsqp_with_the_papers_ratio():
 
     rows = []
     for row, (t, pe, au), (pt, pp, pa) in [
-            ("reaction/100", (0.02, 0.2, 0.005), (0.02, 0.4, 0.4)),
-            ("reaction/200", (0.01, 0.015, None), (0.01, 0.4, 0.3))]:
+        ("reaction/100", (0.02, 0.2, 0.005), (0.02, 0.4, 0.4)),
+        ("reaction/200", (0.01, 0.015, None), (0.01, 0.4, 0.3)),
+    ]:
         for col, mean, paper in (("trsqp", t, pt), ("penalty", pe, pp), ("auglag", au, pa)):
-            rows.append({"row": row, "col": col, "metric": "abs_error", "mean": mean,
-                         "paper": paper})
+            rows.append(
+                {"row": row, "col": col, "metric": "abs_error", "mean": mean, "paper": paper}
+            )
     text = against_column(pd.DataFrame(rows), "trsqp")
     penalty, auglag = text.split("\n")
     assert penalty.startswith("- **penalty** against trsqp")

@@ -26,6 +26,7 @@ from problems.base import check, check_positive_int
 
 # --- the problem --------------------------------------------------------------------------
 
+
 @dataclasses.dataclass(frozen=True)
 class ToyLineConfig:
     n: int = 4  # θ ∈ R^n
@@ -62,12 +63,15 @@ class ToyLine:
     def evaluate(self, params, data):
         star = jnp.full((self.cfg.n,), self.cfg.total / self.cfg.n)
         err = params["theta"] - star
-        return {"abs_error": jnp.max(jnp.abs(err)),
-                "rel_error": jnp.linalg.norm(err) / jnp.linalg.norm(star),
-                "max_constraint_violation": jnp.max(jnp.abs(self.constraints(params, data)))}
+        return {
+            "abs_error": jnp.max(jnp.abs(err)),
+            "rel_error": jnp.linalg.norm(err) / jnp.linalg.norm(star),
+            "max_constraint_violation": jnp.max(jnp.abs(self.constraints(params, data))),
+        }
 
 
 # --- the method ---------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class ToyGdConfig:
@@ -76,8 +80,11 @@ class ToyGdConfig:
     max_iter: int = 10000
 
     def __post_init__(self):
-        check(isinstance(self.lr, (int, float)) and self.lr > 0, "method.lr",
-              f"must be a number > 0, got {self.lr!r}")
+        check(
+            isinstance(self.lr, (int, float)) and self.lr > 0,
+            "method.lr",
+            f"must be a number > 0, got {self.lr!r}",
+        )
         check_positive_int(self.max_iter, "method.max_iter")
 
 
@@ -115,13 +122,22 @@ def toy_gd_method(problem, cfg: ToyGdConfig, dtype) -> Method:
         return (s.grad_norm <= cfg.tol) & (s.c_norm <= cfg.tol)
 
     return Method(
-        name="toy_gd", init=init, step=step,
+        name="toy_gd",
+        init=init,
+        step=step,
         done=lambda s: converged(s) | (s.k >= cfg.max_iter),
-        finite=lambda s: tree_all_finite((s.theta, s.lam)), converged=converged,
-        log=lambda s, data: {"objective": problem.loss(unravel(s.theta), data),
-                             "constraint_norm": s.c_norm, "grad_norm": s.grad_norm},
-        params=lambda s: unravel(s.theta), iterations=lambda s: s.k,
-        progress=lambda s: s.k, progress_total=cfg.max_iter)
+        finite=lambda s: tree_all_finite((s.theta, s.lam)),
+        converged=converged,
+        log=lambda s, data: {
+            "objective": problem.loss(unravel(s.theta), data),
+            "constraint_norm": s.c_norm,
+            "grad_norm": s.grad_norm,
+        },
+        params=lambda s: unravel(s.theta),
+        iterations=lambda s: s.k,
+        progress=lambda s: s.k,
+        progress_total=cfg.max_iter,
+    )
 
 
 register_method("toy_gd", MethodSpec(CONSTRAINED_LEARNING, ToyGdConfig, toy_gd_method))
