@@ -216,7 +216,7 @@ table-lisco: install
 	    sweep_name=lisco-$(SCALE) $(ARGS) || exit 1; fi
 	$(BIN)/python -m runners.tables experiment=lisco --results results/sweeps/lisco-$(SCALE) \
 	  --out results/tables/lisco-$(SCALE)
-	$(BIN)/python -m runners.lisco --results results/sweeps/lisco-$(SCALE) \
+	$(BIN)/python -m runners.parametric --results results/sweeps/lisco-$(SCALE) \
 	  --out results/figures/lisco_convergence-$(SCALE).png
 
 # Table 3's other reading ("LISCO is evaluated for 500 steps"): the networks that

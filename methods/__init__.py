@@ -6,11 +6,17 @@ import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
-from methods.collocation import CollocationConfig, train_collocation
+from methods.dae.collocation import CollocationConfig, train_collocation
+from methods.dae.sequential import SequentialConfig, sequential_method
 from methods.driver import FINISHED, Method, RunResult, run_chunked
-from methods.lisco import IpoptConfig, JaxoptOsqpConfig, LiscoConfig, OsqpConfig
-from methods.lisco_baselines import box_osqp_method, convex_only, ipopt_method, osqp_method
-from methods.penalty import (
+from methods.parametric.lisco import IpoptConfig, JaxoptOsqpConfig, LiscoConfig, OsqpConfig
+from methods.parametric.lisco_baselines import (
+    box_osqp_method,
+    convex_only,
+    ipopt_method,
+    osqp_method,
+)
+from methods.pde.penalty import (
     AuglagConfig,
     PenaltyConfig,
     PinnConfig,
@@ -18,19 +24,18 @@ from methods.penalty import (
     penalty_method,
     pinn_method,
 )
-from methods.pretrain import PretrainConfig, pretrain_method, pretrain_report
-from methods.sequential import SequentialConfig, sequential_method
-from methods.sqp_momentum import KINDS as SQP_MOMENTUM
-from methods.sqp_momentum import SqpMomentumConfig, sqp_momentum_method
-from methods.trsqp import TrsqpConfig, trsqp_method
-from problems.base import (
+from methods.pde.pretrain import PretrainConfig, pretrain_method, pretrain_report
+from methods.pde.trsqp import TrsqpConfig, trsqp_method
+from methods.stochastic.sqp_momentum import KINDS as SQP_MOMENTUM
+from methods.stochastic.sqp_momentum import SqpMomentumConfig, sqp_momentum_method
+from problems.common.base import (
     CONSTRAINED_LEARNING,
     STOCHASTIC_CONSTRAINED,
     ConfigError,
     config_from_dict,
 )
-from problems.dae import NEURAL_DAE
-from problems.parametric_opt import PARAMETRIC_OPT
+from problems.dae.base import NEURAL_DAE
+from problems.parametric.base import PARAMETRIC_OPT
 
 
 class MethodSpec(NamedTuple):
@@ -61,7 +66,7 @@ METHODS: dict[str, MethodSpec] = {
     # neural DAE: not chunked JAX steppers; runners/dae.py calls these directly
     "collocation": MethodSpec(NEURAL_DAE, CollocationConfig, train_collocation),
     "sequential": MethodSpec(NEURAL_DAE, SequentialConfig, sequential_method),
-    # parametric optimization (LISCO paper): runners/lisco.py drives these
+    # parametric optimization (LISCO paper): runners/parametric.py drives these
     "lisco": MethodSpec(PARAMETRIC_OPT, LiscoConfig, None),
     "ipopt": MethodSpec(PARAMETRIC_OPT, IpoptConfig, None, solve=ipopt_method),
     "osqp": MethodSpec(PARAMETRIC_OPT, OsqpConfig, None, solve=osqp_method, refuses=convex_only),

@@ -79,7 +79,7 @@ class Method(NamedTuple):
     progress_unit: str = "it"
     # None: :func:`run_chunked` drives the jitted ``step`` in chunks. Otherwise a host
     # driver that run_chunked hands the run to (same arguments, same result), for a method
-    # whose iterations run outside JAX (SciPy's L-BFGS-B: :mod:`methods.penalty`,
+    # whose iterations run outside JAX (SciPy's L-BFGS-B: :mod:`methods.pde.penalty`,
     # ``solver="scipy"``).
     run: Callable[..., Any] | None = None
     # state -> bool, once done: stopped by a no-progress test, not at its convergence test

@@ -2,25 +2,25 @@
 
 import dataclasses
 
-from problems.base import (
+from problems.common.base import (
     CONSTRAINED_LEARNING,
     STOCHASTIC_CONSTRAINED,
     ConfigError,
     check_choice,
     config_from_dict,
 )
-from problems.bioreactor import Bioreactor
-from problems.burgers import Burgers
-from problems.butene import Butene
-from problems.dae import NEURAL_DAE
-from problems.darcy import Darcy
-from problems.parametric_opt import PARAMETRIC_OPT, NonconvexQp, Qp, Rosenbrock
-from problems.population import Population
-from problems.reaction import Reaction
-from problems.reaction_diffusion import ReactionDiffusion
-from problems.spring import Spring
-from problems.tank_manifold import TankManifold
-from problems.transport import Transport
+from problems.dae.base import NEURAL_DAE
+from problems.dae.bioreactor import Bioreactor
+from problems.dae.population import Population
+from problems.dae.tank_manifold import TankManifold
+from problems.parametric.base import PARAMETRIC_OPT, NonconvexQp, Qp, Rosenbrock
+from problems.pde.reaction import Reaction
+from problems.pde.reaction_diffusion import ReactionDiffusion
+from problems.pde.transport import Transport
+from problems.stochastic.burgers import Burgers
+from problems.stochastic.butene import Butene
+from problems.stochastic.darcy import Darcy
+from problems.stochastic.spring import Spring
 
 PROBLEMS = {
     cls.name: cls

@@ -315,7 +315,7 @@ def neural_dae_tank(repeats: int, chunk: int) -> dict:
     The exact Hessian's time per evaluation, D's (``method.exact_hessian=assembled``) and
     CasADi's AD Hessian of the whole Lagrangian (``casadi``, the earlier way: 2 IPOPT
     iterations of D, since a whole run takes ~12 min), from IPOPT's call statistics."""
-    from methods.collocation import CollocationConfig, train_collocation
+    from methods.dae.collocation import CollocationConfig, train_collocation
     from problems import build_problem
 
     problem = build_problem("tank_manifold", {})
@@ -370,14 +370,20 @@ def lisco_parts(problem_name: str):
     inside one compiled loop, of F(z; x) (the KKT residual, with ∇f by autodiff), of
     Π_sol on ready features (the network alone), of the step Δz (F, features, network) and
     of a whole loop iteration (the step, F at the new iterate for the ω-test, the best-iterate
-    and reset bookkeeping; ``methods.lisco_inference``)."""
+    and reset bookkeeping; ``methods.parametric.lisco_inference``)."""
 
     def bench(repeats: int, chunk: int) -> dict:
         import jax
         import jax.numpy as jnp
 
-        from methods.lisco import LiscoConfig, init_networks, networks, solver_features, solver_step
-        from methods.lisco_inference import infer
+        from methods.parametric.lisco import (
+            LiscoConfig,
+            init_networks,
+            networks,
+            solver_features,
+            solver_step,
+        )
+        from methods.parametric.lisco_inference import infer
         from problems import build_problem
 
         jax.config.update("jax_enable_x64", True)
@@ -477,10 +483,10 @@ def lisco_vs_baseline(problem_name: str):
         import jax.numpy as jnp
         import numpy as np
 
-        from methods.lisco import LiscoConfig, init_networks
-        from methods.lisco_baselines import box_osqp_solve, ipopt_solve, osqp_solve
+        from methods.parametric.lisco import LiscoConfig, init_networks
+        from methods.parametric.lisco_baselines import box_osqp_solve, ipopt_solve, osqp_solve
         from problems import build_problem
-        from runners.lisco import _load_networks, time_lisco
+        from runners.parametric import _load_networks, time_lisco
 
         jax.config.update("jax_enable_x64", True)  # the baselines and metrics in float64
         problem = build_problem(problem_name, {})

@@ -71,11 +71,11 @@ def _as_test(key: str) -> str:
 
 
 def _constrained_predictions(problem, layers, scaling: dict, mcfg, record: dict):
-    """:func:`methods.collocation.constrained_inference` from every test IC on the
+    """:func:`methods.dae.collocation.constrained_inference` from every test IC on the
     problem's inference grid (started from the simulation where finite), scored by
     :meth:`DaeProblem.evaluate_test`; adds the NLPs' status, iterations, wall time and the
     network's mean violation |s⁺ − s⁻| (standardized units) to ``record``."""
-    from methods.collocation import Standardization, constrained_inference
+    from methods.dae.collocation import Standardization, constrained_inference
 
     sc = Standardization(**{k: np.asarray(v, float) for k, v in scaling.items()})
     closure = problem.network_closure(layers, sc.x_mean, sc.x_std, sc.z_mean, sc.z_std)
@@ -183,7 +183,7 @@ class Trained(NamedTuple):
 
 def _collocation(cfg, setup, problem, data, history: list) -> Trained:
     """Steps 1-4 of the simultaneous approach (CasADi + IPOPT), an IPOPT progress bar."""
-    from methods.collocation import learned_closure, train_collocation
+    from methods.dae.collocation import learned_closure, train_collocation
 
     mcfg, record = setup.method_cfg, {}
     bar = IpoptProgress(bool(cfg.progress), mcfg.max_iter, history)
@@ -241,14 +241,14 @@ def _sequential(cfg, setup, problem, data, history: list) -> Trained:
     """The sequential baseline: a jitted stepper through the ODE solver, in chunks."""
     import jax
 
-    from methods.driver import run_chunked
-    from methods.sequential import (
+    from methods.dae.sequential import (
         initial_params,
         make_model,
         sequential_method,
         to_sequential_data,
     )
-    from problems.dae import flax_to_layers
+    from methods.driver import run_chunked
+    from problems.dae.base import flax_to_layers
     from runners.plumbing import Bar
 
     mcfg = setup.method_cfg
@@ -306,7 +306,7 @@ def run_neural_dae(cfg: DictConfig, setup, out: Path, base_record: dict) -> tupl
     """Train, evaluate, write the artifacts; returns (record, one-line summary)."""
     import pandas as pd
 
-    from problems.base import ConfigError
+    from problems.common.base import ConfigError
 
     problem = setup.problem
     if setup.method_name not in TRAINERS:

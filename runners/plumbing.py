@@ -1,5 +1,5 @@
 """Run plumbing shared by every family runner (``runners.train``, ``runners.dae``,
-``runners.lisco``): the config hash, progress bars with history rows, checkpoints, the stop
+``runners.parametric``): the config hash, progress bars with history rows, checkpoints, the stop
 on a signal, versions and the one-line error exit. Imports nothing from the runners that
 use it."""
 

@@ -11,7 +11,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from methods import METHODS, PretrainConfig, method_config, method_refusal
 from problems import PROBLEMS, build_problem, resolve_precision
-from problems.base import ConfigError, check, check_choice, check_positive_int, config_from_dict
+from problems.common.base import (
+    ConfigError,
+    check,
+    check_choice,
+    check_positive_int,
+    config_from_dict,
+)
 
 
 class Setup(NamedTuple):
@@ -130,7 +136,7 @@ def resolve(cfg: DictConfig) -> Setup:
     check_choice(mname, "method.name", list(METHODS))
     method_cfg = method_config(mname, mvals, pname, problem.family)
     if mname == "lisco" and not method_cfg.train:  # the trained networks to evaluate
-        from runners.lisco import networks_meta
+        from runners.parametric import networks_meta
 
         networks_meta(method_cfg.checkpoint, method_cfg, problem, precision)
     refusal = method_refusal(mname, problem)

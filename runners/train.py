@@ -34,9 +34,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from problems.base import CONSTRAINED_LEARNING, STOCHASTIC_CONSTRAINED
-from problems.dae import NEURAL_DAE
-from problems.parametric_opt import PARAMETRIC_OPT
+from problems.common.base import CONSTRAINED_LEARNING, STOCHASTIC_CONSTRAINED
+from problems.dae.base import NEURAL_DAE
+from problems.parametric.base import PARAMETRIC_OPT
 from runners.io import (
     draw,
     flatten,
@@ -281,7 +281,7 @@ def _record_base(cfg, setup, chash, dev, out) -> dict:
 # and function that run one seed, ``(cfg, setup, out, base_record) -> (record, summary)``
 FAMILY_RUNNERS = {
     NEURAL_DAE: ("runners.dae", "run_neural_dae"),
-    PARAMETRIC_OPT: ("runners.lisco", "run_parametric_opt"),
+    PARAMETRIC_OPT: ("runners.parametric", "run_parametric_opt"),
 }
 
 

@@ -5,12 +5,12 @@ import jax
 import numpy as np
 import pytest
 
-from problems.bioreactor import Bioreactor, BioreactorConfig
-from problems.collocation import RadauGrid, lagrange_derivatives, radau_points
-from problems.dae import casadi_mlp, flax_to_layers, layers_to_flax
-from problems.networks import MLP
-from problems.population import Population, PopulationConfig
-from problems.tank_manifold import TankManifold, TankManifoldConfig
+from problems.common.networks import MLP
+from problems.dae.base import casadi_mlp, flax_to_layers, layers_to_flax
+from problems.dae.bioreactor import Bioreactor, BioreactorConfig
+from problems.dae.population import Population, PopulationConfig
+from problems.dae.radau import RadauGrid, lagrange_derivatives, radau_points
+from problems.dae.tank_manifold import TankManifold, TankManifoldConfig
 
 
 def solve_linear(grid: RadauGrid, lam: float, x0: float = 1.0) -> np.ndarray:

@@ -7,7 +7,7 @@ import osqp
 import pytest
 import scipy.sparse as sp
 
-from problems.dc3 import Residual, dc3_instance
+from problems.parametric.dc3 import Residual, dc3_instance
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def test_inference_loop_with_newton_steps_converges_quadratically(inst):
     """The batched loop driven by exact Newton steps: from z₀ = 0 every sample reaches
     ½‖F‖² ≤ 1e-8 (with ω-resets on the way), and near a solution the contraction
     factor shrinks every step (Newton's superlinear convergence)."""
-    from methods.lisco_inference import infer, newton_step
+    from methods.parametric.lisco_inference import infer, newton_step
 
     res = Residual("qp", inst)
     step = newton_step(res)
@@ -131,7 +131,7 @@ def test_inference_loop_with_newton_steps_converges_quadratically(inst):
 def test_inference_resets_to_the_best_iterate_on_blow_up(inst):
     """A step that overshoots by 100× is rejected (ω = 10): the loop returns to the best
     iterate, shrinks α by 0.95 and never reports an iterate worse than the start."""
-    from methods.lisco_inference import infer, newton_step
+    from methods.parametric.lisco_inference import infer, newton_step
 
     res = Residual("qp", inst)
     newton = newton_step(res)

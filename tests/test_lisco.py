@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from methods.driver import run_chunked
-from methods.lisco import LiscoConfig, init_networks, predictor_method
-from methods.lisco_inference import infer, newton_step
+from methods.parametric.lisco import LiscoConfig, init_networks, predictor_method
+from methods.parametric.lisco_inference import infer, newton_step
 from problems import ConfigError, build_problem
-from problems.dc3 import Residual, dc3_instance
+from problems.parametric.dc3 import Residual, dc3_instance
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def test_lookahead_residual_readings(ncqp):
     """The solver loss's F̃(z + Δz): linearised at the trial point it equals F(z + Δz) in
     value, and its Δz-Jacobian differs from F's by 2ρI − ∇²f(y + Δy) in the stationarity
     rows' y columns only; linearised at the pre-step iterate its value differs."""
-    from methods.lisco import lookahead_residual
+    from methods.parametric.lisco import lookahead_residual
 
     res = ncqp.residual(jnp.float64)
     rng = np.random.default_rng(1)
@@ -119,7 +119,7 @@ def test_inference_first_hit_iterations(ncqp):
 def test_stop_tol_zero_runs_every_point_all_n_max_steps(ncqp):
     """method.stop_tol: null stops a point at ½‖F‖² ≤ tol (Algorithm 1's τ); 0 runs every
     point all n_max iterations (Table 3's "evaluated for 500 steps" reading)."""
-    from methods.lisco import make_inference
+    from methods.parametric.lisco import make_inference
 
     x = jnp.asarray(ncqp.test_x[:4], jnp.float32)
     z0 = jnp.zeros((4, ncqp.n_z), jnp.float32)
@@ -239,7 +239,7 @@ def test_cli_bad_input_is_one_line(tmp_path, args, field):
 def test_solver_starts_with_zero_steps(ncqp):
     """Π_sol's output layer starts at zero: the untrained solver leaves every iterate where it
     is (T unchanged), so the first training steps cannot blow the iterates up."""
-    from methods.lisco import networks, solver_step
+    from methods.parametric.lisco import networks, solver_step
 
     cfg = LiscoConfig(hidden=(16,))
     _, sol_params = init_networks(ncqp, cfg, jnp.float64, jax.random.PRNGKey(0))
@@ -335,7 +335,7 @@ def test_tables_average_over_instances():
 def test_max_violation_in_dc3s_convention():
     """``eq_max_avg`` is DC3's "Max. Eq.": the mean over test points of each point's max
     |Ay − x|; ``eq_max`` the worst point's; likewise for the inequalities."""
-    from runners.lisco import summarize
+    from runners.parametric import summarize
 
     sm = {
         "objective": np.zeros(3),
@@ -383,7 +383,7 @@ def test_cli_batched_box_osqp_baseline(tmp_path):
 def test_compacted_inference_matches_the_single_loop(ncqp):
     """Chunks of 5 iterations with converged samples dropped between chunks give the same
     per-sample iterates, merits, iteration counts, resets and first hits as one while_loop."""
-    from methods.lisco_inference import infer_compacted
+    from methods.parametric.lisco_inference import infer_compacted
 
     res = Residual("qp", dc3_instance(17))
     step = newton_step(res)  # from z0 = 0 it converges in 15-44 iterations, with resets
@@ -405,7 +405,7 @@ def test_sweep_convergence_figure_averages_instances(tmp_path):
     written to the figure path asked for (a run's convergence.csv must not replace it)."""
     import pandas as pd
 
-    from runners.lisco import sweep_convergence_figure
+    from runners.parametric import sweep_convergence_figure
 
     for i in (0, 1):
         run = tmp_path / f"inst{i}"

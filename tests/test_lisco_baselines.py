@@ -1,12 +1,13 @@
 """LISCO's baselines (spec lisco.md, "Baselines"): IPOPT via CasADi and OSQP on DC3's
-problems, checked against LISCO's own optimality residual ½‖F‖² (problems.dc3.Residual)."""
+problems, checked against LISCO's own optimality residual ½‖F‖²
+(problems.parametric.dc3.Residual)."""
 
 import jax
 import numpy as np
 import pytest
 
-from methods.lisco_baselines import casadi_objective, ipopt_solve, osqp_solve
-from problems.dc3 import OBJECTIVES, Residual, dc3_instance, objective
+from methods.parametric.lisco_baselines import casadi_objective, ipopt_solve, osqp_solve
+from problems.parametric.dc3 import OBJECTIVES, Residual, dc3_instance, objective
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +112,7 @@ def test_batched_box_osqp_matches_osqp_on_twenty_points():
     its objective is OSQP's (defaults, the CPU package) to 1e-4 relative; tight, its (ν, λ)
     put into the same ½‖F‖² mapping as every baseline give ½‖F‖² ≤ 1e-12 and the objective
     of tight OSQP to 1e-8."""
-    from methods.lisco_baselines import box_osqp_solve
+    from methods.parametric.lisco_baselines import box_osqp_solve
     from problems import build_problem
 
     pr = build_problem("qp", {})

@@ -11,8 +11,8 @@ import pytest
 
 from methods import METHODS, build_method, method_config, run_chunked
 from methods.driver import DIVERGED, Method
-from methods.penalty import InnerConfig, PenaltyConfig, lbfgs_rounds
-from methods.pretrain import PretrainConfig, pretrain_method, pretrain_report
+from methods.pde.penalty import InnerConfig, PenaltyConfig, lbfgs_rounds
+from methods.pde.pretrain import PretrainConfig, pretrain_method, pretrain_report
 from problems import ConfigError, build_problem
 
 # min ‖θ − a‖² s.t. θ₀ + θ₁ = 1: the constrained optimum is θ = a − s/2 (s = a₀ + a₁ − 1),
@@ -241,8 +241,8 @@ def test_the_defaults_are_the_papers_algorithms():
     in the dataclasses and in the YAML a run composes."""
     from omegaconf import OmegaConf
 
-    from methods.penalty import AuglagConfig, InnerConfig
-    from methods.trsqp import TrsqpConfig
+    from methods.pde.penalty import AuglagConfig, InnerConfig
+    from methods.pde.trsqp import TrsqpConfig
 
     conf = Path(__file__).resolve().parent.parent / "conf"
     pretraining = OmegaConf.load(conf / "train.yaml")["pretraining"]

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from methods.collocation import (
+from methods.dae.collocation import (
     CollocationConfig,
     Standardization,
     _Builder,
@@ -22,16 +22,16 @@ from methods.collocation import (
     unpack_layers,
     weight_penalty,
 )
-from methods.driver import run_chunked
-from methods.sequential import (
+from methods.dae.sequential import (
     SequentialConfig,
     initial_params,
     make_model,
     sequential_method,
     to_sequential_data,
 )
-from problems.dae import DaeConfig, DaeProblem
-from problems.tank_manifold import TankManifold, TankManifoldConfig
+from methods.driver import run_chunked
+from problems.dae.base import DaeConfig, DaeProblem
+from problems.dae.tank_manifold import TankManifold, TankManifoldConfig
 
 K_TRUE = 0.7
 
@@ -105,7 +105,7 @@ def test_sequential_identifies_a_decay_rate():
 def test_sequential_index_reduction_matches_the_collocated_dae():
     """The tank manifold's explicit ODE (algebraic variables eliminated) integrated with the
     true closure by diffrax agrees with the collocated index-2 DAE."""
-    from problems.collocation import RadauGrid
+    from problems.dae.radau import RadauGrid
 
     p = TankManifold(TankManifoldConfig())
     grid = RadauGrid(400, 3, 0.0, p.tf)  # fine: the collocation error well under 1e-5
@@ -135,7 +135,7 @@ def test_sequential_index_reduction_matches_the_collocated_dae():
 def _constant_growth_model(mu: float):
     """A bioreactor network whose output is μ ≡ ``mu`` whatever the state (zero weights,
     last bias ``mu``, unit output scaling): it keeps growing on an empty substrate."""
-    from problems.bioreactor import Bioreactor, BioreactorConfig
+    from problems.dae.bioreactor import Bioreactor, BioreactorConfig
 
     p = Bioreactor(BioreactorConfig(hidden=(2,)))
     layers = [(np.zeros((4, 2)), np.zeros(2)), (np.zeros((2, 1)), np.array([mu]))]
@@ -173,7 +173,7 @@ def test_constrained_inference_of_a_feasible_model_is_its_simulation():
     equations). Checked at a weight of 1: at the authors' 1e-5 the objective is so small
     (≈ 1e-7 per unit of slack) that IPOPT's barrier leaves the slacks near 1e-2 each and the
     trajectory only loosely pinned."""
-    from problems.bioreactor import Bioreactor, BioreactorConfig
+    from problems.dae.bioreactor import Bioreactor, BioreactorConfig
 
     p = Bioreactor(BioreactorConfig())
     _, _, zs = p.casadi_functions()
@@ -196,7 +196,7 @@ def test_fixed_initial_state_has_no_variables_at_t0():
     """``problem.initial_state=fixed``: the NLP loses the t0 variables (all states of the
     bioreactor; x1..x3 of the tank, whose x0 follows from x0 = x1), and the solution starts
     at the data's initial state."""
-    from problems.bioreactor import Bioreactor, BioreactorConfig
+    from problems.dae.bioreactor import Bioreactor, BioreactorConfig
 
     for problem, n_fixed in (
         (Bioreactor(BioreactorConfig(n_fe=3)), 4),
@@ -249,7 +249,7 @@ def test_assembled_hessian_equals_casadis():
     grid, non-trivial standardisation), at a random point."""
     import casadi as ca
 
-    from methods.collocation import assembled_hessian, init_layers, main_nlp
+    from methods.dae.collocation import assembled_hessian, init_layers, main_nlp
 
     p = TankManifold(TankManifoldConfig(n_fe=2))
     data = p.make_data()

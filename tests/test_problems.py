@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from problems import ConfigError, build_problem
-from problems.reaction_diffusion import strang_splitting
+from problems.pde.reaction_diffusion import strang_splitting
 
 SMALL = {"eval_nx": 64, "eval_nt": 11, "n_data": 200}
 

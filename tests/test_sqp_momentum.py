@@ -7,7 +7,7 @@ import optax
 import pytest
 from scipy.optimize import minimize
 
-from methods.sqp_momentum import (
+from methods.stochastic.sqp_momentum import (
     SqpMomentumConfig,
     cholesky,
     kkt_solve,

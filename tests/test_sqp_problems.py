@@ -12,11 +12,11 @@ from omegaconf import OmegaConf
 from scipy.integrate import solve_ivp
 
 from problems import STOCHASTIC_CONSTRAINED, ConfigError, build_problem
-from problems.burgers import burgers_spectral, fourier_resample, initial_condition
-from problems.butene import MASS_WEIGHTS, rate_matrix, reference_solution
-from problems.darcy import darcy_residual, grf_fields, solve_darcy
-from problems.fno import FNO, SpectralConv2d
-from problems.stochastic import cache_path
+from problems.common.cache import cache_path
+from problems.stochastic.burgers import burgers_spectral, fourier_resample, initial_condition
+from problems.stochastic.butene import MASS_WEIGHTS, rate_matrix, reference_solution
+from problems.stochastic.darcy import darcy_residual, grf_fields, solve_darcy
+from problems.stochastic.fno import FNO, SpectralConv2d
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "problem"
 NAMES = ("spring", "butene", "burgers", "darcy")
@@ -301,7 +301,7 @@ def test_darcy_lifted_table_and_batched_lifting_pullbacks_are_exact(lift, tmp_pa
     table: u equals the FNO applied to each field's own channels; the lifting's gradients
     for K cotangents at once (three matrix products) equal vmap of its jax.vjp; and the
     Jacobian assembled from them equals reverse mode over the batched c."""
-    from problems.fno import lifting_pullbacks
+    from problems.stochastic.fno import lifting_pullbacks
 
     p = small("darcy", n_layers=1, lifting_channels=lift)
     d = p.make_data(cache_dir=tmp_path)
@@ -676,7 +676,7 @@ def test_a_tampered_cache_is_regenerated_with_a_warning(tmp_path, caplog):
     with open(path, "wb") as f:
         np.savez(f, **stored)
     caplog.clear()
-    with caplog.at_level("WARNING", logger="problems.stochastic"):
+    with caplog.at_level("WARNING", logger="problems.common.cache"):
         b = p.make_data(cache_dir=tmp_path)
     (rec,) = caplog.records
     err = rec.getMessage()
@@ -687,7 +687,7 @@ def test_a_tampered_cache_is_regenerated_with_a_warning(tmp_path, caplog):
     with np.load(path, allow_pickle=False) as f:  # and the file is whole again
         np.testing.assert_array_equal(f[name], stored[name] * 2)
     caplog.clear()
-    with caplog.at_level("WARNING", logger="problems.stochastic"):
+    with caplog.at_level("WARNING", logger="problems.common.cache"):
         p.make_data(cache_dir=tmp_path)
     assert caplog.records == []  # a good cache loads silently
 
@@ -735,7 +735,7 @@ def test_burgers_paper_reference_is_converged():
 def test_random_subset_is_uniform_without_replacement():
     """Mini-batches: distinct indices, each index in a batch with probability k/n and each
     pair with probability k(k−1)/(n(n−1)) (what uniform sampling without replacement gives)."""
-    from problems.stochastic import random_subset
+    from problems.stochastic.base import random_subset
 
     n, k, draws = 8, 3, 40000
     keys = jax.random.split(jax.random.PRNGKey(0), draws)
@@ -769,7 +769,7 @@ def test_burgers_reference_on_the_authors_grid():
 def test_network_initialisation_moments(init):
     """init=torch: PyTorch's nn.Linear defaults, kernel and bias U(±1/√fan_in) (variance
     1/(3 fan_in)); init=flax: lecun-normal kernel (variance 1/fan_in), zero bias."""
-    from problems.networks import MLP
+    from problems.common.networks import MLP
 
     fan_in, width = 64, 4096
     net = MLP(1, width, initialization=init)

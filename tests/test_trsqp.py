@@ -6,9 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from methods import quasi_newton as qn
 from methods.driver import run_chunked
-from methods.trsqp import (
+from methods.pde import quasi_newton as qn
+from methods.pde.trsqp import (
     TrsqpConfig,
     at_kkt_point,
     basis,

@@ -137,7 +137,7 @@ def test_a_failed_run_is_counted_and_left_out_of_the_means(three_configs, tmp_pa
 
 
 def test_an_unavailable_linear_solver_is_refused_before_any_work(tmp_path):
-    from methods.collocation import available_linear_solvers
+    from methods.dae.collocation import available_linear_solvers
     from runners.setup import ConfigError, resolve
 
     if "ma57" in available_linear_solvers():
@@ -361,8 +361,8 @@ def test_damaged_lisco_networks_are_a_one_line_error(tmp_path, damage):
     import jax
     import jax.numpy as jnp
 
-    from methods.lisco import init_networks
-    from runners.lisco import _save_networks, trained_networks
+    from methods.parametric.lisco import init_networks
+    from runners.parametric import _save_networks, trained_networks
     from runners.setup import ConfigError, resolve
 
     trained = tmp_path / "trained"

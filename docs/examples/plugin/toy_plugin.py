@@ -22,7 +22,7 @@ from jax.flatten_util import ravel_pytree
 from methods import MethodSpec, register_method
 from methods.driver import Method, tree_all_finite
 from problems import CONSTRAINED_LEARNING, register_problem
-from problems.base import check, check_positive_int
+from problems.common.base import check, check_positive_int
 
 # --- the problem --------------------------------------------------------------------------
 

@@ -1,0 +1,2 @@
+"""Methods of the parametric family: LISCO training and inference, the IPOPT / OSQP / batched
+BoxOSQP baselines."""

@@ -1,0 +1,2 @@
+"""Pieces every problem family shares: validation and config errors (base), networks and
+activations (networks), cached data."""

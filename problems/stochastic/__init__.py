@@ -1,0 +1,1 @@
+"""The stochastic SQP-momentum family: spring, butene, Burgers, Darcy (with its FNO)."""
