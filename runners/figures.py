@@ -367,64 +367,33 @@ def loss_curves_figure(history: list, path: Path, title: str) -> Path:
     return save_figure(fig, path, dpi=110)
 
 
-def prediction_figure(problem, params, data, path: Path, title: str) -> Path:
-    """The first held-out input: reference vs prediction (spring, butene: curves;
-    burgers: (x, t) heatmaps; darcy: fields)."""
-    import jax.numpy as jnp
+def prediction_figure(problem, params, data, path: Path, title: str) -> Path | None:
+    """The problem's own view of the trained network (``problem.prediction_view``:
+    spring, butene: curves; burgers: (x, t) heatmaps; darcy: fields), drawn here; None
+    (nothing written) for a problem without one."""
     import matplotlib
+
+    from problems.common.views import Curves, Images
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    name = problem.name
-    if name == "spring":
+    view_of = getattr(problem, "prediction_view", None)
+    view = view_of(params, data) if view_of is not None else None
+    if view is None:
+        return None
+    if isinstance(view, Curves):
         fig, ax = plt.subplots(figsize=(6, 3.4), constrained_layout=True)
-        ax.plot(data.t_test, data.u_test, "k-", label="exact u*")
-        ax.plot(data.t_test, problem.predict(params, data.t_test), "C1--", label="u_θ")
-        ax.plot(data.t_data, data.u_data, "o", color="C0", label="data")
-        for t in np.asarray(data.t_constraint):
+        for ln in view.lines:
+            ax.plot(ln.x, ln.y, ln.style, color=ln.color, label=ln.label or None)
+        for t in view.vlines:
             ax.axvline(t, color="C2", lw=0.8, ls=":")
-        ax.set(xlabel="t", ylabel="u")
-        ax.legend()
-    elif name == "butene":
-        u0, t = data.test_u0[0], data.t
-        rows = jnp.concatenate([jnp.broadcast_to(u0, (t.shape[0], 4)), t[:, None]], axis=1)
-        pred = np.asarray(problem.predict(params, rows))
-        fig, ax = plt.subplots(figsize=(6, 3.4), constrained_layout=True)
-        for i in range(4):
-            ax.plot(t, data.test_u_ref[0][:, i], "-", color=f"C{i}", label=f"u{i + 1}*")
-            ax.plot(t, pred[:, i], "--", color=f"C{i}")
-        ax.set(xlabel="t", ylabel="u (dashed: u_θ)")
-        ax.legend(ncol=4, fontsize=8)
-    elif name == "burgers":
-        x, t, u0 = data.x, data.t, data.test_u0[0]
-        X, T = jnp.meshgrid(x, t)
-        rows = jnp.concatenate(
-            [X.reshape(-1, 1), T.reshape(-1, 1), jnp.broadcast_to(u0, (X.size, u0.shape[0]))],
-            axis=1,
-        )
-        pred = np.asarray(problem.predict(params, rows)).reshape(X.shape)
-        ref = np.asarray(data.test_u_ref[0])
-        fig = _panels(
-            [ref, pred, np.abs(pred - ref)],
-            ["reference u*", "u_θ", "|u_θ − u*|"],
-            "x",
-            "t",
-            (0.0, 1.0, 0.0, 1.0),
-        )
-    elif name == "darcy":
-        a = data.test_a[:1]
-        pred = np.asarray(problem.predict(params, a))[0]
-        ref = np.asarray(data.test_u_ref[0])
-        fig = _panels(
-            [np.asarray(a[0]), ref, pred, np.abs(pred - ref)],
-            ["coefficient a", "reference u*", "u_θ", "|u_θ − u*|"],
-            "x",
-            "y",
-            (0.0, 1.0, 0.0, 1.0),
-        )
+        ax.set(xlabel=view.xlabel, ylabel=view.ylabel)
+        ax.legend(ncol=view.legend_columns, fontsize=8 if view.legend_columns > 1 else None)
+    elif isinstance(view, Images):
+        fig = _panels(list(view.images), list(view.names), view.xlabel, view.ylabel, view.extent)
     else:
-        raise ValueError(f"no prediction figure for problem {name!r}")
+        raise TypeError(f"{problem.name}.prediction_view returned {type(view).__name__}")
     fig.suptitle(title)
     return save_figure(fig, path, dpi=110)
 
@@ -563,16 +532,16 @@ def predictions(results, out_dir: str | Path, seed: int = 0) -> list[Path]:
                 warn(f"skipping {r['path']} in the predictions: {e}")
                 continue
             slug = re.sub(r"[^A-Za-z0-9]+", "_", r["variant"]).strip("_")
-            paths.append(
-                prediction_figure(
-                    problem,
-                    params,
-                    data,
-                    Path(out_dir) / f"sqp_momentum_{prob}_prediction_{slug}.png",
-                    f"{prob} / {r['variant']} (lr {r['method.lr']:g}, seed {seed}): "
-                    f"test MSE {r['test_mse']:.3g}",
-                )
+            drawn = prediction_figure(
+                problem,
+                params,
+                data,
+                Path(out_dir) / f"sqp_momentum_{prob}_prediction_{slug}.png",
+                f"{prob} / {r['variant']} (lr {r['method.lr']:g}, seed {seed}): "
+                f"test MSE {r['test_mse']:.3g}",
             )
+            if drawn is not None:
+                paths.append(drawn)
     return paths
 
 

@@ -533,16 +533,19 @@ def run_parametric_opt(cfg: DictConfig, setup, out: Path, base: dict) -> tuple[d
     """One run of the family; returns (metrics record, one-line summary)."""
     import jax
 
+    from methods import METHODS
+
     jax.config.update("jax_enable_x64", True)  # metrics in float64; networks in method dtype
     problem = setup.problem
     x = problem.test_x
+    learned = METHODS[setup.method_name].solve is None  # LISCO; the baselines have solve()
     networks = None
-    if setup.method_name == "lisco" and not setup.method_cfg.train:  # fail before the work
+    if learned and not setup.method_cfg.train:  # evaluate saved networks: fail before the work
         networks = trained_networks(cfg, setup)
     t0 = time.perf_counter()
     ref = reference(problem, x, Path(cfg.results_dir) / "cache", cfg.progress)
     ref_s = time.perf_counter() - t0
-    if setup.method_name == "lisco":
+    if learned:
         rec, status, figures = run_lisco(cfg, setup, out, x, ref, networks)
     else:
         (rec, status), figures = run_baseline(cfg, setup, out, x, ref), []

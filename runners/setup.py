@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 from omegaconf import DictConfig, OmegaConf
 
 from methods import METHODS, PretrainConfig, method_config, method_refusal
-from problems import PROBLEMS, build_problem, resolve_precision
+from problems import PARAMETRIC_OPT, PROBLEMS, build_problem, resolve_precision
 from problems.common.base import (
     ConfigError,
     check,
@@ -135,7 +135,8 @@ def resolve(cfg: DictConfig) -> Setup:
     mname = mvals.pop("name", None)
     check_choice(mname, "method.name", list(METHODS))
     method_cfg = method_config(mname, mvals, pname, problem.family)
-    if mname == "lisco" and not method_cfg.train:  # the trained networks to evaluate
+    learned = METHODS[mname].solve is None  # of the parametric family: LISCO, not a baseline
+    if problem.family == PARAMETRIC_OPT and learned and not method_cfg.train:  # saved networks
         from runners.parametric import networks_meta
 
         networks_meta(method_cfg.checkpoint, method_cfg, problem, precision)

@@ -121,3 +121,34 @@ def test_bad_input_to_a_plugin_is_one_line_and_writes_nothing(plugin, tmp_path):
     r = _train(plugin, tmp_path, "plugins=[no_such_module]")
     assert r.returncode == 2 and "plugins: cannot import 'no_such_module'" in r.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_a_new_stochastic_problem_with_the_papers_methods(plugin, tmp_path):
+    """toy_fit (family stochastic_constrained, no prediction view, no scale entry) under
+    SQP-SGD with the full batch: the projected steps reach w* = (1/2, 1, -2), where the fit
+    is exact and both constraints hold; the loss figure is drawn and no prediction figure
+    (the problem has no view). SQP-Adam on mini-batches of it runs to a record too."""
+    import numpy as np
+    from flax import serialization
+
+    r = _train(
+        plugin,
+        tmp_path / "sgd",
+        "problem=toy_fit",
+        "method=sqp_sgd",
+        "method.full_batch=true",
+        "method.lr=0.5",
+        "precision=float64",
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    rec = _record(tmp_path / "sgd")
+    assert rec["family"] == "stochastic_constrained" and rec["iterations"] == 200
+    assert rec["test_mse"] < 1e-20 and rec["max_abs_c"] < 1e-12
+    run = Path(rec["run_dir"])
+    init = {"w": np.zeros(3)}
+    w = serialization.from_bytes(init, (run / "params.msgpack").read_bytes())["w"]
+    assert np.allclose(w, [0.5, 1.0, -2.0], atol=1e-10)
+    assert (run / "losses.png").is_file() and not (run / "prediction.png").exists()
+    r = _train(plugin, tmp_path / "adam", "problem=toy_fit", "method=sqp_adam", "figures=false")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert _record(tmp_path / "adam")["max_abs_c"] < 1e-4

@@ -172,36 +172,43 @@ def pairs(n=6, k=4, seed=3):
     ]
 
 
+# hvp/update dispatch on the state's form (dense or compact), so one object serves both
+QN = {k: qn.approximation(k, 1) for k in qn.HESSIANS}
+
+
 def test_sr1_secant_condition_and_compact_form():
     n = 6
-    dense, compact = qn.init("sr1", None, n, jnp.float64), qn.init("sr1", 6, n, jnp.float64)
+    dense, compact = (
+        qn.approximation("sr1", None).init(n, jnp.float64),
+        qn.approximation("sr1", 6).init(n, jnp.float64),
+    )
     for s, y in pairs(n):
-        dense, ok = qn.update("sr1", dense, s, y)
-        compact, ok2 = qn.update("sr1", compact, s, y)
+        dense, ok = QN["sr1"].update(dense, s, y)
+        compact, ok2 = QN["sr1"].update(compact, s, y)
         assert bool(ok) and bool(ok2)
         np.testing.assert_allclose(dense.H @ s, y, atol=1e-10)  # H⁺s = y
     v = jnp.asarray(rng(9).standard_normal(n))
-    np.testing.assert_allclose(qn.hvp("sr1", compact, v), dense.H @ v, atol=1e-9)
+    np.testing.assert_allclose(QN["sr1"].hvp(compact, v), dense.H @ v, atol=1e-9)
 
 
 def test_sr1_skips_a_near_orthogonal_update():
-    h = qn.init("sr1", None, 3, jnp.float64)
+    h = qn.approximation("sr1", None).init(3, jnp.float64)
     s = jnp.array([1.0, 0.0, 0.0])
     y = s + jnp.array([0.0, 1.0, 0.0])  # v = y − s ⟂ s
-    h2, ok = qn.update("sr1", h, s, y)
+    h2, ok = QN["sr1"].update(h, s, y)
     assert not bool(ok) and float(jnp.max(jnp.abs(h2.H - h.H))) == 0.0
 
 
 def test_damped_bfgs_secant_damping_and_compact_form():
     n = 6
-    dense = qn.init("damped_bfgs", None, n, jnp.float64)
-    compact = qn.init("damped_bfgs", 6, n, jnp.float64)
+    dense = qn.approximation("damped_bfgs", None).init(n, jnp.float64)
+    compact = qn.approximation("damped_bfgs", 6).init(n, jnp.float64)
     damped = 0
     for s, y in pairs(n, k=5, seed=4):
         Hs = dense.H @ s
         sHs, sy = float(s @ Hs), float(s @ y)
-        dense, ok = qn.update("damped_bfgs", dense, s, y)
-        compact, _ = qn.update("damped_bfgs", compact, s, y)
+        dense, ok = QN["damped_bfgs"].update(dense, s, y)
+        compact, _ = QN["damped_bfgs"].update(compact, s, y)
         r = dense.H @ s  # the secant condition holds for the damped r: H⁺s = r
         assert float(s @ r) >= 0.2 * sHs * (1 - 1e-12)
         if sy < 0.2 * sHs:
@@ -211,20 +218,20 @@ def test_damped_bfgs_secant_damping_and_compact_form():
         assert float(jnp.min(jnp.linalg.eigvalsh(dense.H))) > 0  # stays positive definite
     assert damped >= 1
     v = jnp.asarray(rng(8).standard_normal(n))
-    np.testing.assert_allclose(qn.hvp("damped_bfgs", compact, v), dense.H @ v, atol=1e-9)
+    np.testing.assert_allclose(QN["damped_bfgs"].hvp(compact, v), dense.H @ v, atol=1e-9)
 
 
 def test_compact_memory_keeps_the_latest_pairs():
     n, k = 5, 2
-    compact = qn.init("sr1", k, n, jnp.float64)
+    compact = qn.approximation("sr1", k).init(n, jnp.float64)
     ps = pairs(n, k=4, seed=5)
     for s, y in ps:
-        compact, _ = qn.update("sr1", compact, s, y)
-    dense = qn.init("sr1", None, n, jnp.float64)
+        compact, _ = QN["sr1"].update(compact, s, y)
+    dense = qn.approximation("sr1", None).init(n, jnp.float64)
     for s, y in ps[-k:]:
-        dense, _ = qn.update("sr1", dense, s, y)
+        dense, _ = QN["sr1"].update(dense, s, y)
     v = jnp.asarray(rng(6).standard_normal(n))
-    np.testing.assert_allclose(qn.hvp("sr1", compact, v), dense.H @ v, atol=1e-9)
+    np.testing.assert_allclose(QN["sr1"].hvp(compact, v), dense.H @ v, atol=1e-9)
 
 
 def test_merit_update_guarantees_the_predicted_reduction():

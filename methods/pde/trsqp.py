@@ -307,8 +307,8 @@ def kkt_residual(s: TrsqpState):
 def trsqp_solver(f: Callable, c: Callable, n: int, cfg: TrsqpConfig, dtype):
     """init/step of trSQP for flat f(θ, data), c(θ, data) -> (M,)."""
     memory = None if cfg.memory == "dense" else int(cfg.memory)
-    kind = cfg.hessian
-    hvp = lambda h, v: qn.hvp(kind, h, v)
+    hessian = qn.approximation(cfg.hessian, memory)  # H_k: its init / hvp / update
+    hvp = hessian.hvp
 
     def first_order(theta, data):
         fv, g = jax.value_and_grad(f)(theta, data)
@@ -328,7 +328,7 @@ def trsqp_solver(f: Callable, c: Callable, n: int, cfg: TrsqpConfig, dtype):
             g=g,
             J=J,
             basis=b,
-            hess=qn.init(kind, memory, n, dtype),
+            hess=hessian.init(n, dtype),
             radius=z(cfg.radius0),
             mu=z(cfg.mu0),
             iteration=jnp.int32(0),
@@ -410,7 +410,7 @@ def trsqp_solver(f: Callable, c: Callable, n: int, cfg: TrsqpConfig, dtype):
             b_new = basis(J_new)
             lam = multipliers(b_new, g_new)
             y = secant_y(s.g, s.J, s.lam, g_new, J_new, lam, cfg.secant_multiplier)
-            hess, updated = qn.update(kind, s.hess, theta_new - s.theta, y)
+            hess, updated = hessian.update(s.hess, theta_new - s.theta, y)
             return s._replace(
                 theta=theta_new,
                 lam=lam,

@@ -120,7 +120,8 @@ class StochasticProblem:
     ``_generate(rng) -> dict of NumPy arrays``, ``_to_data(arrays) -> Data``,
     ``n_residual_points``, ``init_params``, ``predict``, ``_terms(params, data, idx)``
     (the unweighted terms), ``constraint_at(params, data, i)`` with ``n_constraints_of(data)``
-    (``constraints`` and its Jacobian follow) and ``_test_errors(params, data)``.
+    (``constraints`` and its Jacobian follow) and ``_test_errors(params, data)``;
+    ``prediction_view(params, data)`` is optional (the run's prediction figure).
     """
 
     name = "stochastic"
@@ -229,6 +230,12 @@ class StochasticProblem:
         """∇c(θ)ᵀ: a pytree like ``params`` with a leading axis m, as ``jax.jacrev`` gives it
         (per-constraint gradients, :meth:`constraints_and_jacobian`)."""
         return self.constraints_and_jacobian(params, data)[1]
+
+    def prediction_view(self, params, data):
+        """What the run's ``prediction.png`` shows of the trained network: a
+        :class:`problems.common.views.Curves` or ``Images`` (plain arrays), or ``None``
+        for no figure (the default: a new problem trains and is recorded without one)."""
+        return None
 
     def _test_errors(self, params, data) -> tuple[jax.Array, jax.Array]:
         """(prediction − reference, reference) on the held-out inputs."""

@@ -53,6 +53,7 @@ from problems.common.base import (
     check_positive_int,
 )
 from problems.common.networks import MLP, validate_network
+from problems.common.views import Images
 from problems.stochastic.base import (
     StochasticConfig,
     StochasticProblem,
@@ -211,6 +212,20 @@ class Burgers(StochasticProblem):
     def predict(self, params, inputs):
         """u_θ at rows (x, t, u0(x_0), …, u0(x_{n_x−1})) of ``inputs`` (N, 2 + n_x) -> (N,)."""
         return self.net.apply(params, inputs)[:, 0]
+
+    def prediction_view(self, params, data: BurgersData) -> Images:
+        """The first held-out initial condition: u* and u_θ over (x, t), and their gap."""
+        x, t, u0 = data.x, data.t, data.test_u0[0]
+        X, T = jnp.meshgrid(x, t)
+        rows = jnp.concatenate(
+            [X.reshape(-1, 1), T.reshape(-1, 1), jnp.broadcast_to(u0, (X.size, u0.shape[0]))],
+            axis=1,
+        )
+        pred = np.asarray(self.predict(params, rows)).reshape(X.shape)
+        ref = np.asarray(data.test_u_ref[0])
+        return Images(
+            (ref, pred, np.abs(pred - ref)), ("reference u*", "u_θ", "|u_θ − u*|"), "x", "t"
+        )
 
     def u(self, params, x, t, u0):
         """u_θ(x, t; u0) at one point (scalar)."""

@@ -54,6 +54,7 @@ from problems.common.base import (
     check_vector,
 )
 from problems.common.networks import MLP, validate_network
+from problems.common.views import Curves, Line
 from problems.stochastic.base import (
     StochasticConfig,
     StochasticProblem,
@@ -195,6 +196,17 @@ class Butene(StochasticProblem):
     def predict(self, params, inputs):
         """u_θ at rows (IC1..IC4, t) of ``inputs`` (N, 5) -> (N, 4)."""
         return self.u_shift + self.u_scale * self.net.apply(params, self._encode(inputs))
+
+    def prediction_view(self, params, data: ButeneData) -> Curves:
+        """The first held-out initial condition: u1..u4 of the reference and of u_θ."""
+        u0, t = data.test_u0[0], data.t
+        rows = jnp.concatenate([jnp.broadcast_to(u0, (t.shape[0], 4)), t[:, None]], axis=1)
+        pred = np.asarray(self.predict(params, rows))
+        lines = []
+        for i in range(4):
+            lines.append(Line(t, np.asarray(data.test_u_ref[0][:, i]), f"u{i + 1}*", "-", f"C{i}"))
+            lines.append(Line(t, pred[:, i], "", "--", f"C{i}"))
+        return Curves(tuple(lines), "t", "u (dashed: u_θ)", legend_columns=4)
 
     def u_and_dudt(self, params, u0, t):
         """u_θ(u0, t) and du_θ/dt at one point (a forward-mode derivative in t)."""

@@ -64,6 +64,7 @@ from problems.common.base import (
     check_number,
     check_positive_int,
 )
+from problems.common.views import Images
 from problems.stochastic.base import (
     StochasticConfig,
     StochasticProblem,
@@ -290,6 +291,18 @@ class Darcy(StochasticProblem):
         a_low or a_high (the problem's fields; ``net.apply(params, _channels(a))`` takes
         any field)."""
         return self._body(params, self._lifted_levels(params, inputs.shape[-1]), inputs)[..., 0]
+
+    def prediction_view(self, params, data: DarcyData) -> Images:
+        """The first held-out coefficient field a, u* on it, u_θ and their gap."""
+        a = data.test_a[:1]
+        pred = np.asarray(self.predict(params, a))[0]
+        ref = np.asarray(data.test_u_ref[0])
+        return Images(
+            (np.asarray(a[0]), ref, pred, np.abs(pred - ref)),
+            ("coefficient a", "reference u*", "u_θ", "|u_θ − u*|"),
+            "x",
+            "y",
+        )
 
     def residual(self, u, a):
         """PDE residual of fields u on their coefficients a: (..., s−2, s−2)."""

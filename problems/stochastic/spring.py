@@ -32,6 +32,7 @@ import numpy as np
 
 from problems.common.base import check, check_int_at_least, check_number, check_positive_int
 from problems.common.networks import MLP, validate_network
+from problems.common.views import Curves, Line
 from problems.stochastic.base import (
     StochasticConfig,
     StochasticProblem,
@@ -150,6 +151,19 @@ class Spring(StochasticProblem):
     def predict(self, params, inputs):
         """u_θ at times ``inputs`` (N,) -> (N,)."""
         return self.net.apply(params, inputs[:, None])[:, 0]
+
+    def prediction_view(self, params, data: SpringData) -> Curves:
+        """The exact u* against u_θ on the test times, the data, the constraint times."""
+        return Curves(
+            (
+                Line(data.t_test, data.u_test, "exact u*", "-", "k"),
+                Line(data.t_test, np.asarray(self.predict(params, data.t_test)), "u_θ", "--", "C1"),
+                Line(data.t_data, data.u_data, "data", "o", "C0"),
+            ),
+            "t",
+            "u",
+            vlines=tuple(float(t) for t in np.asarray(data.t_constraint)),
+        )
 
     def ode_residual(self, u, t):
         """m u'' + μ u' + k u at one time; ``u`` a scalar function of t."""

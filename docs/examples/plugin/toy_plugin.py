@@ -8,6 +8,10 @@ for their two config files).
 * ``toy_gd`` (for the same family): the primal–dual gradient iteration on the Lagrangian
   L = ℓ + λᵀc (Arrow–Hurwicz): θ ← θ − η∇_θL(θ, λ), λ ← λ + η c(θ), written as a pure
   init/step pair the runner drives in jitted chunks.
+* ``toy_fit`` (family ``stochastic_constrained``, for the SQP-momentum methods): fit the
+  quadratic p_w(x) = w₀ + w₁x + w₂x² to y = ½ + x − 2x² on points of [−1, 1] under the
+  hard constraints p_w(−1) = −5/2 and p_w(1) = −1/2, which the true curve meets, so
+  w* = (½, 1, −2) and the test error at the solution is 0.
 """
 
 from __future__ import annotations
@@ -17,12 +21,14 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from methods import MethodSpec, register_method
 from methods.driver import Method, tree_all_finite
 from problems import CONSTRAINED_LEARNING, register_problem
 from problems.common.base import check, check_positive_int
+from problems.stochastic.base import StochasticConfig, StochasticProblem
 
 # --- the problem --------------------------------------------------------------------------
 
@@ -68,6 +74,76 @@ class ToyLine:
             "rel_error": jnp.linalg.norm(err) / jnp.linalg.norm(star),
             "max_constraint_violation": jnp.max(jnp.abs(self.constraints(params, data))),
         }
+
+
+# --- a problem of the stochastic family -------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyFitConfig(StochasticConfig):
+    n_points: int = 40  # fitting points, evenly spaced in [−1, 1] (the mini-batched ones)
+    fit_weight: float = 1.0  # the weight of the single loss term "fit"
+    batch_fraction: float = 0.25
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_positive_int(self.n_points, "problem.n_points")
+
+
+class ToyFitData(NamedTuple):
+    x: jax.Array  # (n_points,)
+    y: jax.Array  # (n_points,) = y(x)
+    x_c: jax.Array  # (2,) the constraint points −1 and 1
+    y_c: jax.Array  # (2,) their values
+    x_test: jax.Array  # (101,) held-out grid
+    y_test: jax.Array
+
+
+@register_problem
+class ToyFit(StochasticProblem):
+    """min_w mean_i (p_w(x_i) − y_i)² s.t. p_w(±1) = y(±1); w* = (½, 1, −2)."""
+
+    name = "toy_fit"
+    Config = ToyFitConfig
+    loss_terms = ("fit",)
+    heavy = False  # closed form: nothing to cache on disk
+
+    @staticmethod
+    def truth(x):
+        return 0.5 + x - 2.0 * x**2
+
+    @property
+    def n_residual_points(self) -> int:
+        return self.cfg.n_points
+
+    def init_params(self, key):
+        return {"w": jax.random.normal(key, (3,), self.dtype)}
+
+    def predict(self, params, x):
+        w = params["w"]
+        return w[0] + w[1] * x + w[2] * x**2
+
+    def _generate(self, rng):
+        x, x_c = np.linspace(-1, 1, self.cfg.n_points), np.array([-1.0, 1.0])
+        x_test = np.linspace(-1, 1, 101)
+        arrays = {"x": x, "x_c": x_c, "x_test": x_test}
+        return {**arrays, "y": self.truth(x), "y_c": self.truth(x_c), "y_test": self.truth(x_test)}
+
+    def _to_data(self, arrays) -> ToyFitData:
+        return ToyFitData(**{k: self._float(arrays[k]) for k in ToyFitData._fields})
+
+    def _terms(self, params, data: ToyFitData, batch_idx):
+        e = self.predict(params, data.x[batch_idx]) - data.y[batch_idx]
+        return {"fit": jnp.mean(e**2)}
+
+    def n_constraints_of(self, data: ToyFitData) -> int:
+        return 2
+
+    def constraint_at(self, params, data: ToyFitData, i):
+        return self.predict(params, data.x_c[i]) - data.y_c[i]
+
+    def _test_errors(self, params, data: ToyFitData):
+        return self.predict(params, data.x_test) - data.y_test, data.y_test
 
 
 # --- the method ---------------------------------------------------------------------------
