@@ -344,7 +344,7 @@ def _run_jax(cfg, setup, seeds, outs, hashes, dev) -> list[dict]:
     import numpy as np
     from flax import serialization
 
-    from methods import build_method, pretrain_method, pretrain_report
+    from methods import pretrain_method
     from methods.driver import Interrupted
     from runners.checkpoint import CheckpointMismatch, Phases, StopSignals
 
@@ -353,17 +353,7 @@ def _run_jax(cfg, setup, seeds, outs, hashes, dev) -> list[dict]:
     n = len(seeds) if vec else None
     out = outs[0].parent if vec else outs[0]
     t_start = time.perf_counter()
-    stochastic = problem.family == STOCHASTIC_CONSTRAINED
-    if stochastic:  # data and initial weights fixed by problem.data_seed; seed: batches only
-        data = problem.make_data(cache_dir=str(Path(cfg.results_dir) / "cache"))
-        params0 = problem.init_params(jax.random.PRNGKey(problem.cfg.data_seed))
-        datas, inits = [data] * len(seeds), [params0] * len(seeds)
-    else:
-        datas, inits = [], []
-        for s in seeds:
-            k_data, k_init = jax.random.split(jax.random.PRNGKey(s))
-            datas.append(problem.sample_data(k_data))
-            inits.append(problem.init_params(k_init))
+    datas, inits = _initial(cfg, problem, seeds)
     if vec:
         data, data_axes = _stack_data(datas)
         params = _stack(inits)
@@ -409,60 +399,26 @@ def _run_jax(cfg, setup, seeds, outs, hashes, dev) -> list[dict]:
                 params = vmap(pm.params, 0)(r.state)
                 st = r.status if vec else [r.status]
                 its = np.atleast_1d(np.asarray(vmap(pm.iterations, 0)(r.state)))
-                pre = []
-                for i in range(len(seeds)):
-                    p_i = _take(params, i) if vec else params
-                    d_i = _take(data, i, data_axes) if vec else data
-                    pre.append(
-                        {
-                            "pretrain_status": st[i],
-                            "pretrain_iterations": int(its[i]),
-                            "pretrain_wall_s": r.wall_s,
-                            "pretrain_compile_s": r.compile_s,
-                            **{k: float(v) for k, v in pretrain_report(problem, p_i, d_i).items()},
-                            **flatten(
-                                OmegaConf.to_container(cfg.pretraining, resolve=True),
-                                "pretraining.",
-                            ),
-                        }
-                    )
-                    log.info(
-                        "pretraining (seed %d): %s after %d iterations, ||c~||^2 = %.3e, "
-                        "IC residual/||u0|| = %.3f",
+                pre = [
+                    _pretrain_record(
+                        cfg,
+                        problem,
+                        _take(params, i) if vec else params,
+                        _take(data, i, data_axes) if vec else data,
                         seeds[i],
                         st[i],
-                        its[i],
-                        pre[i]["pretrain_c_sq"],
-                        pre[i]["pretrain_ic_rel"],
+                        int(its[i]),
+                        r,
                     )
+                    for i in range(len(seeds))
+                ]
                 phases.extra["pre"] = pre
                 pre_flags = (
                     jnp.asarray([x == "diverged" for x in st])
                     if vec
                     else jnp.asarray(st[0] == "diverged")
                 )
-            method = build_method(
-                setup.method_name,
-                setup.method_cfg,
-                problem,
-                dtype,
-                key=jax.random.PRNGKey(seeds[0]),
-            )
-            if vec:  # each seed's own init (its mini-batch key), as in a separate run
-                state = _stack(
-                    [
-                        build_method(
-                            setup.method_name,
-                            setup.method_cfg,
-                            problem,
-                            dtype,
-                            key=jax.random.PRNGKey(s),
-                        ).init(_take(params, i), _take(data, i, data_axes))
-                        for i, s in enumerate(seeds)
-                    ]
-                )
-            else:
-                state = method.init(params, data)
+            method, state = _method_and_state(setup, dtype, seeds, params, data, data_axes)
             if not vec and pre_flags is not None and bool(pre_flags):
                 statuses = ["diverged"]
             else:
@@ -519,30 +475,8 @@ def _run_jax(cfg, setup, seeds, outs, hashes, dev) -> list[dict]:
             "status": statuses[i],
             "iterations": iterations[i],
             **({"rounds": int(last["round"])} if "round" in last else {}),
-            # line searches that failed (penalty / auglag / pinn and pretraining, optax)
-            **({"ls_failures": int(last["ls_failures"])} if "ls_failures" in last else {}),
-            **({"ls_increase": float(last["ls_increase"])} if "ls_increase" in last else {}),
-            **(
-                {"pretrain_ls_failures": int(pre_last["ls_failures"])}
-                if "ls_failures" in pre_last
-                else {}
-            ),
-            **(
-                {"pretrain_ls_increase": float(pre_last["ls_increase"])}
-                if "ls_increase" in pre_last
-                else {}
-            ),
-            # how the inner solves ended: (A.1)'s g_tol, f_tol, l_max or a failed line search
-            **{
-                k: int(v)
-                for k, v in last.items()
-                if k.startswith("inner_ends_") and v is not None and math.isfinite(v)
-            },
-            **{
-                f"pretrain_{k}": int(v)
-                for k, v in pre_last.items()
-                if k.startswith("inner_ends_") and v is not None and math.isfinite(v)
-            },
+            **_inner_endings(last),
+            **_inner_endings(pre_last, prefix="pretrain_"),
             **final,
             "wall_s": timing["train_s"],
             "compile_s": timing["compile_s"],
@@ -555,25 +489,8 @@ def _run_jax(cfg, setup, seeds, outs, hashes, dev) -> list[dict]:
         write_json(o / "metrics.json", record)
         records.append(record)
         if cfg.figures:  # after metrics.json: a failing figure is a warning, never fatal
-            from runners.figures import loss_curves_figure, prediction_figure
-
-            if hasattr(problem, "figures"):  # a problem that draws its own (docs/extending.md)
-                draw(problem.figures, o, p_i, d_i, title=label)
-            elif stochastic:
-                draw(prediction_figure, o / "prediction.png", problem, p_i, d_i, title=label)
-            elif hasattr(d_i, "u_ref"):  # the PDE problems' reference grid
-                draw(solution_figure, o / "solution.png", problem, p_i, d_i, title=label)
-            if stochastic:
-                draw(loss_curves_figure, o / "losses.png", hist_i, title=label)
-        shown = (
-            "abs_error",
-            "rel_error",
-            "max_constraint_violation",
-            "total",
-            "test_mse",
-            "max_abs_c",
-        )
-        figures = ", ".join(f"{k} {final[k]:.4g}" for k in shown if k in final)
+            _run_figures(problem, o, p_i, d_i, hist_i, label)
+        figures = ", ".join(f"{k} {final[k]:.4g}" for k in SHOWN if k in final)
         print(
             f"{label}: iterations {iterations[i]}, {figures}, wall {timing['train_s']:.1f}s "
             f"(+ compile {timing['compile_s']:.1f}s) -> {o}",
@@ -585,6 +502,103 @@ def _run_jax(cfg, setup, seeds, outs, hashes, dev) -> list[dict]:
             )
     ckpt.finish()
     return records
+
+
+def _initial(cfg, problem, seeds) -> tuple[list, list]:
+    """Each seed's data and initial weights. Stochastic family: both fixed by
+    ``problem.data_seed`` (the seed draws the mini-batches only); otherwise from the seed."""
+    import jax
+
+    if problem.family == STOCHASTIC_CONSTRAINED:
+        data = problem.make_data(cache_dir=str(Path(cfg.results_dir) / "cache"))
+        params0 = problem.init_params(jax.random.PRNGKey(problem.cfg.data_seed))
+        return [data] * len(seeds), [params0] * len(seeds)
+    datas, inits = [], []
+    for s in seeds:
+        k_data, k_init = jax.random.split(jax.random.PRNGKey(s))
+        datas.append(problem.sample_data(k_data))
+        inits.append(problem.init_params(k_init))
+    return datas, inits
+
+
+def _method_and_state(setup, dtype, seeds, params, data, data_axes):
+    """The method's init/step and its initial state; with several seeds (stacked params and
+    data) each seed's own init (its mini-batch key), as in a separate run."""
+    import jax
+
+    from methods import build_method
+
+    def build(seed):
+        key = jax.random.PRNGKey(seed)
+        return build_method(setup.method_name, setup.method_cfg, setup.problem, dtype, key=key)
+
+    method = build(seeds[0])
+    if len(seeds) == 1:
+        return method, method.init(params, data)
+    states = [
+        build(s).init(_take(params, i), _take(data, i, data_axes)) for i, s in enumerate(seeds)
+    ]
+    return method, _stack(states)
+
+
+def _pretrain_record(cfg, problem, params, data, seed, status, iterations, result) -> dict:
+    """One seed's pretraining fields of metrics.json (how it ended, ‖c̃‖², IC residual, its
+    settings), logged in one line."""
+    from methods import pretrain_report
+
+    rec = {
+        "pretrain_status": status,
+        "pretrain_iterations": iterations,
+        "pretrain_wall_s": result.wall_s,
+        "pretrain_compile_s": result.compile_s,
+        **{k: float(v) for k, v in pretrain_report(problem, params, data).items()},
+        **flatten(OmegaConf.to_container(cfg.pretraining, resolve=True), "pretraining."),
+    }
+    log.info(
+        "pretraining (seed %d): %s after %d iterations, ||c~||^2 = %.3e, IC residual/||u0|| = %.3f",
+        seed,
+        status,
+        iterations,
+        rec["pretrain_c_sq"],
+        rec["pretrain_ic_rel"],
+    )
+    return rec
+
+
+def _inner_endings(last: dict, prefix: str = "") -> dict:
+    """From a phase's last history row: line searches that failed (penalty / auglag / pinn
+    and pretraining, optax) and how the inner solves ended ((A.1)'s g_tol, f_tol, l_max or a
+    failed line search)."""
+    out = {}
+    if "ls_failures" in last:
+        out[f"{prefix}ls_failures"] = int(last["ls_failures"])
+    if "ls_increase" in last:
+        out[f"{prefix}ls_increase"] = float(last["ls_increase"])
+    for k, v in last.items():
+        if k.startswith("inner_ends_") and v is not None and math.isfinite(v):
+            out[f"{prefix}{k}"] = int(v)
+    return out
+
+
+# the metrics a run's last line shows, where the problem has them
+SHOWN = ("abs_error", "rel_error", "max_constraint_violation", "total", "test_mse", "max_abs_c")
+
+
+def _run_figures(problem, out: Path, params, data, history: list, label: str) -> None:
+    """A run's figures, each drawn by ``runners.io.draw`` (a failure is a warning): the
+    problem's own (``problem.figures``, docs/extending.md), else the stochastic family's
+    prediction and loss curves, else the PDE problems' solution against the reference."""
+    from runners.figures import loss_curves_figure, prediction_figure
+
+    stochastic = problem.family == STOCHASTIC_CONSTRAINED
+    if hasattr(problem, "figures"):
+        draw(problem.figures, out, params, data, title=label)
+    elif stochastic:
+        draw(prediction_figure, out / "prediction.png", problem, params, data, title=label)
+    elif hasattr(data, "u_ref"):  # the PDE problems' reference grid
+        draw(solution_figure, out / "solution.png", problem, params, data, title=label)
+    if stochastic:
+        draw(loss_curves_figure, out / "losses.png", history, title=label)
 
 
 def _say_paper_gap(cfg, problem: str, method: str, final: dict) -> None:

@@ -363,3 +363,42 @@ def test_method_must_fit_the_problem_family():
         method_config("penalty", {}, "tank", "neural_dae")
     with pytest.raises(ConfigError, match=r"valid choices: penalty, auglag, pinn"):
         method_config("trsqpx", {}, "reaction", "constrained_learning")
+
+
+# budgets a scale file sets per problem (conf/scale/*.yaml), not a method constant
+SCALE_DRIVEN = {"epochs", "epochs_full_batch"}
+FAMILY_PROBLEM = {
+    "constrained_learning": "reaction",
+    "stochastic_constrained": "spring",
+    "neural_dae": "tank_manifold",
+    "parametric_opt": "qp",
+}
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_a_methods_yaml_is_its_dataclass_default(name):
+    """conf/method/<name>.yaml, composed as a run composes it (scale=paper, a problem of its
+    family, interpolations resolved), gives the method's dataclass defaults: the YAML and
+    the dataclass do not drift apart (scale-driven budgets apart)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    import runners  # noqa: F401 (registers the config resolvers)
+
+    spec = METHODS[name]
+    conf = Path(__file__).resolve().parent.parent / "conf"
+    with initialize_config_dir(config_dir=str(conf), version_base=None):
+        cfg = compose(
+            "train",
+            overrides=[f"method={name}", f"problem={FAMILY_PROBLEM[spec.family]}", "scale=paper"],
+        )
+    values = OmegaConf.to_container(cfg.method, resolve=True)
+    assert values.pop("name") == name
+    default = spec.Config()
+    for k, v in values.items():
+        if k in SCALE_DRIVEN:
+            continue
+        v = tuple(v) if isinstance(v, list) else v
+        assert v == getattr(default, k), (
+            f"method.{k}: yaml {v!r}, dataclass {getattr(default, k)!r}"
+        )

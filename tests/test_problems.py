@@ -1,13 +1,14 @@
 """Physics of the three PDE problems: exact solutions, reference, residuals, sampling."""
 
 import math
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from problems import ConfigError, build_problem
+from problems import PROBLEMS, ConfigError, build_problem
 from problems.pde.reaction_diffusion import strang_splitting
 
 SMALL = {"eval_nx": 64, "eval_nt": 11, "n_data": 200}
@@ -210,3 +211,36 @@ def test_rd_reference_on_the_paper_grid_is_converged():
     coarse = strang_splitting(u0, 20.0, 2.0, t, 4)
     fine = strang_splitting(u0, 20.0, 2.0, t, 8)
     assert np.max(np.abs(coarse - fine)) < 1e-6
+
+
+@pytest.mark.parametrize("name", list(PROBLEMS))
+def test_a_problems_yaml_is_its_dataclass_default(name):
+    """conf/problem/<name>.yaml, composed as a run composes it (scale=paper, interpolations
+    resolved), gives the problem's dataclass defaults: the two do not drift apart."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    import runners  # noqa: F401 (registers the config resolvers)
+
+    method = {
+        "constrained_learning": "trsqp",
+        "stochastic_constrained": "sqp_adam",
+        "neural_dae": "collocation",
+        "parametric_opt": "lisco",
+    }[PROBLEMS[name].family]
+    conf = Path(__file__).resolve().parent.parent / "conf"
+    with initialize_config_dir(config_dir=str(conf), version_base=None):
+        cfg = compose("train", overrides=[f"problem={name}", f"method={method}", "scale=paper"])
+    values = OmegaConf.to_container(cfg.problem, resolve=True)
+    assert values.pop("name") == name
+
+    def plain(v):
+        if isinstance(v, (list, tuple)):
+            return tuple(plain(x) for x in v)
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    default = PROBLEMS[name].Config()
+    for k, v in values.items():
+        assert plain(v) == plain(getattr(default, k)), f"problem.{k}: yaml {v!r}"

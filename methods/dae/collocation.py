@@ -164,7 +164,7 @@ class CollocationConfig:
     tol: float = 1e-3  # ε1 of step 3
     refine_tol: float = 1e-6  # ε2
     smoothing_tol: float = 1e-6
-    max_iter: int = 3000  # IPOPT iterations per step
+    max_iter: int = 1000  # IPOPT iterations per step (the authors' limit; the paper is silent)
     linear_solver: str = "mumps"  # ma27/ma57 need the HSL library
     # how the exact Hessian (hessian=exact, refine) is computed; the same matrix either way:
     # "assembled" CasADi for the sparse terms + JAX for the network's (methods/
