@@ -133,8 +133,6 @@ class DaeConfig:
     inference_n_fe: int | None = None  # test-horizon elements of constrained inference
     # (null: elements as long as the training grid's)
     initial_state: str = "free"  # x(t0) in training: free (the authors' code) | fixed
-    ipopt_tol: float = 1e-3  # the paper's ε1 of step 3 (the method's default)
-    ipopt_max_iter: int = 1000  # the authors' code's IPOPT iteration limit (paper silent)
 
     def __post_init__(self):
         for f in ("n_fe", "K", "truth_n_fe", "truth_K", "subsample"):
@@ -159,12 +157,6 @@ class DaeConfig:
             )
         std = np.atleast_1d(np.asarray(self.noise_std, float))
         check(bool(np.all(std >= 0)), "problem.noise_std", f"must be >= 0, got {self.noise_std!r}")
-        check(
-            isinstance(self.ipopt_tol, (int, float)) and 0 < self.ipopt_tol < 1,
-            "problem.ipopt_tol",
-            f"must be a number in (0, 1), got {self.ipopt_tol!r}",
-        )
-        check_positive_int(self.ipopt_max_iter, "problem.ipopt_max_iter")
         check_choice(self.initial_state, "problem.initial_state", INITIAL_STATES)
         if self.inference_n_fe is not None:
             check_positive_int(self.inference_n_fe, "problem.inference_n_fe")

@@ -27,7 +27,6 @@ class BioreactorConfig(DaeConfig):
     y_xs: float = 0.5  # Y_xs
     mu_max: float = 0.2  # μ_max
     n_fe: int = 20
-    ipopt_tol: float = 1e-6  # step 3's ε1 here: the authors' examples' 1e-6 (the paper: 1e-3)
     K: int = 3
     truth_n_fe: int = 40
     truth_K: int = 3
