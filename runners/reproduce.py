@@ -118,6 +118,10 @@ class Context:
     args: tuple[str, ...]  # overrides for every run
     results: Path = Path("results")
 
+    def where(self) -> tuple[str, ...]:
+        """``results_dir`` for the runs when the results root is not the default."""
+        return () if self.results == Path("results") else (f"results_dir={self.results}",)
+
     def words(self, name: str) -> list[str]:
         """A setting as a list (whitespace-separated)."""
         return self.settings[name].split()
@@ -133,6 +137,7 @@ class Context:
                 f"sweep_name={name or experiment}-{self.scale}",
                 "progress=false",
                 *extra,
+                *self.where(),
                 *self.args,
             )
         )
@@ -357,6 +362,7 @@ def lisco(c: Context) -> list[Step]:
             f"scale={c.scale}",
             *x,
             f"sweep_name=lisco-{c.scale}",
+            *c.where(),
             *c.args,
         )
     )

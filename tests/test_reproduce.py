@@ -42,8 +42,9 @@ def test_trsqp_pipeline_runs_the_papers_rows_then_this_projects_options(tmp_path
     default = [x for x in sweeps if "experiment=trsqp_default " in x]
     # the paper's rows first, then "trsqp + SOC (this project)" as its own sweep
     assert len(default) == 2 and "second_order_correction" not in default[0]
-    assert default[1].endswith("method=trsqp method.second_order_correction=true seed=1")
+    assert "progress=false method=trsqp method.second_order_correction=true" in default[1]
     assert all(x.endswith("seed=1") for x in sweeps)  # overrides after -- go to every run
+    assert all(f"results_dir={tmp_path} " in x for x in sweeps)  # runs write where tables read
     # FIG1_VALUES goes to the β/α panels, not to τ (FIG1_TAU_VALUES, empty: the paper's 5)
     beta = next(x for x in sweeps if "trsqp_fig1_transport_beta" in x)
     tau = next(x for x in sweeps if "trsqp_fig1_reaction_diffusion_tau" in x)
