@@ -13,8 +13,10 @@ from methods.pde.trsqp import (
     at_kkt_point,
     basis,
     merit_update,
+    new_radius,
     normal_step,
     projected_cg,
+    ratio,
     trsqp_solver,
 )
 from problems import ConfigError
@@ -303,3 +305,21 @@ def test_bad_trsqp_config_names_the_field():
         TrsqpConfig(nu=1.5)
     with pytest.raises(ConfigError, match=r"^method\.secant_multiplier"):
         TrsqpConfig(secant_multiplier="textbook")
+
+
+def test_the_search_ratio_test_and_radius_rule():
+    """η = Ared / Pred on the merit φ = f + μ‖c‖ (1 at roundoff-level Pred, −∞ when the trial
+    point is not finite); Algorithm 3's radius: ×ρ when η ≥ η_upp, kept when accepted,
+    ÷ρ when rejected."""
+    cfg = TrsqpConfig()  # η_low 1e-8, η_upp 0.3, ρ 2
+    assert float(ratio(10.0, 9.0, 2.0)) == pytest.approx(0.5)
+    assert float(ratio(10.0, 11.0, 2.0)) == pytest.approx(-0.5)
+    assert float(ratio(10.0, 10.0 - 1e-20, 1e-20)) == 1.0  # Pred at roundoff: model exact
+    assert float(ratio(10.0, jnp.nan, 2.0)) == -math.inf
+    assert math.isnan(float(ratio(10.0, jnp.nan, 2.0, tiny_is_exact=False)))
+    radii = [float(new_radius(jnp.asarray(e), 1.5, 0.7, cfg)) for e in (0.5, 0.1, -1.0)]
+    assert radii == [3.0, 1.5, 0.75]
+    scipy = TrsqpConfig(radius_rule="scipy")
+    # SciPy's rule: η ≥ 0.9 -> max(7‖d‖, Δ); rejected -> clip((1-η_low)/(1-η)‖d‖, 0.1Δ, 0.5Δ)
+    assert float(new_radius(jnp.asarray(0.95), 1.5, 0.7, scipy)) == pytest.approx(4.9)
+    assert float(new_radius(jnp.asarray(-1.0), 1.5, 0.7, scipy)) == pytest.approx(0.35, rel=1e-6)

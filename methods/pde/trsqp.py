@@ -200,6 +200,54 @@ def secant_y(g, J, lam, g_new, J_new, lam_new, multiplier: str = "paper"):
     return (g_new + J_new.T @ lam_new) - (g + J.T @ lam_old)
 
 
+# --- the descent: d_k = n_k + t_k ----------------------------------------------------------
+
+
+def descent(s, H: Callable, cfg) -> tuple:
+    """d_k = n_k + t_k: the normal step n_k (:func:`normal_step`, a dogleg on ‖c + Jn‖²
+    inside νΔ_k) and the tangential step t_k (:func:`projected_cg` on the quadratic model in
+    the null space of J_k, ‖n_k + t_k‖ ≤ Δ_k). Returns (n_k, the CG result, d_k)."""
+    n_step = normal_step(s.J, s.basis, s.c, cfg.nu * s.radius)
+    cg = projected_cg(H, s.basis, s.g + H(n_step), n_step, s.radius, cfg.cg_maxiter)
+    return n_step, cg, n_step + cg.t
+
+
+# --- the search: ratio test and radius -----------------------------------------------------
+
+
+def ratio(merit, merit_new, pred, tiny_is_exact: bool = True):
+    """η_k = Ared / Pred with Ared = φ(θ_k) − φ(θ_k + d_k), φ = f + μ‖c‖ (non-finite: −∞).
+
+    ``tiny_is_exact``: when Pred is at roundoff level of φ, model and function agree (η = 1).
+    The second-order correction's retry (this project's option) tests its ratio without it.
+    """
+    eta = (merit - merit_new) / jnp.where(pred != 0, pred, 1.0)
+    if tiny_is_exact:
+        tiny = jnp.abs(pred) <= 1e-14 * (1 + jnp.abs(merit))
+        eta = jnp.where(tiny, 1.0, eta)
+        return jnp.where(jnp.isfinite(eta), eta, -jnp.inf)
+    return eta
+
+
+def new_radius(eta, radius, dn, cfg):
+    """Δ_{k+1}. ``radius_rule=paper`` (Algorithm 3): ρΔ_k if η ≥ η_upp, Δ_k if accepted
+    (η ≥ η_low), Δ_k/ρ otherwise. ``scipy``: the authors' reference code's rule (SciPy's
+    equality-constrained trust-constr), which also uses ‖d_k‖."""
+    accept = eta >= cfg.eta_low
+    if cfg.radius_rule == "paper":
+        return jnp.where(
+            eta >= cfg.eta_upp, cfg.rho * radius, jnp.where(accept, radius, radius / cfg.rho)
+        )
+    shrink = jnp.clip((1 - cfg.eta_low) / (1 - eta) * dn, 0.1 * radius, 0.5 * radius)
+    return jnp.where(
+        eta >= 0.9,
+        jnp.maximum(7 * dn, radius),
+        jnp.where(
+            eta >= cfg.eta_upp, jnp.maximum(2 * dn, radius), jnp.where(accept, radius, shrink)
+        ),
+    )
+
+
 # --- configuration -------------------------------------------------------------------------
 
 
@@ -344,32 +392,23 @@ def trsqp_solver(f: Callable, c: Callable, n: int, cfg: TrsqpConfig, dtype):
 
     def step(s: TrsqpState, data) -> TrsqpState:
         H = lambda v: hvp(s.hess, v)
-        n_step = normal_step(s.J, s.basis, s.c, cfg.nu * s.radius)
-        cg = projected_cg(H, s.basis, s.g + H(n_step), n_step, s.radius, cfg.cg_maxiter)
-        d = n_step + cg.t
+        n_step, cg, d = descent(s, H, cfg)
         quad = s.g @ d + 0.5 * d @ H(d)
         c_norm = jnp.linalg.norm(s.c)
         vpred = c_norm - jnp.linalg.norm(s.c + s.J @ d)
         mu, pred = merit_update(quad, vpred, s.mu, cfg.merit_factor)
+        merit = s.f + mu * c_norm
         theta_new = s.theta + d
         f_new, c_new = f(theta_new, data), c(theta_new, data)
-        merit = s.f + mu * c_norm
-        ared = merit - (f_new + mu * jnp.linalg.norm(c_new))
-        # when the model reduction is at roundoff level, model and function agree
-        tiny = jnp.abs(pred) <= 1e-14 * (1 + jnp.abs(merit))
-        eta = jnp.where(tiny, 1.0, ared / jnp.where(pred != 0, pred, 1.0))
-        eta = jnp.where(jnp.isfinite(eta), eta, -jnp.inf)
+        eta = ratio(merit, f_new + mu * jnp.linalg.norm(c_new), pred)
         soc = jnp.array(False)
         if cfg.second_order_correction:
-            # Byrd, Hribar & Nocedal (1999) p. 892, as in SciPy's trust-constr: a rejected
-            # step that is mostly tangential (‖ñ‖ ≤ 0.1‖t‖) is retried from θ + d − J⁺c(θ + d),
-            # the least-norm correction of the constraint curvature (the Maratos effect).
+            try_soc = (eta < cfg.eta_low) & (jnp.linalg.norm(n_step) <= 0.1 * jnp.linalg.norm(cg.t))
+
             def correct(_):
                 theta_c = theta_new + least_norm_newton(s.basis, c_new)
                 f_c, c_c = f(theta_c, data), c(theta_c, data)
-                eta_c = (merit - (f_c + mu * jnp.linalg.norm(c_c))) / jnp.where(
-                    pred != 0, pred, 1.0
-                )
+                eta_c = ratio(merit, f_c + mu * jnp.linalg.norm(c_c), pred, tiny_is_exact=False)
                 ok = jnp.isfinite(eta_c) & (eta_c >= cfg.eta_low)
                 pick = lambda a, b: jnp.where(ok, a, b)
                 return (
@@ -380,29 +419,12 @@ def trsqp_solver(f: Callable, c: Callable, n: int, cfg: TrsqpConfig, dtype):
                     ok,
                 )
 
-            try_soc = (eta < cfg.eta_low) & (jnp.linalg.norm(n_step) <= 0.1 * jnp.linalg.norm(cg.t))
             theta_new, f_new, c_new, eta, soc = jax.lax.cond(
                 try_soc, correct, lambda _: (theta_new, f_new, c_new, eta, soc), None
             )
         accept = eta >= cfg.eta_low
         dn = jnp.linalg.norm(d)
-        if cfg.radius_rule == "paper":
-            radius = jnp.where(
-                eta >= cfg.eta_upp,
-                cfg.rho * s.radius,
-                jnp.where(accept, s.radius, s.radius / cfg.rho),
-            )
-        else:  # SciPy's equality-constrained trust-constr rule
-            shrink = jnp.clip((1 - cfg.eta_low) / (1 - eta) * dn, 0.1 * s.radius, 0.5 * s.radius)
-            radius = jnp.where(
-                eta >= 0.9,
-                jnp.maximum(7 * dn, s.radius),
-                jnp.where(
-                    eta >= cfg.eta_upp,
-                    jnp.maximum(2 * dn, s.radius),
-                    jnp.where(accept, s.radius, shrink),
-                ),
-            )
+        radius = new_radius(eta, s.radius, dn, cfg)
 
         def accepted(_):
             g_new = jax.grad(f)(theta_new, data)
