@@ -65,7 +65,7 @@ def report_cells(long: pd.DataFrame) -> pd.DataFrame:
         factor = worse_by(r.metric, mean, paper)
         rows.append(
             {
-                "row": r.row,
+                "row": getattr(r, "name", None) or r.row,
                 "column": r.col,
                 "metric": METRICS.get(r.metric, r.metric),
                 "ours": ours,

@@ -684,6 +684,7 @@ def experiment_table(df: pd.DataFrame, spec: dict) -> tuple[pd.DataFrame, pd.Dat
                 long.append(
                     {
                         "row": r,
+                        "name": names.get(r, r),  # the row as the table shows it
                         "col": c,
                         "metric": m,
                         "mean": mean,
@@ -735,6 +736,15 @@ def _ratio_text(label: str, r: pd.Series) -> str:
     return f"{label} {r['ours/paper']:.3g}×"
 
 
+def _row_name(row: str, cells: pd.DataFrame) -> str:
+    """A row as the table shows it (the experiment's ``row_names``), for prose."""
+    if "name" in cells.columns and cells["name"].notna().any():
+        name = str(cells["name"].dropna().iloc[0])
+        if name != row:
+            return name
+    return shown_label(row)
+
+
 def against_paper(long: pd.DataFrame) -> str:
     """Markdown lines, one per column of the table (a problem, say): which rows are better
     than the paper's (every judged metric more than 2× better), within 2× or worse (some
@@ -746,7 +756,7 @@ def against_paper(long: pd.DataFrame) -> str:
     for col, cells in judged.groupby("col", sort=False):
         rows = [
             (
-                shown_label(row),
+                _row_name(row, c),
                 set(c["verdict"]),
                 ", ".join(
                     _ratio_text(METRICS.get(r["metric"], r["metric"]), r) for _, r in c.iterrows()
@@ -787,7 +797,7 @@ def against_column(long: pd.DataFrame, ref: str) -> str:
                 )
                 ratios.append(f"{METRICS.get(m, m)} {r['mean'] / b['mean']:.3g}×{paper}")
             if kinds:
-                rows.append((shown_label(row), kinds, ", ".join(ratios)))
+                rows.append((_row_name(row, c), kinds, ", ".join(ratios)))
         if rows:
             lines.append(
                 f"- **{shown_label(col)}** against {ref} (its error / {ref}'s, ours "

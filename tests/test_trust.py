@@ -485,6 +485,10 @@ def test_the_verdict_lines_name_whole_numbers_as_written(three_configs, tmp_path
     line = against_paper(experiment_table(collect(tmp_path), spec)[0])
     assert "worse: -50 (" in line and "3×" in line and "-50.0" not in line
     assert "better: 2.5 (" in line
+    # a row the experiment names (row_names) reads by that name, as in the table above it
+    named = {**spec, "row_names": {"-50.0": "α = −50 (named)"}}
+    line = against_paper(experiment_table(collect(tmp_path), named)[0])
+    assert "worse: α = −50 (named) (" in line and "better: 2.5 (" in line
     from runners.tables import shown_label
 
     assert shown_label("reaction/100.0") == "reaction/100"
