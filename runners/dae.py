@@ -23,6 +23,7 @@ A failed IPOPT solve still writes all of these, from its last iterate.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -298,8 +299,26 @@ def _sequential(cfg, setup, problem, data, history: list) -> Trained:
     return Trained(r.status, layers, scaling, closure, learned, record)
 
 
-# how each neural-DAE method trains (a method registered for the family needs an entry)
+# how each neural-DAE method trains: (cfg, setup, problem, data, history) -> Trained
 TRAINERS = {"collocation": _collocation, "sequential": _sequential}
+
+
+def register_trainer(name: str):
+    """Decorator: how the neural-DAE method ``name`` trains, for a method registered from
+    outside the project (``methods.register_method(name, MethodSpec(NEURAL_DAE, ...))``).
+
+    The trainer is ``(cfg, setup, problem, data, history) -> Trained``: ``setup.method_cfg``
+    is the method's config, ``data`` the problem's training data, ``history`` a list to
+    append one dict per logged iteration (written as ``history.csv``). :data:`TRAINERS` holds
+    the two the paper uses (collocation: CasADi + IPOPT, :func:`_collocation`; sequential: a
+    jitted stepper through the ODE solver, :func:`_sequential`); a new trainer may wrap
+    either. Evaluation, artifacts and figures are the family's, as for those two."""
+
+    def add(trainer: Callable) -> Callable:
+        TRAINERS[name] = trainer
+        return trainer
+
+    return add
 
 
 def run_neural_dae(cfg: DictConfig, setup, out: Path, base_record: dict) -> tuple[dict, str]:
@@ -311,8 +330,8 @@ def run_neural_dae(cfg: DictConfig, setup, out: Path, base_record: dict) -> tupl
     problem = setup.problem
     if setup.method_name not in TRAINERS:
         raise ConfigError(
-            f"method: {setup.method_name!r} has no neural-DAE trainer in "
-            f"runners.dae.TRAINERS; valid methods: {', '.join(TRAINERS)}"
+            f"method: {setup.method_name!r} has no neural-DAE trainer (register one with "
+            f"runners.dae.register_trainer); valid methods: {', '.join(TRAINERS)}"
         )
     t0 = time.perf_counter()
     data = problem.make_data()
@@ -380,4 +399,11 @@ def _write_npz(path: Path, arrays: dict):
     write_atomic(path, buf.getvalue())
 
 
-__all__ = ["IpoptProgress", "run_neural_dae", "trajectories_figure"]
+__all__ = [
+    "TRAINERS",
+    "IpoptProgress",
+    "Trained",
+    "register_trainer",
+    "run_neural_dae",
+    "trajectories_figure",
+]

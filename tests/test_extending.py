@@ -152,3 +152,57 @@ def test_a_new_stochastic_problem_with_the_papers_methods(plugin, tmp_path):
     r = _train(plugin, tmp_path / "adam", "problem=toy_fit", "method=sqp_adam", "figures=false")
     assert r.returncode == 0, r.stderr[-2000:]
     assert _record(tmp_path / "adam")["max_abs_c"] < 1e-4
+
+
+DAE_PLUGIN = '''
+from methods import MethodSpec, register_method
+from methods.dae.sequential import SequentialConfig
+from problems import NEURAL_DAE
+from runners import dae
+
+register_method("seq_twice", MethodSpec(NEURAL_DAE, SequentialConfig, None))
+register_method("no_trainer", MethodSpec(NEURAL_DAE, SequentialConfig, None))
+
+
+@dae.register_trainer("seq_twice")
+def seq_twice(cfg, setup, problem, data, history):
+    """the sequential baseline, its record marked (a trainer may wrap the paper's)"""
+    trained = dae.TRAINERS["sequential"](cfg, setup, problem, data, history)
+    return trained._replace(record={**trained.record, "wrapped_by": "seq_twice"})
+'''
+
+
+def test_a_new_neural_dae_method_through_register_trainer(tmp_path):
+    """A neural-DAE method from outside the project: registered with register_method and
+    runners.dae.register_trainer, configured from its own folder, run through the CLI to the
+    family's record (evaluation and artifacts included); a DAE method without a trainer is
+    refused in one line that names the way to add one."""
+    plugin = tmp_path / "daeplug"
+    (plugin / "conf" / "method").mkdir(parents=True)
+    (plugin / "dae_plugin.py").write_text(DAE_PLUGIN)
+    seq = (EXAMPLE.parent.parent.parent / "conf" / "method" / "sequential.yaml").read_text()
+    for name in ("seq_twice", "no_trainer"):
+        text = seq.replace("name: sequential", f"name: {name}")
+        (plugin / "conf" / "method" / f"{name}.yaml").write_text(text)
+    env = {**os.environ, "PYTHONPATH": f"{plugin}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    base = [sys.executable, "-m", "runners.train", f"hydra.searchpath=[file://{plugin}/conf]"]
+    base += ["plugins=[dae_plugin]", "problem=population", "progress=false", "figures=false"]
+    run = lambda out, *a: subprocess.run(
+        [*base, f"results_dir={out}", *a],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=EXAMPLE.parent.parent.parent,
+    )
+    r = run(tmp_path / "ok", "method=seq_twice", "method.epochs=20")
+    assert r.returncode == 0, r.stderr[-2000:]
+    rec = _record(tmp_path / "ok")
+    assert rec["method"] == "seq_twice" and rec["wrapped_by"] == "seq_twice"
+    assert rec["iterations"] == 20 and 0 < rec["train_mse"] < float("inf")
+    assert (Path(rec["run_dir"]) / "network.npz").is_file()
+    r = run(tmp_path / "bad", "method=no_trainer")
+    assert r.returncode == 2
+    err = r.stderr.strip().splitlines()[-1]
+    assert "no_trainer" in err and "register_trainer" in err and "sequential" in err
+    assert not list((tmp_path / "bad").rglob("metrics.json"))
