@@ -656,56 +656,43 @@ BENCHMARKS = {
 }
 
 
-def render(bench_dir: Path = BENCH_DIR, table: Path = TABLE) -> str:
-    records = []
-    for p in sorted(bench_dir.glob("*.json")):
-        try:
-            records.append(json.loads(p.read_text()))
-        except (OSError, ValueError):
-            continue
-    if not records:
-        return ""
-    df = pd.DataFrame(records).sort_values("timestamp").groupby("name").tail(1)
-    cols = [
-        "name",
-        "s_per_iter_median",
-        "compile_s",
-        "repeats",
-        "device",
-        "cpu_count",
-        "version.jax",
-        "commit",
-        "timestamp",
-    ]
-    md = df[[c for c in cols if c in df.columns]].to_markdown(index=False, floatfmt=".4g")
-    text = "# Benchmarks (latest record of each; `make bench`)\n\n" + md + "\n"
-    sqp = df[df["name"].str.startswith("sqp_momentum_") & ~df["name"].str.endswith("_parts")]
+def _section(title: str, rows: list[dict]) -> str:
+    """A markdown section: its title, then the rows as a table."""
+    table = pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g")
+    return f"\n## {title}\n\n{table}\n"
+
+
+def _named(df: pd.DataFrame, prefix: str, parts: bool | None = None) -> pd.DataFrame:
+    """The records whose name starts with ``prefix`` (and ends with ``_parts`` or not)."""
+    keep = df["name"].str.startswith(prefix)
+    if parts is not None:
+        keep &= df["name"].str.endswith("_parts") == parts
+    return df[keep]
+
+
+def _sqp_momentum(df: pd.DataFrame) -> str:
+    """Seconds per iteration of each SQP-momentum method, and what a step is made of."""
+    text = ""
+    sqp = _named(df, "sqp_momentum_", parts=False)
     if len(sqp):
-        rows = []
-        for _, r in sqp.iterrows():
-            for m in SQP_MOMENTUM_METHODS:
-                rows.append(
-                    {
-                        "problem": r["name"]
-                        .removeprefix("sqp_momentum_")
-                        .removesuffix("_f32")
-                        .removesuffix("_iter"),
-                        "precision": r.get("precision")
-                        if isinstance(r.get("precision"), str)
-                        else "float64",  # records from before the float32 variants
-                        "method": m,
-                        "s_per_iter": r.get(f"{m}.s_per_iter"),
-                        "ratio_to_adam_unc": r.get(f"{m}.ratio_to_adam_unc"),
-                        "paper_gpu_s_per_iter": r.get(f"{m}.paper_gpu_s_per_iter"),
-                        "compile_s": r.get(f"{m}.compile_s"),
-                    }
-                )
-        text += (
-            "\n## SQP momentum: seconds per iteration by method (paper: their GPU)\n\n"
-            + pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g")
-            + "\n"
-        )
-    parts = df[df["name"].str.startswith("sqp_momentum_") & df["name"].str.endswith("_parts")]
+        rows = [
+            {
+                "problem": r["name"]
+                .removeprefix("sqp_momentum_")
+                .removesuffix("_f32")
+                .removesuffix("_iter"),
+                # records from before the float32 variants have no precision: float64
+                "precision": r.get("precision")
+                if isinstance(r.get("precision"), str)
+                else "float64",
+                "method": m,
+                **{k: r.get(f"{m}.{k}") for k in SQP_COLUMNS},
+            }
+            for _, r in sqp.iterrows()
+            for m in SQP_MOMENTUM_METHODS
+        ]
+        text += _section("SQP momentum: seconds per iteration by method (paper: their GPU)", rows)
+    parts = _named(df, "sqp_momentum_", parts=True)
     if len(parts):
         keys = ["grad_f", "c_and_jacobian", "grad_f_plus_c_and_jacobian"]
         rows = [
@@ -716,75 +703,64 @@ def render(bench_dir: Path = BENCH_DIR, table: Path = TABLE) -> str:
             }
             for _, r in parts.iterrows()
         ]
-        text += (
-            "\n## SQP momentum: what a constrained step is made of (s per call; "
-            "adam_unc pays grad_f)\n\n"
-            + pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g")
-            + "\n"
+        title = (
+            "SQP momentum: what a constrained step is made of (s per call; adam_unc pays grad_f)"
         )
+        text += _section(title, rows)
+    return text
+
+
+def _neural_dae(df: pd.DataFrame) -> str:
+    """The tank-manifold pipeline, A against D, step by step."""
     dae = df[df["name"] == "neural_dae_tank_pipeline"]
-    if len(dae):
-        r = dae.iloc[0]
-        rows = [
-            {
-                "run": run,
-                "step": step,
-                "iterations": r.get(f"{run}.{step}.iterations"),
-                "wall_s": r.get(f"{run}.{step}.wall_s"),
-                "status": r.get(f"{run}.{step}.status"),
-            }
-            for run in ("A", "D")
-            for step in ("smoothing", "pretraining", "main")
-        ]
+    if not len(dae):
+        return ""
+    r = dae.iloc[0]
+    rows = [
+        {
+            "run": run,
+            "step": step,
+            **{k: r.get(f"{run}.{step}.{k}") for k in ("iterations", "wall_s", "status")},
+        }
+        for run in ("A", "D")
+        for step in ("smoothing", "pretraining", "main")
+    ]
+    title = (
+        f"Neural DAE, tank manifold: A {r['A_wall_s']:.1f} s (paper 37 s), "
+        f"D {r['D_wall_s']:.1f} s (paper 227 s), D/A {r['D_over_A']:.2f} (paper ≈ 6)"
+    )
+    text = _section(title, rows)
+    if pd.notna(r.get("D_hessian_ms")):
         text += (
-            f"\n## Neural DAE, tank manifold: A {r['A_wall_s']:.1f} s (paper 37 s), "
-            f"D {r['D_wall_s']:.1f} s (paper 227 s), D/A {r['D_over_A']:.2f} (paper ≈ 6)\n\n"
-            + pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g")
-            + "\n"
+            f"\nExact Hessian per evaluation: {r['D_hessian_ms']:.0f} ms assembled "
+            f"(CasADi's sparse terms + the network's from JAX; {r['D_hessian_calls']:.0f}"
+            f" calls in D) against {r['casadi_hessian_ms']:.0f} ms for CasADi's AD "
+            f"Hessian of the whole Lagrangian ({r['casadi_hessian_calls']:.0f} calls "
+            f"in 2 iterations of D)\n"
         )
-        if pd.notna(r.get("D_hessian_ms")):
-            text += (
-                f"\nExact Hessian per evaluation: {r['D_hessian_ms']:.0f} ms assembled "
-                f"(CasADi's sparse terms + the network's from JAX; {r['D_hessian_calls']:.0f}"
-                f" calls in D) against {r['casadi_hessian_ms']:.0f} ms for CasADi's AD "
-                f"Hessian of the whole Lagrangian ({r['casadi_hessian_calls']:.0f} calls "
-                f"in 2 iterations of D)\n"
-            )
-    lisco = df[df["name"].str.startswith("lisco_") & ~df["name"].str.endswith("_parts")]
+    return text
+
+
+def _lisco(df: pd.DataFrame) -> str:
+    """LISCO against its baselines, the batched QP baseline, and an iteration's parts."""
+    text = ""
+    lisco = _named(df, "lisco_", parts=False)
     if len(lisco):
-        keys = [
-            "baseline",
-            "baseline_median_s",
-            "baseline_max_s",
-            "lisco_median_s",
-            "lisco_max_s",
-            "median_ratio_baseline_over_lisco",
-            "baseline_throughput",
-            "lisco_throughput",
-            "throughput_ratio",
-            "lisco_success",
-            "lisco_s_per_iter_batch1",
-            "lisco_s_per_instance_iter_batch833",
-            "trained",
-        ]
         rows = [
-            {"problem": r["name"].removeprefix("lisco_"), **{k: r.get(k) for k in keys}}
+            {"problem": r["name"].removeprefix("lisco_"), **{k: r.get(k) for k in LISCO_COLUMNS}}
             for _, r in lisco.iterrows()
         ]
-        text += (
-            "\n## LISCO vs IPOPT / OSQP on the 833 test points (targets: median ratio ≥ 3, "
-            "throughput ratio ≥ 100)\n\n"
-            + pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g")
-            + "\n"
+        title = (
+            "LISCO vs IPOPT / OSQP on the 833 test points (targets: median ratio ≥ 3, "
+            "throughput ratio ≥ 100)"
         )
+        text += _section(title, rows)
+        box_keys = ("batch_s", "compile_s", "throughput", "median_iterations", "median_T")
         box = [
             {
                 "problem": r["name"].removeprefix("lisco_"),
                 "setting": tag,
-                **{
-                    k: r.get(f"jaxopt_osqp{suffix}_{k}")
-                    for k in ("batch_s", "compile_s", "throughput", "median_iterations", "median_T")
-                },
+                **{k: r.get(f"jaxopt_osqp{suffix}_{k}") for k in box_keys},
                 "lisco_throughput": r.get("lisco_throughput"),
                 "lisco_over_batched": r.get(f"throughput_ratio_vs_jaxopt_osqp{suffix}"),
             }
@@ -793,14 +769,13 @@ def render(bench_dir: Path = BENCH_DIR, table: Path = TABLE) -> str:
             if pd.notna(r.get(f"jaxopt_osqp{suffix}_batch_s"))
         ]
         if box:
-            text += (
-                "\n## The batched QP baseline: jaxopt BoxOSQP vmapped over the 833 test "
+            title = (
+                "The batched QP baseline: jaxopt BoxOSQP vmapped over the 833 test "
                 "points, one jitted call, float64 (median ½‖F‖² with the same multiplier "
-                "mapping as every baseline)\n\n"
-                + pd.DataFrame(box).to_markdown(index=False, floatfmt=".4g")
-                + "\n"
+                "mapping as every baseline)"
             )
-    lparts = df[df["name"].str.startswith("lisco_") & df["name"].str.endswith("_parts")]
+            text += _section(title, box)
+    lparts = _named(df, "lisco_", parts=True)
     if len(lparts):
         rows = [
             {
@@ -814,36 +789,87 @@ def render(bench_dir: Path = BENCH_DIR, table: Path = TABLE) -> str:
             for _, r in lparts.iterrows()
             for b in (1, int(r.get("batch", 833)))
         ]
-        text += (
-            "\n## LISCO: what one inference iteration is made of (µs per call, float32, "
+        title = (
+            "LISCO: what one inference iteration is made of (µs per call, float32, "
             "one hidden layer of 2048; iteration = step + F at the new iterate + "
-            "bookkeeping)\n\n" + pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g") + "\n"
+            "bookkeeping)"
         )
-    seeds = df[df["name"].str.startswith("seeds")]
-    if len(seeds):
-        keys = [
-            "method",
-            "problem",
-            "args",
-            "seeds",
-            "vectorized_s",
-            "sequential_s",
-            "speedup",
-            "vectorized_train_s",
-            "sequential_train_s",
-            "vectorized_compile_s",
-            "sequential_compile_s",
-            "metric",
-            "max_rel_diff",
-        ]
-        text += (
-            "\n## seeds=5 as one vmapped program vs 5 sequential runs, scale=smoke, whole "
-            "CLI wall time (target: speedup ≥ 3)\n\n"
-            + pd.DataFrame([{k: r.get(k) for k in keys} for _, r in seeds.iterrows()]).to_markdown(
-                index=False, floatfmt=".4g"
-            )
-            + "\n"
-        )
+        text += _section(title, rows)
+    return text
+
+
+def _seeds(df: pd.DataFrame) -> str:
+    """seeds=5 as one vmapped program against 5 sequential runs."""
+    seeds = _named(df, "seeds")
+    if not len(seeds):
+        return ""
+    title = (
+        "seeds=5 as one vmapped program vs 5 sequential runs, scale=smoke, whole "
+        "CLI wall time (target: speedup ≥ 3)"
+    )
+    return _section(title, [{k: r.get(k) for k in SEEDS_COLUMNS} for _, r in seeds.iterrows()])
+
+
+SQP_COLUMNS = ("s_per_iter", "ratio_to_adam_unc", "paper_gpu_s_per_iter", "compile_s")
+LISCO_COLUMNS = (
+    "baseline",
+    "baseline_median_s",
+    "baseline_max_s",
+    "lisco_median_s",
+    "lisco_max_s",
+    "median_ratio_baseline_over_lisco",
+    "baseline_throughput",
+    "lisco_throughput",
+    "throughput_ratio",
+    "lisco_success",
+    "lisco_s_per_iter_batch1",
+    "lisco_s_per_instance_iter_batch833",
+    "trained",
+)
+SEEDS_COLUMNS = (
+    "method",
+    "problem",
+    "args",
+    "seeds",
+    "vectorized_s",
+    "sequential_s",
+    "speedup",
+    "vectorized_train_s",
+    "sequential_train_s",
+    "vectorized_compile_s",
+    "sequential_compile_s",
+    "metric",
+    "max_rel_diff",
+)
+OVERVIEW_COLUMNS = (
+    "name",
+    "s_per_iter_median",
+    "compile_s",
+    "repeats",
+    "device",
+    "cpu_count",
+    "version.jax",
+    "commit",
+    "timestamp",
+)
+
+
+def render(bench_dir: Path = BENCH_DIR, table: Path = TABLE) -> str:
+    """``results/tables/bench.md`` from the latest record of each benchmark: an overview,
+    then one section per family."""
+    records = []
+    for p in sorted(bench_dir.glob("*.json")):
+        try:
+            records.append(json.loads(p.read_text()))
+        except (OSError, ValueError):
+            continue
+    if not records:
+        return ""
+    df = pd.DataFrame(records).sort_values("timestamp").groupby("name").tail(1)
+    overview = df[[c for c in OVERVIEW_COLUMNS if c in df.columns]]
+    text = "# Benchmarks (latest record of each; `make bench`)\n\n"
+    text += overview.to_markdown(index=False, floatfmt=".4g") + "\n"
+    text += _sqp_momentum(df) + _neural_dae(df) + _lisco(df) + _seeds(df)
     write_atomic(table, text)
     return text
 
