@@ -27,8 +27,10 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -342,7 +344,6 @@ def _run_jax(cfg, setup, seeds, outs, hashes, dev) -> list[dict]:
     import jax
     import jax.numpy as jnp
     import numpy as np
-    from flax import serialization
 
     from methods import pretrain_method
     from methods.driver import Interrupted
@@ -442,66 +443,101 @@ def _run_jax(cfg, setup, seeds, outs, hashes, dev) -> list[dict]:
             raise ConfigError(f"checkpoint: {e}") from None
         except Interrupted as e:
             interrupted(progress, stop, ckpt, e)
-    pre = phases.extra.get("pre", [{} for _ in seeds])
-    timing = phases.timing
     progress.flush()
-
-    records = []
-    evaluate = jax.jit(problem.evaluate)
-    for i, (s, o, h) in enumerate(zip(seeds, outs, hashes)):
-        p_i = _take(params, i) if vec else params
-        d_i = _take(data, i, data_axes) if vec else data
-        t_eval = time.perf_counter()
-        final = {k: float(v) for k, v in evaluate(p_i, d_i).items()}
-        eval_s = time.perf_counter() - t_eval
-        hist_i = [
-            {k: v for k, v in r.items() if k != "seed_index"}
-            for r in history
-            if r.get("seed_index", i) == i
-        ]
-        if vec:  # an ordinary run folder: its own history and config (what figures load)
-            import pandas as pd
-
-            write_atomic(o / "history.csv", pd.DataFrame(hist_i).to_csv(index=False))
-            write_atomic(o / ".hydra" / "config.yaml", OmegaConf.to_yaml(seed_config(cfg, s)))
-        write_atomic(o / "params.msgpack", serialization.to_bytes(p_i))
-        label = f"{problem.name} / {setup.method_name}  (seed {s}, status {statuses[i]})"
-        last = next((r for r in reversed(hist_i) if r.get("phase") == "train"), {})
-        pre_last = next((r for r in reversed(hist_i) if r.get("phase") == "pretrain"), {})
-        base = _record_base(seed_config(cfg, s) if vec else cfg, setup, h, dev, o)
-        record = {
-            **{k: base[k] for k in ("problem", "method", "family", "seed", "scale", "tag")},
-            "pretrain": setup.pretrain_cfg is not None,
-            "status": statuses[i],
-            "iterations": iterations[i],
-            **({"rounds": int(last["round"])} if "round" in last else {}),
-            **_inner_endings(last),
-            **_inner_endings(pre_last, prefix="pretrain_"),
-            **final,
-            "wall_s": timing["train_s"],
-            "compile_s": timing["compile_s"],
-            "data_s": data_s,
-            "eval_s": eval_s,
-            **(pre[i] if i < len(pre) else {}),
-            **({"vectorized_seeds": len(seeds)} if vec else {}),
-            **base,
-        }
-        write_json(o / "metrics.json", record)
-        records.append(record)
-        if cfg.figures:  # after metrics.json: a failing figure is a warning, never fatal
-            _run_figures(problem, o, p_i, d_i, hist_i, label)
-        figures = ", ".join(f"{k} {final[k]:.4g}" for k in SHOWN if k in final)
-        print(
-            f"{label}: iterations {iterations[i]}, {figures}, wall {timing['train_s']:.1f}s "
-            f"(+ compile {timing['compile_s']:.1f}s) -> {o}",
-            flush=True,
-        )
-        if problem.family == CONSTRAINED_LEARNING:
-            _say_paper_gap(
-                seed_config(cfg, s) if vec else cfg, problem.name, setup.method_name, final
-            )
+    outcome = Outcome(
+        params,
+        data,
+        data_axes,
+        history,
+        statuses,
+        iterations,
+        phases.timing,
+        data_s,
+        phases.extra.get("pre", [{} for _ in seeds]),
+        jax.jit(problem.evaluate),
+    )
+    records = [
+        _seed_record(cfg, setup, dev, outcome, i, s, o, h)
+        for i, (s, o, h) in enumerate(zip(seeds, outs, hashes))
+    ]
     ckpt.finish()
     return records
+
+
+class Outcome(NamedTuple):
+    """What the phases of :func:`_run_jax` leave for the records (stacked over seeds when
+    vectorized)."""
+
+    params: Any
+    data: Any
+    data_axes: Any
+    history: list
+    statuses: list
+    iterations: list
+    timing: dict
+    data_s: float
+    pre: list  # each seed's pretraining record
+    evaluate: Callable  # the problem's evaluate, jitted once for every seed
+
+
+def _seed_record(cfg, setup, dev, o_: Outcome, i: int, s: int, o: Path, h: str) -> dict:
+    """Seed ``i``'s evaluation, ``params.msgpack``, ``metrics.json`` (then its figures) and
+    its summary line; returns the record."""
+    from flax import serialization
+
+    n_seeds = len(o_.statuses)
+    problem, vec = setup.problem, n_seeds > 1
+    params, data, data_axes, history = o_.params, o_.data, o_.data_axes, o_.history
+    statuses, iterations, timing, pre = o_.statuses, o_.iterations, o_.timing, o_.pre
+    p_i = _take(params, i) if vec else params
+    d_i = _take(data, i, data_axes) if vec else data
+    t_eval = time.perf_counter()
+    final = {k: float(v) for k, v in o_.evaluate(p_i, d_i).items()}
+    eval_s = time.perf_counter() - t_eval
+    hist_i = [
+        {k: v for k, v in r.items() if k != "seed_index"}
+        for r in history
+        if r.get("seed_index", i) == i
+    ]
+    if vec:  # an ordinary run folder: its own history and config (what figures load)
+        import pandas as pd
+
+        write_atomic(o / "history.csv", pd.DataFrame(hist_i).to_csv(index=False))
+        write_atomic(o / ".hydra" / "config.yaml", OmegaConf.to_yaml(seed_config(cfg, s)))
+    write_atomic(o / "params.msgpack", serialization.to_bytes(p_i))
+    label = f"{problem.name} / {setup.method_name}  (seed {s}, status {statuses[i]})"
+    last = next((r for r in reversed(hist_i) if r.get("phase") == "train"), {})
+    pre_last = next((r for r in reversed(hist_i) if r.get("phase") == "pretrain"), {})
+    base = _record_base(seed_config(cfg, s) if vec else cfg, setup, h, dev, o)
+    record = {
+        **{k: base[k] for k in ("problem", "method", "family", "seed", "scale", "tag")},
+        "pretrain": setup.pretrain_cfg is not None,
+        "status": statuses[i],
+        "iterations": iterations[i],
+        **({"rounds": int(last["round"])} if "round" in last else {}),
+        **_inner_endings(last),
+        **_inner_endings(pre_last, prefix="pretrain_"),
+        **final,
+        "wall_s": timing["train_s"],
+        "compile_s": timing["compile_s"],
+        "data_s": o_.data_s,
+        "eval_s": eval_s,
+        **(pre[i] if i < len(pre) else {}),
+        **({"vectorized_seeds": n_seeds} if vec else {}),
+        **base,
+    }
+    write_json(o / "metrics.json", record)
+    if cfg.figures:  # after metrics.json: a failing figure is a warning, never fatal
+        _run_figures(problem, o, p_i, d_i, hist_i, label)
+    figures = ", ".join(f"{k} {final[k]:.4g}" for k in SHOWN if k in final)
+    print(
+        f"{label}: iterations {iterations[i]}, {figures}, wall {timing['train_s']:.1f}s "
+        f"(+ compile {timing['compile_s']:.1f}s) -> {o}",
+        flush=True,
+    )
+    if problem.family == CONSTRAINED_LEARNING:
+        _say_paper_gap(seed_config(cfg, s) if vec else cfg, problem.name, setup.method_name, final)
+    return record
 
 
 def _initial(cfg, problem, seeds) -> tuple[list, list]:
