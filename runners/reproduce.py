@@ -126,8 +126,11 @@ class Context:
         """A setting as a list (whitespace-separated)."""
         return self.settings[name].split()
 
-    def sweep(self, experiment: str, *extra: str, name: str | None = None) -> Step:
-        """A resumable Hydra sweep of ``experiment`` into ``results/sweeps/<name>-<scale>``."""
+    def sweep(
+        self, experiment: str, *extra: str, name: str | None = None, progress: bool = False
+    ) -> Step:
+        """A resumable Hydra sweep of ``experiment`` into ``results/sweeps/<name>-<scale>``
+        (``progress``: keep the runs' progress bars)."""
         return Step(
             (
                 "runners.train",
@@ -135,7 +138,7 @@ class Context:
                 f"experiment={experiment}",
                 f"scale={self.scale}",
                 f"sweep_name={name or experiment}-{self.scale}",
-                "progress=false",
+                *(() if progress else ("progress=false",)),
                 *extra,
                 *self.where(),
                 *self.args,
@@ -354,18 +357,7 @@ def lisco(c: Context) -> list[Step]:
     the convergence figure."""
     problems, instances = c.settings["lisco_problems"], c.settings["lisco_instances"]
     on = (f"problem={problems}", f"problem.instance={instances}")
-    run = lambda e, *x: Step(  # noqa: E731 - LISCO sweeps show their progress bars
-        (
-            "runners.train",
-            "-m",
-            f"experiment={e}",
-            f"scale={c.scale}",
-            *x,
-            f"sweep_name=lisco-{c.scale}",
-            *c.where(),
-            *c.args,
-        )
-    )
+    run = lambda e, *x: c.sweep(e, *x, name="lisco", progress=True)  # noqa: E731 (bars)
     steps = [run("lisco", *on), run("lisco_baselines", *on)]
     if "qp" in problems.split(","):
         qp = ("problem=qp", f"problem.instance={instances}")

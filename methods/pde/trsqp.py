@@ -403,6 +403,9 @@ def trsqp_solver(f: Callable, c: Callable, n: int, cfg: TrsqpConfig, dtype):
         eta = ratio(merit, f_new + mu * jnp.linalg.norm(c_new), pred)
         soc = jnp.array(False)
         if cfg.second_order_correction:
+            # Byrd, Hribar & Nocedal (1999) p. 892, as in SciPy's trust-constr: a rejected
+            # step that is mostly tangential (‖ñ‖ ≤ 0.1‖t‖) is retried from θ + d − J⁺c(θ + d),
+            # the least-norm correction of the constraint curvature (the Maratos effect).
             try_soc = (eta < cfg.eta_low) & (jnp.linalg.norm(n_step) <= 0.1 * jnp.linalg.norm(cg.t))
 
             def correct(_):
