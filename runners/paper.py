@@ -14,6 +14,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from runners.defaults import defaults_node
 from runners.io import flatten
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
@@ -29,14 +30,31 @@ NOT_SETUP = {
 }  # bookkeeping, not the paper's setup
 
 
+def _with_defaults(cls: type, yaml_node):
+    """A config file's node over its dataclass's defaults (what its ``defaults:`` list
+    includes; runners/defaults.py), without composing through Hydra (a run calls this from
+    inside its own Hydra job)."""
+    node = OmegaConf.create(OmegaConf.to_container(yaml_node))
+    node.pop("defaults", None)
+    return OmegaConf.merge(OmegaConf.create(defaults_node(cls)), node)
+
+
 def paper_setup(problem: str, method: str) -> dict:
     """The paper's setup of ``problem`` × ``method``, flattened (``problem.alpha``, ...)."""
+    from methods import METHODS
+    from methods.pde.pretrain import PretrainConfig
+    from problems import PROBLEMS
+
     train = OmegaConf.load(CONF / "train.yaml")
     node = OmegaConf.create(
         {
-            "problem": OmegaConf.load(CONF / "problem" / f"{problem}.yaml"),
-            "method": OmegaConf.load(CONF / "method" / f"{method}.yaml"),
-            "pretraining": train.pretraining,
+            "problem": _with_defaults(
+                PROBLEMS[problem].Config, OmegaConf.load(CONF / "problem" / f"{problem}.yaml")
+            ),
+            "method": _with_defaults(
+                METHODS[method].Config, OmegaConf.load(CONF / "method" / f"{method}.yaml")
+            ),
+            "pretraining": _with_defaults(PretrainConfig, train.pretraining),
             "budget": train.budget,
             "scale": OmegaConf.load(CONF / "scale" / "paper.yaml"),
         }

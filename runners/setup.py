@@ -18,6 +18,22 @@ from problems.common.base import (
     check_positive_int,
     config_from_dict,
 )
+from problems.stochastic.base import DEFAULT_EPOCHS
+from runners.defaults import store_defaults
+
+store_defaults()  # the dataclasses' defaults, as the config nodes conf/ includes
+
+
+def problem_epochs(problem: str, scale: str, which: int) -> int:
+    """A stochastic problem's own budget at a scale: ``epochs[scale][which]`` of its class
+    (0: mini-batch, 1: full batch); DEFAULT_EPOCHS for a scale it does not name (the
+    ``${problem_epochs:...}`` of conf/sqp_momentum_method.yaml)."""
+    table = getattr(PROBLEMS.get(problem), "epochs", None) or {}
+    return int(table[scale][int(which)]) if scale in table else DEFAULT_EPOCHS
+
+
+if not OmegaConf.has_resolver("problem_epochs"):
+    OmegaConf.register_new_resolver("problem_epochs", problem_epochs)
 
 
 class Setup(NamedTuple):
@@ -93,6 +109,8 @@ def load_plugins(names: Any) -> None:
                 f"plugins: cannot import {name!r} ({type(e).__name__}: {e}); "
                 "the module must be importable (PYTHONPATH)"
             ) from None
+    if names:
+        store_defaults()  # nodes for what the plugins registered
 
 
 def resolve(cfg: DictConfig) -> Setup:

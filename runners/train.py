@@ -59,7 +59,7 @@ from runners.plumbing import (
     seeds_hash,
     versions,
 )
-from runners.setup import ConfigError, Setup, resolve
+from runners.setup import ConfigError, Setup, load_plugins, resolve
 
 log = logging.getLogger("runners.train")
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -790,6 +790,23 @@ def _experiment_sweep(args: list[str]) -> list[str]:
     return [f"{k}={v}" for k, v in params.items() if k.lstrip("+~") not in given]
 
 
+def load_cli_plugins(argv: list[str]) -> None:
+    """Import the modules that the command line's ``plugins=[...]`` names before Hydra
+    composes: the defaults nodes of what they register (``method_defaults_<name>``,
+    runners/defaults.py) must exist for their YAML files to include them."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    for a in argv:
+        if a.split("=", 1)[0].lstrip("+~") != "plugins":
+            continue
+        try:
+            value = OverridesParser.create().parse_overrides([a])[0].value()
+        except Exception:
+            return  # Hydra reports a bad override itself
+        if isinstance(value, (list, tuple)):  # not a sweep over plugin lists
+            load_plugins(list(value))
+
+
 def main():
     from runners import signals
     from runners.signals import EXIT_INTERRUPTED, StopRequested
@@ -797,6 +814,7 @@ def main():
     try:
         signals.immediate()  # a signal received while importing acts now
         try:
+            load_cli_plugins(sys.argv[1:])
             prevalidate(sys.argv[1:])
         except ConfigError as e:
             fail(str(e))

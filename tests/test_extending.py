@@ -124,7 +124,7 @@ def test_bad_input_to_a_plugin_is_one_line_and_writes_nothing(plugin, tmp_path):
 
 
 def test_a_new_stochastic_problem_with_the_papers_methods(plugin, tmp_path):
-    """toy_fit (family stochastic_constrained, no prediction view, no scale entry) under
+    """toy_fit (family stochastic_constrained, no prediction view, no epochs table) under
     SQP-SGD with the full batch: the projected steps reach w* = (1/2, 1, -2), where the fit
     is exact and both constraints hold; the loss figure is drawn and no prediction figure
     (the problem has no view). SQP-Adam on mini-batches of it runs to a record too."""
@@ -206,3 +206,72 @@ def test_a_new_neural_dae_method_through_register_trainer(tmp_path):
     err = r.stderr.strip().splitlines()[-1]
     assert "no_trainer" in err and "register_trainer" in err and "sequential" in err
     assert not list((tmp_path / "bad").rglob("metrics.json"))
+
+
+PARAMETRIC_PLUGIN = '''
+"""A parametric-optimization baseline from outside the project: IPOPT with this plugin's
+own settings, through methods.parametric.lisco_baselines.ipopt_solve; convex problems only."""
+import dataclasses
+
+from methods import MethodSpec, register_method
+from methods.parametric.lisco_baselines import ipopt_solve
+from problems import PARAMETRIC_OPT
+
+
+@dataclasses.dataclass(frozen=True)
+class LooseIpoptConfig:
+    tol: float = 1e-4  # IPOPT's tol
+
+
+def solve(problem, cfg, X, on_instance=None):
+    r = ipopt_solve(problem.kind, problem.inst, X, tol=cfg.tol, hessian="exact",
+                    max_iter=3000, linear_solver="mumps", on_instance=on_instance)
+    return r, {"wrapped_by": "loose_ipopt"}
+
+
+def convex_only(problem):
+    return None if problem.convex else f"is for convex problems, not {problem.name!r}"
+
+
+register_method("loose_ipopt", MethodSpec(PARAMETRIC_OPT, LooseIpoptConfig, None,
+                                          solve=solve, refuses=convex_only))
+'''
+
+
+def test_a_new_parametric_baseline_through_solve_and_refuses(tmp_path):
+    """A parametric baseline from outside the project (``MethodSpec(solve=, refuses=)``, its
+    defaults from its dataclass through its config's defaults line): its record on the QP
+    equals method=ipopt's at the same settings (the same solver through the family's own
+    evaluation: ½‖F‖², gap, violations), its extra field is recorded, and its refusal of
+    the non-convex QP is one line, exit 2, nothing written."""
+    plugin = tmp_path / "parplug"
+    (plugin / "conf" / "method").mkdir(parents=True)
+    (plugin / "par_plugin.py").write_text(PARAMETRIC_PLUGIN)
+    (plugin / "conf" / "method" / "loose_ipopt.yaml").write_text(
+        "defaults:\n  - /method_defaults_loose_ipopt@_here_\n  - _self_\nname: loose_ipopt\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{plugin}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    base = [sys.executable, "-m", "runners.train", f"hydra.searchpath=[file://{plugin}/conf]"]
+    base += ["plugins=[par_plugin]", "progress=false", "figures=false", "problem.n_test=5"]
+    run = lambda out, *a: subprocess.run(
+        [*base, f"results_dir={out}", *a],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=EXAMPLE.parent.parent.parent,
+    )
+    r = run(tmp_path / "res", "problem=qp", "method=loose_ipopt", "method.tol=1e-8")
+    assert r.returncode == 0, r.stderr[-2000:]
+    ours = _record(tmp_path / "res" / "runs" / "qp" / "loose_ipopt")
+    r = run(tmp_path / "res", "problem=qp", "method=ipopt", "method.tol=1e-8")
+    assert r.returncode == 0, r.stderr[-2000:]
+    ref = _record(tmp_path / "res" / "runs" / "qp" / "ipopt")
+    assert ours["wrapped_by"] == "loose_ipopt" and ours["status"] == ref["status"]
+    for k in ("success", "T_max", "gap_max", "eq_max", "ineq_max", "it_median"):
+        assert ours[k] == pytest.approx(ref[k], rel=1e-9, abs=1e-15), k
+    r = run(tmp_path / "bad", "problem=nonconvex_qp", "method=loose_ipopt")
+    assert r.returncode == 2
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and "convex problems" in err[0] and "ipopt" in err[0], r.stderr
+    assert not (tmp_path / "bad").exists() or not list((tmp_path / "bad").rglob("*.json"))

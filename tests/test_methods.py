@@ -238,20 +238,25 @@ def test_auglag_multiplier_update_rule(update):
 
 def test_the_defaults_are_the_papers_algorithms():
     """Every deviation from the paper's Algorithms 2 and 3 is an option, off by default,
-    in the dataclasses and in the YAML a run composes."""
-    from omegaconf import OmegaConf
+    in the dataclasses and in the config a run composes."""
+    from hydra import compose, initialize_config_dir
 
+    import runners.setup  # noqa: F401 (the dataclasses' default nodes)
     from methods.pde.penalty import AuglagConfig, InnerConfig
     from methods.pde.trsqp import TrsqpConfig
 
     conf = Path(__file__).resolve().parent.parent / "conf"
-    pretraining = OmegaConf.load(conf / "train.yaml")["pretraining"]
+
+    def composed(method):
+        with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+            return compose("train", overrides=[f"method={method}", "scale=paper"])
+
     for cfg, node in (
-        (TrsqpConfig(), OmegaConf.load(conf / "method" / "trsqp.yaml")),
-        (AuglagConfig(), OmegaConf.load(conf / "method" / "auglag.yaml")),
-        (PenaltyConfig(), OmegaConf.load(conf / "method" / "penalty.yaml")),
-        (InnerConfig(), OmegaConf.load(conf / "method" / "pinn.yaml")),
-        (InnerConfig(), pretraining),
+        (TrsqpConfig(), composed("trsqp").method),
+        (AuglagConfig(), composed("auglag").method),
+        (PenaltyConfig(), composed("penalty").method),
+        (InnerConfig(), composed("pinn").method),
+        (InnerConfig(), composed("trsqp").pretraining),
     ):
         # the paper's choice, or where it is silent the authors' code's (a failed line
         # search: SciPy's L-BFGS-B keeps θ and ends the solve)
@@ -365,7 +370,7 @@ def test_method_must_fit_the_problem_family():
         method_config("trsqpx", {}, "reaction", "constrained_learning")
 
 
-# budgets a scale file sets per problem (conf/scale/*.yaml), not a method constant
+# budgets the problem sets per scale (its class's ``epochs``), not a method constant
 SCALE_DRIVEN = {"epochs", "epochs_full_batch"}
 FAMILY_PROBLEM = {
     "constrained_learning": "reaction",
@@ -383,7 +388,7 @@ def test_a_methods_yaml_is_its_dataclass_default(name):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    import runners  # noqa: F401 (registers the config resolvers)
+    import runners.setup  # noqa: F401 (config resolvers; the dataclasses' default nodes)
 
     spec = METHODS[name]
     conf = Path(__file__).resolve().parent.parent / "conf"

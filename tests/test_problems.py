@@ -220,7 +220,7 @@ def test_a_problems_yaml_is_its_dataclass_default(name):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    import runners  # noqa: F401 (registers the config resolvers)
+    import runners.setup  # noqa: F401 (config resolvers; the dataclasses' default nodes)
 
     method = {
         "constrained_learning": "trsqp",

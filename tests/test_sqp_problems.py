@@ -93,8 +93,10 @@ def built(tmp_path_factory):
 # --- configs -------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", NAMES)
 def test_yaml_is_the_dataclass_default(name):
-    """conf/problem/<name>.yaml holds the paper's constants, the same as the Config defaults."""
+    """conf/problem/<name>.yaml takes the paper's constants from the Config defaults (its
+    defaults list) and writes none of them out (tests/test_defaults.py)."""
     values = OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml"))
+    assert values.pop("defaults") == [f"/problem_defaults_{name}@_here_", "_self_"]
     assert values.pop("name") == name
     p = build_problem(name, values)
     assert p.cfg == type(p.cfg)() and p.family == STOCHASTIC_CONSTRAINED

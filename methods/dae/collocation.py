@@ -157,15 +157,15 @@ EXPAND = {"lbfgs": False, "exact": False}  # SX Hessian of the network: 750 s to
 class CollocationConfig:
     n_fe: int | None = None  # finite elements (null: the problem's training grid)
     K: int | None = None  # Radau points per element (null: the problem's)
-    hessian: str = "lbfgs"  # step 3: lbfgs (IPOPT limited-memory) | exact
-    smoothing: bool = True  # step 1
-    pretrain: bool = True  # step 2
-    refine: bool = False  # step 4: exact Hessian at refine_tol
-    tol: float = 1e-3  # ε1 of step 3
+    hessian: str = "lbfgs"  # step 3: lbfgs (IPOPT limited-memory) | exact (ablation D)
+    smoothing: bool = True  # step 1: auxiliary smoothing problem (λ_s = problem.smoothing_weight)
+    pretrain: bool = True  # step 2: Adam on the smoother's (x, z) pairs
+    refine: bool = False  # step 4: exact Hessian at refine_tol, warm-started primal and dual
+    tol: float = 1e-3  # ε1 of step 3: the paper's (the authors' examples: 1e-6)
     refine_tol: float = 1e-6  # ε2
     smoothing_tol: float = 1e-6
     max_iter: int = 1000  # IPOPT iterations per step (the authors' limit; the paper is silent)
-    linear_solver: str = "mumps"  # ma27/ma57 need the HSL library
+    linear_solver: str = "mumps"  # mumps | ma27 | ma57 | ma86 | ma97 (the ma* need the HSL library)
     # how the exact Hessian (hessian=exact, refine) is computed; the same matrix either way:
     # "assembled" CasADi for the sparse terms + JAX for the network's (methods/
     # network_hessian.py; 0.3 s per evaluation on the tank manifold), "casadi" CasADi's AD
@@ -174,11 +174,16 @@ class CollocationConfig:
     pretrain_epochs: int = 200
     pretrain_lr: float = 1e-3
     pretrain_batch: int = 32
-    pretrain_regularizer: str = "mean"  # mean (the authors' code) | sum (this project's)
-    inference: str = "constrained"  # test predictions: constrained | simulate
+    # step 2's penalty: mean = Σ_layers (mean(W²) + mean(b²)) (the authors' code) |
+    # sum = ‖W‖² + ‖b‖² (this project's earlier default)
+    pretrain_regularizer: str = "mean"
+    # test predictions: constrained (collocation NLP, bounds, l1 slack on the network; the
+    # authors' code) | simulate (unconstrained march)
+    inference: str = "constrained"
     inference_slack_weight: float = 1e-5  # the authors' slack_coef of the inference NLP
-    init_seed: int = 0  # the network's initial weights
-    ipopt_options: dict | None = None  # extra IPOPT options, e.g. {print_timing_statistics: yes}
+    init_seed: int = 0  # the network's initial weights (Flax initialisation)
+    # extra IPOPT options, e.g. '+method.ipopt_options={print_timing_statistics: "yes"}'
+    ipopt_options: dict | None = None
 
     def __post_init__(self):
         for f in ("n_fe", "K"):

@@ -53,7 +53,9 @@ class SequentialConfig:
     atol: float = 1e-8
     max_steps: int = 10000  # integrator steps per trajectory
     init_seed: int = 0
-    inference: str = "simulate"  # test predictions: simulate | constrained
+    # test predictions: simulate (integrate the learned model) | constrained (the collocation
+    # method's inference NLP with this network)
+    inference: str = "simulate"
     inference_slack_weight: float = 1e-5  # of inference=constrained
 
     def __post_init__(self):

@@ -76,7 +76,9 @@ class LiscoConfig:
     resample_tol: float = 1e-8  # resample a sample once T ≤ this ...
     max_age: int = 2000  # ... or after this many steps
     rho: float = 1.0  # convexification of non-convex problems (0: exact F)
-    # where eq. 14's linearisation is taken in the solver loss (CONVEXIFICATIONS)
+    # where eq. 14's linearisation is taken in the solver loss (CONVEXIFICATIONS): trial: at the
+    # detached trial point (T̃ = T in value; Rosenbrock solves) | iterate: at the pre-step
+    # iterate (this project's earlier reading)
     convexification: str = "trial"
     n_max: int = 500  # inference iterations
     tol: float = 1e-8  # success: ½‖F‖² ≤ tol
@@ -196,7 +198,7 @@ class IpoptConfig:
 class OsqpConfig:
     """Baseline ``osqp`` (convex QP only): defaults (DC3's call) or tight with polishing."""
 
-    tight: bool = False
+    tight: bool = False  # False: defaults (DC3's call); True: eps 1e-10 with polishing
 
     def __post_init__(self):
         check(
@@ -213,8 +215,8 @@ class JaxoptOsqpConfig:
     4000 iterations); ``true``: tol 1e-9, 100000 iterations (jaxopt has no polishing).
     ``eq_qp_solve``: BoxOSQP's linear solver (``lu``: dense, the problems here are small)."""
 
-    tight: bool = False
-    eq_qp_solve: str = "lu"
+    tight: bool = False  # False: OSQP's defaults (tol 1e-3, 4000 it); True: tol 1e-9, 100000 it
+    eq_qp_solve: str = "lu"  # lu | cg | cg+jacobi (BoxOSQP's linear solver)
 
     def __post_init__(self):
         check(

@@ -106,9 +106,15 @@ class InnerConfig:
     ftol: float = 1e-9  # f_tol on ‖θ^{l+1} − θ^l‖ (the paper's name)
     memory: int = 10  # L-BFGS history pairs
     linesearch: str = "backtracking"  # optax only; scipy uses SciPy's own (maxls 20)
-    max_linesearch_steps: int = 100  # optax only (module doc: why not optax's 30)
-    on_linesearch_failure: str = "stop"  # optax only: stop | step (LINESEARCH_FAILURES)
-    solver: str = "optax"  # optax | scipy (the authors' SciPy L-BFGS-B; module doc)
+    # optax only: step factor 0.8, so down to 0.8¹⁰⁰ ≈ 2e-10 (module doc: why not optax's
+    # default 30, this project's earlier one); scipy: SciPy's maxls 20
+    max_linesearch_steps: int = 100
+    # optax only (LINESEARCH_FAILURES): stop: keep θ, end the inner solve (SciPy, the authors'
+    # code) | step: take optax's last trial step (this project's earlier default)
+    on_linesearch_failure: str = "stop"
+    # optax: jitted L-BFGS, backtracking (the paper) | scipy: SciPy L-BFGS-B (the authors'
+    # code; module doc)
+    solver: str = "optax"
 
     _prefix = "method"  # config node named in error messages (not a field)
 
@@ -152,9 +158,9 @@ def _positive(v, field):
 class PenaltyConfig(InnerConfig):
     """Algorithm 1 (penalty) and, with ``multiplier_update``, Algorithm 2 (auglag)."""
 
-    mu0: float = 1.0  # μ₀
+    mu0: float = 1.0  # μ₀ (the authors' code: μ'₀ = 2 on ½μ'‖c‖², the same as μ₀ = 1)
     rho: float = 1.1  # ρ, μ_{k+1} = ρ μ_k
-    mu_max: float | None = None  # μ_max; None means ρ¹⁰⁰
+    mu_max: float | None = None  # μ_max; None means ρ¹⁰⁰ (100 rounds from μ₀ = 1)
 
     def __post_init__(self):
         super().__post_init__()
@@ -184,7 +190,8 @@ MULTIPLIER_UPDATES = ("paper", "textbook", "authors_code")
 class AuglagConfig(PenaltyConfig):
     """Algorithm 2: the penalty rounds plus the multiplier step (see the module doc)."""
 
-    # paper: μ_k c(θ_k) | textbook: μ_k c(θ_{k+1}) (this project's) | authors_code: 2μ_k c(θ_k)
+    # paper: μ_k c(θ_k), the round's start | textbook: μ_k c(θ_{k+1}) (this project's option) |
+    # authors_code: 2μ_k c(θ_k) (their ½μ'‖c‖², μ'₀ = 2)
     multiplier_update: str = "paper"
 
     def __post_init__(self):
@@ -196,7 +203,7 @@ class AuglagConfig(PenaltyConfig):
 class PinnConfig(InnerConfig):
     """Plain PINN: min ℓ + μ‖c‖² at a fixed μ, one L-BFGS solve (paper Table 2)."""
 
-    mu: float = 1.0  # μ
+    mu: float = 1.0  # μ (Table 2: 1, 10, 100, 1000)
 
     def __post_init__(self):
         super().__post_init__()

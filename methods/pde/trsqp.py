@@ -257,22 +257,26 @@ class TrsqpConfig:
 
     hessian: str = "sr1"  # sr1 | damped_bfgs | identity
     memory: Any = "dense"  # dense (n × n, the paper) or k pairs (compact limited memory)
-    radius_rule: str = "paper"  # paper | scipy (the reference code's)
+    radius_rule: str = "paper"  # paper | scipy (the authors' reference code's radius update)
     objective_reduction: str = "mean"  # mean | sum (the reference code's trSQP objective)
     radius0: float = 1.0  # Δ₀
     mu0: float = 1.0  # μ₋₁
     nu: float = 0.8  # ν, normal step within νΔ
-    eta_low: float = 1e-8  # η_low
-    eta_upp: float = 0.3  # η_upp
+    eta_low: float = 1e-8  # η_low: reject below
+    eta_upp: float = 0.3  # η_upp: enlarge the radius above
     rho: float = 2.0  # ρ, radius factor
-    merit_factor: float = 0.3  # Pred ≥ merit_factor · μ (‖c‖ − ‖c + Jd‖)
-    xtol: float = 1e-9  # on ‖d‖ after a rejected step
-    gtol: float = 1e-9  # on ‖∇L‖∞
-    ctol: float = 1e-10  # on ‖c‖∞ (with gtol: a KKT point)
+    merit_factor: float = 0.3  # Pred ≥ merit_factor · μ (‖c‖ − ‖c + Jd‖) (Alg. 3 line 6)
+    xtol: float = 1e-9  # stop: a rejected step with ‖d‖ ≤ xtol ...
+    gtol: float = 1e-9  # ... or ‖∇L‖∞ ≤ gtol
+    ctol: float = 1e-10  # ... or a KKT point: ‖∇L‖∞ ≤ gtol and ‖c‖∞ ≤ ctol
     max_iter: int = 20000  # K_max
     cg_maxiter: int = 500  # projected CG iterations per step
-    secant_multiplier: str = "paper"  # paper: λ_k then λ_{k+1} in y | current: λ_{k+1} twice
-    second_order_correction: bool = False  # this project's SOC (see the module doc)
+    # paper: y_k = ∇L(θ_{k+1}, λ_{k+1}) − ∇L(θ_k, λ_k) (paper §3) | current: λ_{k+1} at both
+    # ends (this project's option)
+    secant_multiplier: str = "paper"
+    # True: SOC retry of a rejected tangential step (this project's option, see the module doc;
+    # not in Alg. 3 nor applied by the authors' code)
+    second_order_correction: bool = False
 
     def __post_init__(self):
         check_choice(self.hessian, "method.hessian", qn.HESSIANS)

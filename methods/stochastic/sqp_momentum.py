@@ -160,14 +160,17 @@ def kkt_solve(J, h, p, c, gram=None):
 class SqpMomentumConfig:
     """Constants of the stochastic methods (spec sqp_momentum.md; [confirmed] unless noted)."""
 
-    lr: float = 1e-4  # α, fixed learning rate
+    # α, fixed learning rate (the paper's pairs per problem: experiment sqp_momentum)
+    lr: float = 1e-4
     batch_fraction: Any = None  # b: fraction of residual points per iteration (None: problem's)
-    full_batch: bool = False  # every iteration uses all residual points
+    full_batch: bool = False  # True: every iteration uses all residual points (1 iteration/epoch)
     beta1: float = 0.9  # β₁ (Adam first moment)
     beta2: float = 0.999  # β₂ (Adam second moment)
     eps_root: float = 1e-7  # μ, inside the square root: H = diag(sqrt(q̂ + μ))
     momentum: float = 0.9  # β of sqp_heavyball [reconstructed]
-    variant: str = "defossez"  # sqp_adam: defossez (Algorithm 3, reconstructed) | iclr
+    # sqp_adam: defossez (the paper's Algorithm 3, reconstructed) | iclr (the ICLR-2025
+    # predecessor's)
+    variant: str = "defossez"
     epochs: int = 1000  # budget in epochs (1 epoch = int(1/b) iterations) ...
     epochs_full_batch: int = 1000  # ... and with full_batch (1 epoch = 1 iteration)
 

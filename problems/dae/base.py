@@ -129,10 +129,14 @@ class DaeConfig:
     activation: str = "tanh"
     smoothing_weight: float = 10.0  # λ_s of the smoothing problem (step 1)
     l2_weight: float = 1e-2  # α_r: weight of ‖W‖² + ‖b‖²
-    test_horizon: float | None = None  # null: the training horizon
-    inference_n_fe: int | None = None  # test-horizon elements of constrained inference
-    # (null: elements as long as the training grid's)
-    initial_state: str = "free"  # x(t0) in training: free (the authors' code) | fixed
+    # null: the training horizon (tank_manifold: the test IC over the training horizon [0, 400])
+    test_horizon: float | None = None
+    # constrained inference grid: test-horizon elements (null: elements as long as the
+    # training grid's)
+    inference_n_fe: int | None = None
+    # x(t0) in training: free (the authors' code frees it) | fixed (the true initial state;
+    # the sequential method alike)
+    initial_state: str = "free"
 
     def __post_init__(self):
         for f in ("n_fe", "K", "truth_n_fe", "truth_K", "subsample"):

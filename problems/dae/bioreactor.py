@@ -21,7 +21,7 @@ from problems.dae.base import DaeConfig, DaeProblem
 
 @dataclasses.dataclass(frozen=True)
 class BioreactorConfig(DaeConfig):
-    k_s: float = 1.0  # K_s
+    k_s: float = 1.0  # K_s (Monod truth)
     feed: float = 0.05  # F
     y_px: float = 0.2  # Y_px
     y_xs: float = 0.5  # Y_xs
@@ -30,13 +30,14 @@ class BioreactorConfig(DaeConfig):
     K: int = 3
     truth_n_fe: int = 40
     truth_K: int = 3
-    hidden: tuple = (20, 20)
+    hidden: tuple = (20, 20)  # MLP 4 → 20 → 20 → 1
     activation: str = "softplus"
     smoothing_weight: float = 10.0
     l2_weight: float = 1e-3
     noise_std: tuple = (0.05, 0.05, 0.5, 0.1)
-    test_horizon: float | None = 60.0
-    inference_n_fe: int | None = 45  # 60 h at the authors' density (30 elements over 40 h)
+    test_horizon: float | None = 60.0  # test batch [0.2, 0, 7, 0.9] over 60 h (20 h extrapolation)
+    # constrained inference over 60 h at the authors' density (30 elements × 3 over 40 h)
+    inference_n_fe: int | None = 45
 
 
 class Bioreactor(DaeProblem):

@@ -37,12 +37,12 @@ class PopulationConfig(DaeConfig):
     K: int = 3
     truth_n_fe: int = 60
     truth_K: int = 3
-    hidden: tuple = (16, 16)
+    hidden: tuple = (16, 16)  # MLP 2 → 16 → 16 → 1
     activation: str = "softplus"
     smoothing_weight: float = 1.0
     l2_weight: float = 1e-3
     noise_std: float = 0.05
-    test_horizon: float | None = 160.0
+    test_horizon: float | None = 160.0  # test ICs (0.5, 0.5), (1.5, 0.3) over [0, 160]
 
     def __post_init__(self):
         super().__post_init__()

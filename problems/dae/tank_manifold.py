@@ -30,14 +30,14 @@ class TankManifoldConfig(DaeConfig):
     phi: tuple = (0.1, 0.5, 2.0, 10.0)  # φ_i: tank cross sections
     a1: float = 0.1  # drain 0 -> 2 coefficient (learned)
     a2: float = 0.1  # drain 2 -> 3 coefficient (known)
-    c_pump: float = 0.2  # C_pump (learned)
-    n_fe: int = 20
-    K: int = 2
-    hidden: tuple = (32, 32)
+    c_pump: float = 0.2  # pump: y0 = C_pump x0 x3 (learned)
+    n_fe: int = 20  # training grid: finite elements
+    K: int = 2  # training grid: Radau points per element
+    hidden: tuple = (32, 32)  # MLP 4 → 32 → 32 → 2
     activation: str = "tanh"
     smoothing_weight: float = 10.0
     l2_weight: float = 1e-2
-    noise_std: float = 0.05
+    noise_std: float = 0.05  # Gaussian noise on all heights
 
 
 class TankManifold(DaeProblem):

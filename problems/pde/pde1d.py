@@ -43,10 +43,12 @@ class PDEConfig:
     """Data, constraint points, network and evaluation grid (trSQP-PINN App. B)."""
 
     n_data: int = 1000  # N labeled points
-    noise: float = 0.01  # labels = u* + U(-noise, noise)
+    noise: float = 0.01  # labels = u* + U(-noise, noise), independent key
     m_train: int = 7  # M^train unlabeled constraint points
     m_split: dict = dataclasses.field(default_factory=lambda: {"ic": 2, "pde": 3, "bc": 2})
     m_pretrain: int = 150  # M^pretrain, for the pretraining step (Step 0)
+    # IC / PDE / BC points: an even split of m_pretrain unless set (App. B; 50/50/50 of 150
+    # here, the YAML's even_split resolver follows m_pretrain)
     m_pretrain_split: dict = dataclasses.field(
         default_factory=lambda: {"ic": 50, "pde": 50, "bc": 50}
     )
@@ -55,9 +57,9 @@ class PDEConfig:
     eval_nx: int = 2560  # N_xgrid
     eval_nt: int = 1000  # N_tgrid
     eval_batch: int = 65536  # grid points per network evaluation batch
-    depth: int = 4
-    width: int = 50
-    activation: str = "tanh"
+    depth: int = 4  # hidden layers
+    width: int = 50  # units per hidden layer (4 × 50 tanh: n = 7851)
+    activation: str = "tanh"  # tanh | sin | gelu | silu | softplus | sigmoid (ACTIVATIONS)
     dtype: str = "float64"
 
     def __post_init__(self):

@@ -22,6 +22,7 @@ from problems.pde.pde1d import PDEConfig, PeriodicPDEProblem
 class TransportConfig(PDEConfig):
     beta: float = 30.0  # β, the transport speed
     m_train: int = 12
+    # IC / PDE / BC split of M^train [reconstructed]
     m_split: dict = dataclasses.field(default_factory=lambda: {"ic": 4, "pde": 4, "bc": 4})
 
     def __post_init__(self):

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -112,6 +113,9 @@ def random_subset(key: jax.Array, n: int, k: int) -> jax.Array:
     return jax.lax.top_k(jax.random.bits(key, (n,), jnp.uint32), k)[1]
 
 
+DEFAULT_EPOCHS = 200  # a problem's budget at a scale its ``epochs`` does not name
+
+
 class StochasticProblem:
     """Base class of spring, butene, burgers and darcy.
 
@@ -132,6 +136,10 @@ class StochasticProblem:
     # ``precision=auto`` runs this family in float32: the authors' code is PyTorch in its
     # default float32 (nothing in it calls .double()); float64 is this project's option
     default_precision = "float32"
+    # The run's budget in epochs, (mini-batch, full batch), by scale name (``scale=smoke |
+    # cpu | paper``): ``method.epochs`` / ``method.epochs_full_batch`` default to it
+    # (conf/sqp_momentum_method.yaml; a scale this table does not name: DEFAULT_EPOCHS).
+    epochs: ClassVar[dict[str, tuple[int, int]]] = {}
 
     def __init__(self, cfg):
         self.cfg = cfg

@@ -125,21 +125,23 @@ class BurgersConfig(StochasticConfig):
     nu: float = 0.01  # ν, viscosity
     xi_max: float = 0.2  # ξ ~ U[0, ξ_max], u0 = sin(2πx + ξπ)
     n_x: int = 32  # grid points in x (also the u0 samples fed to the network)
-    x_grid: str = "linspace"  # x_j = j/(n_x − 1) (the authors') | periodic: x_j = j/n_x
+    # linspace: x_j = j/(n_x − 1), linspace(0, 1, 32) (the authors') | periodic: x_j = j/n_x
+    # (this project)
+    x_grid: str = "linspace"
     n_t: int = 32  # t_k = k T / (n_t − 1)
     t_max: float = 1.0  # T
-    n_ics: int = 100  # training ICs
-    n_test_ics: int = 3  # held-out ICs
-    n_data_per_ic: int = 200  # labeled grid points per IC
+    n_ics: int = 100  # training ICs (× 32 × 32 grid: 102400 residual points)
+    n_test_ics: int = 3  # held-out ICs for test_mse
+    n_data_per_ic: int = 200  # data term on this many random (labeled) grid points per IC
     n_constraints: int = 10  # PDE-residual constraints at random grid points
     n_spectral: int = 128  # Fourier points of the reference solve (paper: 32, unresolved)
     rtol: float = 1e-10  # BDF tolerances of the reference
     atol: float = 1e-12
-    residual_weight: float = 1e-3
-    boundary_weight: float = 1e-3
-    data_weight: float = 1.0
-    batch_fraction: float = 0.2
-    depth: int = 3
+    residual_weight: float = 1e-3  # weight of the PDE-residual MSE
+    boundary_weight: float = 1e-3  # weight of periodicity MSE + IC MSE
+    data_weight: float = 1.0  # weight of the data MSE
+    batch_fraction: float = 0.2  # b: mini-batch of 20% of the points
+    depth: int = 3  # hidden layers (34 → 3 × 64 tanh → 1: 10625 parameters)
     width: int = 64
     activation: str = "tanh"
 
@@ -184,6 +186,9 @@ class BurgersData(NamedTuple):
 
 class Burgers(StochasticProblem):
     name = "burgers"
+    # paper 10000 / 10000; cpu 0.3% of it (1.1 s per iteration on one core, float32, 5
+    # vmapped seeds: ~3 min per run)
+    epochs = {"smoke": (5, 25), "cpu": (30, 30), "paper": (10000, 10000)}
     Config = BurgersConfig
     loss_terms = ("residual", "boundary", "data")
     NOT_GENERATING = (
