@@ -275,3 +275,50 @@ def test_a_new_parametric_baseline_through_solve_and_refuses(tmp_path):
     err = r.stderr.strip().splitlines()
     assert len(err) == 1 and "convex problems" in err[0] and "ipopt" in err[0], r.stderr
     assert not (tmp_path / "bad").exists() or not list((tmp_path / "bad").rglob("*.json"))
+
+
+PARAMETRIC_PROBLEM_PLUGIN = '''
+"""A parametric problem from outside the project: DC3's instance with a new objective,
+f = ½ yᵀQy + pᵀy + ¼ Σ y⁴ (convex), written once for JAX (LISCO's residual) and CasADi
+(IPOPT)."""
+from problems import register_problem
+from problems.parametric.base import ParametricOpt
+from problems.parametric.dc3 import register_objective
+
+
+def quartic(y, q, p, ops):
+    return 0.5 * ops.dot(y, q * y) + ops.dot(p, y) + 0.25 * ops.sum(y**4)
+
+
+register_objective("quartic_qp", quartic)
+
+
+@register_problem
+class QuarticQp(ParametricOpt):
+    name = kind = "quartic_qp"
+'''
+
+
+def test_a_new_parametric_problem_through_its_objective_formula(tmp_path):
+    """A parametric problem from outside the project (a ParametricOpt subclass and its
+    objective formula, registered; its config only a defaults line): IPOPT solves its test
+    points from the CasADi form of the formula, and the family's evaluation, from the JAX
+    form, finds them optimal (½‖F‖² ≤ 1e-10, Ay = x): the two forms are one objective. Its
+    reference is cached under its own name."""
+    plugin = tmp_path / "pprob"
+    (plugin / "conf" / "problem").mkdir(parents=True)
+    (plugin / "pprob_plugin.py").write_text(PARAMETRIC_PROBLEM_PLUGIN)
+    (plugin / "conf" / "problem" / "quartic_qp.yaml").write_text(
+        "defaults:\n  - /problem_defaults_quartic_qp@_here_\n  - _self_\nname: quartic_qp\n"
+        "n_test: ${scale.lisco.n_test}\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{plugin}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    cmd = [sys.executable, "-m", "runners.train", f"hydra.searchpath=[file://{plugin}/conf]"]
+    cmd += ["plugins=[pprob_plugin]", "problem=quartic_qp", "method=ipopt", "problem.n_test=5"]
+    cmd += [f"results_dir={tmp_path / 'res'}", "progress=false", "figures=false"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rec = _record(tmp_path / "res" / "runs")
+    assert rec["problem"] == "quartic_qp" and rec["success"] == 1.0
+    assert rec["T_max"] <= 1e-10 and rec["eq_max"] < 1e-8
+    assert list((tmp_path / "res" / "cache").glob("lisco_ref_quartic_qp*"))

@@ -34,7 +34,7 @@ import osqp
 import scipy.sparse as sp
 
 from problems.common.base import check_choice
-from problems.parametric.dc3 import OBJECTIVES, Dc3Instance
+from problems.parametric.dc3 import OBJECTIVES, Dc3Instance, Ops
 
 HESSIANS = ("exact", "lbfgs")
 
@@ -50,16 +50,15 @@ class BaselineResult(NamedTuple):
     total_s: np.ndarray  # (N,) seconds including per-instance setup
 
 
+CASADI_OPS = Ops(ca.dot, ca.sin, ca.sum1)  # the objective formulas' operations on CasADi SX
+
+
 def casadi_objective(kind: str, inst: Dc3Instance, y):
     """f(y) of ``kind`` as a CasADi expression (the formulas of
-    ``problems.parametric.dc3.objective``)."""
-    check_choice(kind, "problem.objective", OBJECTIVES)
+    ``problems.parametric.dc3.OBJECTIVES``, with CasADi's operations)."""
+    check_choice(kind, "problem.objective", list(OBJECTIVES))
     q, p = ca.DM(np.diag(inst.Q)), ca.DM(inst.p)  # Q is diagonal (DC3)
-    if kind == "qp":
-        return 0.5 * ca.dot(y, q * y) + ca.dot(p, y)
-    if kind == "nonconvex_qp":
-        return 0.5 * ca.dot(y, q * y) + ca.dot(p, ca.sin(y))
-    return ca.sum1((y[1:] - y[:-1] ** 2) ** 2 + 0.01 * (1 - y[:-1]) ** 2) + 5.0 * ca.dot(p, y)
+    return OBJECTIVES[kind](y, q, p, CASADI_OPS)
 
 
 def _result(ys, nus, lams, iters, status, success, solve_s, total_s) -> BaselineResult:
@@ -89,7 +88,7 @@ def ipopt_solve(
     """IPOPT on every row x of ``X`` with one CasADi solver (x is its parameter p).
 
     ``on_instance(i)`` is called after instance i (e.g. to advance a progress bar)."""
-    check_choice(kind, "baseline.objective", OBJECTIVES)
+    check_choice(kind, "baseline.objective", list(OBJECTIVES))
     check_choice(hessian, "baseline.hessian", HESSIANS)
     n_eq, n = inst.A.shape
     n_ineq = inst.G.shape[0]

@@ -8,7 +8,8 @@ X ~ U[−1,1]^{N×n_eq}, G ~ N(0,1)^{n_ineq×n}, h = Σ_j |G A⁺|_ij. Seed 17 i
 (the tests reproduce DC3's recorded test-set mean objectives to every printed digit); the
 split is train X[:8334], valid X[8334:9167], test X[9167:] (833 points).
 
-Objectives: ``qp`` ½yᵀQy + pᵀy; ``nonconvex_qp`` ½yᵀQy + pᵀsin(y); ``rosenbrock``
+Objectives (:data:`OBJECTIVES`, each formula written once for JAX and CasADi): ``qp``
+½yᵀQy + pᵀy; ``nonconvex_qp`` ½yᵀQy + pᵀsin(y); ``rosenbrock``
 Σ_{i<n} [(y_{i+1} − y_i²)² + 0.01(1 − y_i)²] + 5 pᵀy.
 
 LISCO's residual (paper §3): z = (y, ν, λ), L = f + νᵀ(Ay − x) + λᵀ(Gy − h),
@@ -22,6 +23,7 @@ T(z; x) = ½‖F‖². ∇f by JAX autodiff; everything vmaps over a batch of x.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -30,7 +32,52 @@ import numpy as np
 
 from problems.common.base import check_choice, check_positive_int
 
-OBJECTIVES = ("qp", "nonconvex_qp", "rosenbrock")
+
+class Ops(NamedTuple):
+    """The array operations an objective formula uses: ``JAX_OPS`` here, CasADi's in
+    ``methods.parametric.lisco_baselines`` (IPOPT), so each formula is written once."""
+
+    dot: Callable
+    sin: Callable
+    sum: Callable
+
+
+JAX_OPS = Ops(jnp.dot, jnp.sin, jnp.sum)
+
+# f(y; q, p, ops) of each objective, q = diag(Q) (DC3's Q is diagonal), p the linear term
+Formula = Callable[[Any, Any, Any, Ops], Any]
+
+
+def _qp(y, q, p, ops):
+    return 0.5 * ops.dot(y, q * y) + ops.dot(p, y)
+
+
+def _nonconvex_qp(y, q, p, ops):
+    return 0.5 * ops.dot(y, q * y) + ops.dot(p, ops.sin(y))
+
+
+def _rosenbrock(y, q, p, ops):
+    return ops.sum((y[1:] - y[:-1] ** 2) ** 2 + 0.01 * (1 - y[:-1]) ** 2) + 5.0 * ops.dot(p, y)
+
+
+#: name -> formula; a new parametric problem adds its own (:func:`register_objective`)
+OBJECTIVES: dict[str, Formula] = {
+    "qp": _qp,
+    "nonconvex_qp": _nonconvex_qp,
+    "rosenbrock": _rosenbrock,
+}
+
+
+def register_objective(kind: str, formula: Formula) -> Formula:
+    """Add objective ``kind`` (a :class:`problems.parametric.base.ParametricOpt` subclass's
+    ``kind``): ``formula(y, q, p, ops)`` with ``ops`` the array operations (JAX for LISCO's
+    residual, CasADi for IPOPT); a name already taken by another formula is refused."""
+    if kind in OBJECTIVES and OBJECTIVES[kind] is not formula:
+        raise ValueError(f"objective {kind!r} is taken")
+    OBJECTIVES[kind] = formula
+    return formula
+
+
 SPLIT = (8334, 9167)  # DC3: train [:8334], valid [8334:9167], test [9167:]
 
 
@@ -73,13 +120,10 @@ def dc3_instance(
 
 def objective(kind: str, inst: Dc3Instance, dtype=None):
     """f(y) of ``kind`` (jnp; the same y ↦ f for every x), constants cast to ``dtype``."""
-    check_choice(kind, "problem.objective", OBJECTIVES)
-    q, p = jnp.asarray(inst.Q, dtype), jnp.asarray(inst.p, dtype)
-    if kind == "qp":
-        return lambda y: 0.5 * y @ q @ y + p @ y
-    if kind == "nonconvex_qp":
-        return lambda y: 0.5 * y @ q @ y + p @ jnp.sin(y)
-    return lambda y: jnp.sum((y[1:] - y[:-1] ** 2) ** 2 + 0.01 * (1 - y[:-1]) ** 2) + 5.0 * p @ y
+    check_choice(kind, "problem.objective", list(OBJECTIVES))
+    formula = OBJECTIVES[kind]
+    q, p = jnp.asarray(np.diag(inst.Q), dtype), jnp.asarray(inst.p, dtype)
+    return lambda y: formula(y, q, p, JAX_OPS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,4 +169,14 @@ class Residual:
         return 0.5 * r @ r
 
 
-__all__ = ["OBJECTIVES", "SPLIT", "Dc3Instance", "Residual", "dc3_instance", "objective"]
+__all__ = [
+    "JAX_OPS",
+    "OBJECTIVES",
+    "SPLIT",
+    "Dc3Instance",
+    "Ops",
+    "Residual",
+    "dc3_instance",
+    "objective",
+    "register_objective",
+]
