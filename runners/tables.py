@@ -271,9 +271,11 @@ def warn(message: str) -> None:
 
 def collect(results: str | Path = "results", quiet: bool = False) -> pd.DataFrame:
     """Every run record under ``results`` (benchmarks excluded), one row each, with its
-    folder (``path``) and ``failed`` (its status is not a result). A ``metrics.json`` that
-    cannot be read or is not a run record is skipped with a one-line warning (unless
-    ``quiet``); the skipped paths are in ``df.attrs["skipped"]``."""
+    folder (``path``) and ``failed`` (its status is not a result). The labels a record
+    brings for its problem's metrics (``metric_labels``) are added to :data:`METRICS`
+    (the project's own labels win), so a new problem's metrics are tabulated. A
+    ``metrics.json`` that cannot be read or is not a run record is skipped with a one-line
+    warning (unless ``quiet``); the skipped paths are in ``df.attrs["skipped"]``."""
     rows, skipped = [], []
     results = Path(results)
     for path in sorted(results.rglob("metrics.json")):
@@ -291,6 +293,8 @@ def collect(results: str | Path = "results", quiet: bool = False) -> pd.DataFram
         ):
             skipped.append((str(path), "not a run record (no problem and method names)"))
             continue
+        for k, v in (rec.pop("metric_labels", None) or {}).items():
+            METRICS.setdefault(str(k), str(v))  # a problem's own metrics join the tables
         status = rec.get("status")
         rec["failed"] = status_failed(status)
         rec["status"] = status_text(rec)  # with the solver's message, if any

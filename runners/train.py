@@ -252,9 +252,12 @@ def _retire_record(out: Path) -> None:
 
 
 def _record_base(cfg, setup, chash, dev, out) -> dict:
-    """The fields every record has: names, config (flattened), versions, provenance."""
+    """The fields every record has: names, config (flattened), versions, provenance; and
+    the problem's ``metric_labels`` when it has any (how tables name its metrics)."""
     choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    labels = getattr(setup.problem, "metric_labels", None)
     return {
+        **({"metric_labels": dict(labels)} if labels else {}),
         "problem": setup.problem.name,
         "method": setup.method_name,
         "family": setup.problem.family,

@@ -149,6 +149,12 @@ def test_a_new_stochastic_problem_with_the_papers_methods(plugin, tmp_path):
     w = serialization.from_bytes(init, (run / "params.msgpack").read_bytes())["w"]
     assert np.allclose(w, [0.5, 1.0, -2.0], atol=1e-10)
     assert (run / "losses.png").is_file() and not (run / "prediction.png").exists()
+    # its own loss term reaches the tables under the label the problem gives it
+    from runners.tables import collect, summarize
+
+    assert rec["metric_labels"] == {"fit": "fit loss"}
+    shown = summarize(collect(tmp_path / "sgd"))[1]
+    assert "fit loss" in shown.columns and float(shown["fit loss"].iloc[0]) < 1e-20
     r = _train(plugin, tmp_path / "adam", "problem=toy_fit", "method=sqp_adam", "figures=false")
     assert r.returncode == 0, r.stderr[-2000:]
     assert _record(tmp_path / "adam")["max_abs_c"] < 1e-4

@@ -155,6 +155,12 @@ class StochasticProblem:
         raise NotImplementedError
 
     @property
+    def metric_labels(self) -> dict[str, str]:
+        """How tables name this problem's metrics (recorded in metrics.json, so that
+        ``runners.tables`` shows them): each loss term as ``"<term> loss"``."""
+        return {t: f"{t.replace('_', ' ')} loss" for t in self.loss_terms}
+
+    @property
     def batch_size(self) -> int:
         return max(1, round(self.cfg.batch_fraction * self.n_residual_points))
 
