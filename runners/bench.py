@@ -555,6 +555,7 @@ def lisco_vs_baseline(problem_name: str):
             "lisco_median_iterations": float(np.median(np.asarray(t["result"].iterations))),
             "lisco_throughput": t["throughput"],
             "lisco_batch_s": t["batch_s"],
+            "lisco_batch_s_spread": [min(t["batch_s_all"]), max(t["batch_s_all"])],
             "median_ratio_baseline_over_lisco": float(np.median(base_s)) / lisco_med,
             "throughput_ratio": t["throughput"] / base_tp,
             "lisco_s_per_iter_batch1": it1,

@@ -101,6 +101,7 @@ METRICS = {
     "T_max": "max ½‖F‖²",
     "T_p99": "99th ½‖F‖²",
     "T_p50": "median ½‖F‖²",
+    "pred.T_p50": "predictor median ½‖F‖²",  # the predictor alone (Table 1's "Pred.")
     "T_min": "min ½‖F‖²",
     **{f"frac{e}_it{k}": f"≤1e-{e} @{k}" for e in (6, 8) for k in (10, 20, 50, 100)},
     "predictor_train_s": "pred. train s",
