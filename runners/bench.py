@@ -444,9 +444,33 @@ def _per_call(run, arg, repeats: int, chunk: int) -> float:
     return statistics.median(times)
 
 
+#: ``--lisco-run DIR``: the trained LISCO run to bench instead of the newest one
+LISCO_RUN: Path | None = None
+LISCO_BENCHES = ("lisco_qp", "lisco_nonconvex_qp", "lisco_rosenbrock")  # they bench a trained run
+
+
 def _latest_lisco_checkpoint(problem_name: str, instance: int = 0) -> Path | None:
-    """The newest lisco run folder (with predictor) for ``problem_name`` and its
-    ``instance`` (the bench evaluates instance 0's test points) under results/."""
+    """The lisco run folder to bench for ``problem_name``: ``--lisco-run`` when given (it
+    must hold networks with a predictor for that problem and ``instance``), otherwise the
+    newest such folder under results/ (the bench evaluates instance 0's test points)."""
+    if LISCO_RUN is not None:
+        try:
+            info = json.loads((LISCO_RUN / "networks.json").read_text())
+        except (OSError, ValueError):
+            info = {}
+        if not (
+            info.get("problem") == problem_name
+            and info.get("predictor")
+            and info.get("instance", 0) == instance
+            and (LISCO_RUN / "solver.msgpack").is_file()
+        ):
+            from runners.plumbing import fail
+
+            fail(
+                f"--lisco-run: {str(LISCO_RUN)!r} holds no trained lisco networks with "
+                f"a predictor for problem {problem_name!r}, instance {instance}"
+            )
+        return LISCO_RUN
     best = None
     for meta in Path("results").rglob("networks.json"):
         try:
@@ -882,7 +906,18 @@ def main(argv=None):
     )
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--chunk", type=int, default=200, help="iterations per timed call")
+    ap.add_argument(
+        "--lisco-run",
+        metavar="DIR",
+        help="the trained lisco run folder to bench (default: the newest under results/)",
+    )
     args = ap.parse_args(argv)
+    global LISCO_RUN
+    LISCO_RUN = Path(args.lisco_run) if args.lisco_run else None
+    if LISCO_RUN is not None:  # refuse a wrong folder before any benchmark runs
+        for name in args.only or list(BENCHMARKS):
+            if name in LISCO_BENCHES:
+                _latest_lisco_checkpoint(name.removeprefix("lisco_"))
     import jax
 
     jax.config.update("jax_enable_x64", True)

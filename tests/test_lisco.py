@@ -446,3 +446,19 @@ def test_paper_values_printed_to_three_decimals_compare_at_that_precision():
     assert worse_by("gap_max", 1e-5, 0.021, 0.001) == pytest.approx(1e-5 / 0.0205)
     assert worse_by("gap_max", 0.0212, 0.021, 0.001) == 1.0
     assert worse_by("eq_max_avg", 1e-5, 0.0) == pytest.approx(1e7)  # no rounding: 1e-12 floor
+
+
+def test_bench_lisco_run_that_holds_no_networks_is_one_line_exit_2(tmp_path, capsys):
+    """``python -m runners.bench --lisco-run DIR`` on a folder without trained networks for
+    the problem: one line naming the option, exit 2, no bench record written."""
+    from runners import bench
+
+    before = set(bench.BENCH_DIR.glob("lisco_qp-*.json")) if bench.BENCH_DIR.exists() else set()
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--only", "lisco_qp", "--lisco-run", str(tmp_path)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --lisco-run:") and "'qp'" in err[0]
+    after = set(bench.BENCH_DIR.glob("lisco_qp-*.json")) if bench.BENCH_DIR.exists() else set()
+    assert after == before
+    bench.LISCO_RUN = None
