@@ -220,7 +220,10 @@ VARIANTS["collocation"] = {
     "pretrain_regularizer": {"sum": ("‖θ‖² pretraining penalty", _EARLIER)},
     "inference": {"simulate": ("simulated test predictions", "this project")},
 }
-VARIANTS["lisco"] = {"convexification": {"iterate": ("eq. 14 at the pre-step iterate", _EARLIER)}}
+VARIANTS["lisco"] = {
+    "convexification": {"iterate": ("eq. 14 at the pre-step iterate", _EARLIER)},
+    "predictor_convexification": {False: ("exact predictor loss", _EARLIER)},
+}
 VARIANTS["sequential"] = {"inference": {"constrained": ("constrained inference", "this project")}}
 # What a run recorded before an option existed did: it ran this value (the option's
 # default then). on_linesearch_failure (added 2026-11-30, default ``step`` until the
@@ -231,6 +234,7 @@ BEFORE_OPTION = {
     "pretrain_regularizer": "sum",
     "inference": "simulate",
     "convexification": "iterate",
+    "predictor_convexification": False,  # until 2026-12-02
 }
 BEFORE_PROBLEM_OPTION = {"batch_terms": "all", "init": "flax", "x_grid": "periodic"}
 

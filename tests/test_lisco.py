@@ -61,6 +61,29 @@ def test_lookahead_residual_readings(ncqp):
     assert float(jnp.max(jnp.abs(at_iterate - exact(dz)))) > 1e-2
 
 
+def test_predictor_merit_is_t_in_value_with_the_convexified_gradient(ncqp):
+    """The predictor's loss term (eq. 14 at its own detached prediction): T̃(z) = T(z) in
+    value; its z-gradient is F̃ᵀ∂F̃/∂z, whose stationarity rows see 2ρI where T's see
+    ∇²f(y); ρ = 0 gives T's gradient."""
+    from methods.parametric.lisco import predicted_merit
+
+    res = ncqp.residual(jnp.float64)
+    rng = np.random.default_rng(2)
+    z, x, rho = jnp.asarray(rng.normal(size=200)), jnp.asarray(ncqp.test_x[0]), 1.0
+    np.testing.assert_allclose(predicted_merit(res, z, x, rho, 100), res.merit(z, x), rtol=1e-14)
+    g = jax.grad(lambda zz: predicted_merit(res, zz, x, rho, 100))(z)
+    g_exact = jax.grad(lambda zz: res.merit(zz, x))(z)
+    f, y = np.asarray(res(z, x)), np.asarray(z[:100])
+    hess = np.diag(np.diag(ncqp.inst.Q) - ncqp.inst.p * np.sin(y))
+    # the two Jacobians differ by (2ρI − ∇²f) in the stationarity rows' y columns only
+    np.testing.assert_allclose(
+        np.asarray(g - g_exact)[:100], (2 * rho * np.eye(100) - hess) @ f[:100], atol=1e-11
+    )
+    np.testing.assert_allclose(np.asarray(g - g_exact)[100:], 0, atol=1e-11)
+    g0 = jax.grad(lambda zz: predicted_merit(res, zz, x, 0.0, 100))(z)
+    np.testing.assert_allclose(g0, g_exact, atol=1e-12)
+
+
 def test_predictor_training_lowers_the_loss_by_orders_of_magnitude():
     """500 AdamW steps of a 256-unit predictor on the QP: mean T/n_z on the validation split
     falls by more than 100× (self-supervised: no solutions used)."""
