@@ -24,14 +24,15 @@ def plugin(tmp_path_factory):
     return where / "plugin"
 
 
-def _train(plugin, results, *args):
+def _train(plugin, results, *args, module: str = "toy_plugin"):
+    """``python -m runners.train`` with the plugin folder's module and configs."""
     env = {**os.environ, "PYTHONPATH": f"{plugin}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     cmd = [
         sys.executable,
         "-m",
         "runners.train",
         f"hydra.searchpath=[file://{plugin}/conf]",
-        "plugins=[toy_plugin]",
+        f"plugins=[{module}]",
         f"results_dir={results}",
         "progress=false",
         *args,
@@ -190,16 +191,8 @@ def test_a_new_neural_dae_method_through_register_trainer(tmp_path):
     for name in ("seq_twice", "no_trainer"):
         text = seq.replace("name: sequential", f"name: {name}")
         (plugin / "conf" / "method" / f"{name}.yaml").write_text(text)
-    env = {**os.environ, "PYTHONPATH": f"{plugin}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    base = [sys.executable, "-m", "runners.train", f"hydra.searchpath=[file://{plugin}/conf]"]
-    base += ["plugins=[dae_plugin]", "problem=population", "progress=false", "figures=false"]
-    run = lambda out, *a: subprocess.run(
-        [*base, f"results_dir={out}", *a],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-        cwd=EXAMPLE.parent.parent.parent,
+    run = lambda out, *a: _train(
+        plugin, out, "problem=population", "figures=false", *a, module="dae_plugin"
     )
     r = run(tmp_path / "ok", "method=seq_twice", "method.epochs=20")
     assert r.returncode == 0, r.stderr[-2000:]
@@ -256,16 +249,8 @@ def test_a_new_parametric_baseline_through_solve_and_refuses(tmp_path):
     (plugin / "conf" / "method" / "loose_ipopt.yaml").write_text(
         "defaults:\n  - /method_defaults_loose_ipopt@_here_\n  - _self_\nname: loose_ipopt\n"
     )
-    env = {**os.environ, "PYTHONPATH": f"{plugin}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    base = [sys.executable, "-m", "runners.train", f"hydra.searchpath=[file://{plugin}/conf]"]
-    base += ["plugins=[par_plugin]", "progress=false", "figures=false", "problem.n_test=5"]
-    run = lambda out, *a: subprocess.run(
-        [*base, f"results_dir={out}", *a],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-        cwd=EXAMPLE.parent.parent.parent,
+    run = lambda out, *a: _train(
+        plugin, out, "figures=false", "problem.n_test=5", *a, module="par_plugin"
     )
     r = run(tmp_path / "res", "problem=qp", "method=loose_ipopt", "method.tol=1e-8")
     assert r.returncode == 0, r.stderr[-2000:]
@@ -318,11 +303,15 @@ def test_a_new_parametric_problem_through_its_objective_formula(tmp_path):
         "defaults:\n  - /problem_defaults_quartic_qp@_here_\n  - _self_\nname: quartic_qp\n"
         "n_test: ${scale.lisco.n_test}\n"
     )
-    env = {**os.environ, "PYTHONPATH": f"{plugin}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    cmd = [sys.executable, "-m", "runners.train", f"hydra.searchpath=[file://{plugin}/conf]"]
-    cmd += ["plugins=[pprob_plugin]", "problem=quartic_qp", "method=ipopt", "problem.n_test=5"]
-    cmd += [f"results_dir={tmp_path / 'res'}", "progress=false", "figures=false"]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    r = _train(
+        plugin,
+        tmp_path / "res",
+        "problem=quartic_qp",
+        "method=ipopt",
+        "problem.n_test=5",
+        "figures=false",
+        module="pprob_plugin",
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     rec = _record(tmp_path / "res" / "runs")
     assert rec["problem"] == "quartic_qp" and rec["success"] == 1.0
