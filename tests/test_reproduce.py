@@ -150,3 +150,19 @@ def test_every_pipeline_names_existing_experiments(name, tmp_path):
         for a in s.argv:
             if a.startswith("experiment="):
                 assert (conf / f"{a.split('=', 1)[1]}.yaml").is_file(), a
+
+
+def test_every_baseline_gap_row_composes_before_its_sweep_starts():
+    """Hydra composes a multirun's command line once before its jobs, with the default
+    method (trsqp): an override of a key that only penalty and auglag have must be ``++``
+    or the row fails before any run (the SciPy rows did, 2026-12-02)."""
+    from hydra import compose, initialize_config_dir
+
+    import runners.setup  # noqa: F401  (stores the dataclass defaults the configs include)
+
+    conf = Path(reproduce.__file__).resolve().parent.parent / "conf"
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        for tag, extra in reproduce.GAP_ROWS:
+            argv = ["experiment=trsqp_baseline_gap", "problem=reaction", f"tag='{tag}'", *extra]
+            cfg = compose("train", overrides=argv)
+            assert cfg.tag == tag
