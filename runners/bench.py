@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import time
@@ -182,6 +183,25 @@ PAPER_GPU_S = {
 }
 
 
+#: HLO instructions that move no data (not dispatched as work of their own)
+_NOT_DISPATCHED = {"parameter", "constant", "get-tuple-element", "tuple", "bitcast"}
+
+
+def dispatched_ops(compiled) -> int:
+    """How many operations one call of a compiled XLA program runs one after another: the
+    instructions of its computations other than fusion bodies (each fusion runs as one
+    kernel), without those that move no data. On a small network (spring) XLA:CPU's time
+    per step is about proportional to it: each op costs a fixed dispatch overhead."""
+    n, fused = 0, False
+    for line in compiled.as_text().splitlines():
+        if line and not line[0].isspace():  # a computation's header (or the module's)
+            fused = "fused" in line.split("(", 1)[0]
+        elif not fused and " = " in line:  # name = shape op(operands), attributes
+            op = re.search(r"\s([a-z][a-z0-9\-]*)\(", line.split(" = ", 1)[1])
+            n += bool(op) and op.group(1) not in _NOT_DISPATCHED
+    return n
+
+
 def sqp_momentum_iteration(problem_name: str, precision: str = "float64"):
     """Seconds per iteration of each SQP-momentum method on ``problem_name`` at the paper's
     size (network, data, mini-batch fraction, m constraints), in ``precision`` (float32: the
@@ -201,7 +221,7 @@ def sqp_momentum_iteration(problem_name: str, precision: str = "float64"):
         params = problem.init_params(jax.random.PRNGKey(problem.cfg.data_seed))
         from methods.driver import make_chunk
 
-        compiled, states, compile_s = {}, {}, {}
+        compiled, states, compile_s, ops = {}, {}, {}, {}
         for label in SQP_MOMENTUM_METHODS:
             name, extra = SQP_BENCH_RUNS[label]
             cfg = method_config(
@@ -211,6 +231,7 @@ def sqp_momentum_iteration(problem_name: str, precision: str = "float64"):
                 name, cfg, problem, jnp.dtype(precision), key=jax.random.PRNGKey(0)
             )
             state = method.init(params, data)
+            ops[label] = dispatched_ops(jax.jit(method.step).lower(state, data).compile())
             t0 = time.perf_counter()
             compiled[label] = make_chunk(method, chunk, 10**9).lower(state, data).compile()
             compile_s[label] = time.perf_counter() - t0
@@ -224,7 +245,11 @@ def sqp_momentum_iteration(problem_name: str, precision: str = "float64"):
                 states[label] = jax.block_until_ready(compiled[label](states[label], data)[0])
                 times[label].append((time.perf_counter() - t0) / chunk)
         per = {
-            label: {"s_per_iter": statistics.median(times[label]), "compile_s": compile_s[label]}
+            label: {
+                "s_per_iter": statistics.median(times[label]),
+                "compile_s": compile_s[label],
+                "hlo_ops": ops[label],
+            }
             for label in SQP_MOMENTUM_METHODS
         }
         base = per["adam_unc"]["s_per_iter"]
@@ -241,6 +266,7 @@ def sqp_momentum_iteration(problem_name: str, precision: str = "float64"):
             "m_constraints": int(problem.constraints(params, data).shape[0]),
             **{f"{k}.s_per_iter": v["s_per_iter"] for k, v in per.items()},
             **{f"{k}.compile_s": v["compile_s"] for k, v in per.items()},
+            **{f"{k}.hlo_ops": v["hlo_ops"] for k, v in per.items()},
             **{f"{k}.ratio_to_adam_unc": v["s_per_iter"] / base for k, v in per.items()},
             **{f"{k}.paper_gpu_s_per_iter": v for k, v in paper.items()},
         }
@@ -251,9 +277,11 @@ def sqp_momentum_iteration(problem_name: str, precision: str = "float64"):
 def sqp_momentum_parts(problem_name: str, precision: str = "float64"):
     """What a constrained step's time is made of, on ``problem_name`` at the paper's size:
     seconds per call of the mini-batch loss gradient ∇f (what adam_unc pays), of c and its
-    Jacobian (one value-and-gradient pass per constraint) and of the two together, each
-    run ``chunk`` times inside one compiled loop (the rest of sqp_adam's step, the m × m
-    algebra and the moments, is its step time minus these)."""
+    Jacobian (one value-and-gradient pass per constraint), of the two together, and of the
+    two m × m products J Jᵀ and (J H⁻¹) Jᵀ that sqp_adam's step forms (2 m² d
+    multiply-adds: on Darcy, m = 50 and d = 22 101, as much work as a large part of a
+    gradient), each run ``chunk`` times inside one compiled loop (the rest of sqp_adam's
+    step, the solves and the moments, is its step time minus these)."""
 
     def bench(repeats: int, chunk: int) -> dict:
         import jax
@@ -274,10 +302,20 @@ def sqp_momentum_parts(problem_name: str, precision: str = "float64"):
         c_jac = lambda th: jax.vmap(lambda r: ravel_pytree(r)[0])(
             p.constraints_and_jacobian(unravel(th), data)[1]
         ).sum(0)
+        J0 = jax.vmap(lambda r: ravel_pytree(r)[0])(
+            p.constraints_and_jacobian(unravel(theta0), data)[1]
+        )
+        h0 = 1.0 + jax.numpy.abs(theta0)
+
+        def grams(th):  # J Jᵀ and (J H⁻¹) Jᵀ, the m × m products of sqp_adam's step
+            J = J0 * (1.0 + th[:1])  # depends on the loop's θ: not hoisted out of it
+            return (J @ J.T + (J / h0) @ J.T).sum() * th
+
         parts = {
             "grad_f": grad_f,
             "c_and_jacobian": lambda th, k: c_jac(th),
             "grad_f_plus_c_and_jacobian": lambda th, k: grad_f(th, k) + c_jac(th),
+            "grams": lambda th, k: grams(th),
         }
         out = {}
         for name, fn in parts.items():
@@ -719,7 +757,7 @@ def _sqp_momentum(df: pd.DataFrame) -> str:
         text += _section("SQP momentum: seconds per iteration by method (paper: their GPU)", rows)
     parts = _named(df, "sqp_momentum_", parts=True)
     if len(parts):
-        keys = ["grad_f", "c_and_jacobian", "grad_f_plus_c_and_jacobian"]
+        keys = ["grad_f", "c_and_jacobian", "grad_f_plus_c_and_jacobian", "grams"]
         rows = [
             {
                 "problem": r["name"].removeprefix("sqp_momentum_").removesuffix("_parts"),
@@ -835,7 +873,7 @@ def _seeds(df: pd.DataFrame) -> str:
     return _section(title, [{k: r.get(k) for k in SEEDS_COLUMNS} for _, r in seeds.iterrows()])
 
 
-SQP_COLUMNS = ("s_per_iter", "ratio_to_adam_unc", "paper_gpu_s_per_iter", "compile_s")
+SQP_COLUMNS = ("s_per_iter", "ratio_to_adam_unc", "paper_gpu_s_per_iter", "hlo_ops", "compile_s")
 LISCO_COLUMNS = (
     "baseline",
     "baseline_median_s",

@@ -196,3 +196,29 @@ def test_defossez_step_is_the_formula_for_two_iterations():
         np.testing.assert_allclose(s.theta, want, rtol=1e-12, atol=1e-14)
         assert abs(float(a @ np.asarray(s.theta)) - beta) < 1e-12  # c = 0 kept
     assert np.linalg.norm(hand[1] - hand[0]) > 1e-3  # it moved
+
+
+def test_dispatched_ops_counts_kernels_not_fused_instructions():
+    """make bench's ``hlo_ops``: an elementwise chain is one fused kernel; a loop adds its
+    body's kernels and the loop itself; a constrained step runs more kernels than
+    adam_unc's on spring (what its time per step is made of there)."""
+    from methods import build_method, method_config
+    from problems import build_problem
+    from runners.bench import dispatched_ops
+
+    def ops(fn, *args):
+        return dispatched_ops(jax.jit(fn).lower(*args).compile())
+
+    x = jnp.ones((4, 4))
+    assert ops(lambda a: jnp.sin(a) * 2.0 + 1.0, x) == 1
+    body = lambda i, a: jnp.tanh(a @ a)  # a dot and an elementwise op per iteration
+    assert ops(lambda a: jax.lax.fori_loop(0, 3, body, a), x) >= 3
+
+    p = build_problem("spring", {}, dtype="float64")
+    data, params = p.make_data(), p.init_params(jax.random.PRNGKey(0))
+    counts = {}
+    for name in ("adam_unc", "sqp_adam"):
+        cfg = method_config(name, {"epochs": 1}, "spring", p.family)
+        method = build_method(name, cfg, p, jnp.float64, key=jax.random.PRNGKey(0))
+        counts[name] = ops(method.step, method.init(params, data), data)
+    assert counts["sqp_adam"] > counts["adam_unc"] > 10
