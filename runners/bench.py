@@ -188,17 +188,36 @@ _NOT_DISPATCHED = {"parameter", "constant", "get-tuple-element", "tuple", "bitca
 
 
 def dispatched_ops(compiled) -> int:
-    """How many operations one call of a compiled XLA program runs one after another: the
-    instructions of its computations other than fusion bodies (each fusion runs as one
-    kernel), without those that move no data. On a small network (spring) XLA:CPU's time
-    per step is about proportional to it: each op costs a fixed dispatch overhead."""
-    n, fused = 0, False
+    """How many operations one call of a compiled XLA program dispatches one after another:
+    the instructions of its entry computation, of the bodies and conditions of its loops
+    (once each) and of what they ``call``, without those that move no data. A fusion is one
+    operation (its body is not counted), as is a reduction (its reducer is not); the
+    branches of a conditional are not counted (one of them runs: on the SQP-momentum steps,
+    the rarely taken regularisation of a singular m × m system). On a small network
+    (spring) XLA:CPU's time per step follows this count: each operation costs about the
+    same dispatch overhead."""
+    comps, entry, name = {}, None, None
     for line in compiled.as_text().splitlines():
-        if line and not line[0].isspace():  # a computation's header (or the module's)
-            fused = "fused" in line.split("(", 1)[0]
-        elif not fused and " = " in line:  # name = shape op(operands), attributes
-            op = re.search(r"\s([a-z][a-z0-9\-]*)\(", line.split(" = ", 1)[1])
+        head = re.match(r"(ENTRY )?%(\S+) \(.*\{$", line)
+        if head:
+            name = head.group(2)
+            comps[name] = []
+            entry = name if head.group(1) else entry
+        elif name and line.startswith("}"):
+            name = None
+        elif name and " = " in line:
+            comps[name].append(line.split(" = ", 1)[1])
+    n, todo, seen = 0, [entry], set()
+    while todo:
+        c = todo.pop()
+        if c in seen or c not in comps:
+            continue
+        seen.add(c)
+        for ins in comps[c]:
+            op = re.search(r"\s([a-z][a-z0-9\-]*)\(", ins)
             n += bool(op) and op.group(1) not in _NOT_DISPATCHED
+            if op and op.group(1) in ("while", "call"):
+                todo += re.findall(r"(?:body|condition|to_apply)=%([\w.\-]+)", ins)
     return n
 
 
