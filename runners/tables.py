@@ -881,10 +881,12 @@ def earlier_line_search(df: pd.DataFrame, fields: list[str]) -> str:
         )
 
     # not today's pretraining line search: recorded before the option existed, or run
-    # with the earlier values; SciPy's pretraining has its own line search
+    # with the earlier values; SciPy's pretraining has its own line search, and a strong-
+    # Wolfe (zoom) search's step cap is the run's own setting, not the earlier default
+    backtracking = column("pretraining.linesearch", "backtracking") == "backtracking"
     before = (
         (column("pretraining.on_linesearch_failure", "step") != "stop")
-        | (column("pretraining.max_linesearch_steps", 30) != 100)
+        | ((column("pretraining.max_linesearch_steps", 30) != 100) & backtracking)
     ) & (column("pretraining.solver", "optax") != "scipy")
     before = before.to_numpy().astype(bool)
     pre = (

@@ -610,8 +610,17 @@ def test_a_table_names_the_runs_made_with_the_earlier_line_search():
                 "pretrain": True,
                 "pretraining.solver": "scipy",
             },
+            {
+                "problem": "reaction_diffusion",
+                "method": "penalty",
+                "variant": "penalty",
+                "pretrain": True,
+                "pretraining.linesearch": "zoom",
+                "pretraining.on_linesearch_failure": "stop",
+                "pretraining.max_linesearch_steps": 20,
+            },
         ]
-    )  # SciPy: its own line search
+    )  # SciPy: its own line search; zoom with maxls 20: the run's own setting
     note = earlier_line_search(df, ["problem", "variant"])
     assert "in pretraining: reaction/trsqp._" in note and "transport" not in note
     assert "penalty" not in note and "reaction_diffusion" not in note
