@@ -318,12 +318,11 @@ def sqp_momentum_parts(problem_name: str, precision: str = "float64"):
                 unravel(t), data, p.sample_batch(jax.random.fold_in(key, k))
             )["total"]
         )(th)
-        c_jac = lambda th: jax.vmap(lambda r: ravel_pytree(r)[0])(
+        jacobian = lambda th: jax.vmap(lambda r: ravel_pytree(r)[0])(
             p.constraints_and_jacobian(unravel(th), data)[1]
-        ).sum(0)
-        J0 = jax.vmap(lambda r: ravel_pytree(r)[0])(
-            p.constraints_and_jacobian(unravel(theta0), data)[1]
-        )
+        )  # (m, d), flattened like θ
+        c_jac = lambda th: jacobian(th).sum(0)
+        J0 = jacobian(theta0)
         h0 = 1.0 + jax.numpy.abs(theta0)
 
         def grams(th):  # J Jᵀ and (J H⁻¹) Jᵀ, the m × m products of sqp_adam's step
