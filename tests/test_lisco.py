@@ -249,6 +249,7 @@ def test_cli_ipopt_baseline_is_the_reference(tmp_path):
         (["method=lisco", "problem=qp", "problem.instance=7"], "problem.instance"),
         (["method=ipopt", "problem=qp", "method.hessian=bfgs"], "method.hessian"),
         (["method=lisco", "problem=reaction"], "method"),
+        (["method=lisco", "problem=rosenbrock", "method.start=uniform"], "method.start"),
     ],
 )
 def test_cli_bad_input_is_one_line(tmp_path, args, field):
@@ -272,6 +273,25 @@ def test_solver_starts_with_zero_steps(ncqp):
     x = jnp.asarray(ncqp.test_x[:4])
     for kind in ("v1", "v2"):
         np.testing.assert_array_equal(solver_step(sol, sol_params, res, kind)(z, x), 0.0)
+
+
+def test_random_starts_paper_and_authors_code(ncqp):
+    """w/o predictor: the paper's z₀ ~ N(0, 1) in every block; the authors' later code draws
+    y ~ U[0, 1], ν ~ N(0, 1), λ ~ U[0, 1] (moments over 4000 draws)."""
+    from methods.parametric.lisco import random_start
+
+    key = jax.random.PRNGKey(1)
+    n_y, n_x = ncqp.n_y, ncqp.n_x
+    z = np.asarray(random_start(key, 4000, ncqp, "normal", jnp.float64))
+    assert z.shape == (4000, ncqp.n_z)
+    assert abs(z.mean()) < 0.01 and abs(z.std() - 1) < 0.01 and z.min() < -3
+    z = np.asarray(random_start(key, 4000, ncqp, "v2", jnp.float64))
+    y, nu, lam = z[:, :n_y], z[:, n_y : n_y + n_x], z[:, n_y + n_x :]
+    assert lam.shape[1] == ncqp.n_z - n_y - n_x == 50
+    for u in (y, lam):  # U[0, 1]: mean 1/2, variance 1/12, inside [0, 1]
+        assert u.min() >= 0 and u.max() <= 1
+        assert abs(u.mean() - 0.5) < 0.01 and abs(u.var() - 1 / 12) < 0.005
+    assert abs(nu.mean()) < 0.01 and abs(nu.std() - 1) < 0.01 and nu.min() < -3
 
 
 def test_experiment_tables_derive_the_predictor_row():

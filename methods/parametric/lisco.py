@@ -73,6 +73,9 @@ class LiscoConfig:
     solver_batch: int = 4096
     solver_lr: float = 1e-4
     step_scale: str = "v1"  # Δz = ‖F‖·Π (v1) | 0.01·min(‖F‖, 1)·Π (v2 code)
+    # w/o predictor, the random start z₀ (training and inference): normal: z₀ ~ N(0, 1), the
+    # paper's (v1 §5) | v2: the authors' later code, y ~ U[0, 1], ν ~ N(0, 1), λ ~ U[0, 1]
+    start: str = "normal"
     solver_zero_init: bool = True  # Π_sol's output layer starts at 0 (reconstructed; see above)
     warmup: int = 100  # steps before the training iterates start moving
     reject_factor: float = 1000.0  # reject an update when T > reject_factor · T₀
@@ -117,6 +120,7 @@ class LiscoConfig:
         )
         check_choice(self.activation, "method.activation", list(ACTIVATIONS))
         check_choice(self.step_scale, "method.step_scale", ["v1", "v2"])
+        check_choice(self.start, "method.start", list(STARTS))
         check_choice(self.convexification, "method.convexification", CONVEXIFICATIONS)
         check(
             isinstance(self.predictor_convexification, bool),
@@ -181,6 +185,26 @@ class LiscoConfig:
 # the non-convex QP 0.996 in 44 against 0.998 in 71 (the paper: 1.000 in 4.8 and 0.977 in
 # 18). ``iterate`` is this project's earlier reading.
 CONVEXIFICATIONS = ("iterate", "trial")
+
+#: random starts without the predictor: the paper's z₀ ~ N(0, 1) ("normal", v1 §5 and App.)
+#: or the authors' later code's draw ("v2": y ~ U[0, 1], ν ~ N(0, 1), λ ~ U[0, 1] >= 0)
+STARTS = ("normal", "v2")
+
+
+def random_start(key, n: int, problem, kind: str, dtype) -> jax.Array:
+    """(n, n_z) random starting points z₀ = (y, ν, λ) of ``kind`` (:data:`STARTS`)."""
+    if kind == "normal":
+        return jax.random.normal(key, (n, problem.n_z), dtype)
+    ky, kn, kl = jax.random.split(key, 3)
+    n_ineq = problem.n_z - problem.n_y - problem.n_x  # z = (y, ν, λ), dim ν = dim x
+    return jnp.concatenate(
+        [
+            jax.random.uniform(ky, (n, problem.n_y), dtype),
+            jax.random.normal(kn, (n, problem.n_x), dtype),
+            jax.random.uniform(kl, (n, n_ineq), dtype),
+        ],
+        axis=1,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -422,7 +446,7 @@ def solver_method(problem, cfg: LiscoConfig, dtype, key, pred_params=None) -> Me
         z = (
             pred.apply(pred_params, x)
             if pred_params is not None
-            else jax.random.normal(kz, (n, n_z), dtype)
+            else random_start(kz, n, problem, cfg.start, dtype)
         )
         return x, z
 
@@ -521,11 +545,11 @@ def solver_method(problem, cfg: LiscoConfig, dtype, key, pred_params=None) -> Me
 
 
 def start_points(problem, cfg: LiscoConfig, dtype, pred_params, x, key):
-    """z₀ for inference: Π_pred(x), or N(0, 1) draws without a predictor."""
+    """z₀ for inference: Π_pred(x), or random draws (``cfg.start``) without a predictor."""
     pred, _ = networks(problem, cfg, dtype)
     if pred_params is not None:
         return pred.apply(pred_params, x)
-    return jax.random.normal(key, (x.shape[0], problem.n_z), dtype)
+    return random_start(key, x.shape[0], problem, cfg.start, dtype)
 
 
 def stop_tol(cfg: LiscoConfig) -> float:
