@@ -275,6 +275,17 @@ def test_solver_starts_with_zero_steps(ncqp):
         np.testing.assert_array_equal(solver_step(sol, sol_params, res, kind)(z, x), 0.0)
 
 
+def test_step_scales():
+    """Δz = s(‖F‖)·Π: the paper's s = ‖F‖; the authors' later code 0.01·min(‖F‖, 1); its cap
+    alone min(‖F‖, 1). Near a solution all three are proportional to ‖F‖."""
+    from methods.parametric.lisco import step_size
+
+    nrm = jnp.array([[1e-4], [0.5], [150.0]])
+    np.testing.assert_allclose(step_size(nrm, "v1"), nrm)
+    np.testing.assert_allclose(step_size(nrm, "v2")[:, 0], [1e-6, 5e-3, 1e-2])
+    np.testing.assert_allclose(step_size(nrm, "clamped")[:, 0], [1e-4, 0.5, 1.0])
+
+
 def test_random_starts_paper_and_authors_code(ncqp):
     """w/o predictor: the paper's z₀ ~ N(0, 1) in every block; the authors' later code draws
     y ~ U[0, 1], ν ~ N(0, 1), λ ~ U[0, 1] (moments over 4000 draws)."""

@@ -33,7 +33,8 @@ starts at zero, so the untrained solver proposes Δz = 0. With the default initi
 steps of the first few hundred training steps raise the iterates' T by ~1000× (measured on
 the QP and the non-convex QP), up to the rejection bound, where they sit until resampled
 after 2000 steps; starting from Δz = 0 the first gradient is the steepest-descent direction
-of T in the output space. v2's step scale 0.01·min(‖F‖, 1) is ``step_scale="v2"``.
+of T in the output space. v2's step scale 0.01·min(‖F‖, 1) is ``step_scale="v2"``; its cap
+alone, min(‖F‖, 1), is ``step_scale="clamped"`` (this project's).
 """
 
 from __future__ import annotations
@@ -72,7 +73,9 @@ class LiscoConfig:
     solver_steps: int = 100000
     solver_batch: int = 4096
     solver_lr: float = 1e-4
-    step_scale: str = "v1"  # Δz = ‖F‖·Π (v1) | 0.01·min(‖F‖, 1)·Π (v2 code)
+    # Δz = s·Π: v1 s = ‖F‖ (the paper, eq. 10) | v2 s = 0.01·min(‖F‖, 1) (the authors' later
+    # code) | clamped s = min(‖F‖, 1) (this project's: v2's cap at ‖F‖ = 1 without its 0.01)
+    step_scale: str = "v1"
     # w/o predictor, the random start z₀ (training and inference): normal: z₀ ~ N(0, 1), the
     # paper's (v1 §5) | v2: the authors' later code, y ~ U[0, 1], ν ~ N(0, 1), λ ~ U[0, 1]
     start: str = "normal"
@@ -119,7 +122,7 @@ class LiscoConfig:
             f"must be a list of positive integers, got {list(self.hidden)}",
         )
         check_choice(self.activation, "method.activation", list(ACTIVATIONS))
-        check_choice(self.step_scale, "method.step_scale", ["v1", "v2"])
+        check_choice(self.step_scale, "method.step_scale", list(STEP_SCALES))
         check_choice(self.start, "method.start", list(STARTS))
         check_choice(self.convexification, "method.convexification", CONVEXIFICATIONS)
         check(
@@ -304,9 +307,21 @@ def solver_features(x, f):
     return jnp.concatenate([x, f / nrm_safe, jnp.log10(nrm_safe)], axis=-1), nrm
 
 
+#: the factor s(‖F‖) of Π_sol in Δz = s·Π_sol. v1: ‖F‖, the paper's eq. (10) ("the predicted
+#: step scales with the magnitude of the error"). v2: 0.01·min(‖F‖, 1), the authors' later
+#: code (its ``gamma`` 0.01 and clamp). clamped: min(‖F‖, 1), this project's, to tell v2's
+#: two changes apart: far from a solution (‖F‖ ~ 150 at z₀ ~ N(0, 1) on Rosenbrock) v1's
+#: steps are ‖F‖ times the network's output, near one (‖F‖ < 1) all three scale with ‖F‖.
+STEP_SCALES = {
+    "v1": lambda nrm: nrm,
+    "v2": lambda nrm: 0.01 * jnp.minimum(nrm, 1.0),
+    "clamped": lambda nrm: jnp.minimum(nrm, 1.0),
+}
+
+
 def step_size(nrm, kind: str):
-    """The factor of Π_sol in Δz: ‖F‖ (v1, eq. (10)) or 0.01·min(‖F‖, 1) (v2 code)."""
-    return nrm if kind == "v1" else 0.01 * jnp.minimum(nrm, 1.0)
+    """The factor of Π_sol in Δz (:data:`STEP_SCALES`)."""
+    return STEP_SCALES[kind](nrm)
 
 
 def solver_step(sol: Net, sol_params, residual, kind: str = "v1"):
