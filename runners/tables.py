@@ -223,6 +223,13 @@ VARIANTS["collocation"] = {
 VARIANTS["lisco"] = {
     "convexification": {"iterate": ("eq. 14 at the pre-step iterate", _EARLIER)},
     "predictor_convexification": {False: ("exact predictor loss", _EARLIER)},
+    "step_scale": {
+        "v2": ("step 0.01·min(‖F‖, 1)·Π", "authors' later code"),
+        "clamped": ("step min(‖F‖, 1)·Π", "this project"),
+    },
+    "start": {"v2": ("start y, λ ~ U[0, 1]", "authors' later code")},
+    # the default (zero output layer) is this project's; false is Flax's lecun-normal
+    "solver_zero_init": {False: ("solver output layer at Flax's init", "option")},
 }
 VARIANTS["sequential"] = {"inference": {"constrained": ("constrained inference", "this project")}}
 # What a run recorded before an option existed did: it ran this value (the option's
@@ -235,6 +242,8 @@ BEFORE_OPTION = {
     "inference": "simulate",
     "convexification": "iterate",
     "predictor_convexification": False,  # until 2026-12-02
+    "start": "normal",  # lisco, added 2026-12-02
+    "step_scale": "v1",
 }
 BEFORE_PROBLEM_OPTION = {"batch_terms": "all", "init": "flax", "x_grid": "periodic"}
 

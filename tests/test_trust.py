@@ -535,6 +535,23 @@ def test_a_run_recorded_before_the_line_search_option_is_labelled_with_what_it_r
     assert variant({"method": "trsqp"}) == "trsqp"
 
 
+def test_lisco_rows_name_whose_step_scale_and_start_they_ran():
+    """LISCO's paper defaults (v1's ‖F‖ step, z₀ ~ N(0, 1)) carry no label, also in records
+    from before the options existed; the authors' later code's and this project's do."""
+    from runners.tables import variant
+
+    base = {"method": "lisco", "method.convexification": "trial"}
+    base["method.predictor_convexification"] = True
+    assert variant(base) == "lisco"
+    assert variant({**base, "method.step_scale": "v1", "method.start": "normal"}) == "lisco"
+    assert variant({**base, "method.step_scale": "v2"}) == (
+        "lisco + step 0.01·min(‖F‖, 1)·Π (authors' later code)"
+    )
+    assert variant({**base, "method.step_scale": "clamped", "method.start": "v2"}) == (
+        "lisco + step min(‖F‖, 1)·Π (this project) + start y, λ ~ U[0, 1] (authors' later code)"
+    )
+
+
 def test_a_table_names_the_runs_its_time_budget_stopped():
     """A cell cut by budget.time_s reads like a finished one; the table's note names it by
     its row and column and the iterations it reached."""
