@@ -242,8 +242,6 @@ BEFORE_OPTION = {
     "inference": "simulate",
     "convexification": "iterate",
     "predictor_convexification": False,  # until 2026-12-02
-    "start": "normal",  # lisco, added 2026-12-02
-    "step_scale": "v1",
 }
 BEFORE_PROBLEM_OPTION = {"batch_terms": "all", "init": "flax", "x_grid": "periodic"}
 
