@@ -228,8 +228,9 @@ VARIANTS["lisco"] = {
         "clamped": ("step min(‖F‖, 1)·Π", "this project"),
     },
     "start": {"v2": ("start y, λ ~ U[0, 1]", "authors' later code")},
-    # the default (zero output layer) is this project's; false is Flax's lecun-normal
-    "solver_zero_init": {False: ("solver output layer at Flax's init", "option")},
+    # the default is the authors' code's torch.nn.Linear initialisation (since 2026-12-02)
+    "init": {"flax": ("Flax init", _EARLIER)},
+    "solver_zero_init": {True: ("solver output layer at 0", _EARLIER)},
 }
 VARIANTS["sequential"] = {"inference": {"constrained": ("constrained inference", "this project")}}
 # What a run recorded before an option existed did: it ran this value (the option's
@@ -242,6 +243,10 @@ BEFORE_OPTION = {
     "inference": "simulate",
     "convexification": "iterate",
     "predictor_convexification": False,  # until 2026-12-02
+    # LISCO until 2026-12-02: Flax's initialisation, the solver's output layer at zero (the
+    # records of 2026-12-01 without a solver_zero_init key ran it too)
+    "init": "flax",
+    "solver_zero_init": True,
 }
 BEFORE_PROBLEM_OPTION = {"batch_terms": "all", "init": "flax", "x_grid": "periodic"}
 

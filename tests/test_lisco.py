@@ -250,6 +250,7 @@ def test_cli_ipopt_baseline_is_the_reference(tmp_path):
         (["method=ipopt", "problem=qp", "method.hessian=bfgs"], "method.hessian"),
         (["method=lisco", "problem=reaction"], "method"),
         (["method=lisco", "problem=rosenbrock", "method.start=uniform"], "method.start"),
+        (["method=lisco", "problem=qp", "method.init=kaiming"], "method.init"),
     ],
 )
 def test_cli_bad_input_is_one_line(tmp_path, args, field):
@@ -260,19 +261,45 @@ def test_cli_bad_input_is_one_line(tmp_path, args, field):
     assert "Traceback" not in r.stderr and not (tmp_path / "runs").exists()
 
 
-def test_solver_starts_with_zero_steps(ncqp):
-    """Π_sol's output layer starts at zero: the untrained solver leaves every iterate where it
-    is (T unchanged), so the first training steps cannot blow the iterates up."""
+def test_solver_zero_init_starts_with_zero_steps(ncqp):
+    """``solver_zero_init`` (this project's earlier default): Π_sol's output layer starts at
+    zero, kernel and bias, under either initialisation, so the untrained solver leaves every
+    iterate where it is (T unchanged)."""
     from methods.parametric.lisco import networks, solver_step
 
-    cfg = LiscoConfig(hidden=(16,))
-    _, sol_params = init_networks(ncqp, cfg, jnp.float64, jax.random.PRNGKey(0))
-    _, sol = networks(ncqp, cfg, jnp.float64)
     res = ncqp.residual(jnp.float64)
     z = jnp.asarray(np.random.default_rng(0).normal(size=(4, 200)))
     x = jnp.asarray(ncqp.test_x[:4])
-    for kind in ("v1", "v2"):
-        np.testing.assert_array_equal(solver_step(sol, sol_params, res, kind)(z, x), 0.0)
+    for init in ("torch", "flax"):
+        cfg = LiscoConfig(hidden=(16,), init=init, solver_zero_init=True)
+        _, sol_params = init_networks(ncqp, cfg, jnp.float64, jax.random.PRNGKey(0))
+        _, sol = networks(ncqp, cfg, jnp.float64)
+        for kind in ("v1", "v2"):
+            np.testing.assert_array_equal(solver_step(sol, sol_params, res, kind)(z, x), 0.0)
+
+
+def test_default_initialisation_is_torch_linears(ncqp):
+    """The default is the authors' code's: ``torch.nn.Linear``'s defaults in both networks,
+    kernel and bias U(±1/√fan_in) (checked by bounds and moments on the 2048-wide layers:
+    variance 1/(3·fan_in)), the solver's output layer included. ``init=flax``: lecun-normal
+    kernel (variance 1/fan_in), zero bias."""
+    cfg = LiscoConfig()
+    assert cfg.init == "torch" and cfg.solver_zero_init is False
+    pred, sol = init_networks(ncqp, cfg, jnp.float32, jax.random.PRNGKey(0))
+    for params, n_in in ((pred, ncqp.n_x), (sol, ncqp.n_x + ncqp.n_z + 1)):
+        layers = params["params"]
+        for name, fan_in in (("Dense_0", n_in), ("Dense_1", 2048)):
+            bound = 1 / np.sqrt(fan_in)
+            for leaf in ("kernel", "bias"):
+                w = np.asarray(layers[name][leaf])
+                assert np.abs(w).max() <= bound and np.abs(w).max() > 0.95 * bound, (name, leaf)
+            w = np.asarray(layers[name]["kernel"])
+            assert abs(w.mean()) < 0.02 * bound
+            np.testing.assert_allclose(w.var(), bound**2 / 3, rtol=0.02)
+    flax_pred, _ = init_networks(ncqp, LiscoConfig(init="flax"), jnp.float32, jax.random.PRNGKey(0))
+    layer = flax_pred["params"]["Dense_1"]
+    np.testing.assert_array_equal(layer["bias"], 0.0)
+    np.testing.assert_allclose(np.asarray(layer["kernel"]).var(), 1 / 2048, rtol=0.05)
 
 
 def test_step_scales():

@@ -542,6 +542,7 @@ def test_lisco_rows_name_whose_step_scale_and_start_they_ran():
 
     base = {"method": "lisco", "method.convexification": "trial"}
     base["method.predictor_convexification"] = True
+    base |= {"method.init": "torch", "method.solver_zero_init": False}
     assert variant(base) == "lisco"
     assert variant({**base, "method.step_scale": "v1", "method.start": "normal"}) == "lisco"
     assert variant({**base, "method.step_scale": "v2"}) == (
@@ -549,6 +550,23 @@ def test_lisco_rows_name_whose_step_scale_and_start_they_ran():
     )
     assert variant({**base, "method.step_scale": "clamped", "method.start": "v2"}) == (
         "lisco + step min(‖F‖, 1)·Π (this project) + start y, λ ~ U[0, 1] (authors' later code)"
+    )
+
+
+def test_lisco_rows_name_this_projects_earlier_initialisation():
+    """The default initialisation is the authors' code's (torch.nn.Linear); Flax's and the
+    zero solver output layer are labelled, also in records made before the keys existed
+    (they ran both)."""
+    from runners.tables import variant
+
+    base = {"method": "lisco", "method.convexification": "trial"}
+    base["method.predictor_convexification"] = True
+    earlier = "this project's earlier default"
+    assert variant({**base, "method.init": "torch", "method.solver_zero_init": False}) == "lisco"
+    assert variant(base) == f"lisco + Flax init + solver output layer at 0 ({earlier})"
+    assert variant({**base, "method.solver_zero_init": False}) == f"lisco + Flax init ({earlier})"
+    assert variant({**base, "method.init": "torch", "method.solver_zero_init": True}) == (
+        f"lisco + solver output layer at 0 ({earlier})"
     )
 
 

@@ -28,13 +28,17 @@ Choices where the paper is silent (reconstructed): the log in the solver's input
 (like the loss); the solver keeps its learning rate fixed (the paper names the plateau
 schedule for the predictor only); fresh x for training come from DC3's distribution
 U[−1, 1]^{n_eq} rather than the fixed 8334-point training split (the split's validation part
-is used for logging). Deviation (``solver_zero_init``, default on): Π_sol's output layer
-starts at zero, so the untrained solver proposes Δz = 0. With the default initialisation the
-steps of the first few hundred training steps raise the iterates' T by ~1000× (measured on
-the QP and the non-convex QP), up to the rejection bound, where they sit until resampled
-after 2000 steps; starting from Δz = 0 the first gradient is the steepest-descent direction
-of T in the output space. v2's step scale 0.01·min(‖F‖, 1) is ``step_scale="v2"``; its cap
-alone, min(‖F‖, 1), is ``step_scale="clamped"`` (this project's).
+is used for logging). Initialisation (the paper is silent): ``init="torch"``, the
+authors' code's, which builds both networks from ``torch.nn.Linear`` and never
+re-initialises them: kernel and bias U(±1/√fan_in). ``init="flax"`` (Flax's lecun-normal
+kernel, zero bias) and ``solver_zero_init`` (Π_sol's output layer starts at zero, so the
+untrained solver proposes Δz = 0) are this project's earlier defaults, kept as options:
+with a non-zero output layer the steps of the first few hundred training steps raised the
+iterates' T by ~1000× (measured on the QP and the non-convex QP), up to the rejection bound,
+where they sat until resampled after 2000 steps; from Δz = 0 the first gradient is the
+steepest-descent direction of T in the output space. v2's step scale 0.01·min(‖F‖, 1) is
+``step_scale="v2"``; its cap alone, min(‖F‖, 1), is ``step_scale="clamped"`` (this
+project's).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from optax.contrib import reduce_on_plateau
 from methods.driver import Method
 from methods.parametric.lisco_inference import compacted_runner, infer
 from problems.common.base import check, check_choice, check_positive_int
+from problems.common.networks import INITS, dense
 
 ACTIVATIONS = {"leaky_relu": nn.leaky_relu, "gelu": nn.gelu, "relu": nn.relu}
 
@@ -79,7 +84,12 @@ class LiscoConfig:
     # w/o predictor, the random start z₀ (training and inference): normal: z₀ ~ N(0, 1), the
     # paper's (v1 §5) | v2: the authors' later code, y ~ U[0, 1], ν ~ N(0, 1), λ ~ U[0, 1]
     start: str = "normal"
-    solver_zero_init: bool = True  # Π_sol's output layer starts at 0 (reconstructed; see above)
+    # both networks' initialisation: torch: torch.nn.Linear's defaults, kernel and bias
+    # U(±1/√fan_in) (the authors' code) | flax: lecun-normal kernel, zero bias (this
+    # project's earlier default)
+    init: str = "torch"
+    # True: Π_sol's output layer starts at 0, Δz = 0 (this project's earlier default)
+    solver_zero_init: bool = False
     warmup: int = 100  # steps before the training iterates start moving
     reject_factor: float = 1000.0  # reject an update when T > reject_factor · T₀
     resample_tol: float = 1e-8  # resample a sample once T ≤ this ...
@@ -124,6 +134,12 @@ class LiscoConfig:
         check_choice(self.activation, "method.activation", list(ACTIVATIONS))
         check_choice(self.step_scale, "method.step_scale", list(STEP_SCALES))
         check_choice(self.start, "method.start", list(STARTS))
+        check_choice(self.init, "method.init", list(INITS))
+        check(
+            isinstance(self.solver_zero_init, bool),
+            "method.solver_zero_init",
+            f"must be true or false, got {self.solver_zero_init!r}",
+        )
         check_choice(self.convexification, "method.convexification", CONVEXIFICATIONS)
         check(
             isinstance(self.predictor_convexification, bool),
@@ -273,21 +289,24 @@ class Net(nn.Module):
     activation: str = "leaky_relu"
     dtype: Any = jnp.float32
     zero_output: bool = False  # output layer initialised to 0 (the solver: Δz = 0 at start)
+    initialization: str = "torch"  # INITS: torch.nn.Linear's defaults | Flax's
 
     @nn.compact
     def __call__(self, v):
         act = ACTIVATIONS[self.activation]
+        kw = {"dtype": self.dtype, "param_dtype": self.dtype}
         for w in self.hidden:
-            v = act(nn.Dense(w, dtype=self.dtype, param_dtype=self.dtype)(v))
-        init = nn.initializers.zeros if self.zero_output else nn.linear.default_kernel_init
-        return nn.Dense(self.out, dtype=self.dtype, param_dtype=self.dtype, kernel_init=init)(v)
+            v = act(dense(w, v.shape[-1], self.initialization, **kw)(v))
+        if self.zero_output:
+            kw |= {"kernel_init": nn.initializers.zeros, "bias_init": nn.initializers.zeros}
+        return dense(self.out, v.shape[-1], self.initialization, **kw)(v)
 
 
 def networks(problem, cfg: LiscoConfig, dtype) -> tuple[Net, Net]:
     """(Π_pred: n_x → n_z, Π_sol: n_x + n_z + 1 → n_z)."""
     return (
-        Net(cfg.hidden, problem.n_z, cfg.activation, dtype),
-        Net(cfg.hidden, problem.n_z, cfg.activation, dtype, cfg.solver_zero_init),
+        Net(cfg.hidden, problem.n_z, cfg.activation, dtype, initialization=cfg.init),
+        Net(cfg.hidden, problem.n_z, cfg.activation, dtype, cfg.solver_zero_init, cfg.init),
     )
 
 
