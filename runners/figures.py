@@ -303,16 +303,33 @@ def sweep_plot(results: str | Path, x: str, out: str | Path, experiment: str | N
     return save_figure(fig, out)
 
 
+def history_rows(path: Path, metric: str, phase: str = "train") -> pd.DataFrame | None:
+    """A run's logged (iteration, ``metric``) rows of ``phase`` (where the history has
+    phases), without the rows that do not log ``metric``; None without a history or the
+    column."""
+    if not path.is_file():
+        return None
+    h = pd.read_csv(path)
+    if metric not in h.columns:
+        return None
+    if "phase" in h.columns:
+        h = h[h["phase"] == phase]
+    return h.dropna(subset=[metric])[["iteration", metric]]
+
+
 def histories_plot(
     results: list[str],
     out: str | Path,
     by: list[str],
     metric: str = "abs_error_sub",
     where: dict | None = None,
+    phase: str = "train",
 ) -> Path:
     """``metric`` of each run's history against its training iteration, one panel per
     problem, one line per run labelled by the fields ``by`` (e.g. ``device``,
-    ``method.memory``): runs stopped at different iterations compared at equal ones."""
+    ``method.memory``): runs stopped at different iterations compared at equal ones.
+    Histories with a ``phase`` column keep the rows of ``phase`` (PINN runs log
+    ``pretrain`` / ``train``; LISCO ``predictor`` / ``solver``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -330,15 +347,9 @@ def histories_plot(
     colour = {lab: f"C{i % 10}" for i, lab in enumerate(labels)}  # one colour per label
     for ax, prob in zip(axes[0], problems):
         for _, r in df[df["problem"] == prob].sort_values(by).iterrows():
-            path = Path(r["path"]) / "history.csv"
-            if not path.is_file():
+            h = history_rows(Path(r["path"]) / "history.csv", metric, phase)
+            if h is None:
                 continue
-            h = pd.read_csv(path)
-            if metric not in h.columns:
-                continue
-            if "phase" in h.columns:
-                h = h[h["phase"] == "train"]
-            h = h.dropna(subset=[metric])
             ax.plot(h["iteration"], h[metric], color=colour[label(r)], label=label(r))
         ax.set(title=prob, xlabel="iteration", ylabel=metric.replace("_", " "), yscale="log")
         ax.grid(alpha=0.3)
@@ -520,11 +531,15 @@ def load_run(path: Path):
 
 def predictions(results, out_dir: str | Path, seed: int = 0) -> list[Path]:
     """Per problem and method: the held-out prediction of the mini-batch run with the
-    largest learning rate and ``seed`` (one figure per run, then one per problem)."""
+    largest learning rate and ``seed`` (one figure per run), or of the full-batch run where a
+    problem has no mini-batch runs (file names then carry ``full``)."""
     df, paths = _sqp_runs(results), []
-    df = df[(~df["method.full_batch"]) & (df["seed"] == seed)]
+    df = df[df["seed"] == seed]
     for prob, runs in df.groupby("problem"):
+        full = bool(runs["method.full_batch"].all())
+        runs = runs[runs["method.full_batch"] == full]
         runs = runs[runs["method.lr"] == runs["method.lr"].max()]
+        batch = "full batch, " if full else ""
         for _, r in runs.iterrows():
             try:
                 problem, params, data = load_run(r["path"])
@@ -536,8 +551,8 @@ def predictions(results, out_dir: str | Path, seed: int = 0) -> list[Path]:
                 problem,
                 params,
                 data,
-                Path(out_dir) / f"sqp_momentum_{prob}_prediction_{slug}.png",
-                f"{prob} / {r['variant']} (lr {r['method.lr']:g}, seed {seed}): "
+                Path(out_dir) / f"sqp_momentum_{prob}_prediction_{'full_' * full}{slug}.png",
+                f"{prob} / {r['variant']} ({batch}lr {r['method.lr']:g}, seed {seed}): "
                 f"test MSE {r['test_mse']:.3g}",
             )
             if drawn is not None:
@@ -593,6 +608,12 @@ def main(argv=None):
         metavar="FIELD=V1,V2",
         help="keep runs whose FIELD is one of the values (repeatable)",
     )
+    t.add_argument(
+        "--phase",
+        default="train",
+        help="in histories with phases, the one to plot (PINNs: pretrain|train; "
+        "LISCO: predictor|solver)",
+    )
     t.add_argument("--out", default="results/figures/histories.png")
     c = sub.add_parser("curves", help="SQP momentum: loss curves, mean ± std over seeds")
     c.add_argument("--results", required=True)
@@ -614,7 +635,9 @@ def main(argv=None):
             if not Path(r).is_dir():
                 print(f"error: --results: no such folder {r!r}", file=sys.stderr)
                 sys.exit(2)
-        path = histories_plot(args.results, args.out, args.by.split(","), args.metric, where)
+        path = histories_plot(
+            args.results, args.out, args.by.split(","), args.metric, where, args.phase
+        )
         print(f"wrote {path}")
         return
     if not Path(args.results).is_dir():
@@ -640,6 +663,8 @@ def main(argv=None):
         ]
     else:
         paths = [sweep_plot(args.results, args.x, args.out, args.experiment)]
+    if not paths:  # e.g. a plugin problem without a prediction_view: a note, not an error
+        print(f"note: nothing drawn from the runs under {args.results!r}", file=sys.stderr)
     for path in paths:
         print(f"wrote {path}")
 

@@ -439,3 +439,23 @@ def test_cluster_config_sets_the_slurm_launcher():
         "SlurmLauncher",
     ):
         assert line in p.stdout, line
+
+
+def test_history_rows_keep_the_chosen_phase(tmp_path):
+    """``figures histories --phase``: a LISCO history logs its predictor and solver phases
+    in one file; the solver's rows are the ones drawn, rows that did not log the metric
+    left out; a PINN history's default phase is ``train``."""
+    from runners.figures import history_rows
+
+    path = tmp_path / "history.csv"
+    path.write_text(
+        "iteration,valid_T_median,phase,batch_T_median\n"
+        "0,581.2,predictor,\n100,12.5,predictor,\n"
+        "0,,solver,0.16\n100,,solver,152.5\n200,,solver,0.01\n"
+    )
+    rows = history_rows(path, "batch_T_median", "solver")
+    assert rows["iteration"].tolist() == [0, 100, 200]
+    assert rows["batch_T_median"].tolist() == [0.16, 152.5, 0.01]
+    assert history_rows(path, "batch_T_median").empty  # no "train" phase here
+    assert history_rows(path, "missing", "solver") is None
+    assert history_rows(tmp_path / "none.csv", "batch_T_median") is None
