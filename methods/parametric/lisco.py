@@ -37,7 +37,9 @@ The zero output layer was meant to keep the first training steps from raising th
 T up to the rejection bound, where they sit until resampled after ``max_age`` steps; with
 the predictor on the non-convex QP and Rosenbrock (2026-12-05, ``scale=cpu``) the iterates
 reached the bound by training step 200 with and without it, from either initialisation,
-and the three variants measured there ended at success 0.986–0.999. v2's step scale
+and the three variants measured there ended at success 0.986–0.999. On the convex QP the
+zero output layer gave the lower median iteration count under both initialisations
+(results/tables/lisco_init-cpu/, one seed). v2's step scale
 0.01·min(‖F‖, 1) is ``step_scale="v2"``; its cap alone, min(‖F‖, 1), is
 ``step_scale="clamped"`` (this project's).
 """
