@@ -345,10 +345,17 @@ def histories_plot(
     label = lambda r: ", ".join(f"{f.split('.')[-1]} {r.get(f)}" for f in by)
     labels = sorted({label(r) for _, r in df.iterrows()})
     colour = {lab: f"C{i % 10}" for i, lab in enumerate(labels)}  # one colour per label
+    rows = {p: history_rows(Path(p) / "history.csv", metric, phase) for p in df["path"]}
+    if all(h is None or h.empty for h in rows.values()):
+        plt.close(fig)
+        print(
+            f"error: --phase/--metric: no run logs {metric!r} in phase {phase!r}", file=sys.stderr
+        )
+        sys.exit(2)
     for ax, prob in zip(axes[0], problems):
         for _, r in df[df["problem"] == prob].sort_values(by).iterrows():
-            h = history_rows(Path(r["path"]) / "history.csv", metric, phase)
-            if h is None:
+            h = rows[r["path"]]
+            if h is None or h.empty:
                 continue
             ax.plot(h["iteration"], h[metric], color=colour[label(r)], label=label(r))
         ax.set(title=prob, xlabel="iteration", ylabel=metric.replace("_", " "), yscale="log")

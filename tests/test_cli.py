@@ -459,3 +459,16 @@ def test_history_rows_keep_the_chosen_phase(tmp_path):
     assert history_rows(path, "batch_T_median").empty  # no "train" phase here
     assert history_rows(path, "missing", "solver") is None
     assert history_rows(tmp_path / "none.csv", "batch_T_median") is None
+
+    # the command line: a phase no run logs is bad input, one line, exit 2, nothing written
+    from runners.figures import main
+
+    record = {"problem": "qp", "method": "lisco", "status": "max_iter"}
+    (tmp_path / "metrics.json").write_text(json.dumps(record))
+    out = tmp_path / "h.png"
+    args = ["histories", "--results", str(tmp_path), "--metric", "batch_T_median"]
+    main([*args, "--phase", "solver", "--out", str(out)])
+    assert out.is_file()
+    with pytest.raises(SystemExit) as e:
+        main([*args, "--phase", "slover", "--out", str(tmp_path / "typo.png")])
+    assert e.value.code == 2 and not (tmp_path / "typo.png").exists()
