@@ -138,6 +138,8 @@ def test_paper_network_sizes(name, n):
         ("darcy", {"modes": [16]}, "problem.modes"),
         ("darcy", {"n_pool": 50}, "problem.n_pool"),
         ("darcy", {"bogus": 1}, "problem.bogus"),
+        ("darcy", {"data_samples": "all"}, "problem.data_samples"),
+        ("darcy", {"batch_terms": "residual"}, "problem.data_samples"),
     ],
 )
 def test_bad_config_names_the_field(name, values, field):
@@ -595,12 +597,34 @@ def test_darcy_terms_match_hand_computation(built):
     ring = np.concatenate([u[2, 0], u[2, -1], u[2, 1:-1, 0], u[2, 1:-1, -1]])
     assert ring.size == 60
     np.testing.assert_allclose(float(terms["boundary"]), np.mean(ring**2), rtol=1e-10)
-    labeled = bool(d.data_mask[2])
-    np.testing.assert_allclose(
-        float(terms["data"]),
-        np.mean((u[2] - np.asarray(d.u_ref[2])) ** 2) if labeled else 0.0,
-        rtol=1e-10,
-    )
+    # data_samples=batch (the default): a batch of one fits its one sample
+    assert p.cfg.data_samples == "batch"
+    misfit = lambda n: np.mean((u[n] - np.asarray(d.u_ref[n])) ** 2)
+    np.testing.assert_allclose(float(terms["data"]), misfit(2), rtol=1e-10)
+
+
+def test_darcy_data_term_fits_the_first_fifth_of_each_batch(built, tmp_path):
+    """data_samples=batch (the authors' Darcy code): the data term is the misfit over the
+    first int(0.2·B) samples of the batch, whatever the batch; data_samples=fixed (this
+    project's earlier default): over the batch's samples in the fixed labeled 20%."""
+    p, d, params = built("darcy")
+    u = np.asarray(jax.jit(p.predict)(params, d.a))
+    misfit = np.mean((u - np.asarray(d.u_ref)) ** 2, axis=(1, 2))  # per sample
+    idx = np.array([7, 3, 11, 0, 5, 9, 1, 4, 10, 2])  # B = 10: the first 2 carry data
+    terms = jax.jit(p.objective_terms)(params, d, jnp.asarray(idx))
+    np.testing.assert_allclose(float(terms["data"]), misfit[[7, 3]].mean(), rtol=1e-10)
+    full = jax.jit(p.objective_terms)(params, d, p.full_batch())  # 12 samples: the first 2
+    np.testing.assert_allclose(float(full["data"]), misfit[[0, 1]].mean(), rtol=1e-10)
+    # fixed: the same data (the cache is shared), the labeled samples in the batch
+    q = small("darcy", n_layers=1, data_samples="fixed")
+    dq = q.make_data(cache_dir=tmp_path)
+    np.testing.assert_array_equal(np.asarray(dq.a), np.asarray(d.a))
+    mask = np.asarray(dq.data_mask)
+    assert mask.sum() == 2  # round(0.2 · 12)
+    fixed = jax.jit(q.objective_terms)(params, dq, jnp.asarray(idx))
+    in_batch = [i for i in idx if mask[i]]
+    expected = misfit[in_batch].mean() if in_batch else 0.0
+    np.testing.assert_allclose(float(fixed["data"]), expected, rtol=1e-10)
 
 
 # --- batches, evaluation ------------------------------------------------------------------
@@ -805,7 +829,7 @@ def test_residual_only_batches_keep_the_other_terms_whole(name, batched, built, 
     residual term's is the gradient over the drawn points alone (the same term on a batch
     of exactly those points, hand-summed)."""
     if name == "darcy":
-        p = small("darcy", n_layers=1, batch_terms="residual")
+        p = small("darcy", n_layers=1, batch_terms="residual", data_samples="fixed")
         d, params = (
             p.make_data(cache_dir=tmp_path),
             random_params(p.init_params, jax.random.PRNGKey(3)),

@@ -570,6 +570,21 @@ def test_lisco_rows_name_this_projects_earlier_initialisation():
     )
 
 
+def test_darcy_rows_name_the_fixed_labeled_samples_as_the_earlier_default():
+    """Darcy's data term follows the authors' code (the first 20% of each batch); a fixed
+    20% of the samples is labelled, also in records made before the key existed."""
+    from runners.tables import variant
+
+    base = {"method": "sqp_adam", "method.variant": "defossez", "problem": "darcy"}
+    base |= {"problem.batch_terms": "all", "problem.init": "torch"}
+    earlier = "this project's earlier default"
+    assert variant({**base, "problem.data_samples": "batch"}) == "sqp_adam"
+    assert variant(base) == f"sqp_adam + fixed 20% labeled samples ({earlier})"
+    assert variant({**base, "problem.data_samples": "fixed"}) == variant(base)
+    spring = {**base, "problem": "spring", "problem.batch_terms": "residual"}
+    assert variant(spring) == "sqp_adam"  # no such option there
+
+
 def test_a_table_names_the_runs_its_time_budget_stopped():
     """A cell cut by budget.time_s reads like a finished one; the table's note names it by
     its row and column and the iterations it reached."""

@@ -33,16 +33,26 @@ coefficient field a to the solution u on an s × s grid (s = 16).
   is the same 5-point operator applied to the *predicted* field at the interior nodes (an
   honest spatial derivative; the reference satisfies it to round-off), the boundary term
   the mean of u_θ² over the 4(s − 1) boundary nodes, the data term the MSE over all nodes
-  of a fixed random 20% of the samples. Mini-batches are 20% of the *samples*
-  (``n_residual_points`` = n_samples). Unlike the other three problems, the authors' Darcy
-  code restricts every term to the batch (``batch_terms="all"``, the default here): the
-  data term is the masked mean over the labeled samples in the batch. [deviation] Their
-  code fits the first 20% of each batch, so which samples carry data changes from one
-  iteration to the next; we keep the paper's text, a fixed random 20%.
-  ``batch_terms="residual"`` [this project] keeps the boundary and data terms on all
-  samples at every iteration.
+  of the labeled samples. Mini-batches are 20% of the *samples* (``n_residual_points`` =
+  n_samples). Unlike the other three problems, the authors' Darcy code restricts every
+  term to the batch (``batch_terms="all"``, the default here).
+* Which samples carry data (``data_samples``). The paper: "the data-fitting term involved
+  only 20% of the points chosen at random with equal probability" (it does not say
+  whether the 20% are drawn once or at every iteration). The authors' Darcy code fits the
+  first ``int(0.2·B)`` samples of each batch of B (its batches are random permutations):
+  ``data_samples="batch"``, the default. So a mini-batch of 20 fits 4 samples, drawn
+  afresh at every iteration from all the training samples, and the full batch fits a
+  fixed 20 (here the first 20 of the randomly ordered training samples).
+  ``data_samples="fixed"`` [this project's earlier default] labels a fixed random 20% of
+  the samples once; the data term is the masked mean over the labeled samples in the
+  batch (between 0 and 20 of them in a batch of 20; their mean is 4), so a mini-batch run
+  only ever fits those 20 samples. ``batch_terms="residual"`` [this project] keeps the
+  boundary and data terms on all samples at every iteration, so it needs
+  ``data_samples="fixed"``.
 * Hard constraints (50): the PDE residual at one random interior node of each of 50
-  distinct random samples.
+  distinct random samples. The paper: "chosen uniformly at random over all initial
+  conditions and spatial points"; the authors' code draws 50 distinct samples and 50
+  distinct interior nodes (a permutation of each); here the nodes are drawn independently.
 * Held-out: the ``n_test`` similar samples not trained on.
 """
 
@@ -59,6 +69,7 @@ import scipy.sparse.linalg
 
 from problems.common.base import (
     check,
+    check_choice,
     check_fraction,
     check_int_at_least,
     check_number,
@@ -71,6 +82,15 @@ from problems.stochastic.base import (
     masked_mean,
 )
 from problems.stochastic.fno import FNO, lifting_pullbacks, take_levels
+
+# which samples the data term fits (module docstring): the authors' code | this project's earlier
+DATA_SAMPLES = ("batch", "fixed")
+
+
+def labeled_in_batch(batch_size: int, data_fraction: float) -> int:
+    """How many samples of a batch carry data with ``data_samples="batch"``: the authors'
+    ``int(B · fraction)``, at least 1."""
+    return max(1, int(batch_size * data_fraction))
 
 
 def harmonic(p, q):
@@ -166,6 +186,9 @@ class DarcyConfig(StochasticConfig):
     # all: the authors' Darcy code batches every term | residual: boundary and data on all
     # samples
     batch_terms: str = "all"
+    # which samples carry data: batch (the authors' code: the first 20% of each batch) |
+    # fixed (this project's earlier default: a fixed random 20% of the samples)
+    data_samples: str = "batch"
     modes: tuple = (16, 16)  # FNO Fourier modes kept (clipped to the grid)
     hidden_channels: int = 4
     n_layers: int = 4  # Fourier layers
@@ -200,6 +223,14 @@ class DarcyConfig(StochasticConfig):
             f"got {self.n_constraints}",
         )
         check_fraction(self.data_fraction, "problem.data_fraction")
+        check_choice(self.data_samples, "problem.data_samples", list(DATA_SAMPLES))
+        check(
+            self.data_samples == "fixed" or self.batch_terms == "all",
+            "problem.data_samples",
+            "batch draws the labeled samples from each mini-batch, which needs "
+            "problem.batch_terms=all; with batch_terms=residual (data on every labeled sample "
+            "at every iteration) set problem.data_samples=fixed",
+        )
         for f in ("residual_weight", "boundary_weight", "data_weight"):
             check_number(getattr(self, f), f"problem.{f}", nonnegative=True)
         m = self.modes
@@ -241,6 +272,7 @@ class Darcy(StochasticProblem):
         "n_layers",
         "lifting_channels",
         "projection_channels",
+        "data_samples",
     )
 
     def __init__(self, cfg: DarcyConfig):
@@ -375,10 +407,15 @@ class Darcy(StochasticProblem):
             self.boundary
         )
         misfit = jnp.mean((whole - data.u_ref[whole_idx]) ** 2, axis=(-2, -1))
+        if self.cfg.data_samples == "batch":  # the first int(0.2·B) of the (random) batch
+            fit = misfit[: labeled_in_batch(batch_idx.shape[0], self.cfg.data_fraction)]
+            data_term = jnp.mean(fit)
+        else:
+            data_term = masked_mean(misfit, data.data_mask[whole_idx])
         return {
             "residual": jnp.mean(res**2),
             "boundary": jnp.mean(boundary),
-            "data": masked_mean(misfit, data.data_mask[whole_idx]),
+            "data": data_term,
         }
 
     def _constraint(self, params, lifted_levels, a, node):
