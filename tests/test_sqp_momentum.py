@@ -222,3 +222,30 @@ def test_dispatched_ops_counts_kernels_not_fused_instructions():
         method = build_method(name, cfg, p, jnp.float64, key=jax.random.PRNGKey(0))
         counts[name] = ops(method.step, method.init(params, data), data)
     assert counts["sqp_adam"] > counts["adam_unc"] > 10
+
+
+def test_bench_puts_the_predecessors_gpu_timings_on_the_methods_it_timed(tmp_path):
+    """The only published timings are the ICLR-2025 predecessor's (Adam(unc), Adam(con),
+    P-Adam(con)); the rendered table shows them on adam_unc, adam_con and the predecessor's
+    form of sqp_adam, and on no other row (Algorithm 3 was never timed), also for records
+    written before the column moved."""
+    import json
+
+    from runners.bench import SQP_MOMENTUM_METHODS, render
+
+    record = {"name": "sqp_momentum_darcy_iter_f32", "timestamp": "2026-12-02T14:19:52"}
+    record |= {f"{m}.s_per_iter": 1.0 for m in SQP_MOMENTUM_METHODS}
+    record["sqp_adam.paper_gpu_s_per_iter"] = 2.533  # an old record's key: not shown
+    (tmp_path / "r.json").write_text(json.dumps(record))
+    text = render(tmp_path, tmp_path / "bench.md")
+    rows = {
+        line.split("|")[3].strip(): line.split("|")[-2].strip()
+        for line in text.splitlines()
+        if line.startswith("| darcy")
+    }
+    assert rows == {
+        "adam_unc": "0.852",
+        "adam_con": "2.568",
+        "sqp_adam_iclr": "2.533",
+        **{m: "nan" for m in ("sqp_adam", "sqp_heavyball", "sqp_sgd")},
+    }

@@ -160,7 +160,8 @@ def kkt_solve(J, h, p, c, gram=None):
 class SqpMomentumConfig:
     """Constants of the stochastic methods (spec sqp_momentum.md; [confirmed] unless noted)."""
 
-    # α, fixed learning rate (the paper's pairs per problem: experiment sqp_momentum)
+    # α, fixed learning rate (the predecessor's pairs per problem, which the 2026 paper's text
+    # lost: experiment sqp_momentum_<problem>)
     lr: float = 1e-4
     batch_fraction: Any = None  # b: fraction of residual points per iteration (None: problem's)
     full_batch: bool = False  # True: every iteration uses all residual points (1 iteration/epoch)

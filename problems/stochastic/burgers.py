@@ -12,7 +12,9 @@ sin(2πx + ξπ), ξ ~ U[0, 0.2]: 100 training ICs and 3 held-out ones.
   no dealiasing) + BDF in t (scipy ``solve_ivp``, analytic Jacobian, rtol 1e-10), then the
   Fourier series evaluated at the grid's x_j (exact resampling for the periodic grid, whose
   points are every (n_spectral/32)-th solver point).
-  [deviation] The paper solved with 32 Fourier points. With ν = 0.01 the profile steepens
+  [deviation] The authors' code solves with 32 Fourier points (the paper says only "using
+  the odeint solver" and "solution values were obtained over 32 evenly spaced points").
+  With ν = 0.01 the profile steepens
   into a front ~2ν/|u| ≈ 0.02 wide, which 32 points (Δx = 0.031) cannot resolve: that solve
   is off by ~0.1 at the grid points (vs 512 points), 64 points by 5e-4, 128 by 3e-7,
   256 by 2e-12. We solve with ``n_spectral = 128`` points. The authors' code also builds its
@@ -134,7 +136,7 @@ class BurgersConfig(StochasticConfig):
     n_test_ics: int = 3  # held-out ICs for test_mse
     n_data_per_ic: int = 200  # data term on this many random (labeled) grid points per IC
     n_constraints: int = 10  # PDE-residual constraints at random grid points
-    n_spectral: int = 128  # Fourier points of the reference solve (paper: 32, unresolved)
+    n_spectral: int = 128  # Fourier points of the reference solve (authors' code: 32, unresolved)
     rtol: float = 1e-10  # BDF tolerances of the reference
     atol: float = 1e-12
     residual_weight: float = 1e-3  # weight of the PDE-residual MSE

@@ -12,7 +12,9 @@ The mass balance du1/dt + ½ du2/dt + du3/dt + du4/dt = 0 holds exactly (wᵀA =
 w = (1, ½, 1, 1)) for any rates.
 
 * Training ICs u0 + ξ, ξ_i ~ U[−1, 1] (1000), nominal u0 = (14.5467204, 16.3351668,
-  25.9473091, 23.5250934); times t_k = k T/64, k = 0..63, T = 10. Reference: the matrix
+  25.9473091, 23.5250934); times t_k = k T/64, k = 0..63, T = 10 (the predecessor: "64 evenly
+  spaced times in [0, 10]"; the authors' code takes np.arange(0, 10, 10/n), which leaves
+  t = 10 out, and so do we). Reference: the matrix
   exponential u(t_k) = expm(A t_k)(u0 + ξ) (exact for a linear ODE; the paper used odeint).
   The residual points are the 64000 (IC, t) pairs, point p = (IC p // 64, time p % 64).
 * Network u_θ: (IC ∈ R⁴, t) → R⁴, 3 × 64 tanh (8964 parameters), fed the raw (IC, t) and

@@ -10,7 +10,9 @@ m u'' + μ u' + k u = 0 on t ∈ [0, T], u(0) = 1, u'(0) = 0, with m = 1, μ = 4
 * Residual points: 30 evenly spaced in [0, T] (t_i = i T/29); a mini-batch is 15 of them
   (``batch_fraction = 0.5``).
 * Data points: every 20th point of a 500-point grid of [0, T], 10 of them
-  (t = 0, 20/499, …, 180/499), labels u(t) exact.
+  (t = 0, 20/499, …, 180/499), labels u(t) exact: the authors' code's slice of the first
+  40% of the grid (the predecessor's text: "10 evenly spaced points over [0, 0.4]"; the last
+  is 180/499 ≈ 0.361).
 * f(θ) = data MSE + 1e-4 × residual MSE. The data term has points of its own (not residual
   points): it is evaluated in full at every iteration, only the residual term is batched
   (``batch_terms="residual"``, the only choice here).
