@@ -184,6 +184,10 @@ def build(scale: str, results: str | Path = "results", times: str | Path | None 
             for name, tspec in experiment_specs(t["experiment"]).items():
                 blocks.append(("h3", tspec.get("title", name)))
                 blocks.append(("p", f"Paper: {t['paper_ref']}. Scale: {sc}. Runs: `{sweep}`."))
+                if tspec.get("paper_source"):  # reference values that are not the paper's
+                    blocks.append(
+                        ("p", f"The paper column holds {tspec['paper_source']}'s values.")
+                    )
                 if not exists:
                     blocks.append(
                         (

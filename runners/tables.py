@@ -774,10 +774,12 @@ def _row_name(row: str, cells: pd.DataFrame) -> str:
     return shown_label(row)
 
 
-def against_paper(long: pd.DataFrame) -> str:
+def against_paper(long: pd.DataFrame, source: str = "the paper") -> str:
     """Markdown lines, one per column of the table (a problem, say): which rows are better
     than the paper's (every judged metric more than 2× better), within 2× or worse (some
-    metric more than 2× worse), with ours / paper per metric; '' without paper values."""
+    metric more than 2× worse), with ours / paper per metric; '' without paper values.
+    ``source``: where the reference values come from (a table's ``paper_source``, for
+    values that are not the paper's own)."""
     if long.empty or "verdict" not in long.columns:
         return ""
     judged = long[long["verdict"].fillna("") != ""]
@@ -793,7 +795,8 @@ def against_paper(long: pd.DataFrame) -> str:
             )
             for row, c in cells.groupby("row", sort=False)
         ]
-        lines.append(f"- **{shown_label(col)}** against the paper (ours / paper): " + _judged(rows))
+        ref = "paper" if source == "the paper" else "theirs"
+        lines.append(f"- **{shown_label(col)}** against {source} (ours / {ref}): " + _judged(rows))
     return "\n".join(lines)
 
 
@@ -980,7 +983,7 @@ def write_experiment(
         parts = [
             f"# {title}",
             shown.to_markdown(index=False),
-            against_paper(long),
+            against_paper(long, spec.get("paper_source", "the paper")),
             against_column(long, spec["versus"]) if spec.get("versus") else "",
             rounding_note(spec),
             averaged_over(df, long, spec),

@@ -489,6 +489,9 @@ def test_the_verdict_lines_name_whole_numbers_as_written(three_configs, tmp_path
     named = {**spec, "row_names": {"-50.0": "α = −50 (named)"}}
     line = against_paper(experiment_table(collect(tmp_path), named)[0])
     assert "worse: α = −50 (named) (" in line and "better: 2.5 (" in line
+    # reference values that are not the paper's say whose they are (``paper_source``)
+    line = against_paper(experiment_table(collect(tmp_path), spec)[0], "a reproduction")
+    assert "against a reproduction (ours / theirs): " in line and "the paper" not in line
     from runners.tables import shown_label
 
     assert shown_label("reaction/100.0") == "reaction/100"

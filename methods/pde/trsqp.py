@@ -16,10 +16,17 @@ Byrd–Omojokun step with radius Δ_k, as a *descent* (normal + tangential step)
    s_k = θ_{k+1} − θ_k, y_k = ∇L(θ_{k+1}, λ_{k+1}) − ∇L(θ_k, λ_k) (§3, ∇L_k := ∇L(θ_k, λ_k)).
 5. Stop when a step is rejected and (‖d‖ ≤ xtol or ‖∇L‖∞ ≤ gtol), or when
    ‖∇L‖∞ ≤ gtol and ‖c‖∞ ≤ ctol (a KKT point), or after K_max iterations. Only the KKT
-   test gives status ``converged``; the rejected-step stops are ``stalled``.
+   test gives status ``converged``; the rejected-step stops are ``stalled``. Algorithm 3
+   (line 14) stops when η_k < η_low and (‖θ_{k+1} − θ_k‖ ≤ f_tol or ‖∇L_{k+1}‖∞ ≤ g_tol);
+   read literally θ_{k+1} = θ_k after a rejection, which would stop at the first rejected
+   step, so we read θ_{k+1} − θ_k there as the rejected trial step d [our reading]. The KKT
+   stop is this project's addition (Algorithm 3 has none): it ends a run at a point that
+   passes Algorithm 3's gradient test ‖∇L‖∞ ≤ g_tol with ‖c‖∞ ≤ ctol, without waiting for a
+   rejected step.
 
-The defaults are Algorithm 3 as the paper writes it. Options that differ from it, all off
-by default, and labelled as this project's (or the reference code's) wherever they appear:
+The defaults are Algorithm 3 as the paper writes it, with the stop rule read as in 5.
+Options that differ from it, all off by default, and labelled as this project's (or the
+reference code's) wherever they appear:
 
 * ``radius_rule="scipy"``: the authors' reference code's radius update (SciPy's
   ``trust-constr`` rule), for comparison with their released numbers.

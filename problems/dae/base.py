@@ -10,7 +10,7 @@ z* and optional state equations at t0 as CasADi expressions of column vectors, s
 model serves the collocation NLPs (methods/dae/collocation.py) and, through
 :meth:`DaeProblem.casadi_functions`, the simulations here.
 
-Data (paper §4, spec "Data"): the true model is solved by collocation on a fine Radau grid,
+Data (spec "Data"): the true model is solved by collocation on a fine Radau grid,
 every ``subsample``-th grid point kept, Gaussian noise added (``data_seed``). Held-out: the
 true model from test initial conditions over a test horizon, against which a learned model
 is simulated (:meth:`DaeProblem.evaluate`).

@@ -9,7 +9,10 @@ u(x, 0) = u0(x). The network u_θ(x, t) is an :class:`~problems.common.networks.
   M_IC points, the PDE residuals at M_pde points and the BC residuals
   u_θ(0, t) − u_θ(2π, t) at M_BC points, all sampled uniformly (App. B).
 * Metrics on the N_xgrid × N_tgrid evaluation grid (x excludes 2π):
-  ``abs_error`` = mean |u_θ − u*| and ``rel_error`` = ‖u_θ − u*‖₂ / ‖u*‖₂.
+  ``abs_error`` = mean |u_θ − u*| and ``rel_error`` = ‖u_θ − u*‖₂ / ‖u*‖₂ over the whole
+  grid, as the authors' code computes it. The paper's App. B writes Rel_err as the mean
+  over grid points of the pointwise ratio |u_θ − u*| / |u*|, which is undefined where u*
+  vanishes on the grid (transport's sin(x − βt) at x = 0, t = 0), so we follow the code.
 
 A subclass provides ``initial_condition(x)``, ``pde_residual(u, x, t)`` for one
 point (``u`` a scalar function of (x, t)), and the reference solution on a grid.

@@ -1,7 +1,7 @@
 """Reaction (logistic growth): u_t − α u (1 − u) = 0, Gaussian IC, periodic in x.
 
 u0(x) = exp(−ζ (x − π)²) (ζ = 2, i.e. σ = 0.5). Exact solution, pointwise in x
-(trSQP-PINN App. C):
+(trSQP-PINN §4.2):
 
     u*(x, t) = u0 e^{αt} / (u0 e^{αt} + 1 − u0) = u0 / (u0 + (1 − u0) e^{−αt}),
 
