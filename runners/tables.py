@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -463,7 +464,9 @@ def against_method(num: pd.DataFrame, ref: str, metrics: tuple[str, ...]) -> str
     lines = []
     for key, rows in num.groupby(context, sort=True, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
-        base = rows[(rows["method"] == ref) & (form.loc[rows.index] == ref)]
+        shared = shared_label(form.loc[rows.index])  # e.g. a problem option of every run
+        forms = form.loc[rows.index].str.removesuffix(shared)
+        base = rows[(rows["method"] == ref) & (forms == ref)]
         if len(base) != 1 or not metrics:
             continue
         judged = []
@@ -476,13 +479,27 @@ def against_method(num: pd.DataFrame, ref: str, metrics: tuple[str, ...]) -> str
                 kinds.add(verdict(worse_by(m, a, b)))
                 ratios.append(f"{METRICS.get(m, m)} {max(abs(a), 1e-12) / max(abs(b), 1e-12):.3g}×")
             if kinds:
-                judged.append((str(form.loc[i]), kinds, ", ".join(ratios)))
+                judged.append((str(forms.loc[i]), kinds, ", ".join(ratios)))
         if judged:
             where = ", ".join(setting_label(c, k) for c, k in zip(context, key))
+            if shared:
+                where += "; every run: " + shared.removeprefix(" + ")
             lines.append(
                 f"- **{where}**, against {ref} (its final value / {ref}'s): " + _judged(judged)
             )
     return "\n".join(lines)
+
+
+def shared_label(forms: pd.Series) -> str:
+    """The labels every form of a setting ends with (" + <option> (<source>)", e.g. a problem
+    option all its runs share), so that the reference method's row is found by its own form;
+    '' when they share none."""
+    texts = [str(f) for f in forms]
+    if len(texts) < 2:
+        return ""
+    tail = os.path.commonprefix([t[::-1] for t in texts])[::-1]
+    cut = tail.find(" + ")
+    return tail[cut:] if cut >= 0 else ""
 
 
 SETTING_LABELS = {

@@ -258,3 +258,44 @@ def test_summary_judges_each_method_against_sqp_adam_per_setting():
     assert lines[1].startswith("- **spring, lr 0.0005, full batch**")
     assert "better: adam_unc (total loss 0.25×, test MSE 0.25×)" in lines[1]
     assert "worse: sqp_adam + ICLR form (total loss 5×, test MSE 0.25×)" in lines[1]
+
+
+def test_summary_finds_sqp_adam_when_every_run_shares_an_option_label():
+    """Runs that all carry one problem option's label (records from before Darcy's
+    ``data_samples``) still have their sqp_adam row as the reference; the shared label is
+    said once, and a form that differs only in it is not judged against the wrong row."""
+    import pandas as pd
+
+    from runners.tables import against_method, shared_label
+
+    tag = " + fixed 20% labeled samples (this project's earlier default)"
+    rows = [
+        {
+            "problem": "darcy",
+            "method": method,
+            "variant": form + tag,
+            "method.lr": 5e-3,
+            "seeds": 1,
+            "failed": 0,
+            "total_mean": total,
+            "test_mse_mean": 1.0,
+        }
+        for method, form, total in [
+            ("sqp_adam", "sqp_adam", 1.0),
+            ("adam_unc", "adam_unc", 3.0),
+            ("sqp_adam", "sqp_adam + ICLR-2025 Adam form (predecessor)", 1.5),
+        ]
+    ]
+    assert shared_label(pd.Series([r["variant"] for r in rows])) == tag
+    assert shared_label(pd.Series(["adam_con + x (this project)", "adam_unc + x (this project)"]))
+    assert shared_label(pd.Series(["sqp_adam", "adam_unc + x (this project)"])) == ""
+    line = against_method(pd.DataFrame(rows), "sqp_adam", ("total", "test_mse"))
+    assert line.startswith(
+        "- **darcy, lr 0.005; every run: fixed 20% labeled samples (this project's earlier "
+        "default)**, against sqp_adam"
+    )
+    assert "worse: adam_unc (total loss 3×, test MSE 1×)" in line
+    assert "within 2×: sqp_adam + ICLR-2025 Adam form (predecessor) (total loss 1.5×" in line
+    # a setting where one run lacks the label has no shared label: its exact sqp_adam decides
+    rows[1]["variant"] = "adam_unc"
+    assert "every run" not in against_method(pd.DataFrame(rows), "sqp_adam", ("total",))
