@@ -615,7 +615,7 @@ def test_darcy_data_term_fits_the_first_fifth_of_each_batch(built, tmp_path):
     np.testing.assert_allclose(float(terms["data"]), misfit[[7, 3]].mean(), rtol=1e-10)
     full = jax.jit(p.objective_terms)(params, d, p.full_batch())  # 12 samples: the first 2
     np.testing.assert_allclose(float(full["data"]), misfit[[0, 1]].mean(), rtol=1e-10)
-    # fixed: the same data (the cache is shared), the labeled samples in the batch
+    # fixed: the same data (data_samples does not enter the data), the labeled samples in the batch
     q = small("darcy", n_layers=1, data_samples="fixed")
     dq = q.make_data(cache_dir=tmp_path)
     np.testing.assert_array_equal(np.asarray(dq.a), np.asarray(d.a))
