@@ -758,17 +758,14 @@ def _sqp_momentum(df: pd.DataFrame) -> str:
     if len(sqp):
         rows = [
             {
-                "problem": r["name"]
-                .removeprefix("sqp_momentum_")
-                .removesuffix("_f32")
-                .removesuffix("_iter"),
+                "problem": sqp_problem(r["name"]),
                 # records from before the float32 variants have no precision: float64
                 "precision": r.get("precision")
                 if isinstance(r.get("precision"), str)
                 else "float64",
                 "method": m,
                 **{k: r.get(f"{m}.{k}") for k in SQP_COLUMNS},
-                "predecessor_gpu_s_per_iter": predecessor_gpu_s(r["name"], m),
+                "predecessor_gpu_s_per_iter": predecessor_gpu_s(sqp_problem(r["name"]), m),
             }
             for _, r in sqp.iterrows()
             for m in SQP_MOMENTUM_METHODS
@@ -901,10 +898,14 @@ SQP_COLUMNS = ("s_per_iter", "ratio_to_adam_unc", "hlo_ops", "compile_s")
 PREDECESSOR_GPU_METHODS = ("adam_unc", "adam_con", "sqp_adam_iclr")
 
 
-def predecessor_gpu_s(record_name: str, method: str) -> float | None:
-    """The predecessor's GPU s per iteration of ``method`` on the record's problem (None
-    where it timed no such method)."""
-    problem = record_name.removeprefix("sqp_momentum_").removesuffix("_f32").removesuffix("_iter")
+def sqp_problem(record_name: str) -> str:
+    """The problem of a ``sqp_momentum_<problem>_iter[_f32]`` record."""
+    return record_name.removeprefix("sqp_momentum_").removesuffix("_f32").removesuffix("_iter")
+
+
+def predecessor_gpu_s(problem: str, method: str) -> float | None:
+    """The predecessor's GPU s per iteration of ``method`` on ``problem`` (None where it
+    timed no such method)."""
     if method not in PREDECESSOR_GPU_METHODS or problem not in PAPER_GPU_S:
         return None
     return PAPER_GPU_S[problem][PREDECESSOR_GPU_METHODS.index(method)]
