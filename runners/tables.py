@@ -160,12 +160,14 @@ def verdict(factor: float | None) -> str:
 OPTAX_LS = "this project's earlier default"  # optax's behaviour and optax's 30 reductions
 STEP_ON_FAILURE = {"step": ("step on failed search", OPTAX_LS)}
 SHORT_LS = {30: ("30 reductions", OPTAX_LS)}
+_EARLIER = "this project's earlier default"
 VARIANTS = {
     "trsqp": {
         "second_order_correction": {True: ("SOC", "this project")},
         "secant_multiplier": {"current": ("textbook secant", "this project")},
         "radius_rule": {"scipy": ("SciPy radius rule", "authors' code")},
         "objective_reduction": {"sum": ("sum objective", "authors' code")},
+        "kkt_stop": {True: ("KKT stop", _EARLIER)},
     },
     "auglag": {
         "multiplier_update": {
@@ -190,7 +192,6 @@ VARIANTS = {
 }
 # Problem options that differ from the authors' setup (SQP-momentum problems), labelled the
 # same way on every method's row: problem -> config key -> {value: label}.
-_EARLIER = "this project's earlier default"
 _SHARED = {
     "batch_terms": {"all": ("every term batched", _EARLIER)},
     "init": {"flax": ("Flax init", _EARLIER)},
@@ -240,8 +241,9 @@ VARIANTS["sequential"] = {"inference": {"constrained": ("constrained inference",
 # default then). on_linesearch_failure (added 2026-11-30, default ``step`` until the
 # default became the authors' ``stop``) applies to the jitted optax solver only; the
 # SQP-momentum problems' batch_terms, init and x_grid were added on 2026-11-30 too, Darcy's
-# data_samples on 2026-12-05.
+# data_samples on 2026-12-05. trsqp stopped at the first KKT point until 2026-12-05.
 BEFORE_OPTION = {
+    "kkt_stop": True,
     "on_linesearch_failure": "step",
     "pretrain_regularizer": "sum",
     "inference": "simulate",

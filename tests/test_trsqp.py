@@ -126,6 +126,24 @@ def test_a_stop_short_of_the_convergence_test_is_a_stall():
     assert solve(f, c, x0, gtol=1e-8, ctol=1e-12)[3].status == "converged"
 
 
+def test_algorithm_3_stops_on_a_rejected_step_and_kkt_stop_is_an_option():
+    """By default (Algorithm 3, line 14) a run ends only on a rejected step (or K_max), even
+    after its iterates pass the KKT test; ``kkt_stop=True`` (this project's option) ends it
+    at the first KKT point, on an accepted step and in fewer iterations. Both are at the
+    solution and ``converged``."""
+    f, c, x0, x_star = circle()
+    _, _, _, paper = solve(f, c, x0)
+    x, kkt, cmax, early = solve(f, c, x0, kkt_stop=True)
+    assert not bool(paper.state.accepted) and int(paper.state.iteration) < 3000
+    assert bool(early.state.accepted) and kkt <= 1e-10 and cmax <= 1e-11
+    assert int(early.state.iteration) < int(paper.state.iteration)
+    assert paper.status == early.status == "converged"
+    np.testing.assert_allclose(x, x_star, atol=1e-7)
+    np.testing.assert_allclose(np.asarray(paper.state.theta), x_star, atol=1e-7)
+    with pytest.raises(ConfigError, match="method.kkt_stop"):
+        TrsqpConfig(kkt_stop="yes")
+
+
 # --- the pieces -----------------------------------------------------------------------------
 
 

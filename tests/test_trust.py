@@ -535,7 +535,9 @@ def test_a_run_recorded_before_the_line_search_option_is_labelled_with_what_it_r
         variant({**old, "method": "auglag", "method.solver": "scipy"})
         == "auglag + SciPy L-BFGS-B (authors' code)"
     )
-    assert variant({"method": "trsqp"}) == "trsqp"
+    # trsqp stopped at the first KKT point until 2026-12-05; Algorithm 3 has no such stop
+    assert variant({"method": "trsqp"}) == "trsqp + KKT stop (this project's earlier default)"
+    assert variant({"method": "trsqp", "method.kkt_stop": False}) == "trsqp"
 
 
 def test_lisco_rows_name_whose_step_scale_and_start_they_ran():

@@ -14,15 +14,13 @@ Byrd–Omojokun step with radius Δ_k, as a *descent* (normal + tangential step)
    reject, Δ ← Δ/ρ. After an accepted step λ is recomputed by least squares,
    λ_{k+1} = argmin ‖∇f_{k+1} + J_{k+1}ᵀλ‖, and H is updated with the paper's secant pair
    s_k = θ_{k+1} − θ_k, y_k = ∇L(θ_{k+1}, λ_{k+1}) − ∇L(θ_k, λ_k) (§3, ∇L_k := ∇L(θ_k, λ_k)).
-5. Stop when a step is rejected and (‖d‖ ≤ xtol or ‖∇L‖∞ ≤ gtol), or when
-   ‖∇L‖∞ ≤ gtol and ‖c‖∞ ≤ ctol (a KKT point), or after K_max iterations. Only the KKT
-   test gives status ``converged``; the rejected-step stops are ``stalled``. Algorithm 3
-   (line 14) stops when η_k < η_low and (‖θ_{k+1} − θ_k‖ ≤ f_tol or ‖∇L_{k+1}‖∞ ≤ g_tol);
-   read literally θ_{k+1} = θ_k after a rejection, which would stop at the first rejected
-   step, so we read θ_{k+1} − θ_k there as the rejected trial step d [our reading]. The KKT
-   stop is this project's addition (Algorithm 3 has none): it ends a run at a point that
-   passes Algorithm 3's gradient test ‖∇L‖∞ ≤ g_tol with ‖c‖∞ ≤ ctol, without waiting for a
-   rejected step.
+5. Stop when a step is rejected and (‖d‖ ≤ xtol or ‖∇L‖∞ ≤ gtol), or after K_max
+   iterations. Algorithm 3 (line 14) stops when η_k < η_low and (‖θ_{k+1} − θ_k‖ ≤ f_tol or
+   ‖∇L_{k+1}‖∞ ≤ g_tol); read literally θ_{k+1} = θ_k after a rejection, which would stop at
+   the first rejected step, so we read θ_{k+1} − θ_k there as the rejected trial step d
+   [our reading]. A run that stops before K_max is ``converged`` when it ends at a KKT point
+   (‖∇L‖∞ ≤ gtol and ‖c‖∞ ≤ ctol), else ``stalled``: the status names where it ended, it
+   does not change when it stops.
 
 The defaults are Algorithm 3 as the paper writes it, with the stop rule read as in 5.
 Options that differ from it, all off by default, and labelled as this project's (or the
@@ -35,6 +33,11 @@ reference code's) wherever they appear:
   y = ∇L(θ_{k+1}, λ_{k+1}) − ∇L(θ_k, λ_{k+1}), the textbook choice (Nocedal & Wright
   §18.3): it approximates ∇²_θθ L at one multiplier, where the paper's y also carries the
   change of λ, (J_kᵀ(λ_{k+1} − λ_k)), which is not curvature.
+* ``kkt_stop=True`` (this project's option): also stop as soon as an iterate is a KKT
+  point (‖∇L‖∞ ≤ gtol and ‖c‖∞ ≤ ctol), without waiting for the rejected step that
+  Algorithm 3 stops on. Algorithm 3 has no such test. Why offer it: on small NLPs an exact
+  solution can keep accepting steps of round-off size, and a run there only wastes
+  iterations. It was on by default before 2026-12-05 (this project's earlier default).
 * ``second_order_correction=True`` (this project's option): when a step is rejected and
   is mostly tangential (‖ñ‖ ≤ 0.1‖t‖), the point θ + d − J⁺c(θ + d) is tried with the
   same Pred and accepted if its ratio passes η_low (Byrd, Hribar & Nocedal 1999, p. 892;
@@ -275,7 +278,9 @@ class TrsqpConfig:
     merit_factor: float = 0.3  # Pred ≥ merit_factor · μ (‖c‖ − ‖c + Jd‖) (Alg. 3 line 6)
     xtol: float = 1e-9  # stop: a rejected step with ‖d‖ ≤ xtol ...
     gtol: float = 1e-9  # ... or ‖∇L‖∞ ≤ gtol
-    ctol: float = 1e-10  # ... or a KKT point: ‖∇L‖∞ ≤ gtol and ‖c‖∞ ≤ ctol
+    ctol: float = 1e-10  # status converged: ends with ‖∇L‖∞ ≤ gtol and ‖c‖∞ ≤ ctol
+    # True: also stop at the first KKT point (this project's option; not in Alg. 3)
+    kkt_stop: bool = False
     max_iter: int = 20000  # K_max
     cg_maxiter: int = 500  # projected CG iterations per step
     # paper: y_k = ∇L(θ_{k+1}, λ_{k+1}) − ∇L(θ_k, λ_k) (paper §3) | current: λ_{k+1} at both
@@ -329,6 +334,11 @@ class TrsqpConfig:
             )
         check_positive_int(self.max_iter, "method.max_iter")
         check_positive_int(self.cg_maxiter, "method.cg_maxiter")
+        check(
+            isinstance(self.kkt_stop, bool),
+            "method.kkt_stop",
+            f"must be true or false, got {self.kkt_stop!r}",
+        )
         check(
             isinstance(self.second_order_correction, bool),
             "method.second_order_correction",
@@ -474,15 +484,16 @@ def trsqp_solver(f: Callable, c: Callable, n: int, cfg: TrsqpConfig, dtype):
             soc=soc,
         )
         stalled = (~accept) & ((dn <= cfg.xtol) | (kkt_residual(new) <= cfg.gtol))
-        return new._replace(done=stalled | at_kkt_point(new, cfg) | (new.iteration >= cfg.max_iter))
+        kkt = at_kkt_point(new, cfg) & cfg.kkt_stop
+        return new._replace(done=stalled | kkt | (new.iteration >= cfg.max_iter))
 
     return init, step
 
 
 def at_kkt_point(s: TrsqpState, cfg: TrsqpConfig) -> jax.Array:
-    """The convergence test: ‖∇L‖∞ ≤ gtol and ‖c‖∞ ≤ ctol. A run that stops otherwise
-    before K_max (a rejected step with ‖d‖ ≤ xtol, or ‖∇L‖∞ ≤ gtol with c not met) is
-    ``stalled``, not ``converged``."""
+    """The convergence test: ‖∇L‖∞ ≤ gtol and ‖c‖∞ ≤ ctol. A run that stops before K_max
+    elsewhere (a rejected step with ‖d‖ ≤ xtol, or ‖∇L‖∞ ≤ gtol with c not met) is
+    ``stalled``, not ``converged``; with ``kkt_stop`` it is also a stop."""
     return (kkt_residual(s) <= cfg.gtol) & (jnp.max(jnp.abs(s.c)) <= cfg.ctol)
 
 
