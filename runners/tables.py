@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -210,6 +209,7 @@ PROBLEM_VARIANTS = {
         **_SHARED,
         "batch_terms": {"residual": ("boundary and data unbatched", "this project")},
         "data_samples": {"fixed": ("fixed 20% labeled samples", _EARLIER)},
+        "constraint_nodes": {"independent": ("independent constraint nodes", _EARLIER)},
     },
     # neural DAE problems: x(t0) fixed to the true initial state (the authors' code frees it)
     **{
@@ -237,11 +237,19 @@ VARIANTS["lisco"] = {
     "solver_zero_init": {True: ("solver output layer at 0", _EARLIER)},
 }
 VARIANTS["sequential"] = {"inference": {"constrained": ("constrained inference", "this project")}}
+# every source a label can name (what :func:`shared_label` reads back)
+SOURCES = {
+    src
+    for options in [*VARIANTS.values(), *PROBLEM_VARIANTS.values()]
+    for labels in options.values()
+    for _, src in labels.values()
+}
 # What a run recorded before an option existed did: it ran this value (the option's
 # default then). on_linesearch_failure (added 2026-11-30, default ``step`` until the
 # default became the authors' ``stop``) applies to the jitted optax solver only; the
 # SQP-momentum problems' batch_terms, init and x_grid were added on 2026-11-30 too, Darcy's
-# data_samples on 2026-12-05. trsqp stopped at the first KKT point until 2026-12-05.
+# data_samples and constraint_nodes on 2026-12-05. trsqp stopped at the first KKT point
+# until 2026-12-05.
 BEFORE_OPTION = {
     "kkt_stop": True,
     "on_linesearch_failure": "step",
@@ -259,6 +267,7 @@ BEFORE_PROBLEM_OPTION = {
     "init": "flax",
     "x_grid": "periodic",
     "data_samples": "fixed",
+    "constraint_nodes": "independent",
 }
 
 
@@ -466,8 +475,8 @@ def against_method(num: pd.DataFrame, ref: str, metrics: tuple[str, ...]) -> str
     lines = []
     for key, rows in num.groupby(context, sort=True, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
-        shared = shared_label(form.loc[rows.index])  # e.g. a problem option of every run
-        forms = form.loc[rows.index].str.removesuffix(shared)
+        # e.g. a problem option of every run, said once
+        shared, forms = shared_label(form.loc[rows.index])
         base = rows[(rows["method"] == ref) & (forms == ref)]
         if len(base) != 1 or not metrics:
             continue
@@ -485,23 +494,50 @@ def against_method(num: pd.DataFrame, ref: str, metrics: tuple[str, ...]) -> str
         if judged:
             where = ", ".join(setting_label(c, k) for c, k in zip(context, key))
             if shared:
-                where += "; every run: " + shared.removeprefix(" + ")
+                where += "; every run: " + shared
             lines.append(
                 f"- **{where}**, against {ref} (its final value / {ref}'s): " + _judged(judged)
             )
     return "\n".join(lines)
 
 
-def shared_label(forms: pd.Series) -> str:
-    """The labels every form of a setting ends with (" + <option> (<source>)", e.g. a problem
-    option all its runs share), so that the reference method's row is found by its own form;
-    '' when they share none."""
-    texts = [str(f) for f in forms]
-    if len(texts) < 2:
-        return ""
-    tail = os.path.commonprefix([t[::-1] for t in texts])[::-1]
-    cut = tail.find(" + ")
-    return tail[cut:] if cut >= 0 else ""
+def _labels(form: str) -> tuple[str, list[tuple[str, str]]] | None:
+    """A form as :func:`variant` writes it, "method + a + b (source) + c (other)", split
+    into the method and its (label, source) pairs; None when it does not read that way."""
+    method, *segments = str(form).split(" + ")
+    labels, pending = [], []
+    for seg in segments:
+        text, sep, source = seg.rpartition(" (")
+        if sep and source.endswith(")") and source[:-1] in SOURCES:
+            labels += [(t, source[:-1]) for t in [*pending, text]]
+            pending = []
+        else:
+            pending.append(seg)
+    return None if pending else (method, labels)
+
+
+def _form(method: str, labels: list[tuple[str, str]]) -> str:
+    """The inverse of :func:`_labels`: labels of one source joined before it (as
+    :func:`variant` writes them)."""
+    by: dict[str, list[str]] = {}
+    for text, source in labels:
+        by.setdefault(source, []).append(text)
+    return " + ".join([method] + [f"{' + '.join(ts)} ({src})" for src, ts in by.items()])
+
+
+def shared_label(forms: pd.Series) -> tuple[str, pd.Series]:
+    """The labels every form of a setting carries (e.g. a problem option all its runs share,
+    "independent constraint nodes (this project's earlier default)"), and each form without
+    them, so that the reference method's row is found by its own form and a form keeps the
+    source of its other labels; ('', forms) when they share none."""
+    parsed = [_labels(f) for f in forms]
+    if len(parsed) < 2 or any(p is None for p in parsed):
+        return "", forms
+    shared = [lab for lab in parsed[0][1] if all(lab in p[1] for p in parsed[1:])]
+    if not shared:
+        return "", forms
+    rest = [_form(m, [lab for lab in labs if lab not in shared]) for m, labs in parsed]
+    return _form("", shared).removeprefix(" + "), pd.Series(rest, index=forms.index)
 
 
 SETTING_LABELS = {

@@ -288,9 +288,17 @@ def test_summary_finds_sqp_adam_when_every_run_shares_an_option_label():
             ("sqp_adam", "sqp_adam + ICLR-2025 Adam form (predecessor)", 1.5),
         ]
     ]
-    assert shared_label(pd.Series([r["variant"] for r in rows])) == tag
-    assert shared_label(pd.Series(["adam_con + x (this project)", "adam_unc + x (this project)"]))
-    assert shared_label(pd.Series(["sqp_adam", "adam_unc + x (this project)"])) == ""
+    shared, forms = shared_label(pd.Series([r["variant"] for r in rows]))
+    assert shared == tag.removeprefix(" + ")
+    assert list(forms) == ["sqp_adam", "adam_unc", "sqp_adam + ICLR-2025 Adam form (predecessor)"]
+    pair = ["adam_con + x (this project)", "adam_unc + x (this project)"]
+    assert shared_label(pd.Series(pair))[0] == "x (this project)"
+    assert shared_label(pd.Series(["sqp_adam", "adam_unc + x (this project)"]))[0] == ""
+    # a label of the same source as the shared one keeps its source
+    earlier = "(this project's earlier default)"
+    both = pd.Series([f"adam_con + a + b {earlier}", f"sqp_adam + b {earlier}"])
+    assert shared_label(both)[0] == f"b {earlier}"
+    assert list(shared_label(both)[1]) == [f"adam_con + a {earlier}", "sqp_adam"]
     line = against_method(pd.DataFrame(rows), "sqp_adam", ("total", "test_mse"))
     assert line.startswith(
         "- **darcy, lr 0.005; every run: fixed 20% labeled samples (this project's earlier "

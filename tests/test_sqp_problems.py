@@ -140,6 +140,8 @@ def test_paper_network_sizes(name, n):
         ("darcy", {"bogus": 1}, "problem.bogus"),
         ("darcy", {"data_samples": "all"}, "problem.data_samples"),
         ("darcy", {"batch_terms": "residual"}, "problem.data_samples"),
+        ("darcy", {"constraint_nodes": "unique"}, "problem.constraint_nodes"),
+        ("darcy", {"n_grid": 6, "n_constraints": 17}, "problem.n_constraints"),
     ],
 )
 def test_bad_config_names_the_field(name, values, field):
@@ -279,6 +281,24 @@ def test_darcy_similar_samples_are_nearer_each_other_than_the_pool(tmp_path):
     chosen = (np.asarray(d.a) == 12.0).reshape(12, -1)
     spread = lambda b: np.mean(b[:, None, :] != b[None, :, :])
     assert spread(chosen) < 0.8 * spread(pool)
+
+
+def test_darcy_constraint_nodes_are_distinct_interior_nodes_by_default(tmp_path):
+    """constraint_nodes=distinct (the authors' code): no two constraints share a node, so
+    with as many constraints as interior nodes every interior node is used once;
+    independent (this project's earlier default) draws the same samples, data and fields,
+    only the nodes differ."""
+    kw = {"n_grid": 5, "n_constraints": 9}  # 3 × 3 interior nodes
+    p, d = small_data("darcy", tmp_path, **kw)
+    assert p.cfg.constraint_nodes == "distinct"
+    nodes = sorted(map(tuple, np.asarray(d.constraint_node).tolist()))
+    assert nodes == [(i, j) for i in range(1, 4) for j in range(1, 4)]
+    q, e = small_data("darcy", tmp_path, constraint_nodes="independent", **kw)
+    for f in ("a", "u_ref", "data_mask", "constraint_sample", "test_a"):
+        np.testing.assert_array_equal(getattr(d, f), getattr(e, f))
+    other = np.asarray(e.constraint_node)
+    assert other.min() >= 1 and other.max() <= 3
+    assert len(set(map(tuple, other.tolist()))) < 9  # 9 draws of 9 nodes repeat (p ≈ 0.999)
 
 
 def test_grf_is_the_same_field_at_any_resolution():

@@ -576,16 +576,23 @@ def test_lisco_rows_name_this_projects_earlier_initialisation():
 
 
 def test_darcy_rows_name_the_fixed_labeled_samples_as_the_earlier_default():
-    """Darcy's data term follows the authors' code (the first 20% of each batch); a fixed
-    20% of the samples is labelled, also in records made before the key existed."""
+    """Darcy's data term and constraint nodes follow the authors' code (the first 20% of
+    each batch; distinct nodes); a fixed 20% of the samples and independent nodes are
+    labelled, also in records made before the keys existed."""
     from runners.tables import variant
 
     base = {"method": "sqp_adam", "method.variant": "defossez", "problem": "darcy"}
     base |= {"problem.batch_terms": "all", "problem.init": "torch"}
+    base |= {"problem.constraint_nodes": "distinct"}
     earlier = "this project's earlier default"
     assert variant({**base, "problem.data_samples": "batch"}) == "sqp_adam"
     assert variant(base) == f"sqp_adam + fixed 20% labeled samples ({earlier})"
     assert variant({**base, "problem.data_samples": "fixed"}) == variant(base)
+    # the constraints' nodes: distinct (the authors' code) since 2026-12-05, independent before
+    nodes = {**base, "problem.data_samples": "batch", "problem.constraint_nodes": "independent"}
+    assert variant(nodes) == f"sqp_adam + independent constraint nodes ({earlier})"
+    del nodes["problem.constraint_nodes"]
+    assert variant(nodes) == f"sqp_adam + independent constraint nodes ({earlier})"
     spring = {**base, "problem": "spring", "problem.batch_terms": "residual"}
     assert variant(spring) == "sqp_adam"  # no such option there
 

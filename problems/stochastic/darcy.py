@@ -50,9 +50,12 @@ coefficient field a to the solution u on an s × s grid (s = 16).
   boundary and data terms on all samples at every iteration, so it needs
   ``data_samples="fixed"``.
 * Hard constraints (50): the PDE residual at one random interior node of each of 50
-  distinct random samples. The paper: "chosen uniformly at random over all initial
-  conditions and spatial points"; the authors' code draws 50 distinct samples and 50
-  distinct interior nodes (a permutation of each); here the nodes are drawn independently.
+  distinct random samples, drawn once. The paper: "chosen uniformly at random over all
+  initial conditions and spatial points"; the authors' code draws 50 distinct samples and
+  50 distinct interior nodes (the first 50 of a random permutation of each) and pairs them:
+  ``constraint_nodes="distinct"``, the default. ``constraint_nodes="independent"`` [this
+  project's earlier default] draws each sample's node on its own, so two samples can share
+  a node position.
 * Held-out: the ``n_test`` similar samples not trained on.
 """
 
@@ -85,6 +88,8 @@ from problems.stochastic.fno import FNO, lifting_pullbacks, take_levels
 
 # which samples the data term fits (module docstring): the authors' code | this project's earlier
 DATA_SAMPLES = ("batch", "fixed")
+# the constraints' interior nodes: the authors' code (no repeats) | this project's earlier
+CONSTRAINT_NODES = ("distinct", "independent")
 
 
 def labeled_in_batch(batch_size: int, data_fraction: float) -> int:
@@ -179,6 +184,9 @@ class DarcyConfig(StochasticConfig):
     data_fraction: float = 0.2  # labeled fraction of the training samples
     # hard constraints: PDE residual at one interior node of this many samples
     n_constraints: int = 50
+    # their nodes: distinct (the authors' code) | independent (this project's earlier
+    # default: each drawn on its own, repeats possible)
+    constraint_nodes: str = "distinct"
     residual_weight: float = 1e-2  # weight of the PDE-residual MSE (interior nodes)
     boundary_weight: float = 1e-2  # weight of the boundary MSE
     data_weight: float = 1.0  # weight of the data MSE
@@ -222,6 +230,14 @@ class DarcyConfig(StochasticConfig):
             f"one constraint per sample: at most n_samples = {self.n_samples}, "
             f"got {self.n_constraints}",
         )
+        check_choice(self.constraint_nodes, "problem.constraint_nodes", list(CONSTRAINT_NODES))
+        check(
+            self.constraint_nodes == "independent" or self.n_constraints <= (self.n_grid - 2) ** 2,
+            "problem.n_constraints",
+            f"distinct constraint nodes: at most (n_grid − 2)² = {(self.n_grid - 2) ** 2} "
+            f"interior nodes, got {self.n_constraints} (or set "
+            "problem.constraint_nodes=independent)",
+        )
         check_fraction(self.data_fraction, "problem.data_fraction")
         check_choice(self.data_samples, "problem.data_samples", list(DATA_SAMPLES))
         check(
@@ -251,7 +267,7 @@ class DarcyData(NamedTuple):
     u_ref: jax.Array  # (n_samples, s, s) reference solutions
     data_mask: jax.Array  # (n_samples,) bool: labeled samples
     constraint_sample: jax.Array  # (m,) int, distinct samples
-    constraint_node: jax.Array  # (m, 2) int, interior node (i, j) of each
+    constraint_node: jax.Array  # (m, 2) int, interior node (i, j) of each (distinct by default)
     test_a: jax.Array  # (n_test, s, s)
     test_u_ref: jax.Array  # (n_test, s, s)
 
@@ -360,7 +376,11 @@ class Darcy(StochasticProblem):
             rng.choice(c.n_samples, max(1, round(c.data_fraction * c.n_samples)), replace=False)
         ] = True
         con = rng.choice(c.n_samples, c.n_constraints, replace=False)
-        node = rng.integers(1, c.n_grid - 1, (c.n_constraints, 2))
+        if c.constraint_nodes == "distinct":
+            flat = rng.choice((c.n_grid - 2) ** 2, c.n_constraints, replace=False)
+            node = np.stack(np.divmod(flat, c.n_grid - 2), axis=1) + 1
+        else:
+            node = rng.integers(1, c.n_grid - 1, (c.n_constraints, 2))
         return {
             "a": a[: c.n_samples],
             "u_ref": u[: c.n_samples],
