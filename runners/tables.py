@@ -237,6 +237,8 @@ VARIANTS["lisco"] = {
     "solver_zero_init": {True: ("solver output layer at 0", _EARLIER)},
 }
 VARIANTS["sequential"] = {"inference": {"constrained": ("constrained inference", "this project")}}
+# OSQP's options: the paper's (CVXPY's) unless DC3's call (tight runs override both)
+VARIANTS["osqp"] = {"settings": {"dc3": ("DC3's OSQP options", _EARLIER)}}
 # every source a label can name (what :func:`shared_label` reads back)
 SOURCES = {
     src
@@ -252,6 +254,7 @@ SOURCES = {
 # until 2026-12-05.
 BEFORE_OPTION = {
     "kkt_stop": True,
+    "settings": "dc3",  # osqp until 2026-12-05
     "on_linesearch_failure": "step",
     "pretrain_regularizer": "sum",
     "inference": "simulate",
@@ -285,6 +288,8 @@ def variant(rec) -> str:
                 and rec.get("method.solver") == "scipy"
             ):
                 continue  # SciPy's L-BFGS-B has its own line search; these are optax's
+            if key == "settings" and _label(rec.get("method.tight")) == _label(True):
+                continue  # a tight OSQP run sets its own tolerances
             value = rec.get(f"{prefix}{key}", before.get(key))
             for v, (text, source) in labels.items():
                 if value is not None and _label(value) == _label(v):

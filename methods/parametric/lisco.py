@@ -253,11 +253,18 @@ class IpoptConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OsqpConfig:
-    """Baseline ``osqp`` (convex QP only): defaults (DC3's call) or tight with polishing."""
+    """Baseline ``osqp`` (convex QP only). The paper (App. A): "The default options of OSQP,
+    called from within CVXPY, are used": ``settings="cvxpy"``, the options CVXPY's OSQP
+    interface sets (eps_abs = eps_rel = 1e-5, max_iter 10000, polishing on).
+    ``settings="dc3"`` [this project's earlier default]: DC3's call, OSQP's own defaults
+    (eps 1e-3, 4000 iterations, no polishing) with eps_prim_inf 1e-4. ``tight`` (this
+    project's): eps 1e-10 with polishing, whatever ``settings`` says."""
 
-    tight: bool = False  # False: defaults (DC3's call); True: eps 1e-10 with polishing
+    settings: str = "cvxpy"  # cvxpy (the paper) | dc3 (this project's earlier default)
+    tight: bool = False  # True: eps 1e-10 with polishing (this project's)
 
     def __post_init__(self):
+        check_choice(self.settings, "method.settings", ["cvxpy", "dc3"])
         check(
             isinstance(self.tight, bool),
             "method.tight",

@@ -9,8 +9,9 @@
   is exactly (ν, λ) of L = f + νᵀ(Ay − x) + λᵀ(Gy − h), so z = (y, ν, λ) plugs straight into
   ``problems.parametric.dc3.Residual``.
 * ``osqp_solve`` (convex QP only): the osqp package's own API, a new solver per instance,
-  DC3's call (defaults + ``eps_prim_inf=1e-4``) or tight tolerances with polishing. OSQP's
-  dual y for the stacked rows [A; G] is (ν, λ) in the same convention.
+  with the options CVXPY passes (the paper's call), DC3's call (defaults +
+  ``eps_prim_inf=1e-4``) or tight tolerances with polishing. OSQP's dual y for the stacked
+  rows [A; G] is (ν, λ) in the same convention.
 
 * ``box_osqp_solve`` (convex QP only): jaxopt's ``BoxOSQP`` (OSQP's ADMM in JAX) vmapped
   over the test points, one jitted call for the whole batch: the baseline that runs on an
@@ -135,22 +136,33 @@ def ipopt_solve(
     return _result(*out, out[-1])
 
 
+# OSQP's options: CVXPY's interface (cvxpy/reductions/solvers/qp_solvers/osqp_qpif.py sets
+# eps_abs, eps_rel, max_iter and, for a new problem, polishing) | DC3's call
+OSQP_SETTINGS = {
+    "cvxpy": dict(eps_abs=1e-5, eps_rel=1e-5, max_iter=10000, polishing=True),
+    "dc3": dict(eps_prim_inf=1e-4),
+}
+
+
 def osqp_solve(
     inst: Dc3Instance,
     X: np.ndarray,
     *,
     tight: bool = False,
+    settings: str = "cvxpy",
     on_instance: Callable[[int], None] | None = None,
 ) -> BaselineResult:
     """OSQP on the convex QP for every row x of ``X``, a new solver per instance.
 
-    Default: DC3's call (OSQP defaults + ``eps_prim_inf=1e-4``); ``tight``: eps_abs = eps_rel
-    = 1e-10, polishing, max_iter 100000."""
+    ``settings``: ``cvxpy`` (the paper's "default options of OSQP, called from within
+    CVXPY": the options CVXPY's interface sets) or ``dc3`` (DC3's call, OSQP's defaults +
+    ``eps_prim_inf=1e-4``); ``tight`` overrides both: eps_abs = eps_rel = 1e-10, polishing,
+    max_iter 100000."""
     n_eq, n_ineq = inst.A.shape[0], inst.G.shape[0]
     settings = (
         dict(eps_abs=1e-10, eps_rel=1e-10, polishing=True, max_iter=100000)
         if tight
-        else dict(eps_prim_inf=1e-4)
+        else OSQP_SETTINGS[settings]
     )
     p_mat = sp.csc_matrix(inst.Q)
     a_mat = sp.csc_matrix(np.vstack([inst.A, inst.G]))
@@ -278,7 +290,8 @@ def ipopt_method(problem, cfg, X, on_instance=None) -> tuple[BaselineResult, dic
 
 def osqp_method(problem, cfg, X, on_instance=None) -> tuple[BaselineResult, dict]:
     """``method=osqp`` (``OsqpConfig``): the osqp package, a new solver per instance."""
-    return osqp_solve(problem.inst, X, tight=cfg.tight, on_instance=on_instance), {}
+    r = osqp_solve(problem.inst, X, tight=cfg.tight, settings=cfg.settings, on_instance=on_instance)
+    return r, {}
 
 
 def box_osqp_method(problem, cfg, X, on_instance=None) -> tuple[BaselineResult, dict]:
