@@ -598,7 +598,11 @@ def lisco_vs_baseline(problem_name: str):
         if ckpt is not None:
             meta = json.loads((ckpt / "networks.json").read_text())
             dtype = jnp.dtype(meta["dtype"])
-            mc = LiscoConfig(hidden=tuple(meta["hidden"]), activation=meta["activation"])
+            mc = LiscoConfig(
+                hidden=tuple(meta["hidden"]),
+                activation=meta["activation"],
+                input_log=meta.get("input_log", "log10"),  # log10 before the key existed
+            )
             pred, sol = _load_networks(
                 ckpt, mc, problem, dtype, init_networks(problem, mc, dtype, jax.random.PRNGKey(0))
             )

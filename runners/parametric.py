@@ -237,6 +237,7 @@ def _save_networks(out: Path, pred_params, sol_params, cfg, problem, dtype):
             "problem": problem.name,
             "instance": problem.cfg.instance,
             "predictor": pred_params is not None,
+            "input_log": cfg.input_log,
         },
     )
 
@@ -282,6 +283,12 @@ def networks_meta(ckpt, cfg, problem, precision: str) -> dict:
                 f"method.checkpoint: networks in {where!r} have {k}="
                 f"{meta.get(k)!r}, this run has {v!r}"
             )
+    trained = meta.get("input_log", "log10")  # networks saved before the key: log10
+    if trained != cfg.input_log:
+        raise ConfigError(
+            f"method.input_log: the solver in {where!r} was trained with "
+            f"input_log={trained}, this run has {cfg.input_log} (set method.input_log={trained})"
+        )
     needed = ["solver.msgpack"] + (["predictor.msgpack"] if cfg.predictor else [])
     for f in needed:
         if not (ckpt / f).is_file():

@@ -25,6 +25,7 @@ minutes on 2 cores); settings given with ``--set`` win over it.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shlex
@@ -386,6 +387,16 @@ def lisco(c: Context) -> list[Step]:
 LISCO_KEYS = ("problem", "method.predictor", "problem.instance")
 
 
+def trained_log(run: Path) -> str:
+    """The log a trained lisco run's solver input used (``networks.json``; log10 before the
+    key existed), so its networks are evaluated as they were trained."""
+    try:
+        meta = json.loads((run / "networks.json").read_text())
+    except (OSError, ValueError):
+        meta = {}
+    return meta.get("input_log", "log10") if isinstance(meta, dict) else "log10"
+
+
 def lisco_500steps(c: Context) -> list[Step]:
     """Table 3's other reading ("LISCO is evaluated for 500 steps"): the networks ``lisco``
     trained, evaluated again with every test point run all n_max = 500 steps."""
@@ -408,6 +419,7 @@ def lisco_500steps(c: Context) -> list[Step]:
                     f"problem.instance={o['problem.instance']}",
                     "method.train=false",
                     f"method.checkpoint='{d}'",
+                    f"method.input_log={trained_log(d)}",
                     "++method.stop_tol=0",
                     "figures=false",
                     "progress=false",

@@ -235,6 +235,7 @@ VARIANTS["lisco"] = {
     # the default is the authors' code's torch.nn.Linear initialisation (since 2026-12-02)
     "init": {"flax": ("Flax init", _EARLIER)},
     "solver_zero_init": {True: ("solver output layer at 0", _EARLIER)},
+    "input_log": {"log10": ("log10 of ‖F‖ in the solver input", _EARLIER)},
 }
 VARIANTS["sequential"] = {"inference": {"constrained": ("constrained inference", "this project")}}
 # OSQP's options: the paper's (CVXPY's) unless DC3's call (tight runs override both)
@@ -255,6 +256,7 @@ SOURCES = {
 BEFORE_OPTION = {
     "kkt_stop": True,
     "settings": "dc3",  # osqp until 2026-12-05
+    "input_log": "log10",  # lisco until 2026-12-05
     "on_linesearch_failure": "step",
     "pretrain_regularizer": "sum",
     "inference": "simulate",

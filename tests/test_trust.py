@@ -393,6 +393,47 @@ def test_damaged_lisco_networks_are_a_one_line_error(tmp_path, damage):
     }[damage] in msg
 
 
+def test_lisco_solver_input_takes_the_natural_log_and_old_networks_keep_theirs(tmp_path):
+    """Eq. (10)'s log‖F‖ is the natural log (the authors' code's torch.log); log10 is this
+    project's earlier default, labelled in tables. Networks saved before the key existed ran
+    log10: evaluating them at the default is a one-line error naming the setting to use."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    from methods.parametric.lisco import init_networks, solver_features
+    from runners.parametric import _save_networks
+    from runners.setup import ConfigError, resolve
+    from runners.tables import variant
+
+    x, f = jnp.zeros((2, 3)), jnp.array([[3.0, 4.0], [0.0, 1e-3]])
+    norms = np.array([5.0, 1e-3])
+    np.testing.assert_allclose(solver_features(x, f)[0][:, -1], np.log(norms), rtol=1e-6)
+    old = solver_features(x, f, "log10")[0][:, -1]
+    np.testing.assert_allclose(old, np.log10(norms), rtol=1e-6)
+    rec = {"method": "lisco", "method.init": "torch", "method.solver_zero_init": False}
+    rec |= {"method.convexification": "trial", "method.predictor_convexification": True}
+    assert variant({**rec, "method.input_log": "ln"}) == "lisco"
+    assert variant(rec) == (
+        "lisco + log10 of ‖F‖ in the solver input (this project's earlier default)"
+    )
+    import jax
+
+    trained = tmp_path / "trained"
+    base = ["problem=qp", "method=lisco", "method.hidden=[16]"]
+    setup = resolve(compose_cfg(tmp_path, *base))
+    mc, dtype = setup.method_cfg, jnp.dtype(setup.precision)
+    pred, sol = init_networks(setup.problem, mc, dtype, jax.random.PRNGKey(0))
+    _save_networks(trained, pred, sol, mc, setup.problem, dtype)
+    meta = json.loads((trained / "networks.json").read_text())
+    assert meta["input_log"] == "ln"
+    del meta["input_log"]  # as saved before the key existed
+    (trained / "networks.json").write_text(json.dumps(meta))
+    evaluate = [*base, "method.train=false", f"method.checkpoint={trained}"]
+    with pytest.raises(ConfigError, match=r"^method.input_log: .*set method.input_log=log10\)$"):
+        resolve(compose_cfg(tmp_path, *evaluate))
+    resolve(compose_cfg(tmp_path, *evaluate, "method.input_log=log10"))
+
+
 # --- stop signals from the first instruction ---------------------------------------------
 
 
@@ -547,7 +588,7 @@ def test_lisco_rows_name_whose_step_scale_and_start_they_ran():
 
     base = {"method": "lisco", "method.convexification": "trial"}
     base["method.predictor_convexification"] = True
-    base |= {"method.init": "torch", "method.solver_zero_init": False}
+    base |= {"method.init": "torch", "method.solver_zero_init": False, "method.input_log": "ln"}
     assert variant(base) == "lisco"
     assert variant({**base, "method.step_scale": "v1", "method.start": "normal"}) == "lisco"
     assert variant({**base, "method.step_scale": "v2"}) == (
@@ -566,6 +607,7 @@ def test_lisco_rows_name_this_projects_earlier_initialisation():
 
     base = {"method": "lisco", "method.convexification": "trial"}
     base["method.predictor_convexification"] = True
+    base["method.input_log"] = "ln"
     earlier = "this project's earlier default"
     assert variant({**base, "method.init": "torch", "method.solver_zero_init": False}) == "lisco"
     assert variant(base) == f"lisco + Flax init + solver output layer at 0 ({earlier})"

@@ -12,7 +12,8 @@ Both networks are trained without solutions, on the optimality residual F(z; x) 
   AdamW (lr 1e-3, weight decay 1e-3) with reduce-on-plateau (factor 0.1, patience 1000,
   cooldown 100: optax.contrib.reduce_on_plateau on the loss); stops when the learning rate
   reaches ``min_lr`` (1e-8) or after ``predictor_steps``.
-* **Solver** Π_sol: [x, F/‖F‖, log10‖F‖] ↦ direction, step Δz = ‖F‖·Π_sol (paper §3.2).
+* **Solver** Π_sol: [x, F/‖F‖, log‖F‖] ↦ direction, step Δz = ‖F‖·Π_sol (paper §3.2, eq.
+  10; the natural log, ``input_log``).
   Loss mean log10(T̃(z + Δz; x)/n_z): one-step look-ahead on the residual, where T̃ uses the
   convexified gradient ∇f(y_k) + 2ρ(y − y_k) for the non-convex problems (ρ = 1; exact F on
   the QP), y_k the pre-step iterate (``convexification=iterate``) or the trial point
@@ -24,12 +25,16 @@ Both networks are trained without solutions, on the optimality residual F(z; x) 
 
 Inference (``methods.parametric.lisco_inference.infer``) iterates z ← z + αΔz with the exact F.
 
-Choices where the paper is silent (reconstructed): the log in the solver's input is log10
-(like the loss); the solver keeps its learning rate fixed (the paper names the plateau
-schedule for the predictor only); fresh x for training come from DC3's distribution
-U[−1, 1]^{n_eq} rather than the fixed 8334-point training split (the split's validation part
-is used for logging). Initialisation (the paper is silent): ``init="torch"``, the
-authors' code's, which builds both networks from ``torch.nn.Linear`` and never
+The log in the solver's input: eq. (10) writes log‖F_k‖₂ where eq. (13) writes log10, and
+the authors' code takes ``torch.log`` (natural): ``input_log="ln"``, the default since
+2026-12-05. ``input_log="log10"`` [this project's earlier default] read it as the loss's
+log10; it scales that input by 1/ln 10.
+
+Choices where the paper is silent (reconstructed): the solver keeps its learning rate fixed
+(the paper names the plateau schedule for the predictor only); fresh x for training come
+from DC3's distribution U[−1, 1]^{n_eq} rather than the fixed 8334-point training split (the
+split's validation part is used for logging). Initialisation (the paper is silent):
+``init="torch"``, the authors' code's, which builds both networks from ``torch.nn.Linear`` and never
 re-initialises them: kernel and bias U(±1/√fan_in). ``init="flax"`` (Flax's lecun-normal
 kernel, zero bias) and ``solver_zero_init`` (Π_sol's output layer starts at zero, so the
 untrained solver proposes Δz = 0) are this project's earlier defaults, kept as options.
@@ -84,6 +89,9 @@ class LiscoConfig:
     # Δz = s·Π: v1 s = ‖F‖ (the paper, eq. 10) | v2 s = 0.01·min(‖F‖, 1) (the authors' later
     # code) | clamped s = min(‖F‖, 1) (this project's: v2's cap at ‖F‖ = 1 without its 0.01)
     step_scale: str = "v1"
+    # the log of ‖F‖ in the solver's input: ln (eq. 10, the authors' code) | log10 (this
+    # project's earlier default)
+    input_log: str = "ln"
     # w/o predictor, the random start z₀ (training and inference): normal: z₀ ~ N(0, 1), the
     # paper's (v1 §5) | v2: the authors' later code, y ~ U[0, 1], ν ~ N(0, 1), λ ~ U[0, 1]
     start: str = "normal"
@@ -136,6 +144,7 @@ class LiscoConfig:
         )
         check_choice(self.activation, "method.activation", list(ACTIVATIONS))
         check_choice(self.step_scale, "method.step_scale", list(STEP_SCALES))
+        check_choice(self.input_log, "method.input_log", list(INPUT_LOGS))
         check_choice(self.start, "method.start", list(STARTS))
         check_choice(self.init, "method.init", list(INITS))
         check(
@@ -329,11 +338,16 @@ def init_networks(problem, cfg: LiscoConfig, dtype, key) -> tuple[Any, Any]:
     )
 
 
-def solver_features(x, f):
-    """Π_sol's input [x, F/‖F‖, log10‖F‖] and ‖F‖ (batched)."""
+#: the log of ‖F‖ in Π_sol's input: ln (eq. 10 and the authors' code) | log10 (this
+#: project's earlier default)
+INPUT_LOGS = {"ln": jnp.log, "log10": jnp.log10}
+
+
+def solver_features(x, f, input_log: str = "ln"):
+    """Π_sol's input [x, F/‖F‖, log‖F‖] and ‖F‖ (batched)."""
     nrm = jnp.linalg.norm(f, axis=-1, keepdims=True)
     nrm_safe = jnp.maximum(nrm, jnp.finfo(f.dtype).tiny)
-    return jnp.concatenate([x, f / nrm_safe, jnp.log10(nrm_safe)], axis=-1), nrm
+    return jnp.concatenate([x, f / nrm_safe, INPUT_LOGS[input_log](nrm_safe)], axis=-1), nrm
 
 
 #: the factor s(‖F‖) of Π_sol in Δz = s·Π_sol. v1: ‖F‖, the paper's eq. (10) ("the predicted
@@ -353,11 +367,11 @@ def step_size(nrm, kind: str):
     return STEP_SCALES[kind](nrm)
 
 
-def solver_step(sol: Net, sol_params, residual, kind: str = "v1"):
-    """Δz(z, x) = s(‖F‖)·Π_sol([x, F/‖F‖, log10‖F‖]) with the exact F (batched)."""
+def solver_step(sol: Net, sol_params, residual, kind: str = "v1", input_log: str = "ln"):
+    """Δz(z, x) = s(‖F‖)·Π_sol([x, F/‖F‖, log‖F‖]) with the exact F (batched)."""
 
     def step(z, x):
-        feats, nrm = solver_features(x, jax.vmap(residual)(z, x))
+        feats, nrm = solver_features(x, jax.vmap(residual)(z, x), input_log)
         return step_size(nrm, kind) * sol.apply(sol_params, feats)
 
     return step
@@ -496,7 +510,7 @@ def solver_method(problem, cfg: LiscoConfig, dtype, key, pred_params=None) -> Me
 
     def loss_fn(params, x, z):
         f = jax.vmap(res)(z, x)
-        feats, nrm = solver_features(x, f)
+        feats, nrm = solver_features(x, f, cfg.input_log)
         dz = step_size(nrm, cfg.step_scale) * sol.apply(params, feats)
         fc = jax.vmap(
             lambda zz, d, xx: lookahead_residual(
@@ -609,7 +623,7 @@ def make_inference(problem, cfg: LiscoConfig, dtype, thresholds=(1e-6, 1e-8)):
     @jax.jit
     def run(sol_params, z0, x):
         return infer(
-            solver_step(sol, sol_params, res, cfg.step_scale),
+            solver_step(sol, sol_params, res, cfg.step_scale, cfg.input_log),
             res,
             z0,
             x,
@@ -631,7 +645,9 @@ def make_batch_inference(
     _, sol = networks(problem, cfg, dtype)
     res = problem.residual(dtype)
     return compacted_runner(
-        lambda sol_params, z, x: solver_step(sol, sol_params, res, cfg.step_scale)(z, x),
+        lambda sol_params, z, x: solver_step(sol, sol_params, res, cfg.step_scale, cfg.input_log)(
+            z, x
+        ),
         res,
         n_max=cfg.n_max,
         tol=stop_tol(cfg),
