@@ -1017,6 +1017,34 @@ def averaged_over(df: pd.DataFrame, long: pd.DataFrame, spec: dict) -> str:
     )
 
 
+def labelled_runs(df: pd.DataFrame, spec: dict) -> str:
+    """The footnote of a table whose rows do not show :func:`variant`: which rows hold runs
+    with options other than the defaults, and their labels (e.g. a LISCO row of networks
+    trained at this project's earlier default); '' when none."""
+    rows = spec["rows"]
+    if df.empty or "variant" not in df.columns or "variant" in rows + spec["cols"]:
+        return ""
+    names = {str(k): v for k, v in spec.get("row_names", {}).items()}
+    keep = {str(r) for r in spec.get("only_rows", [])}
+    keys = [
+        "/".join(_label(v) for v in vals)
+        for vals in df.reindex(columns=rows).itertuples(index=False)
+    ]
+    found: dict[str, set[str]] = {}
+    for key, (_, r) in zip(keys, df.iterrows()):
+        form, method = str(r["variant"]), str(r.get("method"))
+        if form == method or (keep and key not in keep):
+            continue
+        found.setdefault(names.get(key, key), set()).add(form.removeprefix(method + " + "))
+    if not found:
+        return ""
+    return (
+        "_Rows with runs at options other than the defaults: "
+        + "; ".join(f"{k}: {' | '.join(sorted(v))}" for k, v in sorted(found.items()))
+        + "._"
+    )
+
+
 def rounding_note(spec: dict) -> str:
     """The footnote of a table whose paper values are compared at the paper's precision."""
     r = spec.get("paper_rounding")
@@ -1048,6 +1076,7 @@ def write_experiment(
             against_paper(long, spec.get("paper_source", "the paper")),
             against_column(long, spec["versus"]) if spec.get("versus") else "",
             rounding_note(spec),
+            labelled_runs(df, spec),
             averaged_over(df, long, spec),
             time_capped(df, fields),
             earlier_line_search(df, fields),

@@ -309,3 +309,34 @@ def test_summary_finds_sqp_adam_when_every_run_shares_an_option_label():
     # a setting where one run lacks the label has no shared label: its exact sqp_adam decides
     rows[1]["variant"] = "adam_unc"
     assert "every run" not in against_method(pd.DataFrame(rows), "sqp_adam", ("total",))
+
+
+def test_a_table_without_a_variant_column_names_its_labelled_rows():
+    """Paper-layout tables key rows by config fields (LISCO: method, predictor, tight), so a
+    row of runs at an earlier default would read like the paper's setting: a footnote names
+    those rows and their labels; rows at the defaults, and rows the table leaves out, are
+    not named."""
+    from runners.tables import labelled_runs, variant
+
+    earlier = "log10 of ‖F‖ in the solver input (this project's earlier default)"
+    today = {"method.convexification": "trial", "method.predictor_convexification": True}
+    today |= {"method.init": "torch", "method.solver_zero_init": False}
+    recs = [
+        {"method": "lisco", "method.predictor": True, **today},  # before input_log existed
+        {"method": "lisco", "method.predictor": False, "method.input_log": "ln", **today},
+        {"method": "osqp", "method.tight": True},
+        {"method": "osqp", "method.tight": False, "method.settings": "dc3"},
+    ]
+    df = pd.DataFrame([{**r, "variant": variant(r)} for r in recs])
+    spec = {
+        "rows": ["method", "method.predictor", "method.tight"],
+        "cols": ["problem"],
+        "row_names": {"lisco/true/None": "LISCO with Pred.", "osqp/None/false": "OSQP"},
+    }
+    note = labelled_runs(df, spec)
+    assert note == (
+        f"_Rows with runs at options other than the defaults: LISCO with Pred.: {earlier}; "
+        "OSQP: DC3's OSQP options (this project's earlier default)._"
+    )
+    assert labelled_runs(df, {**spec, "only_rows": ["lisco/false/None"]}) == ""
+    assert labelled_runs(df, {**spec, "cols": ["variant"]}) == ""
