@@ -167,6 +167,7 @@ VARIANTS = {
         "radius_rule": {"scipy": ("SciPy radius rule", "authors' code")},
         "objective_reduction": {"sum": ("sum objective", "authors' code")},
         "kkt_stop": {True: ("KKT stop", _EARLIER)},
+        "tiny_pred_exact": {True: ("η = 1 at roundoff Pred", _EARLIER)},
     },
     "auglag": {
         "multiplier_update": {
@@ -255,6 +256,7 @@ SOURCES = {
 # until 2026-12-05.
 BEFORE_OPTION = {
     "kkt_stop": True,
+    "tiny_pred_exact": True,  # trsqp until 2026-12-05
     "settings": "dc3",  # osqp until 2026-12-05
     "input_log": "log10",  # lisco until 2026-12-05
     "on_linesearch_failure": "step",

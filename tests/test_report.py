@@ -27,7 +27,7 @@ def test_report_lists_every_table_and_says_what_is_missing(tmp_path):
         abs_error=0.1,
         rel_error=0.0321,
         device="cpu:cpu",
-        **{"method.kkt_stop": False},  # Algorithm 3's stop (unlabelled)
+        **{"method.kkt_stop": False, "method.tiny_pred_exact": False},  # Algorithm 3
     )
     times = tmp_path / "times.txt"
     times.write_text("table-trsqp 600 0\ntable-lisco 120 2\n")
@@ -193,6 +193,7 @@ def test_this_projects_options_get_their_own_labelled_column():
         "method.radius_rule": "paper",
         "method.objective_reduction": "mean",
         "method.kkt_stop": False,
+        "method.tiny_pred_exact": False,
     }
     recs = [
         {**base, "abs_error": 0.0126, "rel_error": 0.024},

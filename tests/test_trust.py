@@ -577,8 +577,13 @@ def test_a_run_recorded_before_the_line_search_option_is_labelled_with_what_it_r
         == "auglag + SciPy L-BFGS-B (authors' code)"
     )
     # trsqp stopped at the first KKT point until 2026-12-05; Algorithm 3 has no such stop
-    assert variant({"method": "trsqp"}) == "trsqp + KKT stop (this project's earlier default)"
-    assert variant({"method": "trsqp", "method.kkt_stop": False}) == "trsqp"
+    # before 2026-12-05 trsqp also stopped at the first KKT point and took η = 1 at
+    # roundoff-level Pred; Algorithm 3 does neither
+    assert variant({"method": "trsqp"}) == (
+        "trsqp + KKT stop + η = 1 at roundoff Pred (this project's earlier default)"
+    )
+    today = {"method.kkt_stop": False, "method.tiny_pred_exact": False}
+    assert variant({"method": "trsqp", **today}) == "trsqp"
 
 
 def test_lisco_rows_name_whose_step_scale_and_start_they_ran():

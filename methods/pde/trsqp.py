@@ -33,6 +33,12 @@ reference code's) wherever they appear:
   y = ∇L(θ_{k+1}, λ_{k+1}) − ∇L(θ_k, λ_{k+1}), the textbook choice (Nocedal & Wright
   §18.3): it approximates ∇²_θθ L at one multiplier, where the paper's y also carries the
   change of λ, (J_kᵀ(λ_{k+1} − λ_k)), which is not curvature.
+* ``tiny_pred_exact=True`` (this project's option): η_k = 1 (accept) when Pred is at the
+  roundoff level of φ, |Pred| ≤ 1e-14 (1 + |φ|). Algorithm 3 and the authors' code take
+  η_k = Ared/Pred as it comes, so such a step is accepted or rejected by roundoff. Why offer
+  it: near a solution in float64 Ared and Pred are both roundoff and η is noise. It was
+  always on before 2026-12-05 (this project's earlier default); read with Algorithm 3's
+  stop, which waits for a rejected step, it can keep a run accepting roundoff steps.
 * ``kkt_stop=True`` (this project's option): also stop as soon as an iterate is a KKT
   point (‖∇L‖∞ ≤ gtol and ‖c‖∞ ≤ ctol), without waiting for the rejected step that
   Algorithm 3 stops on. Algorithm 3 has no such test. Why offer it: on small NLPs an exact
@@ -225,18 +231,20 @@ def descent(s, H: Callable, cfg) -> tuple:
 # --- the search: ratio test and radius -----------------------------------------------------
 
 
-def ratio(merit, merit_new, pred, tiny_is_exact: bool = True):
-    """η_k = Ared / Pred with Ared = φ(θ_k) − φ(θ_k + d_k), φ = f + μ‖c‖ (non-finite: −∞).
+def ratio(merit, merit_new, pred, tiny_is_exact: bool = False):
+    """η_k = Ared / Pred with Ared = φ(θ_k) − φ(θ_k + d_k), φ = f + μ‖c‖ (Algorithm 3, as
+    the authors' code computes it; NaN, e.g. 0/0, is a rejection: −∞).
 
-    ``tiny_is_exact``: when Pred is at roundoff level of φ, model and function agree (η = 1).
-    The second-order correction's retry (this project's option) tests its ratio without it.
+    ``tiny_is_exact`` (this project's option, its earlier default): when Pred is at the
+    roundoff level of φ, take model and function to agree (η = 1, accept); non-finite η is
+    then a rejection too.
     """
-    eta = (merit - merit_new) / jnp.where(pred != 0, pred, 1.0)
+    eta = jnp.divide(merit - merit_new, pred)
     if tiny_is_exact:
         tiny = jnp.abs(pred) <= 1e-14 * (1 + jnp.abs(merit))
         eta = jnp.where(tiny, 1.0, eta)
         return jnp.where(jnp.isfinite(eta), eta, -jnp.inf)
-    return eta
+    return jnp.where(jnp.isnan(eta), -jnp.inf, eta)
 
 
 def new_radius(eta, radius, dn, cfg):
@@ -281,6 +289,9 @@ class TrsqpConfig:
     ctol: float = 1e-10  # status converged: ends with ‖∇L‖∞ ≤ gtol and ‖c‖∞ ≤ ctol
     # True: also stop at the first KKT point (this project's option; not in Alg. 3)
     kkt_stop: bool = False
+    # True: η = 1 when |Pred| ≤ 1e-14 (1 + |φ|) (this project's option; Alg. 3 and the
+    # authors' code take Ared / Pred as it comes)
+    tiny_pred_exact: bool = False
     max_iter: int = 20000  # K_max
     cg_maxiter: int = 500  # projected CG iterations per step
     # paper: y_k = ∇L(θ_{k+1}, λ_{k+1}) − ∇L(θ_k, λ_k) (paper §3) | current: λ_{k+1} at both
@@ -334,6 +345,11 @@ class TrsqpConfig:
             )
         check_positive_int(self.max_iter, "method.max_iter")
         check_positive_int(self.cg_maxiter, "method.cg_maxiter")
+        check(
+            isinstance(self.tiny_pred_exact, bool),
+            "method.tiny_pred_exact",
+            f"must be true or false, got {self.tiny_pred_exact!r}",
+        )
         check(
             isinstance(self.kkt_stop, bool),
             "method.kkt_stop",
@@ -421,7 +437,7 @@ def trsqp_solver(f: Callable, c: Callable, n: int, cfg: TrsqpConfig, dtype):
         merit = s.f + mu * c_norm
         theta_new = s.theta + d
         f_new, c_new = f(theta_new, data), c(theta_new, data)
-        eta = ratio(merit, f_new + mu * jnp.linalg.norm(c_new), pred)
+        eta = ratio(merit, f_new + mu * jnp.linalg.norm(c_new), pred, cfg.tiny_pred_exact)
         soc = jnp.array(False)
         if cfg.second_order_correction:
             # Byrd, Hribar & Nocedal (1999) p. 892, as in SciPy's trust-constr: a rejected
