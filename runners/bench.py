@@ -566,7 +566,7 @@ def lisco_vs_baseline(problem_name: str):
         from methods.parametric.lisco import LiscoConfig, init_networks
         from methods.parametric.lisco_baselines import box_osqp_solve, ipopt_solve, osqp_solve
         from problems import build_problem
-        from runners.parametric import _load_networks, time_lisco
+        from runners.parametric import _load_networks, time_lisco, trained_input_log
 
         jax.config.update("jax_enable_x64", True)  # the baselines and metrics in float64
         problem = build_problem(problem_name, {})
@@ -601,7 +601,7 @@ def lisco_vs_baseline(problem_name: str):
             mc = LiscoConfig(
                 hidden=tuple(meta["hidden"]),
                 activation=meta["activation"],
-                input_log=meta.get("input_log", "log10"),  # log10 before the key existed
+                input_log=trained_input_log(meta),
             )
             pred, sol = _load_networks(
                 ckpt, mc, problem, dtype, init_networks(problem, mc, dtype, jax.random.PRNGKey(0))

@@ -242,6 +242,11 @@ def _save_networks(out: Path, pred_params, sol_params, cfg, problem, dtype):
     )
 
 
+def trained_input_log(meta) -> str:
+    """The log a saved solver's input used (``networks.json``): log10 before the key existed."""
+    return meta.get("input_log", "log10") if isinstance(meta, dict) else "log10"
+
+
 def networks_meta(ckpt, cfg, problem, precision: str) -> dict:
     """``networks.json`` of the trained lisco run in folder ``ckpt``, checked against this
     run's config (widths, activation, sizes, dtype) and the files it needs; raises
@@ -283,7 +288,7 @@ def networks_meta(ckpt, cfg, problem, precision: str) -> dict:
                 f"method.checkpoint: networks in {where!r} have {k}="
                 f"{meta.get(k)!r}, this run has {v!r}"
             )
-    trained = meta.get("input_log", "log10")  # networks saved before the key: log10
+    trained = trained_input_log(meta)
     if trained != cfg.input_log:
         raise ConfigError(
             f"method.input_log: the solver in {where!r} was trained with "

@@ -390,11 +390,13 @@ LISCO_KEYS = ("problem", "method.predictor", "problem.instance")
 def trained_log(run: Path) -> str:
     """The log a trained lisco run's solver input used (``networks.json``; log10 before the
     key existed), so its networks are evaluated as they were trained."""
+    from runners.parametric import trained_input_log
+
     try:
         meta = json.loads((run / "networks.json").read_text())
     except (OSError, ValueError):
         meta = {}
-    return meta.get("input_log", "log10") if isinstance(meta, dict) else "log10"
+    return trained_input_log(meta)
 
 
 def lisco_500steps(c: Context) -> list[Step]:

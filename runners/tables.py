@@ -303,7 +303,7 @@ def variant(rec) -> str:
     problem = rec.get("problem")
     if problem in PROBLEM_VARIANTS:
         label(PROBLEM_VARIANTS[problem], "problem.", BEFORE_PROBLEM_OPTION)
-    return " + ".join([str(method)] + [f"{' + '.join(ls)} ({src})" for src, ls in parts.items()])
+    return _form(str(method), [(text, src) for src, ls in parts.items() for text in ls])
 
 
 CONFIG_PREFIXES = ("problem.", "method.", "pretraining.", "budget.")
