@@ -17,8 +17,8 @@ install: $(BIN)/.installed
 # cores, ending with how far it is from the paper's figure and which settings differ: the
 # paper's pretraining (2e4 L-BFGS iterations, unweighted IC), limited-memory SR1 (10 pairs;
 # the paper's is dense, ~0.2 s per iteration here) run to its stopping test, in float32 as
-# the authors' code (float64, this project's default, needs ~10^4 iterations, ~2.5 min),
-# on the smoke evaluation grid.
+# the authors' code and precision=auto (float64, this project's option, needs ~10^4
+# iterations, ~2.5 min), on the smoke evaluation grid.
 DEMO ?= precision=float32 scale.trsqp_memory=10 scale.trsqp_max_iter=2000 \
   scale.pretrain_maxiter=20000 scale.pretrain_ic_weight=1.0
 demo: install  ## trsqp on reaction in about a minute, against the paper's figure

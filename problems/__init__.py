@@ -64,8 +64,9 @@ PRECISIONS = ("auto", "float64", "float32")
 
 def resolve_precision(value: str, name: str) -> str:
     """``precision=auto`` -> the problem's ``default_precision`` (float32 for the SQP-momentum
-    family, whose authors ran PyTorch's float32; float64 elsewhere); an explicit float64 /
-    float32 is kept. Raises ConfigError naming the field and the choices."""
+    family, whose authors ran PyTorch's float32, and for trSQP-PINN's PDE problems, whose
+    authors ran JAX's float32; float64 elsewhere); an explicit float64 / float32 is kept.
+    Raises ConfigError naming the field and the choices."""
     check_choice(value, "precision", PRECISIONS)
     if value != "auto":
         return value

@@ -163,11 +163,15 @@ _EARLIER = "this project's earlier default"
 VARIANTS = {
     "trsqp": {
         "second_order_correction": {True: ("SOC", "this project")},
-        "secant_multiplier": {"current": ("textbook secant", "this project")},
+        "secant_multiplier": {"current": ("textbook secant", "authors' code")},
         "radius_rule": {"scipy": ("SciPy radius rule", "authors' code")},
         "objective_reduction": {"sum": ("sum objective", "authors' code")},
         "kkt_stop": {True: ("KKT stop", _EARLIER)},
         "tiny_pred_exact": {True: ("η = 1 at roundoff Pred", _EARLIER)},
+        # the two subproblems as the authors' code solves them (SciPy's) since 2026-12-06
+        "normal_step": {"dogleg": ("textbook dogleg", _EARLIER)},
+        "cg_test": {"norm": ("CG test on ‖Pr‖", _EARLIER)},
+        "cg_maxiter": {500: ("CG cap 500", _EARLIER)},
     },
     "auglag": {
         "multiplier_update": {
@@ -253,10 +257,13 @@ SOURCES = {
 # default became the authors' ``stop``) applies to the jitted optax solver only; the
 # SQP-momentum problems' batch_terms, init and x_grid were added on 2026-11-30 too, Darcy's
 # data_samples and constraint_nodes on 2026-12-05. trsqp stopped at the first KKT point
-# until 2026-12-05.
+# until 2026-12-05, and solved its subproblems with the textbook dogleg and a CG test on
+# ‖Pr‖ until 2026-12-06.
 BEFORE_OPTION = {
     "kkt_stop": True,
     "tiny_pred_exact": True,  # trsqp until 2026-12-05
+    "normal_step": "dogleg",  # trsqp until 2026-12-06 (cg_maxiter was always recorded)
+    "cg_test": "norm",  # trsqp until 2026-12-06
     "settings": "dc3",  # osqp until 2026-12-05
     "input_log": "log10",  # lisco until 2026-12-05
     "on_linesearch_failure": "step",
@@ -278,10 +285,19 @@ BEFORE_PROBLEM_OPTION = {
 }
 
 
+# Problems whose ``precision=auto`` is float32, as their authors' code ran them
+# (``default_precision``; a test keeps this set equal to the registry's): a float64 run of
+# one is this project's option, labelled. Named here so the tables need not import JAX.
+FLOAT32_PROBLEMS = frozenset(
+    {"transport", "reaction", "reaction_diffusion", "spring", "butene", "burgers", "darcy"}
+)
+
+
 def variant(rec) -> str:
     """``method`` + the labelled options of :data:`VARIANTS` and :data:`PROBLEM_VARIANTS`
     that the run turned on (a run recorded before an option existed ran
-    :data:`BEFORE_OPTION`'s / :data:`BEFORE_PROBLEM_OPTION`'s value)."""
+    :data:`BEFORE_OPTION`'s / :data:`BEFORE_PROBLEM_OPTION`'s value), and "float64 (this
+    project)" for a float64 run of a problem of :data:`FLOAT32_PROBLEMS`."""
     method = rec.get("method")
     parts: dict[str, list[str]] = {}
 
@@ -303,6 +319,8 @@ def variant(rec) -> str:
     problem = rec.get("problem")
     if problem in PROBLEM_VARIANTS:
         label(PROBLEM_VARIANTS[problem], "problem.", BEFORE_PROBLEM_OPTION)
+    if problem in FLOAT32_PROBLEMS and _label(rec.get("precision")) == "float64":
+        parts.setdefault("this project", []).append("float64")
     return _form(str(method), [(text, src) for src, ls in parts.items() for text in ls])
 
 

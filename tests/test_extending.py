@@ -92,6 +92,7 @@ def test_a_new_method_on_a_problem_of_the_project(plugin, tmp_path):
         "problem=reaction",
         "method=toy_gd",
         "method.lr=0.001",
+        "precision=float64",  # re-evaluated below in float64 (reaction's default is float32)
         "pretrain=false",
         "budget.max_iter=200",
         "log_every=50",

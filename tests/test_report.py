@@ -28,6 +28,7 @@ def test_report_lists_every_table_and_says_what_is_missing(tmp_path):
         rel_error=0.0321,
         device="cpu:cpu",
         **{"method.kkt_stop": False, "method.tiny_pred_exact": False},  # Algorithm 3
+        **{"method.normal_step": "modified_dogleg", "method.cg_test": "squared"},
     )
     times = tmp_path / "times.txt"
     times.write_text("table-trsqp 600 0\ntable-lisco 120 2\n")
@@ -194,6 +195,8 @@ def test_this_projects_options_get_their_own_labelled_column():
         "method.objective_reduction": "mean",
         "method.kkt_stop": False,
         "method.tiny_pred_exact": False,
+        "method.normal_step": "modified_dogleg",
+        "method.cg_test": "squared",
     }
     recs = [
         {**base, "abs_error": 0.0126, "rel_error": 0.024},

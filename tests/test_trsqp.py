@@ -129,7 +129,7 @@ def test_a_stop_short_of_the_convergence_test_is_a_stall():
     """With ctol below what float64 can reach, trSQP stops on a rejected step at ‖∇L‖∞ ≤
     gtol, at the solution but with ‖c‖∞ > ctol: status ``stalled``, not ``converged``; with
     an attainable ctol the same run is ``converged``."""
-    f, c, x0, x_star = circle()
+    f, c, x0, x_star = hs6()  # on the circle, c reaches exactly 0.0
     x, kkt, cmax, r = solve(f, c, x0, gtol=1e-8, ctol=1e-300)
     assert r.status == "stalled" and int(r.state.iteration) < 3000 and cmax > 1e-300
     np.testing.assert_allclose(x, x_star, atol=1e-7)
@@ -157,18 +157,59 @@ def test_algorithm_3_stops_on_a_rejected_step_and_kkt_stop_is_an_option():
 # --- the pieces -----------------------------------------------------------------------------
 
 
-def test_normal_step_is_newton_inside_and_dogleg_on_the_boundary():
+@pytest.mark.parametrize("rule", ["modified_dogleg", "dogleg"])
+def test_normal_step_is_newton_inside_and_dogleg_on_the_boundary(rule):
     r = rng(1)
     J, cvec = jnp.asarray(r.standard_normal((3, 10))), jnp.asarray(r.standard_normal(3))
     b = basis(J)
     newton = -J.T @ jnp.linalg.solve(J @ J.T, cvec)
-    big = normal_step(J, b, cvec, 1e3)
+    big = normal_step(J, b, cvec, 1e3, rule)
     np.testing.assert_allclose(big, newton, atol=1e-12)
     for radius in (1e-3, 0.1, 0.5 * float(jnp.linalg.norm(newton))):
-        n = normal_step(J, b, cvec, radius)
-        assert float(jnp.linalg.norm(n)) <= radius * (1 + 1e-12)
+        n = normal_step(J, b, cvec, radius, rule)
+        np.testing.assert_allclose(float(jnp.linalg.norm(n)), radius, rtol=1e-12)
         # it decreases the linearised infeasibility
         assert float(jnp.linalg.norm(cvec + J @ n)) < float(jnp.linalg.norm(cvec))
+
+
+def _scipy_modified_dogleg(J, c, radius):
+    """SciPy's ``modified_dogleg`` (what the authors' code calls), with infinite bounds, on
+    the data of ``normal_step``: A = J, b = c, Y the least-norm projection."""
+    from scipy.optimize._trustregion_constr.projections import projections
+    from scipy.optimize._trustregion_constr.qp_subproblem import modified_dogleg
+
+    J = np.asarray(J)
+    _, _, Y = projections(J)
+    inf = np.full(J.shape[1], np.inf)
+    return modified_dogleg(J, Y, np.asarray(c), radius, -inf, inf)
+
+
+def test_modified_dogleg_is_scipys_and_beats_the_textbook_dogleg_where_they_differ():
+    """The default normal step is SciPy's modified dogleg (the authors' code) to roundoff,
+    at radii where the Newton point, the Cauchy-to-Newton segment or the Cauchy point
+    decides. Where it differs from the textbook dogleg, it leaves the smaller ‖c + Jn‖."""
+    differs = 0
+    for seed in range(25):
+        r = rng(seed)
+        for m, n, cond in ((3, 8, 1e-2), (5, 6, 1e-3), (2, 3, 1e-1)):
+            # ill-conditioned J: the Cauchy point can lie far from the Newton direction
+            J = r.standard_normal((m, n)) * np.logspace(0, np.log10(cond), m)[:, None]
+            cvec = r.standard_normal(m)
+            Jj, cj = jnp.asarray(J), jnp.asarray(cvec)
+            b = basis(Jj)
+            newton = np.linalg.norm(np.linalg.lstsq(J, -cvec, rcond=None)[0])
+            g = J.T @ cvec
+            cauchy = np.linalg.norm((g @ g) / np.linalg.norm(J @ g) ** 2 * g)
+            for radius in (0.05 * newton, 0.9 * newton, 2 * newton, 0.5 * cauchy, 1.5 * cauchy):
+                ours = np.asarray(normal_step(Jj, b, cj, radius))
+                ref = _scipy_modified_dogleg(J, cvec, radius)
+                np.testing.assert_allclose(ours, ref, atol=1e-10 * max(1.0, np.abs(ref).max()))
+                text = np.asarray(normal_step(Jj, b, cj, radius, "dogleg"))
+                if np.abs(text - ours).max() > 1e-8:
+                    differs += 1
+                    infeas = [np.linalg.norm(cvec + J @ v) for v in (ours, text)]
+                    assert infeas[0] < infeas[1]
+    assert differs > 0  # the two rules part somewhere on these problems
 
 
 @pytest.mark.parametrize("definite", [True, False])
@@ -190,9 +231,48 @@ def test_projected_cg_stays_in_the_null_space_and_the_region(definite):
             proj = lambda v: v - J.T @ jnp.linalg.lstsq(J.T, v)[0]
             g0 = float(jnp.linalg.norm(proj(g + Hm @ nstep)))
             g1 = float(jnp.linalg.norm(proj(g + Hm @ (nstep + res.t))))
-            assert g1 <= min(0.01 * g0, 0.1 * g0**2) * (1 + 1e-6)
+            assert g1**2 <= min(0.01 * g0, 0.1 * g0**2) * (1 + 1e-6)  # the authors' test
         if not definite:
             assert int(res.reason) in (1, 2)  # negative curvature or boundary
+
+
+def test_projected_cg_stops_as_the_authors_code_does():
+    """The default test compares ‖Pr‖² with min(0.01‖Pr₀‖, 0.1‖Pr₀‖²), as SciPy's
+    projected_cg in the authors' code, with at most n − m iterations; ``norm`` (this
+    project's earlier default) compares ‖Pr‖. Interior solves, H positive definite:
+    each stops at the first iterate its own test accepts."""
+    r = rng(5)
+    n, m = 40, 5
+    J = jnp.asarray(r.standard_normal((m, n)))
+    A = r.standard_normal((n, n))
+    Hm = jnp.asarray(A @ A.T / n + 0.05 * np.eye(n))
+    b = basis(J)
+    proj = lambda v: v - J.T @ jnp.linalg.solve(J @ J.T, J @ v)  # noqa: E731
+    zero = jnp.zeros(n)
+    for scale in (1e-3, 1.0, 1e3):  # 0.1‖g‖² binds below ‖g‖ = 0.1, 0.01‖g‖ above
+        g = jnp.asarray(scale * r.standard_normal(n))
+        g0 = float(jnp.linalg.norm(proj(g)))
+        tol = min(0.01 * g0, 0.1 * g0**2)
+        for test, met in (
+            ("squared", lambda x, tol=tol: x**2 < tol),
+            ("norm", lambda x, tol=tol: x <= tol),
+        ):
+            res = projected_cg(lambda v: Hm @ v, b, g, zero, 1e12, n - m, test)
+            assert int(res.reason) == 0  # converged
+            k = int(res.iterations)
+            assert met(float(jnp.linalg.norm(proj(g + Hm @ res.t))))
+            if k > 1:  # one iteration fewer does not pass the test
+                prev = projected_cg(lambda v: Hm @ v, b, g, zero, 1e12, k - 1, test)
+                assert int(prev.reason) == 3
+                assert not met(float(jnp.linalg.norm(proj(g + Hm @ prev.t))))
+    # the cap: n − m by default
+    cfg = TrsqpConfig()
+    assert cfg.cg_maxiter is None and cfg.cg_test == "squared"
+    assert cfg.normal_step == "modified_dogleg"
+    with pytest.raises(ConfigError, match="method.cg_test"):
+        TrsqpConfig(cg_test="l2")
+    with pytest.raises(ConfigError, match="method.normal_step"):
+        TrsqpConfig(normal_step="cauchy")
 
 
 def pairs(n=6, k=4, seed=3):

@@ -579,11 +579,40 @@ def test_a_run_recorded_before_the_line_search_option_is_labelled_with_what_it_r
     # trsqp stopped at the first KKT point until 2026-12-05; Algorithm 3 has no such stop
     # before 2026-12-05 trsqp also stopped at the first KKT point and took η = 1 at
     # roundoff-level Pred; Algorithm 3 does neither
-    assert variant({"method": "trsqp"}) == (
-        "trsqp + KKT stop + η = 1 at roundoff Pred (this project's earlier default)"
+    # and until 2026-12-06 it solved its subproblems with the textbook dogleg and a CG test
+    # on ‖Pr‖ with at most 500 iterations (recorded); the authors' code uses SciPy's
+    assert variant({"method": "trsqp", "method.cg_maxiter": 500}) == (
+        "trsqp + KKT stop + η = 1 at roundoff Pred + textbook dogleg + CG test on ‖Pr‖"
+        " + CG cap 500 (this project's earlier default)"
     )
     today = {"method.kkt_stop": False, "method.tiny_pred_exact": False}
-    assert variant({"method": "trsqp", **today}) == "trsqp"
+    today |= {"method.normal_step": "modified_dogleg", "method.cg_test": "squared"}
+    assert variant({"method": "trsqp", **today, "method.cg_maxiter": None}) == "trsqp"
+    assert variant({"method": "trsqp", **today, "method.secant_multiplier": "current"}) == (
+        "trsqp + textbook secant (authors' code)"
+    )
+
+
+def test_float64_on_a_problem_its_authors_ran_in_float32_is_labelled_this_projects():
+    """precision=auto is float32 on trSQP-PINN's and the SQP-momentum problems (the authors'
+    JAX / PyTorch code); a float64 run of one is this project's option and its row says so,
+    also in records from before 2026-12-06 (when trSQP-PINN's default was float64). The
+    tables' list of those problems is the registry's."""
+    from problems import PROBLEMS, resolve_precision
+    from runners.tables import FLOAT32_PROBLEMS, variant
+
+    assert FLOAT32_PROBLEMS == {p for p in PROBLEMS if resolve_precision("auto", p) == "float32"}
+    today = {"method": "trsqp", "method.kkt_stop": False, "method.tiny_pred_exact": False}
+    today |= {"method.normal_step": "modified_dogleg", "method.cg_test": "squared"}
+    rec = {**today, "problem": "reaction"}
+    assert variant({**rec, "precision": "float32"}) == "trsqp"
+    assert variant({**rec, "precision": "float64"}) == "trsqp + float64 (this project)"
+    assert variant({**rec, "method": "auglag", "precision": "float64"}).endswith(
+        " + float64 (this project)"
+    )
+    # the neural DAEs run float64 by default: nothing to label
+    dae = {"method": "collocation", "problem": "population", "precision": "float64"}
+    assert "float64" not in variant(dae)
 
 
 def test_lisco_rows_name_whose_step_scale_and_start_they_ran():

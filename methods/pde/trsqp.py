@@ -4,10 +4,12 @@ Byrd–Omojokun step with radius Δ_k, as a *descent* (normal + tangential step)
 *search* (merit ratio test and radius update), every piece a pure jittable function:
 
 1. Normal step ñ = argmin ‖c + Jñ‖² s.t. ‖ñ‖ ≤ νΔ by the dogleg between the Cauchy point
-   and the least-norm Newton point −J⁺c (:func:`normal_step`).
+   and the least-norm Newton point −J⁺c, as the authors' code does it (SciPy's modified
+   dogleg, :func:`normal_step`).
 2. Tangential step t = argmin (∇f + Hñ)ᵀt + ½tᵀHt s.t. Jt = 0, ‖ñ + t‖ ≤ Δ by projected
-   CG (Steihaug: stops at negative curvature or the boundary; tolerance
-   min(0.01‖Pg̃‖, 0.1‖Pg̃‖²)) (:func:`projected_cg`). d = ñ + t.
+   CG (Steihaug: stops at negative curvature or the boundary; as the authors' code, at
+   ‖Pg̃‖² < min(0.01‖Pg̃₀‖, 0.1‖Pg̃₀‖²) or after n − m iterations) (:func:`projected_cg`).
+   d = ñ + t.
 3. Merit φ_μ = f + μ‖c‖₂. μ is raised so that μ ≥ (∇fᵀd + ½dᵀHd) / ((1 − 0.3)(‖c‖ − ‖c + Jd‖))
    (Alg. 3 line 6), which gives Pred ≥ 0.3 μ (‖c‖ − ‖c + Jd‖); η = Ared / Pred.
 4. Paper radius rule: η ≥ η_upp → accept, Δ ← ρΔ; η_low ≤ η < η_upp → accept; η < η_low →
@@ -29,10 +31,17 @@ reference code's) wherever they appear:
 * ``radius_rule="scipy"``: the authors' reference code's radius update (SciPy's
   ``trust-constr`` rule), for comparison with their released numbers.
 * ``objective_reduction="sum"``: the reference code's objective Σ instead of the mean.
-* ``secant_multiplier="current"`` (this project's option): y_k with λ_{k+1} at both ends,
+* ``secant_multiplier="current"`` (the authors' code's): y_k with λ_{k+1} at both ends,
   y = ∇L(θ_{k+1}, λ_{k+1}) − ∇L(θ_k, λ_{k+1}), the textbook choice (Nocedal & Wright
-  §18.3): it approximates ∇²_θθ L at one multiplier, where the paper's y also carries the
-  change of λ, (J_kᵀ(λ_{k+1} − λ_k)), which is not curvature.
+  §18.3), and what the authors' ``SR1`` and ``dBFGS`` compute (``mulk1`` at both points):
+  it approximates ∇²_θθ L at one multiplier, where the paper's y also carries the change
+  of λ, (J_kᵀ(λ_{k+1} − λ_k)), which is not curvature.
+* ``normal_step="dogleg"``, ``cg_test="norm"``, ``cg_maxiter=500`` (this project's earlier
+  defaults, until 2026-12-06): the paper names "the dogleg method and projected conjugate
+  gradient method" (§3) without their details; the authors' code solves the two
+  subproblems with SciPy's ``modified_dogleg`` (which also tries the Newton point scaled
+  to the boundary) and ``projected_cg`` (‖Pr‖² against the tolerance, at most n − m
+  iterations), which are the defaults.
 * ``tiny_pred_exact=True`` (this project's option): η_k = 1 (accept) when Pred is at the
   roundoff level of φ, |Pred| ≤ 1e-14 (1 + |φ|). Algorithm 3 and the authors' code take
   η_k = Ared/Pred as it comes, so such a step is accepted or rejected by roundoff. Why offer
@@ -121,17 +130,55 @@ def to_boundary(p, d, radius):
 # --- the descent: normal and tangential steps --------------------------------------------
 
 
-def normal_step(J, b: Basis, c, radius):
-    """Dogleg for min ‖c + Jn‖² s.t. ‖n‖ ≤ radius (= νΔ)."""
+NORMAL_STEPS = ("modified_dogleg", "dogleg")
+
+
+def segment_exit(z, p, radius):
+    """(τ, meets): τ ∈ [0, 1] where the segment z + τp leaves the ball ‖·‖ ≤ radius, and
+    whether the segment meets the ball at all (SciPy's ``sphere_intersections``: the
+    larger root, clipped to the segment, with its numerically stable quadratic formula)."""
+    a = p @ p
+    b = 2 * (z @ p)
+    cc = z @ z - radius**2
+    disc = b * b - 4 * a * cc
+    sq = jnp.sqrt(jnp.maximum(disc, 0.0))
+    aux = b + jnp.where(b >= 0, sq, -sq)
+    safe = jnp.where(aux != 0, aux, 1.0)
+    r1, r2 = -aux / (2 * jnp.where(a > 0, a, 1.0)), -2 * cc / safe
+    ta, tb = jnp.minimum(r1, r2), jnp.maximum(r1, r2)
+    meets = (a > 0) & (disc >= 0) & (aux != 0) & (tb >= 0) & (ta <= 1)
+    return jnp.clip(tb, 0.0, 1.0), meets
+
+
+def normal_step(J, b: Basis, c, radius, rule: str = "modified_dogleg"):
+    """Dogleg for min ‖c + Jn‖² s.t. ‖n‖ ≤ radius (= νΔ). The least-norm Newton point −J⁺c
+    if it lies inside; otherwise:
+
+    ``modified_dogleg`` (the default: the authors' code, SciPy's ``modified_dogleg`` of
+    ``trust-constr``; the paper names "the dogleg method" without its details): x₁ =
+    where the segment from the Cauchy point to the Newton point leaves the ball (the Cauchy
+    point scaled to the boundary if the segment misses it), x₂ = the Newton point scaled to
+    the boundary, and whichever of the two leaves the smaller ‖c + Jn‖.
+    ``dogleg`` (this project's earlier default, the textbook dogleg): the Cauchy point scaled
+    to the boundary if it lies outside, else where the segment to the Newton point leaves.
+    """
     newton = least_norm_newton(b, c)
     grad = J.T @ c  # ∇ ½‖c + Jn‖² at n = 0
     Jg = J @ grad
     alpha = (grad @ grad) / jnp.maximum(Jg @ Jg, jnp.finfo(c.dtype).tiny)
     cauchy = -alpha * grad
     n_newton, n_cauchy = jnp.linalg.norm(newton), jnp.linalg.norm(cauchy)
-    dogleg = cauchy + to_boundary(cauchy, newton - cauchy, radius) * (newton - cauchy)
     scaled = cauchy * (radius / jnp.where(n_cauchy > 0, n_cauchy, 1.0))
-    return jnp.where(n_newton <= radius, newton, jnp.where(n_cauchy >= radius, scaled, dogleg))
+    if rule == "dogleg":
+        dogleg = cauchy + to_boundary(cauchy, newton - cauchy, radius) * (newton - cauchy)
+        return jnp.where(n_newton <= radius, newton, jnp.where(n_cauchy >= radius, scaled, dogleg))
+    tau, meets = segment_exit(cauchy, newton - cauchy, radius)
+    x1 = jnp.where(
+        meets, cauchy + tau * (newton - cauchy), jnp.where(n_cauchy > radius, scaled, cauchy)
+    )
+    x2 = newton * jnp.minimum(1.0, radius / jnp.where(n_newton > 0, n_newton, 1.0))
+    best = jnp.where(jnp.linalg.norm(c + J @ x1) < jnp.linalg.norm(c + J @ x2), x1, x2)
+    return jnp.where(n_newton <= radius, newton, best)
 
 
 class CGResult(NamedTuple):
@@ -140,19 +187,33 @@ class CGResult(NamedTuple):
     reason: jax.Array  # CG_CONVERGED / CG_NEGATIVE_CURVATURE / CG_BOUNDARY / CG_MAXITER
 
 
-def projected_cg(hvp: Callable, b: Basis, g, n_step, radius, maxiter: int) -> CGResult:
+CG_TESTS = ("squared", "norm")
+
+
+def projected_cg(
+    hvp: Callable, b: Basis, g, n_step, radius, maxiter: int, test: str = "squared"
+) -> CGResult:
     """Steihaug projected CG for min gᵀt + ½tᵀHt s.t. Jt = 0, ‖n_step + t‖ ≤ radius.
 
     The residual is replaced by its projection at every iteration (Gould, Hribar & Nocedal
     2001, "residual update"): rᵀPr is then computed as ‖Pr‖², which stays accurate when the
     projected gradient is many orders smaller than the gradient (near a KKT point).
+
+    Converged when, with tol = min(0.01‖Pr₀‖, 0.1‖Pr₀‖²): ``squared`` (the default: the
+    authors' code, SciPy's ``projected_cg``, compares ‖Pr‖² with tol, and tol ≥ 1e-25)
+    ‖Pr‖² < tol; ``norm`` (this project's earlier default) ‖Pr‖ ≤ tol.
     """
     z = project(b, g)
     r = z
     rz = z @ z
     gnorm = jnp.sqrt(jnp.maximum(rz, 0.0))
     tol = jnp.minimum(0.01 * gnorm, 0.1 * gnorm**2)
-    reason0 = jnp.where(gnorm <= tol, CG_CONVERGED, -1).astype(jnp.int32)
+    if test == "squared":
+        tol = jnp.maximum(tol, 1e-25)
+        met = lambda rz: rz < tol  # noqa: E731
+    else:
+        met = lambda rz: jnp.sqrt(jnp.maximum(rz, 0.0)) <= tol  # noqa: E731
+    reason0 = jnp.where(met(rz), CG_CONVERGED, -1).astype(jnp.int32)
 
     def cond(st):
         return st[-1] < 0
@@ -169,7 +230,7 @@ def projected_cg(hvp: Callable, b: Basis, g, n_step, radius, maxiter: int) -> CG
         z_new = project(b, r + alpha * Hd)
         r_new = z_new
         rz_new = z_new @ z_new
-        converged = jnp.sqrt(jnp.maximum(rz_new, 0.0)) <= tol
+        converged = met(rz_new)
         k = k + 1
         reason = jnp.where(
             negative,
@@ -209,7 +270,7 @@ def secant_y(g, J, lam, g_new, J_new, lam_new, multiplier: str = "paper"):
 
     ``paper`` (§3, y_k := ∇L_{k+1} − ∇L_k with ∇L_k = ∇L(θ_k, λ_k)):
         y = (∇f_{k+1} + J_{k+1}ᵀλ_{k+1}) − (∇f_k + J_kᵀλ_k);
-    ``current`` (textbook, this project's option):
+    ``current`` (textbook; the authors' code's SR1 and damped BFGS take this one):
         y = (∇f_{k+1} + J_{k+1}ᵀλ_{k+1}) − (∇f_k + J_kᵀλ_{k+1}).
     """
     lam_old = lam if multiplier == "paper" else lam_new
@@ -223,8 +284,11 @@ def descent(s, H: Callable, cfg) -> tuple:
     """d_k = n_k + t_k: the normal step n_k (:func:`normal_step`, a dogleg on ‖c + Jn‖²
     inside νΔ_k) and the tangential step t_k (:func:`projected_cg` on the quadratic model in
     the null space of J_k, ‖n_k + t_k‖ ≤ Δ_k). Returns (n_k, the CG result, d_k)."""
-    n_step = normal_step(s.J, s.basis, s.c, cfg.nu * s.radius)
-    cg = projected_cg(H, s.basis, s.g + H(n_step), n_step, s.radius, cfg.cg_maxiter)
+    n_step = normal_step(s.J, s.basis, s.c, cfg.nu * s.radius, cfg.normal_step)
+    maxiter = cfg.cg_maxiter
+    if maxiter is None:  # the authors' code (SciPy's projected_cg): n − m
+        maxiter = max(s.J.shape[1] - s.J.shape[0], 1)
+    cg = projected_cg(H, s.basis, s.g + H(n_step), n_step, s.radius, maxiter, cfg.cg_test)
     return n_step, cg, n_step + cg.t
 
 
@@ -293,9 +357,17 @@ class TrsqpConfig:
     # authors' code take Ared / Pred as it comes)
     tiny_pred_exact: bool = False
     max_iter: int = 20000  # K_max
-    cg_maxiter: int = 500  # projected CG iterations per step
+    # projected CG iterations per step: null = n − m (the authors' code, SciPy's projected_cg;
+    # the paper does not say); 500 was this project's earlier default
+    cg_maxiter: int | None = None
+    # CG's convergence test (projected_cg): squared (the authors' code: ‖Pr‖² < tol) | norm
+    # (this project's earlier default: ‖Pr‖ ≤ tol)
+    cg_test: str = "squared"
+    # the normal step (normal_step): modified_dogleg (the authors' code, SciPy's) | dogleg
+    # (this project's earlier default, the textbook dogleg)
+    normal_step: str = "modified_dogleg"
     # paper: y_k = ∇L(θ_{k+1}, λ_{k+1}) − ∇L(θ_k, λ_k) (paper §3) | current: λ_{k+1} at both
-    # ends (this project's option)
+    # ends (the textbook choice, and what the authors' code's SR1 / damped BFGS compute)
     secant_multiplier: str = "paper"
     # True: SOC retry of a rejected tangential step (this project's option, see the module doc;
     # not in Alg. 3 nor applied by the authors' code)
@@ -344,7 +416,10 @@ class TrsqpConfig:
                 f"must be a number >= 0, got {v!r}",
             )
         check_positive_int(self.max_iter, "method.max_iter")
-        check_positive_int(self.cg_maxiter, "method.cg_maxiter")
+        if self.cg_maxiter is not None:
+            check_positive_int(self.cg_maxiter, "method.cg_maxiter")
+        check_choice(self.cg_test, "method.cg_test", CG_TESTS)
+        check_choice(self.normal_step, "method.normal_step", NORMAL_STEPS)
         check(
             isinstance(self.tiny_pred_exact, bool),
             "method.tiny_pred_exact",
