@@ -75,6 +75,8 @@ def reference(problem, x: np.ndarray, cache_dir: Path, progress: bool) -> dict:
         "n_points": len(x),
         "tol": 1e-10,
     }
+    if c.test_set != "dc3":  # DC3's split keeps the key (and the cache) it always had
+        key["test_set"] = c.test_set
     return cached_arrays(cache_dir, f"lisco_ref_{problem.kind}", key, solve)
 
 
@@ -249,7 +251,8 @@ def trained_input_log(meta) -> str:
 
 def networks_meta(ckpt, cfg, problem, precision: str) -> dict:
     """``networks.json`` of the trained lisco run in folder ``ckpt``, checked against this
-    run's config (widths, activation, sizes, dtype) and the files it needs; raises
+    run's config (problem and instance, widths, activation, sizes, dtype) and the files it
+    needs; raises
     :class:`ConfigError` in one line. Reads JSON only: the runner calls it while validating
     the config, before any folder is made."""
     from runners.setup import ConfigError
@@ -276,6 +279,8 @@ def networks_meta(ckpt, cfg, problem, precision: str) -> dict:
             f"method.checkpoint: {str(meta_path)!r} is not a readable networks.json ({str(e)[:80]})"
         ) from None
     want = {
+        "problem": problem.name,  # networks learn one instance's solution map
+        "instance": problem.cfg.instance,
         "hidden": list(cfg.hidden),
         "activation": cfg.activation,
         "n_x": problem.n_x,

@@ -12,9 +12,9 @@ commands and runs nothing. Overrides after ``--`` go to every run (not to the ta
 
 Pipelines (the ``make`` target of each in brackets): ``trsqp`` (``table-trsqp``),
 ``trsqp-precision``, ``trsqp-baseline-gap``, ``trsqp-sensitivity``, ``sqp-momentum``,
-``neural-dae``, ``lisco``, ``lisco-500steps``, and ``all`` (``make reproduce``: the four
-papers' main pipelines, each timed, a failing one not stopping the others, then
-``results/REPORT.md`` by :mod:`runners.report`).
+``neural-dae``, ``lisco``, ``lisco-500steps``, ``lisco-eval``, and ``all`` (``make
+reproduce``: the four papers' main pipelines, each timed, a failing one not stopping the
+others, then ``results/REPORT.md`` by :mod:`runners.report`).
 
 The settings (:data:`SETTINGS`, ``--set NAME=VALUE``; the Makefile passes its variables of
 the same names, upper-case) choose subsets: which problems, seeds, instances, ablations,
@@ -362,14 +362,7 @@ def lisco(c: Context) -> list[Step]:
     the convergence figure."""
     problems, instances = c.settings["lisco_problems"], c.settings["lisco_instances"]
     on = (f"problem={problems}", f"problem.instance={instances}")
-    run = lambda e, *x: c.sweep(e, *x, name="lisco", progress=True)  # noqa: E731 (bars)
-    steps = [run("lisco", *on), run("lisco_baselines", *on)]
-    if "qp" in problems.split(","):
-        qp = ("problem=qp", f"problem.instance={instances}")
-        steps += [
-            run("lisco_baselines", *qp, "method=osqp"),
-            run("lisco_baselines", *qp, "method=jaxopt_osqp", "method.tight=false,true"),
-        ]
+    steps = [c.sweep("lisco", *on, name="lisco", progress=True), *_lisco_baselines(c, "lisco")]
     return steps + [
         c.table("lisco", f"lisco-{c.scale}", name="lisco"),
         Step(
@@ -382,6 +375,22 @@ def lisco(c: Context) -> list[Step]:
             )
         ),
     ]
+
+
+def _lisco_baselines(c: Context, name: str) -> list[Step]:
+    """IPOPT on every problem and instance; on the QP also OSQP and jaxopt's BoxOSQP (OSQP's
+    default and tight tolerances), into ``results/sweeps/<name>-<scale>``."""
+    problems, instances = c.settings["lisco_problems"], c.settings["lisco_instances"]
+    on = (f"problem={problems}", f"problem.instance={instances}")
+    run = lambda *x: c.sweep("lisco_baselines", *x, name=name, progress=True)  # noqa: E731
+    steps = [run(*on)]
+    if "qp" in problems.split(","):
+        qp = ("problem=qp", f"problem.instance={instances}")
+        steps += [
+            run(*qp, "method=osqp"),
+            run(*qp, "method=jaxopt_osqp", "method.tight=false,true"),
+        ]
+    return steps
 
 
 LISCO_KEYS = ("problem", "method.predictor", "problem.instance")
@@ -399,12 +408,19 @@ def trained_log(run: Path) -> str:
     return trained_input_log(meta)
 
 
-def lisco_500steps(c: Context) -> list[Step]:
-    """Table 3's other reading ("LISCO is evaluated for 500 steps"): the networks ``lisco``
-    trained, evaluated again with every test point run all n_max = 500 steps."""
-    steps, out = [], str(c.results / "sweeps" / f"lisco_500steps-{c.scale}")
+def _lisco_again(c: Context, name: str, extra: tuple[str, ...]) -> list[Step]:
+    """The networks ``lisco`` trained (each finished run of ``results/sweeps/lisco-<scale>``),
+    evaluated again without training, with ``extra`` settings, into
+    ``results/sweeps/<name>-<scale>``; networks evaluated there already are skipped."""
+    steps, out = [], str(c.results / "sweeps" / f"{name}-{c.scale}")
+    done = set()  # networks already evaluated there: a rerun resumes
+    for m in Path(out).glob("runs/*/*/*/metrics.json"):
+        try:
+            done.add(str(json.loads(m.read_text()).get("method.checkpoint")))
+        except (OSError, ValueError):
+            continue
     for d in sorted(Path(c.folder("lisco")).glob("experiment=lisco,*")):
-        if not (d / "metrics.json").is_file():
+        if not (d / "metrics.json").is_file() or str(d) in done:
             continue
         o = {k: re.search(rf"(?:^|,){re.escape(k)}=([^,]*)", d.name) for k in LISCO_KEYS}
         if not all(o.values()):
@@ -422,7 +438,7 @@ def lisco_500steps(c: Context) -> list[Step]:
                     "method.train=false",
                     f"method.checkpoint='{d}'",
                     f"method.input_log={trained_log(d)}",
-                    "++method.stop_tol=0",
+                    *extra,
                     "figures=false",
                     "progress=false",
                     f"results_dir={out}",
@@ -432,7 +448,23 @@ def lisco_500steps(c: Context) -> list[Step]:
         )
     if not steps:
         steps.append(Step((), skip=f"no finished LISCO runs in {c.folder('lisco')}: run `lisco`"))
+    return steps
+
+
+def lisco_500steps(c: Context) -> list[Step]:
+    """Table 3's other reading ("LISCO is evaluated for 500 steps"): the networks ``lisco``
+    trained, evaluated again with every test point run all n_max = 500 steps."""
+    steps = _lisco_again(c, "lisco_500steps", ("++method.stop_tol=0",))
     return steps + [c.table("lisco", f"lisco_500steps-{c.scale}", name="lisco_500steps")]
+
+
+def lisco_evaluate(c: Context) -> list[Step]:
+    """The networks ``lisco`` trained, evaluated again at today's evaluation defaults (the
+    paper's test set since 2026-12-06), with the baselines on the same test points, into
+    ``results/sweeps/lisco_eval-<scale>``: Tables 1-4 of networks trained earlier without
+    training them again, and their timings on a machine left alone for the evaluation."""
+    steps = _lisco_again(c, "lisco_eval", ()) + _lisco_baselines(c, "lisco_eval")
+    return steps + [c.table("lisco", f"lisco_eval-{c.scale}", name="lisco_eval")]
 
 
 #: name -> (pipeline, its make target)
@@ -445,6 +477,7 @@ PIPELINES: dict[str, tuple[Callable[[Context], list[Step]], str]] = {
     "neural-dae": (neural_dae, "table-neural-dae"),
     "lisco": (lisco, "table-lisco"),
     "lisco-500steps": (lisco_500steps, "table-lisco-500steps"),
+    "lisco-eval": (lisco_evaluate, "table-lisco-eval"),
 }
 
 

@@ -216,6 +216,11 @@ PROBLEM_VARIANTS = {
         "data_samples": {"fixed": ("fixed 20% labeled samples", _EARLIER)},
         "constraint_nodes": {"independent": ("independent constraint nodes", _EARLIER)},
     },
+    # LISCO's problems: the paper samples 1000 test points per instance (since 2026-12-06)
+    **{
+        p: {"test_set": {"dc3": ("DC3's 833-point test split", _EARLIER)}}
+        for p in ("qp", "nonconvex_qp", "rosenbrock")
+    },
     # neural DAE problems: x(t0) fixed to the true initial state (the authors' code frees it)
     **{
         p: {"initial_state": {"fixed": ("fixed x(t0)", "this project")}}
@@ -282,6 +287,7 @@ BEFORE_PROBLEM_OPTION = {
     "x_grid": "periodic",
     "data_samples": "fixed",
     "constraint_nodes": "independent",
+    "test_set": "dc3",  # LISCO's problems until 2026-12-06
 }
 
 

@@ -127,6 +127,39 @@ def test_lisco_500steps_reevaluates_each_finished_lisco_run(tmp_path):
     assert table.endswith(f"--out {tmp_path / 'tables' / 'lisco_500steps-cpu'}")
 
 
+def test_lisco_eval_reevaluates_trained_networks_once_beside_the_baselines(tmp_path):
+    """lisco-eval: each finished lisco run's networks evaluated again (no training) at
+    today's defaults, the baselines swept into the same folder, one table; a network
+    evaluated there already is not evaluated again (the pipeline resumes)."""
+    sweep = tmp_path / "sweeps" / "lisco-cpu"
+    names = [
+        f"experiment=lisco,method.predictor=True,problem.instance={i},problem=qp,scale=cpu"
+        for i in (0, 1)
+    ]
+    for n in names:
+        (sweep / n).mkdir(parents=True)
+        (sweep / n / "metrics.json").write_text(json.dumps({"status": "converged"}))
+    args = ["lisco-eval", "--scale", "cpu", "--results", str(tmp_path)]
+    rec = Recorder()
+    assert reproduce.main(args, rec) == 0
+    lines = rec.lines()
+    evals = [x for x in lines if "method.train=false" in x]
+    assert len(evals) == 2 and all("stop_tol" not in x for x in evals)
+    out = tmp_path / "sweeps" / "lisco_eval-cpu"
+    assert all(f"results_dir={out}" in x for x in evals)
+    base = [x for x in lines if "experiment=lisco_baselines" in x]
+    assert len(base) == 3 and all("sweep_name=lisco_eval-cpu" in x for x in base)
+    assert lines[-1].endswith(f"--out {tmp_path / 'tables' / 'lisco_eval-cpu'}")
+    # instance 0 evaluated already: only instance 1 runs again
+    done = out / "runs" / "qp" / "lisco" / "2026-12-06_00-00-00"
+    done.mkdir(parents=True)
+    (done / "metrics.json").write_text(json.dumps({"method.checkpoint": str(sweep / names[0])}))
+    rec = Recorder()
+    assert reproduce.main(args, rec) == 0
+    evals = [x for x in rec.lines() if "method.train=false" in x]
+    assert len(evals) == 1 and "problem.instance=1" in evals[0]
+
+
 def test_a_bad_setting_is_one_line_exit_2_and_nothing_runs(tmp_path):
     cmd = [sys.executable, "-m", "runners.reproduce", "lisco", "--results", str(tmp_path)]
     p = subprocess.run(cmd + ["--set", "SQP_SEDS=3"], capture_output=True, text=True)

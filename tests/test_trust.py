@@ -356,7 +356,7 @@ def test_a_missing_lisco_checkpoint_is_refused_before_any_work(tmp_path):
     assert not (tmp_path / "cache").exists()
 
 
-@pytest.mark.parametrize("damage", ["truncated_solver", "shapes", "json"])
+@pytest.mark.parametrize("damage", ["truncated_solver", "shapes", "json", "instance"])
 def test_damaged_lisco_networks_are_a_one_line_error(tmp_path, damage):
     import jax
     import jax.numpy as jnp
@@ -380,7 +380,10 @@ def test_damaged_lisco_networks_are_a_one_line_error(tmp_path, damage):
         (trained / "solver.msgpack").write_bytes(blob[: len(blob) // 3])
     elif damage == "json":
         (trained / "networks.json").write_text("[1, 2")
-    evaluate = compose_cfg(tmp_path, *base, "method.train=false", f"method.checkpoint={trained}")
+    other = ["problem.instance=1"] if damage == "instance" else []  # trained on instance 0
+    evaluate = compose_cfg(
+        tmp_path, *base, *other, "method.train=false", f"method.checkpoint={trained}"
+    )
     with pytest.raises(ConfigError) as e:
         ev_setup = resolve(evaluate)  # networks.json: read while the config is validated
         trained_networks(evaluate, ev_setup)  # the arrays: before the reference solves
@@ -390,6 +393,7 @@ def test_damaged_lisco_networks_are_a_one_line_error(tmp_path, damage):
         "truncated_solver": "not a readable solver network",
         "shapes": "other shapes",
         "json": "not a readable networks.json",
+        "instance": "have instance=0, this run has 1",
     }[damage] in msg
 
 
@@ -873,3 +877,37 @@ def test_a_table_sets_each_method_against_trsqp_with_the_papers_ratio():
     # auglag 4x better than trsqp where the paper has it 20x worse; its missing cell is skipped
     assert "better: reaction/100 (abs error 0.25× (20×))" in auglag and "200" not in auglag
     assert against_column(pd.DataFrame(rows), "pinn") == ""
+
+
+def test_lisco_test_set_is_the_papers_1000_samples_and_dc3s_split_is_labelled(monkeypatch):
+    """The paper samples 1000 test x ~ U[-1, 1]^50 per instance: reproducible, different
+    per instance and from DC3's X. DC3's 833-point split (this project's earlier default) is
+    problem.test_set=dc3, labelled in tables, with the reference cache key it always had."""
+    from problems import ConfigError, build_problem
+    from runners import parametric
+    from runners.tables import variant
+
+    a, b = (build_problem("qp", {"instance": i}) for i in (0, 1))
+    xa, xb = a.test_x, b.test_x
+    assert xa.shape == (1000, 50) and np.abs(xa).max() <= 1.0
+    np.testing.assert_array_equal(xa, build_problem("nonconvex_qp", {"instance": 0}).test_x)
+    assert not np.allclose(xa, xb)
+    assert abs(xa.mean()) < 0.01 and abs(xa.var() - 1 / 3) < 0.01  # U[-1, 1] moments
+    dc3 = build_problem("qp", {"instance": 0, "test_set": "dc3"})
+    np.testing.assert_array_equal(dc3.test_x, dc3.inst.test)
+    assert dc3.test_x.shape == (833, 50) and not np.isin(xa, dc3.inst.X).any()
+    assert build_problem("qp", {"instance": 0, "n_test": 7}).test_x.shape == (7, 50)
+    with pytest.raises(ConfigError, match="problem.test_set"):
+        build_problem("qp", {"test_set": "valid"})
+    # the IPOPT reference cache: DC3's split keeps its old key, the sample set has its own
+    keys = []
+    monkeypatch.setattr(
+        "problems.common.cache.cached_arrays", lambda d, name, key, gen: keys.append(key)
+    )
+    parametric.reference(dc3, dc3.test_x[:2], None, False)
+    parametric.reference(a, xa[:2], None, False)
+    assert "test_set" not in keys[0] and keys[1]["test_set"] == "sampled"
+    earlier = "DC3's 833-point test split (this project's earlier default)"
+    assert variant({"method": "ipopt", "problem": "rosenbrock"}) == f"ipopt + {earlier}"
+    rec = {"method": "ipopt", "problem": "rosenbrock", "problem.test_set": "sampled"}
+    assert variant(rec) == "ipopt"
