@@ -252,9 +252,8 @@ def trained_input_log(meta) -> str:
 def networks_meta(ckpt, cfg, problem, precision: str) -> dict:
     """``networks.json`` of the trained lisco run in folder ``ckpt``, checked against this
     run's config (problem and instance, widths, activation, sizes, dtype) and the files it
-    needs; raises
-    :class:`ConfigError` in one line. Reads JSON only: the runner calls it while validating
-    the config, before any folder is made."""
+    needs; raises :class:`ConfigError` in one line. Reads JSON only: the runner calls it
+    while validating the config, before any folder is made."""
     from runners.setup import ConfigError
 
     where = str(ckpt)
