@@ -1005,8 +1005,16 @@ def earlier_line_search(df: pd.DataFrame, fields: list[str]) -> str:
         if "pretrain" in df.columns
         else np.zeros(len(df), bool)
     )
+    # the line-search labels themselves: other labels share their source ("this project's
+    # earlier default") and say nothing about a line search
+    ls_texts = {t for opts in (STEP_ON_FAILURE, SHORT_LS) for t, _ in opts.values()}
+
+    def names_line_search(form) -> bool:
+        parsed = _labels(str(form))
+        return bool(parsed) and any(text in ls_texts for text, _ in parsed[1])
+
     says = (
-        df["variant"].astype(str).str.contains(OPTAX_LS, regex=False).to_numpy()
+        df["variant"].map(names_line_search).to_numpy().astype(bool)
         if "variant" in df.columns
         else np.zeros(len(df), bool)
     )

@@ -768,6 +768,21 @@ def test_a_table_names_the_runs_made_with_the_earlier_line_search():
     assert "penalty" not in note and "reaction_diffusion" not in note
     by_method = earlier_line_search(df, ["problem", "method"])
     assert "in the method and pretraining: reaction/penalty" in by_method
+    # another label of the same source ("this project's earlier default") is not a line
+    # search: a LISCO run on DC3's test split, a trsqp run with the KKT stop
+    others = pd.DataFrame(
+        [
+            {"problem": p, "method": m, "variant": variant(r), "pretrain": True}
+            for p, m, r in (
+                ("qp", "lisco", {"method": "lisco", "problem": "qp"}),
+                ("reaction", "trsqp", {"method": "trsqp"}),
+            )
+        ]
+    )
+    others["pretraining.on_linesearch_failure"] = "stop"
+    others["pretraining.max_linesearch_steps"] = 100
+    assert all("earlier default" in v for v in others["variant"])
+    assert earlier_line_search(others, ["problem", "method"]) == ""
     rerun = pd.concat(
         [
             df,
