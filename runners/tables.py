@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -395,7 +396,9 @@ def group_ids(df: pd.DataFrame, over: tuple[str, ...] = ()) -> pd.Series:
     cols = sorted(c for c in config_columns(df) if c not in over)
 
     def fallback(row) -> str:
-        text = "|".join(f"{c}={_label(row[c])}" for c in ["problem", "method", *cols])
+        text = "|".join(
+            f"{c}={_without_over(_label(row[c]), over)}" for c in ["problem", "method", *cols]
+        )
         return "r" + hashlib.sha256(text.encode()).hexdigest()[:15]
 
     stored = (
@@ -411,6 +414,17 @@ def group_ids(df: pd.DataFrame, over: tuple[str, ...] = ()) -> pd.Series:
         index=df.index,
         dtype=str,
     )
+
+
+def _without_over(text: str, over: tuple[str, ...]) -> str:
+    """``text`` without the ``field=value`` items of the ``over`` fields that a Hydra sweep's
+    folder name holds: a path such as LISCO's ``method.checkpoint``
+    (``…/experiment=lisco,…,problem.instance=3,…``) names the instance it was trained on, so
+    the evaluations of one training configuration's networks on instances 0–4 stay one
+    configuration, while networks from another configuration's sweep stay apart."""
+    for field in over:
+        text = re.sub(rf"(^|[,/]){re.escape(field)}=[^,/']*,?", r"\1", text)
+    return text
 
 
 def failed_flags(df: pd.DataFrame) -> pd.Series:

@@ -413,6 +413,51 @@ def test_tables_average_over_instances():
     assert one["seeds"] == 1 and one["mean"] == 1.0
 
 
+def test_evaluations_of_one_sweeps_networks_average_over_instances():
+    """``table-lisco-eval`` evaluates each instance's saved networks: the records'
+    ``method.checkpoint`` paths differ by the instance the sweep folder names, and still make
+    one configuration averaged over instances; a network from another sweep's configuration
+    stays apart (the newest configuration is shown, as for any two configurations)."""
+    import pandas as pd
+
+    from runners.tables import experiment_specs, experiment_table
+
+    spec = experiment_specs("lisco")["lisco_table2"]
+    sweep = (
+        "results/sweeps/lisco-cpu/"
+        "experiment=lisco,method.predictor=True,problem.instance={},problem=qp,scale=cpu"
+    )
+    rows = [
+        {
+            "problem": "qp",
+            "method": "lisco",
+            "method.predictor": True,
+            "method.train": False,
+            "method.checkpoint": sweep.format(i),
+            "problem.instance": i,
+            "success": s,
+            "seed": 0,
+            "finished_at": f"2026-12-06T0{i}:00:00+00:00",
+        }
+        for i, s in ((0, 0.9), (1, 1.0))
+    ]
+
+    def success(records):
+        long, _ = experiment_table(pd.DataFrame(records), spec)
+        return long[
+            (long.row == "lisco/true/None") & (long.col == "qp") & (long.metric == "success")
+        ].iloc[0]
+
+    cell = success(rows)
+    assert cell["seeds"] == 2 and cell["mean"] == pytest.approx(0.95)
+    other = dict(rows[1], finished_at="2026-12-06T05:00:00+00:00", success=0.5)
+    other["method.checkpoint"] = sweep.format(1).replace(
+        "scale=cpu", "method.solver_steps=60000,scale=cpu"
+    )
+    cell = success([*rows, other])
+    assert cell["seeds"] == 1 and cell["mean"] == 0.5
+
+
 def test_max_violation_in_dc3s_convention():
     """``eq_max_avg`` is DC3's "Max. Eq.": the mean over test points of each point's max
     |Ay − x|; ``eq_max`` the worst point's; likewise for the inequalities."""
