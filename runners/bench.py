@@ -569,7 +569,7 @@ def lisco_vs_baseline(problem_name: str):
         import jax.numpy as jnp
         import numpy as np
 
-        from methods.parametric.lisco import LiscoConfig, init_networks
+        from methods.parametric.lisco import BATCH_CHUNK, LiscoConfig, init_networks
         from methods.parametric.lisco_baselines import box_osqp_solve, ipopt_solve, osqp_solve
         from problems import build_problem
         from runners.parametric import _load_networks, time_lisco, trained_input_log
@@ -646,6 +646,7 @@ def lisco_vs_baseline(problem_name: str):
             "lisco_throughput": t["throughput"],
             "lisco_batch_s": t["batch_s"],
             "lisco_batch_s_spread": [min(t["batch_s_all"]), max(t["batch_s_all"])],
+            "lisco_batch_chunk": BATCH_CHUNK,  # iterations between compactions of the batch
             "median_ratio_baseline_over_lisco": float(np.median(base_s)) / lisco_med,
             "throughput_ratio": t["throughput"] / base_tp,
             "lisco_s_per_iter_batch1": it1,
@@ -834,18 +835,33 @@ def _neural_dae(df: pd.DataFrame) -> str:
     return text
 
 
+def _sweep_of(checkpoint) -> str | None:
+    """The sweep folder of a benched lisco run (``results/sweeps/<sweep>/<run>``)."""
+    if not isinstance(checkpoint, str):
+        return None
+    parts = Path(checkpoint).parts
+    return parts[parts.index("sweeps") + 1] if "sweeps" in parts[:-1] else checkpoint
+
+
 def _lisco(df: pd.DataFrame) -> str:
     """LISCO against its baselines, the batched QP baseline, and an iteration's parts."""
     text = ""
     lisco = _named(df, "lisco_", parts=False)
     if len(lisco):
         rows = [
-            {"problem": r["name"].removeprefix("lisco_"), **{k: r.get(k) for k in LISCO_COLUMNS}}
+            {
+                "problem": r["name"].removeprefix("lisco_"),
+                "networks": _sweep_of(r.get("checkpoint")),
+                "date": str(r.get("timestamp", ""))[:10],
+                "commit": r.get("commit"),
+                **{k: r.get(k) for k in LISCO_COLUMNS},
+            }
             for _, r in lisco.iterrows()
         ]
         title = (
             "LISCO vs IPOPT / OSQP on the 833 test points (targets: median ratio ≥ 3, "
-            "throughput ratio ≥ 100)"
+            "throughput ratio ≥ 100; the latest record for each problem and set of "
+            "networks, `networks` the sweep folder they were trained in)"
         )
         text += _section(title, rows)
         box_keys = ("batch_s", "compile_s", "throughput", "median_iterations", "median_T")
@@ -934,6 +950,8 @@ LISCO_COLUMNS = (
     "lisco_success",
     "lisco_s_per_iter_batch1",
     "lisco_s_per_instance_iter_batch833",
+    "lisco_median_iterations",
+    "lisco_batch_chunk",
     "trained",
 )
 SEEDS_COLUMNS = (
@@ -975,11 +993,14 @@ def render(bench_dir: Path = BENCH_DIR, table: Path = TABLE) -> str:
             continue
     if not records:
         return ""
-    df = pd.DataFrame(records).sort_values("timestamp").groupby("name").tail(1)
+    full = pd.DataFrame(records).sort_values("timestamp")
+    df = full.groupby("name").tail(1)
     overview = df[[c for c in OVERVIEW_COLUMNS if c in df.columns]]
     text = "# Benchmarks (latest record of each; `make bench`)\n\n"
     text += overview.to_markdown(index=False, floatfmt=".4g") + "\n"
-    text += _sqp_momentum(df) + _neural_dae(df) + _lisco(df) + _seeds(df)
+    # LISCO: the latest record of each benchmark for each set of networks benched
+    by_networks = full.groupby(["name", full.get("checkpoint", pd.Series(dtype=str))], dropna=False)
+    text += _sqp_momentum(df) + _neural_dae(df) + _lisco(by_networks.tail(1)) + _seeds(df)
     write_atomic(table, text)
     return text
 

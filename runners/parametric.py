@@ -171,7 +171,7 @@ def time_lisco(
     batch_repeats: int = 5,
 ) -> dict:
     """LISCO as a user calls it (z₀ from the predictor or N(0, 1), then the loop): the whole
-    test batch at once (throughput; the loop in chunks of 25 iterations, converged samples
+    test batch at once (throughput; the loop in chunks of 10 iterations, converged samples
     leaving the batch between chunks) and every point alone (batch-1 latency per instance,
     one compiled program). Compile time is reported apart (``eval_compile_s``: the first,
     compiling pass over the batch). The batch is timed ``batch_repeats`` times after that

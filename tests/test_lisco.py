@@ -588,3 +588,33 @@ def test_bench_lisco_run_that_holds_no_networks_is_one_line_exit_2(tmp_path, cap
     after = set(bench.BENCH_DIR.glob("lisco_qp-*.json")) if bench.BENCH_DIR.exists() else set()
     assert after == before
     bench.LISCO_RUN = None
+
+
+def test_bench_table_keeps_the_latest_lisco_record_of_each_set_of_networks(tmp_path):
+    """bench.md's LISCO section: one row per (benchmark, networks benched), the newest of
+    each; an older record of the same networks is left out, other networks stay."""
+    from runners import bench
+
+    def record(ts, ckpt, ratio):
+        return {
+            "name": "lisco_rosenbrock",
+            "timestamp": ts,
+            "checkpoint": f"results/sweeps/{ckpt}/experiment=lisco,problem=rosenbrock",
+            "throughput_ratio": ratio,
+            "baseline": "ipopt",
+        }
+
+    for i, r in enumerate(
+        [
+            record("2026-12-01T00:00:00+00:00", "lisco-cpu", 11.0),
+            record("2026-12-02T00:00:00+00:00", "lisco-cpu", 22.0),
+            record("2026-12-03T00:00:00+00:00", "lisco_long-cpu", 33.0),
+        ]
+    ):
+        (tmp_path / f"r{i}.json").write_text(json.dumps(r))
+    text = bench.render(tmp_path, tmp_path / "bench.md")
+    rows = [ln for ln in text.splitlines() if ln.startswith("| rosenbrock")]
+    assert len(rows) == 2
+    assert any("lisco-cpu" in ln and "22" in ln for ln in rows)
+    assert any("lisco_long-cpu" in ln and "33" in ln for ln in rows)
+    assert not any("| 11 " in ln for ln in rows)

@@ -637,8 +637,13 @@ def make_inference(problem, cfg: LiscoConfig, dtype, thresholds=(1e-6, 1e-8)):
     return run
 
 
+#: iterations per compiled chunk of :func:`make_batch_inference` (this project's batched
+#: evaluation: converged samples leave the batch between chunks; 25 until 2026-12-06)
+BATCH_CHUNK = 10
+
+
 def make_batch_inference(
-    problem, cfg: LiscoConfig, dtype, thresholds=(1e-6, 1e-8), chunk: int = 25
+    problem, cfg: LiscoConfig, dtype, thresholds=(1e-6, 1e-8), chunk: int = BATCH_CHUNK
 ):
     """``run(sol_params, z0, x)`` for a large batch: the same loop in compiled chunks,
     converged samples dropped between chunks (``infer_compacted``)."""
@@ -659,6 +664,7 @@ def make_batch_inference(
 
 
 __all__ = [
+    "BATCH_CHUNK",
     "CONVEXIFICATIONS",
     "LiscoConfig",
     "IpoptConfig",
