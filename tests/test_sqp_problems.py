@@ -168,6 +168,21 @@ def test_spring_exact_solution_satisfies_ode_and_ics():
     assert float(jnp.max(jnp.abs(r_wrong))) > 1.0  # the residual sees a wrong k
 
 
+def test_spring_forward_mode_residual_matches_reverse_mode_on_the_network():
+    """u', u'' by jvp-of-jvp equal jax.grad of jax.grad on the initial network (float64)."""
+    p = build_problem("spring", {}, dtype="float64")
+    params = p.init_params(jax.random.PRNGKey(3))
+    u = lambda r: p.u(params, r)
+    c = p.cfg
+    rev = lambda t: (
+        c.mass * jax.grad(jax.grad(u))(t) + c.friction * jax.grad(u)(t) + c.stiffness * u(t)
+    )
+    t = jnp.linspace(0.0, 1.0, 17, dtype=jnp.float64)
+    fwd_r, rev_r = jax.vmap(lambda s: p.ode_residual(u, s))(t), jax.vmap(rev)(t)
+    assert float(jnp.max(jnp.abs(rev_r))) > 1.0  # a non-trivial residual
+    np.testing.assert_allclose(fwd_r, rev_r, rtol=1e-12, atol=1e-12)
+
+
 def test_spring_points_are_the_papers(tmp_path):
     p, d = small_data("spring", tmp_path)
     np.testing.assert_allclose(d.t_data, np.arange(0, 200, 20) / 499, atol=1e-15)
