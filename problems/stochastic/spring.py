@@ -175,10 +175,10 @@ class Spring(StochasticProblem):
 
         u' and u'' by forward mode in t (a jvp of a jvp, as butene's and Burgers' input
         derivatives): the same numbers as reverse mode (``jax.grad`` of ``jax.grad``), and on
-        this 3 × 32 network a compiled step with fewer operations. Measured 2026-12-06 on
-        this project's 2-core CPU, float32, one process: adam_unc 82 → 63 µs per iteration,
-        sqp_adam 126 → 102 µs (``python -m runners.bench --only sqp_momentum_spring_iter_f32``
-        before and after)."""
+        this 3 × 32 network a compiled step with fewer operations (adam_unc's 191 → 151).
+        Measured 2026-12-06 on one core of this project's 2-core CPU (``python -m
+        runners.bench --only sqp_momentum_spring_iter_f32``, at commits e4b4db2 and
+        296f569): adam_unc 74 → 61 µs per iteration, sqp_adam 118 → 90 µs."""
         one = jnp.ones_like(t)
         u_and_du = lambda s: jax.jvp(u, (s,), (one,))  # (u, u') at s
         (u0, du), (_, d2u) = jax.jvp(u_and_du, (t,), (one,))
