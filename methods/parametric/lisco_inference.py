@@ -160,11 +160,11 @@ def compacted_runner(
     """``run(params, z0, x) -> InferenceResult``: :func:`infer` for a large batch, in compiled
     chunks of ``chunk`` iterations; between chunks the samples still running are gathered
     into a smaller batch (padded to a power of two: at most log2(B) shapes compile, once), so
-    converged samples stop costing work (``chunk`` = 10: on this project's 2-core CPU the
-    Rosenbrock batch of 833 took 200 ms against 236 ms with chunks of 25, the non-convex
-    QP's the same, 2026-12-06). ``step(params, z, x)``. The same per-sample iterates
-    as :func:`infer` (up to floating-point reassociation in the batched products): one
-    sample's arithmetic never depends on the others."""
+    converged samples stop costing work (``chunk`` = 10: on this project's 2-core CPU,
+    ``make bench``'s Rosenbrock batch of 833 took 0.213 s against 0.246 s with chunks of
+    25, the non-convex QP's the same, 2026-12-06). ``step(params, z, x)``. The same
+    per-sample iterates as :func:`infer` (up to floating-point reassociation in the batched
+    products): one sample's arithmetic never depends on the others."""
     import numpy as np
 
     def loop(params):
