@@ -729,10 +729,19 @@ def experiment_spec(name: str) -> dict:
     return next(iter(experiment_specs(name).values()))
 
 
-def one_configuration(runs: pd.DataFrame, where: str) -> pd.DataFrame:
+def one_configuration(
+    runs: pd.DataFrame,
+    where: str,
+    notes: list | None = None,
+    context: str = "",
+    over: tuple[str, ...] = (),
+) -> pd.DataFrame:
     """The runs of one table cell that share one configuration: with several, the newest
     configuration (latest ``finished_at``), and a one-line warning naming the fields that
-    differ and the runs left out. ``runs`` needs ``_group`` (:func:`group_ids`)."""
+    differ and the runs left out (also appended to ``notes``, for the table's footnote;
+    the warning starts with ``context``, e.g. the table's name). ``runs`` needs ``_group``
+    (:func:`group_ids`); ``over``: the fields a cell averages over, not named as
+    differences."""
     if runs.empty or runs["_group"].nunique() <= 1:
         return runs
     stamp = (
@@ -742,13 +751,20 @@ def one_configuration(runs: pd.DataFrame, where: str) -> pd.DataFrame:
     )
     newest = runs.loc[stamp.idxmax(), "_group"]
     keep = runs[runs["_group"] == newest]
-    differ = [c for c in config_columns(runs) if runs[c].map(_label).nunique() > 1]
-    warn(
+    differ = [
+        c for c in config_columns(runs) if c not in over and runs[c].map(_label).nunique() > 1
+    ]
+    shown = ", ".join(f"{c}={_label(keep[c].iloc[0])}" for c in differ if c in keep.columns)
+    message = (
         f"{where}: runs of {runs['_group'].nunique()} configurations (differing in "
         f"{', '.join(differ) or 'fields not in the records'}); showing the newest "
-        f"({len(keep)} run{'s' if len(keep) != 1 else ''}), leaving out "
-        f"{len(runs) - len(keep)}"
+        f"({len(keep)} run{'s' if len(keep) != 1 else ''}"
+        + (f": {shown}" if shown else "")
+        + f"), leaving out {len(runs) - len(keep)}"
     )
+    warn(context + message)
+    if notes is not None:
+        notes.append(message)
     return keep
 
 
@@ -791,12 +807,16 @@ def experiment_table(df: pd.DataFrame, spec: dict) -> tuple[pd.DataFrame, pd.Dat
     row_keys = list(paper) + sorted(set(df["_row"]) - set(paper), key=_natural)
     col_keys = list(dict.fromkeys([c for r in paper.values() for c in r] + sorted(set(df["_col"]))))
     title = spec.get("title", "table")
-    long, shown = [], []
+    long, shown, mixed = [], [], []
     for r in row_keys:
         line = {"/".join(rows): names.get(r, r)}
         for c in col_keys:
             runs = one_configuration(
-                df[(df["_row"] == r) & (df["_col"] == c)], f"{title.split(':')[0]}: {r} × {c}"
+                df[(df["_row"] == r) & (df["_col"] == c)],
+                f"{names.get(r, r)} × {c}",
+                mixed,
+                f"{title.split(':')[0]}: ",
+                over,
             )
             n_failed = int(runs["_failed"].sum())
             ok = runs[~runs["_failed"]]
@@ -840,7 +860,18 @@ def experiment_table(df: pd.DataFrame, spec: dict) -> tuple[pd.DataFrame, pd.Dat
                     ours + note + (f" ({p:.3g})" if p is not None else "")
                 )
         shown.append(line)
-    return pd.DataFrame(long), pd.DataFrame(shown)
+    long = pd.DataFrame(long)
+    long.attrs["mixed_cells"] = mixed  # cells whose runs had several configurations
+    return long, pd.DataFrame(shown)
+
+
+def mixed_cells(long: pd.DataFrame) -> str:
+    """The footnote of a table with cells whose runs had several configurations: which
+    configuration each such cell shows (the newest) and what was left out; '' when none."""
+    notes = long.attrs.get("mixed_cells", [])
+    if not notes:
+        return ""
+    return "_Cells with runs of several configurations: " + "; ".join(notes) + "._"
 
 
 def _judged(rows: list[tuple[str, set, str]]) -> str:
@@ -1125,6 +1156,7 @@ def write_experiment(
             against_column(long, spec["versus"]) if spec.get("versus") else "",
             rounding_note(spec),
             labelled_runs(df, spec),
+            mixed_cells(long),
             averaged_over(df, long, spec),
             time_capped(df, fields),
             earlier_line_search(df, fields),

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 from test_scale import TINY_SPRING, _stop_after, compose_cfg, run
 
-from runners.tables import collect, experiment_table, summarize
+from runners.tables import collect, experiment_table, mixed_cells, summarize
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".jax_cache"
@@ -106,7 +106,13 @@ def test_an_experiment_cell_shows_one_configuration(three_configs, capsys):
     cell = long.iloc[0]
     assert cell.seeds == 1 and cell["mean"] == pytest.approx(newest["test_mse"])
     err = capsys.readouterr().err
+    assert "spring: " in err  # the warning names the table
     assert "2 configurations" in err and "budget.max_iter" in err and "leaving out 1" in err
+    # the table's own footnote says which configuration the cell shows and what was left out
+    note = mixed_cells(long)
+    assert note.startswith("_Cells with runs of several configurations:")
+    assert "budget.max_iter=" in note and "leaving out 1" in note
+    assert mixed_cells(experiment_table(pd.DataFrame([recs["plain"]]), spec)[0]) == ""
 
 
 # --- 4. failed solves are counted, never averaged -----------------------------------------
