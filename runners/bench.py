@@ -999,8 +999,9 @@ def render(bench_dir: Path = BENCH_DIR, table: Path = TABLE) -> str:
     text = "# Benchmarks (latest record of each; `make bench`)\n\n"
     text += overview.to_markdown(index=False, floatfmt=".4g") + "\n"
     # LISCO: the latest record of each benchmark for each set of networks benched
-    by_networks = full.groupby(["name", full.get("checkpoint", pd.Series(dtype=str))], dropna=False)
-    text += _sqp_momentum(df) + _neural_dae(df) + _lisco(by_networks.tail(1)) + _seeds(df)
+    keys = ["name", "checkpoint"] if "checkpoint" in full.columns else ["name"]
+    lisco = full.groupby(keys, dropna=False).tail(1)
+    text += _sqp_momentum(df) + _neural_dae(df) + _lisco(lisco) + _seeds(df)
     write_atomic(table, text)
     return text
 

@@ -618,3 +618,9 @@ def test_bench_table_keeps_the_latest_lisco_record_of_each_set_of_networks(tmp_p
     assert any("lisco-cpu" in ln and "22" in ln for ln in rows)
     assert any("lisco_long-cpu" in ln and "33" in ln for ln in rows)
     assert not any("| 11 " in ln for ln in rows)
+    # records without any lisco benchmark (no checkpoint field at all) still render
+    other = tmp_path / "other"
+    other.mkdir()
+    rec = {"name": "sqp_momentum_spring_parts", "timestamp": "2026-12-03T00:00:00+00:00"}
+    (other / "r.json").write_text(json.dumps({**rec, "s_per_iter_median": 1e-4}))
+    assert "sqp_momentum_spring_parts" in bench.render(other, other / "bench.md")
