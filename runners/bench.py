@@ -569,8 +569,9 @@ def lisco_vs_baseline(problem_name: str):
         import jax.numpy as jnp
         import numpy as np
 
-        from methods.parametric.lisco import BATCH_CHUNK, LiscoConfig, init_networks
+        from methods.parametric.lisco import LiscoConfig, init_networks
         from methods.parametric.lisco_baselines import box_osqp_solve, ipopt_solve, osqp_solve
+        from methods.parametric.lisco_inference import BATCH_CHUNK
         from problems import build_problem
         from runners.parametric import _load_networks, time_lisco, trained_input_log
 

@@ -61,7 +61,7 @@ import optax
 from optax.contrib import reduce_on_plateau
 
 from methods.driver import Method
-from methods.parametric.lisco_inference import compacted_runner, infer
+from methods.parametric.lisco_inference import BATCH_CHUNK, compacted_runner, infer
 from problems.common.base import check, check_choice, check_positive_int
 from problems.common.networks import INITS, dense
 
@@ -637,11 +637,6 @@ def make_inference(problem, cfg: LiscoConfig, dtype, thresholds=(1e-6, 1e-8)):
     return run
 
 
-#: iterations per compiled chunk of :func:`make_batch_inference` (this project's batched
-#: evaluation: converged samples leave the batch between chunks; 25 until 2026-12-06)
-BATCH_CHUNK = 10
-
-
 def make_batch_inference(
     problem, cfg: LiscoConfig, dtype, thresholds=(1e-6, 1e-8), chunk: int = BATCH_CHUNK
 ):
@@ -664,7 +659,6 @@ def make_batch_inference(
 
 
 __all__ = [
-    "BATCH_CHUNK",
     "CONVEXIFICATIONS",
     "LiscoConfig",
     "IpoptConfig",

@@ -144,6 +144,11 @@ def infer(
     return _result(advance(init(z0, x, alpha0), x, n_max), n_max, tol)
 
 
+#: iterations per compiled chunk of :func:`compacted_runner` (this project's batched
+#: evaluation: converged samples leave the batch between chunks; 25 until 2026-12-06)
+BATCH_CHUNK = 10
+
+
 def compacted_runner(
     step: Callable,
     residual: Callable,
@@ -154,7 +159,7 @@ def compacted_runner(
     alpha0: float = 1.0,
     shrink: float = 0.95,
     thresholds: tuple = (),
-    chunk: int = 10,
+    chunk: int = BATCH_CHUNK,
     min_bucket: int = 8,
 ) -> Callable:
     """``run(params, z0, x) -> InferenceResult``: :func:`infer` for a large batch, in compiled
@@ -214,4 +219,11 @@ def newton_step(residual: Callable) -> Callable:
     return jax.vmap(one)
 
 
-__all__ = ["InferenceResult", "infer", "infer_compacted", "compacted_runner", "newton_step"]
+__all__ = [
+    "BATCH_CHUNK",
+    "InferenceResult",
+    "infer",
+    "infer_compacted",
+    "compacted_runner",
+    "newton_step",
+]
