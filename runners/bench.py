@@ -571,7 +571,7 @@ def lisco_vs_baseline(problem_name: str):
 
         from methods.parametric.lisco import LiscoConfig, init_networks
         from methods.parametric.lisco_baselines import box_osqp_solve, ipopt_solve, osqp_solve
-        from methods.parametric.lisco_inference import BATCH_CHUNK
+        from methods.parametric.lisco_inference import BATCH_CHUNK, STREAM_WIDTH
         from problems import build_problem
         from runners.parametric import _load_networks, time_lisco, trained_input_log
 
@@ -627,6 +627,11 @@ def lisco_vs_baseline(problem_name: str):
         fb = time_lisco(problem, full, dtype, pred, sol, x, key, batch1=False)
         it1 = float(np.median(f1["seconds"])) / full.n_max
         itb = fb["batch_s"] / full.n_max
+        # the floor: every sample's iterations at the cost of a row of the whole batch in one
+        # loop (the most efficient width here), no row computed for a stopped sample
+        row_s = _full_batch_row_s(problem, full, dtype, pred, sol, x, key, repeats)
+        its = np.asarray(t["result"].iterations)
+        floor_s = float(its.sum()) * row_s
         lisco_med = float(np.median(secs[ok])) if ok.any() else float("nan")
         base_tp = len(x) / float(np.sum(base_s))
         return {
@@ -648,6 +653,12 @@ def lisco_vs_baseline(problem_name: str):
             "lisco_batch_s": t["batch_s"],
             "lisco_batch_s_spread": [min(t["batch_s_all"]), max(t["batch_s_all"])],
             "lisco_batch_chunk": BATCH_CHUNK,  # iterations between compactions of the batch
+            "lisco_stream_width": STREAM_WIDTH,  # rows in flight in the streaming phase
+            "lisco_sum_iterations": int(its.sum()),
+            "lisco_max_iterations": int(its.max()),
+            "lisco_s_per_row_iter_full_batch": row_s,
+            "lisco_batch_floor_s": floor_s,
+            "throughput_ratio_at_floor": len(x) / floor_s / base_tp,
             "median_ratio_baseline_over_lisco": float(np.median(base_s)) / lisco_med,
             "throughput_ratio": t["throughput"] / base_tp,
             "lisco_s_per_iter_batch1": it1,
@@ -662,6 +673,23 @@ def lisco_vs_baseline(problem_name: str):
         }
 
     return bench
+
+
+def _full_batch_row_s(problem, cfg, dtype, pred, sol, x, key, repeats: int) -> float:
+    """Seconds per sample per iteration of LISCO's loop with the whole batch in one
+    ``lax.while_loop`` (:func:`methods.parametric.lisco.make_inference`, 20 iterations with
+    every sample running): the cost of one row of the batch where rows cost least."""
+    import dataclasses
+
+    import jax.numpy as jnp
+
+    from methods.parametric.lisco import make_inference, start_points
+
+    n = 20
+    run = make_inference(problem, dataclasses.replace(cfg, n_max=n), dtype, ())
+    xj = jnp.asarray(x, dtype)
+    z0 = start_points(problem, cfg, dtype, pred, xj, key)
+    return _per_call(lambda z: run(sol, z, xj).z, z0, max(repeats, 3), n) / len(x)
 
 
 def seeds_vectorized(method: str, problem: str, n: int = 5, extra: tuple = ()):
@@ -953,6 +981,10 @@ LISCO_COLUMNS = (
     "lisco_s_per_instance_iter_batch833",
     "lisco_median_iterations",
     "lisco_batch_chunk",
+    "lisco_stream_width",
+    "lisco_sum_iterations",
+    "lisco_batch_floor_s",
+    "throughput_ratio_at_floor",
     "trained",
 )
 SEEDS_COLUMNS = (

@@ -171,8 +171,9 @@ def time_lisco(
     batch_repeats: int = 5,
 ) -> dict:
     """LISCO as a user calls it (z₀ from the predictor or N(0, 1), then the loop): the whole
-    test batch at once (throughput; the loop in chunks of 10 iterations, converged samples
-    leaving the batch between chunks) and every point alone (batch-1 latency per instance,
+    test batch at once (throughput; ``methods.parametric.lisco_inference.compacted_runner``:
+    rows of stopped samples refilled with waiting ones, then the last samples in shrinking
+    batches) and every point alone (batch-1 latency per instance,
     one compiled program). Compile time is reported apart (``eval_compile_s``: the first,
     compiling pass over the batch). The batch is timed ``batch_repeats`` times after that
     and ``batch_s`` is the median (one pass of a few tenths of a second varied by ±25%
@@ -189,7 +190,7 @@ def time_lisco(
     batch_run = make_batch_inference(problem, mc, dtype, THRESHOLDS)
     start = jax.jit(lambda xb, kb: start_points(problem, mc, dtype, pred_params, xb, kb))
 
-    def solve_batch(xb, kb):  # chunks of the loop; converged samples leave the batch
+    def solve_batch(xb, kb):  # stopped samples cost no further work
         return batch_run(sol_params, start(xb, kb), xb)
 
     xj = jnp.asarray(x, dtype)

@@ -137,7 +137,7 @@ def test_inference_resets_to_the_best_iterate_on_blow_up(inst):
     newton = newton_step(res)
     x = jnp.asarray(inst.test[:4])
     z0 = jnp.zeros((4, 200))
-    out = jax.jit(lambda: infer(lambda z, xx: 100.0 * newton(z, xx), res, z0, x, n_max=5))()
+    out = jax.jit(lambda: infer(lambda z, xx, f: 100.0 * newton(z, xx, f), res, z0, x, n_max=5))()
     start = 0.5 * np.linalg.norm(np.asarray(jax.vmap(res)(z0, x)), axis=1) ** 2
     assert np.all(np.asarray(out.resets) >= 1)
     np.testing.assert_array_less(np.asarray(out.merit), start * (1 + 1e-12))

@@ -368,10 +368,13 @@ def step_size(nrm, kind: str):
 
 
 def solver_step(sol: Net, sol_params, residual, kind: str = "v1", input_log: str = "ln"):
-    """Δz(z, x) = s(‖F‖)·Π_sol([x, F/‖F‖, log‖F‖]) with the exact F (batched)."""
+    """Δz(z, x) = s(‖F‖)·Π_sol([x, F/‖F‖, log‖F‖]) with the exact F (batched; ``f`` = F(z)
+    when the caller already holds it, as the inference loop does)."""
 
-    def step(z, x):
-        feats, nrm = solver_features(x, jax.vmap(residual)(z, x), input_log)
+    def step(z, x, f=None):
+        if f is None:
+            f = jax.vmap(residual)(z, x)
+        feats, nrm = solver_features(x, f, input_log)
         return step_size(nrm, kind) * sol.apply(sol_params, feats)
 
     return step
@@ -640,14 +643,15 @@ def make_inference(problem, cfg: LiscoConfig, dtype, thresholds=(1e-6, 1e-8)):
 def make_batch_inference(
     problem, cfg: LiscoConfig, dtype, thresholds=(1e-6, 1e-8), chunk: int = BATCH_CHUNK
 ):
-    """``run(sol_params, z0, x)`` for a large batch: the same loop in compiled chunks,
-    converged samples dropped between chunks (``infer_compacted``)."""
+    """``run(sol_params, z0, x)`` for a large batch: the same loop, stopped samples costing
+    no further work (``compacted_runner``: their rows refilled with waiting samples, then
+    the last ones in shrinking batches)."""
     _, sol = networks(problem, cfg, dtype)
     res = problem.residual(dtype)
     return compacted_runner(
-        lambda sol_params, z, x: solver_step(sol, sol_params, res, cfg.step_scale, cfg.input_log)(
-            z, x
-        ),
+        lambda sol_params, z, x, f: solver_step(
+            sol, sol_params, res, cfg.step_scale, cfg.input_log
+        )(z, x, f),
         res,
         n_max=cfg.n_max,
         tol=stop_tol(cfg),
