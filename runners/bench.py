@@ -864,6 +864,15 @@ def _neural_dae(df: pd.DataFrame) -> str:
     return text
 
 
+def _results_relative(checkpoint):
+    """A benched run's folder from ``results/`` on (``results/sweeps/<sweep>/<run>``), however
+    it was given (relative or absolute); other values unchanged."""
+    if not isinstance(checkpoint, str):
+        return checkpoint
+    parts = Path(checkpoint).parts
+    return str(Path(*parts[parts.index("results") :])) if "results" in parts else checkpoint
+
+
 def _sweep_of(checkpoint) -> str | None:
     """The sweep folder of a benched lisco run (``results/sweeps/<sweep>/<run>``)."""
     if not isinstance(checkpoint, str):
@@ -890,7 +899,10 @@ def _lisco(df: pd.DataFrame) -> str:
         title = (
             "LISCO vs IPOPT / OSQP on the 833 test points (targets: median ratio ≥ 3, "
             "throughput ratio ≥ 100; the latest record for each problem and set of "
-            "networks, `networks` the sweep folder they were trained in)"
+            "networks, `networks` the sweep folder they were trained in; "
+            "`lisco_batch_floor_s`: the points' iterations summed × the cost of one row "
+            "of the whole batch in one loop, the batch's time if no row were computed "
+            "for a stopped point, and `throughput_ratio_at_floor` the ratio at that time)"
         )
         text += _section(title, rows)
         box_keys = ("batch_s", "compile_s", "throughput", "median_iterations", "median_T")
@@ -1032,7 +1044,10 @@ def render(bench_dir: Path = BENCH_DIR, table: Path = TABLE) -> str:
     text = "# Benchmarks (latest record of each; `make bench`)\n\n"
     text += overview.to_markdown(index=False, floatfmt=".4g") + "\n"
     # LISCO: the latest record of each benchmark for each set of networks benched
-    keys = ["name", "checkpoint"] if "checkpoint" in full.columns else ["name"]
+    # (the networks by their folder under results/: a record may hold the path absolute)
+    if "checkpoint" in full.columns:
+        full = full.assign(networks_key=full["checkpoint"].map(_results_relative))
+    keys = ["name", "networks_key"] if "checkpoint" in full.columns else ["name"]
     lisco = full.groupby(keys, dropna=False).tail(1)
     text += _sqp_momentum(df) + _neural_dae(df) + _lisco(lisco) + _seeds(df)
     write_atomic(table, text)

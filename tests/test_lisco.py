@@ -599,14 +599,15 @@ def test_bench_lisco_run_that_holds_no_networks_is_one_line_exit_2(tmp_path, cap
 
 def test_bench_table_keeps_the_latest_lisco_record_of_each_set_of_networks(tmp_path):
     """bench.md's LISCO section: one row per (benchmark, networks benched), the newest of
-    each; an older record of the same networks is left out, other networks stay."""
+    each; an older record of the same networks is left out (also when one record names
+    them by an absolute path, ``--lisco-run /abs/...``), other networks stay."""
     from runners import bench
 
-    def record(ts, ckpt, ratio):
+    def record(ts, ckpt, ratio, root=""):
         return {
             "name": "lisco_rosenbrock",
             "timestamp": ts,
-            "checkpoint": f"results/sweeps/{ckpt}/experiment=lisco,problem=rosenbrock",
+            "checkpoint": f"{root}results/sweeps/{ckpt}/experiment=lisco,problem=rosenbrock",
             "throughput_ratio": ratio,
             "baseline": "ipopt",
         }
@@ -614,8 +615,9 @@ def test_bench_table_keeps_the_latest_lisco_record_of_each_set_of_networks(tmp_p
     for i, r in enumerate(
         [
             record("2026-12-01T00:00:00+00:00", "lisco-cpu", 11.0),
+            record("2026-12-01T12:00:00+00:00", "lisco-cpu", 44.0, root="/home/u/repo/"),
             record("2026-12-02T00:00:00+00:00", "lisco-cpu", 22.0),
-            record("2026-12-03T00:00:00+00:00", "lisco_long-cpu", 33.0),
+            record("2026-12-03T00:00:00+00:00", "lisco_long-cpu", 33.0, root="/home/u/repo/"),
         ]
     ):
         (tmp_path / f"r{i}.json").write_text(json.dumps(r))
@@ -624,7 +626,7 @@ def test_bench_table_keeps_the_latest_lisco_record_of_each_set_of_networks(tmp_p
     assert len(rows) == 2
     assert any("lisco-cpu" in ln and "22" in ln for ln in rows)
     assert any("lisco_long-cpu" in ln and "33" in ln for ln in rows)
-    assert not any("| 11 " in ln for ln in rows)
+    assert not any("| 11 " in ln or "| 44 " in ln for ln in rows)
     # records without any lisco benchmark (no checkpoint field at all) still render
     other = tmp_path / "other"
     other.mkdir()
