@@ -630,6 +630,7 @@ def lisco_vs_baseline(problem_name: str):
         # the floor: every sample's iterations at the cost of a row of the whole batch in one
         # loop (the most efficient width here), no row computed for a stopped sample
         row_s = _full_batch_row_s(problem, full, dtype, pred, sol, x, key, repeats)
+        streamed, drained = _streaming_side_by_side(problem, mc, dtype, pred, sol, x, key)
         its = np.asarray(t["result"].iterations)
         floor_s = float(its.sum()) * row_s
         lisco_med = float(np.median(secs[ok])) if ok.any() else float("nan")
@@ -654,6 +655,9 @@ def lisco_vs_baseline(problem_name: str):
             "lisco_batch_s_spread": [min(t["batch_s_all"]), max(t["batch_s_all"])],
             "lisco_batch_chunk": BATCH_CHUNK,  # iterations between compactions of the batch
             "lisco_stream_width": STREAM_WIDTH,  # rows in flight in the streaming phase
+            # the batch with and without the streaming phase, taking turns (7 rounds)
+            "lisco_batch_s_streamed": streamed,
+            "lisco_batch_s_without_streaming": drained,
             "lisco_sum_iterations": int(its.sum()),
             "lisco_max_iterations": int(its.max()),
             "lisco_s_per_row_iter_full_batch": row_s,
@@ -690,6 +694,33 @@ def _full_batch_row_s(problem, cfg, dtype, pred, sol, x, key, repeats: int) -> f
     xj = jnp.asarray(x, dtype)
     z0 = start_points(problem, cfg, dtype, pred, xj, key)
     return _per_call(lambda z: run(sol, z, xj).z, z0, max(repeats, 3), n) / len(x)
+
+
+def _streaming_side_by_side(problem, cfg, dtype, pred, sol, x, key, rounds: int = 7):
+    """Median seconds for the whole batch with the batched evaluation's streaming phase
+    (the default) and without it (``width=None``: the drain alone, from the whole batch, as
+    before 2026-12-06 but with the rest of that day's changes: F carried, batches down to
+    one row, doubling chunks), the two taking turns so that a slower stretch of the machine
+    weighs on both alike."""
+    import jax
+    import jax.numpy as jnp
+
+    from methods.parametric.lisco import make_batch_inference, start_points
+    from runners.parametric import THRESHOLDS
+
+    xj = jnp.asarray(x, dtype)
+    z0 = jax.jit(lambda xb, kb: start_points(problem, cfg, dtype, pred, xb, kb))(xj, key)
+    runs = [
+        make_batch_inference(problem, cfg, dtype, THRESHOLDS),
+        make_batch_inference(problem, cfg, dtype, THRESHOLDS, width=None),
+    ]
+    times: list[list[float]] = [[], []]
+    for _ in range(rounds + 1):  # the first round compiles
+        for run, ts in zip(runs, times):
+            t0 = time.perf_counter()
+            jax.block_until_ready(run(sol, z0, xj))
+            ts.append(time.perf_counter() - t0)
+    return statistics.median(times[0][1:]), statistics.median(times[1][1:])
 
 
 def seeds_vectorized(method: str, problem: str, n: int = 5, extra: tuple = ()):
@@ -994,6 +1025,8 @@ LISCO_COLUMNS = (
     "lisco_median_iterations",
     "lisco_batch_chunk",
     "lisco_stream_width",
+    "lisco_batch_s_streamed",
+    "lisco_batch_s_without_streaming",
     "lisco_sum_iterations",
     "lisco_batch_floor_s",
     "throughput_ratio_at_floor",

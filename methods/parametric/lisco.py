@@ -61,7 +61,12 @@ import optax
 from optax.contrib import reduce_on_plateau
 
 from methods.driver import Method
-from methods.parametric.lisco_inference import BATCH_CHUNK, compacted_runner, infer
+from methods.parametric.lisco_inference import (
+    BATCH_CHUNK,
+    STREAM_WIDTH,
+    compacted_runner,
+    infer,
+)
 from problems.common.base import check, check_choice, check_positive_int
 from problems.common.networks import INITS, dense
 
@@ -641,7 +646,12 @@ def make_inference(problem, cfg: LiscoConfig, dtype, thresholds=(1e-6, 1e-8)):
 
 
 def make_batch_inference(
-    problem, cfg: LiscoConfig, dtype, thresholds=(1e-6, 1e-8), chunk: int = BATCH_CHUNK
+    problem,
+    cfg: LiscoConfig,
+    dtype,
+    thresholds=(1e-6, 1e-8),
+    chunk: int = BATCH_CHUNK,
+    width: int | None = STREAM_WIDTH,
 ):
     """``run(sol_params, z0, x)`` for a large batch: the same loop, stopped samples costing
     no further work (``compacted_runner``: their rows refilled with waiting samples, then
@@ -659,6 +669,7 @@ def make_batch_inference(
         shrink=cfg.shrink,
         thresholds=thresholds,
         chunk=chunk,
+        width=width,
     )
 
 
