@@ -924,6 +924,7 @@ def _lisco(df: pd.DataFrame) -> str:
                 "date": str(r.get("timestamp", ""))[:10],
                 "commit": r.get("commit"),
                 **{k: r.get(k) for k in LISCO_COLUMNS},
+                **_lisco_iteration_budget(r),
             }
             for _, r in lisco.iterrows()
         ]
@@ -933,7 +934,9 @@ def _lisco(df: pd.DataFrame) -> str:
             "networks, `networks` the sweep folder they were trained in; "
             "`lisco_batch_floor_s`: the points' iterations summed × the cost of one row "
             "of the whole batch in one loop, the batch's time if no row were computed "
-            "for a stopped point, and `throughput_ratio_at_floor` the ratio at that time)"
+            "for a stopped point, and `throughput_ratio_at_floor` the ratio at that time; "
+            "`mean_iterations_for_target_at_floor`: the most iterations per point that "
+            "would give the 100× ratio at the floor)"
         )
         text += _section(title, rows)
         box_keys = ("batch_s", "compile_s", "throughput", "median_iterations", "median_T")
@@ -977,6 +980,27 @@ def _lisco(df: pd.DataFrame) -> str:
         )
         text += _section(title, rows)
     return text
+
+
+def _lisco_iteration_budget(r) -> dict:
+    """Mean iterations per point the benched networks used, and the most that would still
+    give a throughput of ``LISCO_THROUGHPUT_TARGET`` × the baseline's at the batch's floor
+    (every row at the cost of a row of the whole batch: 1 / (target · baseline rate · row
+    cost)); NaN for records without the floor fields."""
+    nan = float("nan")
+    need = ("lisco_sum_iterations", "lisco_s_per_row_iter_full_batch", "baseline_throughput")
+    if any(pd.isna(r.get(k, nan)) for k in need):
+        return {"lisco_mean_iterations": nan, "mean_iterations_for_target_at_floor": nan}
+    points = r["lisco_throughput"] * r["lisco_batch_s"]  # the batch's size
+    row_s, base_tp = r["lisco_s_per_row_iter_full_batch"], r["baseline_throughput"]
+    return {
+        "lisco_mean_iterations": r["lisco_sum_iterations"] / points,
+        "mean_iterations_for_target_at_floor": 1.0 / (LISCO_THROUGHPUT_TARGET * base_tp * row_s),
+    }
+
+
+#: the issue's throughput target: LISCO's batch ≥ 100 × IPOPT's single-core rate
+LISCO_THROUGHPUT_TARGET = 100.0
 
 
 def _seeds(df: pd.DataFrame) -> str:
