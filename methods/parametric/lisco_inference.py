@@ -207,10 +207,10 @@ def compacted_runner(
       ``chunk`` iterations at a time, gathered again between chunks (a chunk in which none
       stopped is followed by one twice as long, so a few stragglers cost few calls).
 
-    Why: a loop iteration's cost is the solver network's matrix products, proportional to
-    the rows in the batch, so each iteration spent on a row that has stopped is waste; in
-    the earlier scheme (the drain alone, whole batch first) about a quarter of the rows
-    computed were such rows on the non-convex QP. The same per-sample iterates as
+    Why: a loop iteration's cost is the solver network's matrix products, which grow with
+    the rows in the batch, so each iteration spent on a row that has stopped is waste
+    (``make bench``'s LISCO records time the batch with and without the streaming phase,
+    ``width=None``, side by side). The same per-sample iterates as
     :func:`infer` (up to floating-point reassociation in the batched products): one
     sample's arithmetic never depends on the others."""
     import numpy as np
@@ -283,7 +283,7 @@ def compacted_runner(
 
 
 def infer_compacted(step: Callable, residual: Callable, z0, x, **kw) -> InferenceResult:
-    """:func:`compacted_runner` for a ``step(z, x)`` without parameters (tests, Newton)."""
+    """:func:`compacted_runner` for a ``step(z, x, f)`` without parameters (tests, Newton)."""
     return compacted_runner(lambda params, z, xx, f: step(z, xx, f), residual, **kw)(None, z0, x)
 
 
