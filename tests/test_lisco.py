@@ -633,3 +633,28 @@ def test_bench_table_keeps_the_latest_lisco_record_of_each_set_of_networks(tmp_p
     rec = {"name": "sqp_momentum_spring_parts", "timestamp": "2026-12-03T00:00:00+00:00"}
     (other / "r.json").write_text(json.dumps({**rec, "s_per_iter_median": 1e-4}))
     assert "sqp_momentum_spring_parts" in bench.render(other, other / "bench.md")
+
+
+def test_bench_iteration_budget_is_the_one_that_gives_the_target_at_the_floor():
+    """bench.md's ``mean_iterations_for_target_at_floor``: networks that use exactly that
+    many iterations per point have a floor (iterations summed × a row's cost) at which the
+    throughput is the target multiple of the baseline's; records without the floor fields
+    give NaN."""
+    from runners import bench
+
+    points, row_s, base_tp = 833, 1.2e-5, 47.0
+    budget = bench._lisco_iteration_budget(
+        {
+            "lisco_sum_iterations": 1.0,
+            "lisco_s_per_row_iter_full_batch": row_s,
+            "baseline_throughput": base_tp,
+            "lisco_throughput": points / 0.5,
+            "lisco_batch_s": 0.5,
+        }
+    )
+    k = budget["mean_iterations_for_target_at_floor"]
+    floor_s = k * points * row_s
+    assert points / floor_s / base_tp == pytest.approx(bench.LISCO_THROUGHPUT_TARGET)
+    assert budget["lisco_mean_iterations"] == pytest.approx(1.0 / points)
+    empty = bench._lisco_iteration_budget({"baseline_throughput": base_tp})
+    assert all(np.isnan(v) for v in empty.values())
