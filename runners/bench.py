@@ -630,7 +630,7 @@ def lisco_vs_baseline(problem_name: str):
         # the floor: every sample's iterations at the cost of a row of the whole batch in one
         # loop (the most efficient width here), no row computed for a stopped sample
         row_s = _full_batch_row_s(problem, full, dtype, pred, sol, x, key, repeats)
-        streamed, drained = _streaming_side_by_side(problem, mc, dtype, pred, sol, x, key)
+        side = _streaming_side_by_side(problem, mc, dtype, pred, sol, x, key)
         its = np.asarray(t["result"].iterations)
         floor_s = float(its.sum()) * row_s
         lisco_med = float(np.median(secs[ok])) if ok.any() else float("nan")
@@ -655,9 +655,8 @@ def lisco_vs_baseline(problem_name: str):
             "lisco_batch_s_spread": [min(t["batch_s_all"]), max(t["batch_s_all"])],
             "lisco_batch_chunk": BATCH_CHUNK,  # iterations between compactions of the batch
             "lisco_stream_width": STREAM_WIDTH,  # rows in flight in the streaming phase
-            # the batch with and without the streaming phase, taking turns (7 rounds)
-            "lisco_batch_s_streamed": streamed,
-            "lisco_batch_s_without_streaming": drained,
+            # the batch with and without the streaming phase, and in bfloat16, taking turns
+            **side,
             "lisco_sum_iterations": int(its.sum()),
             "lisco_max_iterations": int(its.max()),
             "lisco_s_per_row_iter_full_batch": row_s,
@@ -696,31 +695,49 @@ def _full_batch_row_s(problem, cfg, dtype, pred, sol, x, key, repeats: int) -> f
     return _per_call(lambda z: run(sol, z, xj).z, z0, max(repeats, 3), n) / len(x)
 
 
-def _streaming_side_by_side(problem, cfg, dtype, pred, sol, x, key, rounds: int = 7):
-    """Median seconds for the whole batch with the batched evaluation's streaming phase
-    (the default) and without it (``width=None``: the drain alone, from the whole batch, as
-    before 2026-12-06 but with the rest of that day's changes: F carried, batches down to
-    one row, doubling chunks), the two taking turns so that a slower stretch of the machine
-    weighs on both alike."""
+def _streaming_side_by_side(problem, cfg, dtype, pred, sol, x, key, rounds: int = 7) -> dict:
+    """The whole batch three ways, taking turns so that a slower stretch of the machine
+    weighs on all alike (median seconds of ``rounds`` rounds): with the batched evaluation's
+    streaming phase (the default), without it (``width=None``: the drain alone, from the
+    whole batch, as before 2026-12-06 but with the rest of that day's changes: F carried,
+    batches down to one row, doubling chunks), and streamed with the solver network's
+    products in bfloat16 (``method.inference_precision=bfloat16``, this project's), whose
+    success (½‖F‖² ≤ tol in float64) and iterations are recorded too."""
+    import dataclasses
+
     import jax
     import jax.numpy as jnp
+    import numpy as np
 
     from methods.parametric.lisco import make_batch_inference, start_points
     from runners.parametric import THRESHOLDS
 
     xj = jnp.asarray(x, dtype)
     z0 = jax.jit(lambda xb, kb: start_points(problem, cfg, dtype, pred, xb, kb))(xj, key)
+    low = dataclasses.replace(cfg, inference_precision="bfloat16")
     runs = [
         make_batch_inference(problem, cfg, dtype, THRESHOLDS),
         make_batch_inference(problem, cfg, dtype, THRESHOLDS, width=None),
+        make_batch_inference(problem, low, dtype, THRESHOLDS),
     ]
-    times: list[list[float]] = [[], []]
+    times: list[list[float]] = [[] for _ in runs]
     for _ in range(rounds + 1):  # the first round compiles
         for run, ts in zip(runs, times):
             t0 = time.perf_counter()
-            jax.block_until_ready(run(sol, z0, xj))
+            out = jax.block_until_ready(run(sol, z0, xj))
             ts.append(time.perf_counter() - t0)
-    return statistics.median(times[0][1:]), statistics.median(times[1][1:])
+    # out: the last run of the last round, the bfloat16 one
+    merit = np.asarray(problem.sample_metrics(np.asarray(out.z), x, None)["merit"])
+    its = np.asarray(out.iterations)
+    med = [statistics.median(ts[1:]) for ts in times]
+    return {
+        "lisco_batch_s_streamed": med[0],
+        "lisco_batch_s_without_streaming": med[1],
+        "lisco_batch_s_bfloat16": med[2],
+        "lisco_success_bfloat16": float(np.mean(merit <= cfg.tol)),
+        "lisco_sum_iterations_bfloat16": int(its.sum()),
+        "lisco_median_iterations_bfloat16": float(np.median(its)),
+    }
 
 
 def seeds_vectorized(method: str, problem: str, n: int = 5, extra: tuple = ()):
@@ -936,7 +953,9 @@ def _lisco(df: pd.DataFrame) -> str:
             "of the whole batch in one loop, the batch's time if no row were computed "
             "for a stopped point, and `throughput_ratio_at_floor` the ratio at that time; "
             "`mean_iterations_for_target_at_floor`: the most iterations per point that "
-            "would give the 100× ratio at the floor)"
+            "would give the 100× ratio at the floor; `_bfloat16`: the batch with the solver "
+            "network's products in bfloat16, `method.inference_precision=bfloat16`, this "
+            "project's)"
         )
         text += _section(title, rows)
         box_keys = ("batch_s", "compile_s", "throughput", "median_iterations", "median_T")
@@ -990,12 +1009,21 @@ def _lisco_iteration_budget(r) -> dict:
     nan = float("nan")
     need = ("lisco_sum_iterations", "lisco_s_per_row_iter_full_batch", "baseline_throughput")
     if any(pd.isna(r.get(k, nan)) for k in need):
-        return {"lisco_mean_iterations": nan, "mean_iterations_for_target_at_floor": nan}
+        return dict.fromkeys(
+            (
+                "lisco_mean_iterations",
+                "mean_iterations_for_target_at_floor",
+                "throughput_ratio_bfloat16",
+            ),
+            nan,
+        )
     points = r["lisco_throughput"] * r["lisco_batch_s"]  # the batch's size
     row_s, base_tp = r["lisco_s_per_row_iter_full_batch"], r["baseline_throughput"]
+    low_s = r.get("lisco_batch_s_bfloat16", nan)
     return {
         "lisco_mean_iterations": r["lisco_sum_iterations"] / points,
         "mean_iterations_for_target_at_floor": 1.0 / (LISCO_THROUGHPUT_TARGET * base_tp * row_s),
+        "throughput_ratio_bfloat16": points / low_s / base_tp if pd.notna(low_s) else nan,
     }
 
 
@@ -1051,6 +1079,9 @@ LISCO_COLUMNS = (
     "lisco_stream_width",
     "lisco_batch_s_streamed",
     "lisco_batch_s_without_streaming",
+    "lisco_batch_s_bfloat16",
+    "lisco_success_bfloat16",
+    "lisco_median_iterations_bfloat16",
     "lisco_sum_iterations",
     "lisco_batch_floor_s",
     "throughput_ratio_at_floor",

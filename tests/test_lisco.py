@@ -251,6 +251,10 @@ def test_cli_ipopt_baseline_is_the_reference(tmp_path):
         (["method=lisco", "problem=reaction"], "method"),
         (["method=lisco", "problem=rosenbrock", "method.start=uniform"], "method.start"),
         (["method=lisco", "problem=qp", "method.init=kaiming"], "method.init"),
+        (
+            ["method=lisco", "problem=qp", "method.inference_precision=fp16"],
+            "method.inference_precision",
+        ),
     ],
 )
 def test_cli_bad_input_is_one_line(tmp_path, args, field):
@@ -658,3 +662,26 @@ def test_bench_iteration_budget_is_the_one_that_gives_the_target_at_the_floor():
     assert budget["lisco_mean_iterations"] == pytest.approx(1.0 / points)
     empty = bench._lisco_iteration_budget({"baseline_throughput": base_tp})
     assert all(np.isnan(v) for v in empty.values())
+
+
+def test_bfloat16_inference_products_round_the_operands_only(ncqp):
+    """``method.inference_precision=bfloat16``: Π_sol with the trained (float32) parameters
+    as they are, its products from bfloat16 operands accumulated in float32: the output is
+    float32, equal to the float32 network applied to bfloat16-rounded inputs and weights (to
+    float32 rounding), and within bfloat16's ~3 significant digits of the float32 output."""
+    from methods.parametric.lisco import LiscoConfig, inference_solver, init_networks, networks
+
+    cfg = LiscoConfig(hidden=(256,), inference_precision="bfloat16")
+    _, params = init_networks(ncqp, cfg, jnp.float32, jax.random.PRNGKey(0))
+    sol32 = networks(ncqp, cfg, jnp.float32)[1]
+    low = inference_solver(ncqp, cfg, jnp.float32)
+    v = jax.random.normal(jax.random.PRNGKey(1), (16, ncqp.n_x + ncqp.n_z + 1), jnp.float32)
+    out, ref = low.apply(params, v), sol32.apply(params, v)
+    assert out.dtype == jnp.float32 and out.shape == ref.shape
+    rnd = lambda a: a.astype(jnp.bfloat16).astype(jnp.float32)
+    p = params["params"]
+    h = jax.nn.leaky_relu(rnd(v) @ rnd(p["Dense_0"]["kernel"]) + rnd(p["Dense_0"]["bias"]))
+    by_hand = rnd(h) @ rnd(p["Dense_1"]["kernel"]) + rnd(p["Dense_1"]["bias"])
+    np.testing.assert_allclose(np.asarray(out), np.asarray(by_hand), rtol=1e-4, atol=1e-5)
+    err = float(jnp.max(jnp.abs(out - ref)) / jnp.max(jnp.abs(ref)))
+    assert 1e-5 < err < 2e-2, err
