@@ -492,9 +492,9 @@ def lisco_parts(problem_name: str):
     return bench
 
 
-def _per_call(run, arg, repeats: int, chunk: int) -> float:
-    """Median seconds per loop iteration of the compiled ``run(arg)`` (``chunk`` iterations
-    a call; the first, compiling call is not timed)."""
+def _per_call(run, arg, repeats: int, chunk: int, reduce=statistics.median) -> float:
+    """Median (or ``reduce``) seconds per loop iteration of the compiled ``run(arg)``
+    (``chunk`` iterations a call; the first, compiling call is not timed)."""
     import jax
 
     jax.block_until_ready(run(arg))
@@ -503,7 +503,7 @@ def _per_call(run, arg, repeats: int, chunk: int) -> float:
         t0 = time.perf_counter()
         jax.block_until_ready(run(arg))
         times.append((time.perf_counter() - t0) / chunk)
-    return statistics.median(times)
+    return reduce(times)
 
 
 #: ``--lisco-run DIR``: the trained LISCO run to bench instead of the newest one
@@ -686,7 +686,6 @@ def _full_batch_row_s(problem, cfg, dtype, pred, sol, x, key) -> float:
     the machine's, not the loop's."""
     import dataclasses
 
-    import jax
     import jax.numpy as jnp
 
     from methods.parametric.lisco import make_inference, start_points
@@ -695,14 +694,7 @@ def _full_batch_row_s(problem, cfg, dtype, pred, sol, x, key) -> float:
     run = make_inference(problem, dataclasses.replace(cfg, n_max=n), dtype, ())
     xj = jnp.asarray(x, dtype)
     z0 = start_points(problem, cfg, dtype, pred, xj, key)
-    loop = jax.jit(lambda z: run(sol, z, xj).z)
-    jax.block_until_ready(loop(z0))  # compiles
-    times = []
-    for _ in range(7):
-        t0 = time.perf_counter()
-        jax.block_until_ready(loop(z0))
-        times.append(time.perf_counter() - t0)
-    return min(times) / n / len(x)
+    return _per_call(lambda z: run(sol, z, xj).z, z0, 7, n, reduce=min) / len(x)
 
 
 def _streaming_side_by_side(problem, cfg, dtype, pred, sol, x, key, rounds: int = 7) -> dict:
