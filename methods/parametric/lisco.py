@@ -65,7 +65,6 @@ from optax.contrib import reduce_on_plateau
 from methods.driver import Method
 from methods.parametric.lisco_inference import (
     BATCH_CHUNK,
-    STREAM_WIDTH,
     compacted_runner,
     infer,
 )
@@ -685,11 +684,12 @@ def make_batch_inference(
     dtype,
     thresholds=(1e-6, 1e-8),
     chunk: int = BATCH_CHUNK,
-    width: int | None = STREAM_WIDTH,
+    width: int | None | str = "auto",
+    workers: int | str = "auto",
 ):
     """``run(sol_params, z0, x)`` for a large batch: the same loop, stopped samples costing
     no further work (``compacted_runner``: their rows refilled with waiting samples, then
-    the last ones in shrinking batches)."""
+    the last ones in shrinking batches; on the CPU backend one such stream per core)."""
     sol = inference_solver(problem, cfg, dtype)
     res = problem.residual(dtype)
     return compacted_runner(
@@ -704,6 +704,7 @@ def make_batch_inference(
         thresholds=thresholds,
         chunk=chunk,
         width=width,
+        workers=workers,
     )
 
 
