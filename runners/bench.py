@@ -571,11 +571,7 @@ def lisco_vs_baseline(problem_name: str):
 
         from methods.parametric.lisco import LiscoConfig, init_networks
         from methods.parametric.lisco_baselines import box_osqp_solve, ipopt_solve, osqp_solve
-        from methods.parametric.lisco_inference import (
-            BATCH_CHUNK,
-            default_width,
-            default_workers,
-        )
+        from methods.parametric.lisco_inference import BATCH_CHUNK, STREAM_WIDTH
         from problems import build_problem
         from runners.parametric import _load_networks, time_lisco, trained_input_log
 
@@ -658,8 +654,7 @@ def lisco_vs_baseline(problem_name: str):
             "lisco_batch_s": t["batch_s"],
             "lisco_batch_s_spread": [min(t["batch_s_all"]), max(t["batch_s_all"])],
             "lisco_batch_chunk": BATCH_CHUNK,  # iterations between compactions of the batch
-            "lisco_stream_width": default_width(),  # rows in flight per stream
-            "lisco_workers": default_workers(),  # streams at once (threads)
+            "lisco_stream_width": STREAM_WIDTH,  # rows in flight in the streaming phase
             # the batch with and without the streaming phase, and in bfloat16, taking turns
             **side,
             "lisco_sum_iterations": int(its.sum()),
@@ -703,14 +698,14 @@ def _full_batch_row_s(problem, cfg, dtype, pred, sol, x, key) -> float:
 
 
 def _streaming_side_by_side(problem, cfg, dtype, pred, sol, x, key, rounds: int = 7) -> dict:
-    """The whole batch four ways, taking turns so that a slower stretch of the machine
-    weighs on all alike (median seconds of ``rounds`` rounds): as a user runs it (the
-    batched evaluation's defaults: on the CPU backend one stream of
-    ``CPU_STREAM_WIDTH`` rows per core, from threads), as one stream of ``STREAM_WIDTH``
-    rows (the default from 2026-12-06 until one stream per core), without the streaming
-    phase (``width=None``, one stream: the drain alone, from the whole batch, as before
-    2026-12-06 but with the rest of that day's changes: F carried, batches down to one row,
-    doubling chunks), and with the defaults and the solver network's products in bfloat16
+    """The whole batch four ways, each one difference from the one before, taking turns so
+    that a slower stretch of the machine weighs on all alike (median seconds of ``rounds``
+    rounds): as a user runs it (the batched evaluation's defaults: streaming, Π_sol's first
+    layer on x computed once per sample), with that layer's x part computed every iteration
+    (``lift_x=False``, the default until 2026-12-06), and from that without the streaming
+    phase (``width=None``: the drain alone, from the whole batch, as before 2026-12-06 but
+    with the rest of that day's changes: F carried, batches down to one row, doubling
+    chunks); and the defaults with the solver network's products in bfloat16
     (``method.inference_precision=bfloat16``, this project's), whose success (½‖F‖² ≤ tol
     in float64) and iterations are recorded too."""
     import dataclasses
@@ -720,16 +715,16 @@ def _streaming_side_by_side(problem, cfg, dtype, pred, sol, x, key, rounds: int 
     import numpy as np
 
     from methods.parametric.lisco import make_batch_inference, start_points
-    from methods.parametric.lisco_inference import STREAM_WIDTH
     from runners.parametric import THRESHOLDS
 
     xj = jnp.asarray(x, dtype)
     z0 = jax.jit(lambda xb, kb: start_points(problem, cfg, dtype, pred, xb, kb))(xj, key)
     low = dataclasses.replace(cfg, inference_precision="bfloat16")
+    before = dict(lift_x=False)
     runs = [
         make_batch_inference(problem, cfg, dtype, THRESHOLDS),
-        make_batch_inference(problem, cfg, dtype, THRESHOLDS, width=STREAM_WIDTH, workers=1),
-        make_batch_inference(problem, cfg, dtype, THRESHOLDS, width=None, workers=1),
+        make_batch_inference(problem, cfg, dtype, THRESHOLDS, **before),
+        make_batch_inference(problem, cfg, dtype, THRESHOLDS, width=None, **before),
         make_batch_inference(problem, low, dtype, THRESHOLDS),
     ]
     times: list[list[float]] = [[] for _ in runs]
@@ -744,7 +739,7 @@ def _streaming_side_by_side(problem, cfg, dtype, pred, sol, x, key, rounds: int 
     med = [statistics.median(ts[1:]) for ts in times]
     return {
         "lisco_batch_s_streamed": med[0],
-        "lisco_batch_s_one_stream": med[1],
+        "lisco_batch_s_x_each_iteration": med[1],
         "lisco_batch_s_without_streaming": med[2],
         "lisco_batch_s_bfloat16": med[3],
         "lisco_success_bfloat16": float(np.mean(merit <= cfg.tol)),
@@ -1090,9 +1085,8 @@ LISCO_COLUMNS = (
     "lisco_median_iterations",
     "lisco_batch_chunk",
     "lisco_stream_width",
-    "lisco_workers",
     "lisco_batch_s_streamed",
-    "lisco_batch_s_one_stream",
+    "lisco_batch_s_x_each_iteration",
     "lisco_batch_s_without_streaming",
     "lisco_batch_s_bfloat16",
     "lisco_success_bfloat16",

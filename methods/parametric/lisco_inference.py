@@ -19,9 +19,7 @@ it); the tests drive the loop with exact Newton steps, which must converge quadr
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import jax
@@ -168,29 +166,8 @@ def infer(
 #: evaluation: converged samples leave the batch between chunks; 25 until 2026-12-06)
 BATCH_CHUNK = 10
 #: samples in flight at once in :func:`compacted_runner`'s streaming phase (a converged
-#: sample's row is refilled with the next waiting one inside the compiled loop), on an
-#: accelerator, where one stream runs
+#: sample's row is refilled with the next waiting one inside the compiled loop)
 STREAM_WIDTH = 128
-#: the same per stream on the CPU backend, where one stream runs per core (measured
-#: 2026-12-06 on 2 cores, 833 points: 16 rows per stream fastest of 8–128)
-CPU_STREAM_WIDTH = 16
-
-
-def default_workers() -> int:
-    """Streams :func:`compacted_runner` runs at once by default: one per CPU core this
-    process may run on (``taskset`` limits it) on the CPU backend, one on an accelerator."""
-    if jax.default_backend() != "cpu":
-        return 1
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # no affinity on this OS
-        return max(1, os.cpu_count() or 1)
-
-
-def default_width() -> int:
-    """Rows in flight per stream by default: ``CPU_STREAM_WIDTH`` on the CPU backend,
-    ``STREAM_WIDTH`` on an accelerator."""
-    return CPU_STREAM_WIDTH if jax.default_backend() == "cpu" else STREAM_WIDTH
 
 
 def _rows(state: _State, idx) -> list:
@@ -215,8 +192,7 @@ def compacted_runner(
     thresholds: tuple = (),
     chunk: int = BATCH_CHUNK,
     min_bucket: int = 1,
-    width: int | None | str = "auto",
-    workers: int | str = "auto",
+    width: int | None = STREAM_WIDTH,
 ) -> Callable:
     """``run(params, z0, x) -> InferenceResult``: :func:`infer` for a large batch, without
     paying for samples that have stopped (this project's batched evaluation; ``step(params,
@@ -231,26 +207,13 @@ def compacted_runner(
       ``chunk`` iterations at a time, gathered again between chunks (a chunk in which none
       stopped is followed by one twice as long, so a few stragglers cost few calls).
 
-    ``workers`` streams run at once, each on its own contiguous share of the batch, from
-    host threads (XLA runs them concurrently; ``"auto"``: :func:`default_workers`, one per
-    CPU core, one on an accelerator); ``width`` is per stream (``"auto"``:
-    :func:`default_width`; None: no streaming phase, the drain from the whole share). A
-    share of fewer than ``2 · width`` samples runs as one stream.
-
     Why: a loop iteration's cost is the solver network's matrix products, which grow with
     the rows in the batch, so each iteration spent on a row that has stopped is waste
     (``make bench``'s LISCO records time the batch with and without the streaming phase,
     ``width=None``, side by side). The same per-sample iterates as
     :func:`infer` (up to floating-point reassociation in the batched products): one
-    sample's arithmetic never depends on the others. Several streams: on one core a stream
-    of 16 rows ran the solver network's products at about that core's float32 peak, while
-    one stream over both cores of a 2-core CPU, its products split by XLA, reached about
-    three quarters of the two cores' (measured 2026-12-06; ``make bench``'s LISCO records
-    time one stream and one per core side by side)."""
+    sample's arithmetic never depends on the others."""
     import numpy as np
-
-    width = default_width() if width == "auto" else width
-    workers = default_workers() if workers == "auto" else int(workers)
 
     def loop(params):
         return _loop(
@@ -293,7 +256,7 @@ def compacted_runner(
         )
         return _State(*[a.at[sid].set(b) for a, b in zip(pool[:-1], slots[:-1])], pool.k)
 
-    def run_one(params, z0, x) -> InferenceResult:
+    def run(params, z0, x) -> InferenceResult:
         state = init(params, z0, x)
         if width is not None and x.shape[0] > width:
             state = stream(params, state, x)
@@ -315,24 +278,6 @@ def compacted_runner(
             for a, a_sub in zip(state[:-1], sub[:-1]):
                 a[idx] = a_sub[: idx.size]
         return _result(state, n_max, tol)
-
-    def run(params, z0, x) -> InferenceResult:
-        n = x.shape[0]
-        parts = min(workers, n // (2 * (width or 1)))
-        if parts <= 1:
-            return run_one(params, z0, x)
-        # equal shares (one compile): the last padded with copies of its own first sample
-        m = -(-n // parts)
-        parts = -(-n // m)  # every share non-empty
-        shares = [np.arange(i * m, min(n, (i + 1) * m)) for i in range(parts)]
-        sizes = [s.size for s in shares]
-        shares = [np.concatenate([s, np.full(m - s.size, s[0])]) for s in shares]
-        z0, x = np.asarray(z0), np.asarray(x)
-        with ThreadPoolExecutor(parts) as pool:
-            outs = list(pool.map(lambda s: run_one(params, z0[s], x[s]), shares))
-        return InferenceResult(
-            *[jnp.concatenate([a[:k] for a, k in zip(field, sizes)]) for field in zip(*outs)]
-        )
 
     return run
 
@@ -360,9 +305,6 @@ def newton_step(residual: Callable) -> Callable:
 __all__ = [
     "BATCH_CHUNK",
     "STREAM_WIDTH",
-    "CPU_STREAM_WIDTH",
-    "default_width",
-    "default_workers",
     "InferenceResult",
     "infer",
     "infer_compacted",
