@@ -698,16 +698,13 @@ def _full_batch_row_s(problem, cfg, dtype, pred, sol, x, key) -> float:
 
 
 def _streaming_side_by_side(problem, cfg, dtype, pred, sol, x, key, rounds: int = 7) -> dict:
-    """The whole batch four ways, each one difference from the one before, taking turns so
-    that a slower stretch of the machine weighs on all alike (median seconds of ``rounds``
-    rounds): as a user runs it (the batched evaluation's defaults: streaming, Π_sol's first
-    layer on x computed once per sample), with that layer's x part computed every iteration
-    (``lift_x=False``, the default until 2026-12-06), and from that without the streaming
-    phase (``width=None``: the drain alone, from the whole batch, as before 2026-12-06 but
-    with the rest of that day's changes: F carried, batches down to one row, doubling
-    chunks); and the defaults with the solver network's products in bfloat16
-    (``method.inference_precision=bfloat16``, this project's), whose success (½‖F‖² ≤ tol
-    in float64) and iterations are recorded too."""
+    """The whole batch three ways, taking turns so that a slower stretch of the machine
+    weighs on all alike (median seconds of ``rounds`` rounds): with the batched evaluation's
+    streaming phase (the default), without it (``width=None``: the drain alone, from the
+    whole batch, as before 2026-12-06 but with the rest of that day's changes: F carried,
+    batches down to one row, doubling chunks), and streamed with the solver network's
+    products in bfloat16 (``method.inference_precision=bfloat16``, this project's), whose
+    success (½‖F‖² ≤ tol in float64) and iterations are recorded too."""
     import dataclasses
 
     import jax
@@ -720,11 +717,9 @@ def _streaming_side_by_side(problem, cfg, dtype, pred, sol, x, key, rounds: int 
     xj = jnp.asarray(x, dtype)
     z0 = jax.jit(lambda xb, kb: start_points(problem, cfg, dtype, pred, xb, kb))(xj, key)
     low = dataclasses.replace(cfg, inference_precision="bfloat16")
-    before = dict(lift_x=False)
     runs = [
         make_batch_inference(problem, cfg, dtype, THRESHOLDS),
-        make_batch_inference(problem, cfg, dtype, THRESHOLDS, **before),
-        make_batch_inference(problem, cfg, dtype, THRESHOLDS, width=None, **before),
+        make_batch_inference(problem, cfg, dtype, THRESHOLDS, width=None),
         make_batch_inference(problem, low, dtype, THRESHOLDS),
     ]
     times: list[list[float]] = [[] for _ in runs]
@@ -739,9 +734,8 @@ def _streaming_side_by_side(problem, cfg, dtype, pred, sol, x, key, rounds: int 
     med = [statistics.median(ts[1:]) for ts in times]
     return {
         "lisco_batch_s_streamed": med[0],
-        "lisco_batch_s_x_each_iteration": med[1],
-        "lisco_batch_s_without_streaming": med[2],
-        "lisco_batch_s_bfloat16": med[3],
+        "lisco_batch_s_without_streaming": med[1],
+        "lisco_batch_s_bfloat16": med[2],
         "lisco_success_bfloat16": float(np.mean(merit <= cfg.tol)),
         "lisco_sum_iterations_bfloat16": int(its.sum()),
         "lisco_median_iterations_bfloat16": float(np.median(its)),
@@ -1086,7 +1080,6 @@ LISCO_COLUMNS = (
     "lisco_batch_chunk",
     "lisco_stream_width",
     "lisco_batch_s_streamed",
-    "lisco_batch_s_x_each_iteration",
     "lisco_batch_s_without_streaming",
     "lisco_batch_s_bfloat16",
     "lisco_success_bfloat16",

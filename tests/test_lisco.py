@@ -513,7 +513,7 @@ def test_cli_batched_box_osqp_baseline(tmp_path):
 def test_compacted_inference_matches_the_single_loop(ncqp):
     """The batched evaluation gives the same per-sample iterates, merits, iteration counts,
     resets and first hits as one while_loop: chunks of 5 iterations with stopped samples
-    dropped between chunks, the streaming phase (3 rows in flight, each refilled with
+    dropped between chunks, and the streaming phase (3 rows in flight, each refilled with
     the next waiting sample when its own stops) before them."""
     from methods.parametric.lisco_inference import infer_compacted
 
@@ -535,41 +535,6 @@ def test_compacted_inference_matches_the_single_loop(ncqp):
         assert its.min() < its.max() and int(np.max(np.asarray(a.resets))) > 0
         ok = np.asarray(a.converged)
         assert ok.all() if n_max == 60 else (ok.any() and not ok.all() and its.max() == n_max)
-
-
-@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
-def test_lifted_solver_step_is_the_solver_step(ncqp, precision):
-    """Π_sol's first layer split into the once-per-sample x part and the iteration's F part
-    gives the network's step (both precisions, to float32 reassociation), and the batched
-    evaluation built on it the same iterates as without it."""
-    from methods.parametric.lisco import (
-        inference_solver,
-        lifted_solver_step,
-        make_batch_inference,
-        solver_step,
-    )
-
-    cfg = LiscoConfig(hidden=(64, 32), inference_precision=precision, n_max=6)
-    _, sol_params = init_networks(ncqp, cfg, jnp.float32, jax.random.PRNGKey(3))
-    # a non-zero output layer, so the step is not 0
-    sol_params = jax.tree_util.tree_map(
-        lambda a: a + 0.05 * jax.random.normal(jax.random.PRNGKey(4), a.shape, a.dtype), sol_params
-    )
-    sol, res = inference_solver(ncqp, cfg, jnp.float32), ncqp.residual(jnp.float32)
-    x = jnp.asarray(ncqp.test_x[:40], jnp.float32)
-    z = jax.random.normal(jax.random.PRNGKey(5), (40, ncqp.n_z), jnp.float32)
-    want = solver_step(sol, sol_params, res)(z, x)
-    lift, step = lifted_solver_step(sol, sol_params, res, ncqp.n_x)
-    got = step(z, lift(x))
-    assert float(jnp.max(jnp.abs(want))) > 1e-2
-    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-5)
-    z0 = jnp.zeros((40, ncqp.n_z), jnp.float32)
-    a, b = (
-        make_batch_inference(ncqp, cfg, jnp.float32, lift_x=lift_x, width=4)(sol_params, z0, x)
-        for lift_x in (True, False)
-    )
-    np.testing.assert_array_equal(np.asarray(a.iterations), np.asarray(b.iterations))
-    np.testing.assert_allclose(np.asarray(a.z), np.asarray(b.z), rtol=1e-3, atol=1e-4)
 
 
 def test_sweep_convergence_figure_averages_instances(tmp_path):

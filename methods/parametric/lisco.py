@@ -419,61 +419,6 @@ def solver_step(sol: Net, sol_params, residual, kind: str = "v1", input_log: str
     return step
 
 
-def _dense_product(v, kernel, low):
-    """``v @ kernel`` as :class:`Net`'s layers compute it: float32, or (``low``) from
-    bfloat16 operands accumulated in float32."""
-    if low is None:
-        return v @ kernel
-    dims = (((v.ndim - 1,), (0,)), ((), ()))
-    return lax.dot_general(
-        v.astype(low), kernel.astype(low), dims, preferred_element_type=kernel.dtype
-    )
-
-
-def lifted_solver_step(sol: Net, sol_params, residual, n_x: int, kind="v1", input_log="ln"):
-    """:func:`solver_step` for the inference loop with the constant part of Π_sol's first
-    layer computed once per sample (this project's; the same network and steps up to
-    floating-point reassociation). Π_sol's input is [x, F/‖F‖, log‖F‖] and x does not
-    change while a sample iterates, so its first layer's pre-activation
-    W [x; F/‖F‖; log‖F‖] + b splits into (Wₓ x + b), computed once, plus the
-    iteration's W_F [F/‖F‖; log‖F‖]: 201 of the 251 input columns per iteration on the
-    DC3 problems (measured 2026-12-06, one core, 16 rows: 250 against 283 µs per
-    iteration of the network).
-
-    Returns ``(lift, step)``: ``lift(x)`` gives the loop's per-sample data
-    x̂ = [x, Wₓ x + b] (what the loop carries in place of x), ``step(z, x̂, f)`` the step
-    (F, when it computes it, from x̂'s first ``n_x`` columns)."""
-    layers = sol_params["params"]
-    names = [f"Dense_{i}" for i in range(len(sol.hidden) + 1)]
-    if sorted(layers) != sorted(names):
-        raise ValueError(f"solver parameters {sorted(layers)}: expected {names}")
-    act = ACTIVATIONS[sol.activation]
-    low = INFERENCE_PRECISIONS[sol.matmul]
-    first = layers[names[0]]
-
-    def bias(b):  # Flax's Dense adds the bias in its compute dtype
-        return b if low is None else b.astype(low).astype(b.dtype)
-
-    def lift(x):
-        return jnp.concatenate(
-            [x, _dense_product(x, first["kernel"][:n_x], low) + bias(first["bias"])], axis=-1
-        )
-
-    def step(z, xl, f=None):
-        x, pre = xl[:, :n_x], xl[:, n_x:]
-        if f is None:
-            f = jax.vmap(residual)(z, x)
-        feats, nrm = solver_features(x, f, input_log)
-        v = act(pre + _dense_product(feats[:, n_x:], first["kernel"][n_x:], low))
-        for i, name in enumerate(names[1:]):
-            layer = layers[name]
-            v = _dense_product(v, layer["kernel"], low) + bias(layer["bias"])
-            v = act(v) if i + 2 < len(names) else v
-        return step_size(nrm, kind) * v.astype(sol.dtype)
-
-    return lift, step
-
-
 # --- predictor training -------------------------------------------------------------------
 
 
@@ -741,17 +686,17 @@ def make_batch_inference(
     thresholds=(1e-6, 1e-8),
     chunk: int = BATCH_CHUNK,
     width: int | None = STREAM_WIDTH,
-    lift_x: bool = True,
 ):
     """``run(sol_params, z0, x)`` for a large batch: the same loop, stopped samples costing
     no further work (``compacted_runner``: their rows refilled with waiting samples, then
-    the last ones in shrinking batches).
-    ``lift_x``: Π_sol's first layer on x computed once per sample
-    (:func:`lifted_solver_step`); false: every iteration, as :func:`make_inference`."""
+    the last ones in shrinking batches)."""
     sol = inference_solver(problem, cfg, dtype)
     res = problem.residual(dtype)
-    n_x = problem.n_x
-    kw = dict(
+    return compacted_runner(
+        lambda sol_params, z, x, f: solver_step(
+            sol, sol_params, res, cfg.step_scale, cfg.input_log
+        )(z, x, f),
+        res,
         n_max=cfg.n_max,
         tol=stop_tol(cfg),
         omega=cfg.omega,
@@ -760,22 +705,6 @@ def make_batch_inference(
         chunk=chunk,
         width=width,
     )
-    if not lift_x:
-        return compacted_runner(
-            lambda sol_params, z, x, f: solver_step(
-                sol, sol_params, res, cfg.step_scale, cfg.input_log
-            )(z, x, f),
-            res,
-            **kw,
-        )
-    step = lambda p, z, xl, f: lifted_solver_step(  # noqa: E731
-        sol, p, res, n_x, cfg.step_scale, cfg.input_log
-    )[1](z, xl, f)
-    run = compacted_runner(step, lambda z, xl: res(z, xl[:n_x]), **kw)
-    lift = jax.jit(
-        lambda p, x: lifted_solver_step(sol, p, res, n_x, cfg.step_scale, cfg.input_log)[0](x)
-    )
-    return lambda sol_params, z0, x: run(sol_params, z0, lift(sol_params, x))
 
 
 __all__ = [
@@ -788,7 +717,6 @@ __all__ = [
     "Net",
     "networks",
     "inference_solver",
-    "lifted_solver_step",
     "init_networks",
     "lookahead_residual",
     "predictor_method",
