@@ -664,6 +664,44 @@ def test_bench_iteration_budget_is_the_one_that_gives_the_target_at_the_floor():
     assert all(np.isnan(v) for v in empty.values())
 
 
+def test_interleaved_ratio_cancels_a_machine_that_slows_down_for_both_sides():
+    """bench's ``_interleaved_ratio``: each round's ratio is (points / median LISCO batch) /
+    (points / the baseline's slices summed), with both sides timed in the same round. A
+    machine that runs 3× slower in the second round (for both sides) leaves every round's
+    ratio at the true one (baseline 20 ms per point, batch 0.1 s: 0.02 · 50 / 0.1 = 10),
+    where timing the baseline in the slow round and LISCO in a fast one would give 30."""
+    from runners import bench
+
+    n, now, slow = 50, [0.0], {"factor": 1.0}
+    calls = []
+
+    def baseline(j, k):
+        calls.append(("base", j, k))
+        pts = len(range(j, n, k))
+        return 0.02 * pts * slow["factor"]
+
+    def lisco():
+        calls.append(("lisco",))
+        now[0] += 0.1 * slow["factor"]
+
+    def clock():
+        return now[0]
+
+    def lisco_round_aware():
+        lisco()
+        rounds_done = sum(c[0] == "lisco" for c in calls) // 4  # 4 slices per round
+        slow["factor"] = 3.0 if rounds_done == 1 else 1.0
+
+    out = bench._interleaved_ratio(baseline, lisco_round_aware, n, rounds=3, slices=4, clock=clock)
+    assert out["throughput_ratio_rounds"] == pytest.approx([10.0, 10.0, 10.0])
+    assert out["throughput_ratio_interleaved"] == pytest.approx(10.0)
+    assert out["lisco_batch_s_rounds"] == pytest.approx([0.1, 0.3, 0.1])
+    assert out["baseline_throughput_rounds"] == pytest.approx([50.0, 50.0 / 3, 50.0])
+    # each round: every slice of the points once (j = 0..3 of 4), a LISCO batch after each
+    assert [c for c in calls if c[0] == "base"] == [("base", j, 4) for j in range(4)] * 3
+    assert [c[0] for c in calls[:8]] == ["base", "lisco"] * 4
+
+
 def test_bfloat16_inference_products_round_the_operands_only(ncqp):
     """``method.inference_precision=bfloat16``: Π_sol with the trained (float32) parameters
     as they are, its products from bfloat16 operands accumulated in float32: the output is
