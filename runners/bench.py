@@ -723,31 +723,41 @@ def _interleaved_ratio(
 ) -> dict:
     """The throughput ratio with both sides timed in the same stretch of the machine.
 
-    ``baseline(i, j) -> seconds`` solves the test points of slice ``j`` of ``slices`` one
-    at a time and returns their solve seconds summed (IPOPT, OSQP); ``lisco()`` runs the
-    whole batch once. A round runs the baseline's slices in turn with one LISCO batch after
-    each, so both sides see the same minutes of the machine; its ratio is (points / median
-    LISCO batch) / (points / the slices' seconds summed). On this 2-core machine the same
-    code measured an hour apart moved IPOPT's rate by a third, which a ratio of two
-    separately timed figures carries in full. Returns each round's ratio and their median.
+    ``baseline(j, k) -> seconds`` solves slice ``j`` of ``k`` of the test points one at a
+    time and returns their solve seconds summed (IPOPT, OSQP); ``lisco()`` runs the whole
+    batch once. A round runs the baseline's slices in turn, each followed by two LISCO
+    batches: the first right after the baseline's solves (``cold``), the second right after
+    the first (``warm``, as the baseline's own solves run one after another, and as
+    ``throughput_ratio`` times LISCO). A round's ratio is (points / median LISCO batch) /
+    (points / the slices' seconds summed); the medians over rounds are returned, with each
+    round's figures. (On this 2-core machine the same code measured an hour apart moved
+    IPOPT's rate by a third, which a ratio of two figures timed minutes apart carries in
+    full; and a batch right after other work took up to half as long again as one right
+    after another batch.)
     """
-    per_round, base_tp, lisco_s = [], [], []
+    out = {"warm": [], "cold": []}
+    base_tp, lisco_s = [], {"warm": [], "cold": []}
     for _ in range(rounds):
-        base_sum, batches = 0.0, []
+        base_sum, batches = 0.0, {"warm": [], "cold": []}
         for j in range(slices):
             base_sum += baseline(j, slices)
-            t0 = clock()
-            lisco()
-            batches.append(clock() - t0)
-        med = statistics.median(batches)
+            for kind in ("cold", "warm"):
+                t0 = clock()
+                lisco()
+                batches[kind].append(clock() - t0)
         base_tp.append(n_points / base_sum)
-        lisco_s.append(med)
-        per_round.append((n_points / med) / base_tp[-1])
+        for kind, ts in batches.items():
+            med = statistics.median(ts)
+            lisco_s[kind].append(med)
+            out[kind].append((n_points / med) / base_tp[-1])
     return {
-        "throughput_ratio_interleaved": statistics.median(per_round),
-        "throughput_ratio_rounds": per_round,
+        "throughput_ratio_interleaved": statistics.median(out["warm"]),
+        "throughput_ratio_interleaved_cold": statistics.median(out["cold"]),
+        "throughput_ratio_rounds": out["warm"],
+        "throughput_ratio_rounds_cold": out["cold"],
         "baseline_throughput_rounds": base_tp,
-        "lisco_batch_s_rounds": lisco_s,
+        "lisco_batch_s_rounds": lisco_s["warm"],
+        "lisco_batch_s_rounds_cold": lisco_s["cold"],
     }
 
 
@@ -1013,7 +1023,9 @@ def _lisco(df: pd.DataFrame) -> str:
             "network's products in bfloat16, `method.inference_precision=bfloat16`, this "
             "project's; `throughput_ratio_interleaved`: the median over 3 rounds of the "
             "ratio with the baseline's solves and LISCO's batches taking turns, where "
-            "`throughput_ratio` times each side once)"
+            "`throughput_ratio` times each side once: each slice of the baseline's solves "
+            "is followed by two batches, `_cold` the first and the plain column the "
+            "second)"
         )
         text += _section(title, rows)
         box_keys = ("batch_s", "compile_s", "throughput", "median_iterations", "median_T")
@@ -1130,6 +1142,7 @@ LISCO_COLUMNS = (
     "lisco_throughput",
     "throughput_ratio",
     "throughput_ratio_interleaved",
+    "throughput_ratio_interleaved_cold",
     "lisco_success",
     "lisco_s_per_iter_batch1",
     "lisco_s_per_instance_iter_batch833",

@@ -668,38 +668,37 @@ def test_interleaved_ratio_cancels_a_machine_that_slows_down_for_both_sides():
     """bench's ``_interleaved_ratio``: each round's ratio is (points / median LISCO batch) /
     (points / the baseline's slices summed), with both sides timed in the same round. A
     machine that runs 3× slower in the second round (for both sides) leaves every round's
-    ratio at the true one (baseline 20 ms per point, batch 0.1 s: 0.02 · 50 / 0.1 = 10),
-    where timing the baseline in the slow round and LISCO in a fast one would give 30."""
+    ratio at the true one (baseline 20 ms per point, warm batch 0.1 s: 0.02 · 50 / 0.1 =
+    10), where timing the baseline in the slow round and LISCO in a fast one would give 30.
+    The first batch after each slice of the baseline (0.2 s here) makes the cold ratio, 5."""
     from runners import bench
 
-    n, now, slow = 50, [0.0], {"factor": 1.0}
+    n, now, state = 50, [0.0], {"factor": 1.0, "after_base": False, "batches": 0}
     calls = []
 
     def baseline(j, k):
         calls.append(("base", j, k))
-        pts = len(range(j, n, k))
-        return 0.02 * pts * slow["factor"]
+        state["after_base"] = True
+        return 0.02 * len(range(j, n, k)) * state["factor"]
 
     def lisco():
         calls.append(("lisco",))
-        now[0] += 0.1 * slow["factor"]
+        now[0] += (0.2 if state["after_base"] else 0.1) * state["factor"]
+        state["after_base"] = False
+        state["batches"] += 1
+        state["factor"] = 3.0 if state["batches"] // 8 == 1 else 1.0  # 8 batches a round
 
-    def clock():
-        return now[0]
-
-    def lisco_round_aware():
-        lisco()
-        rounds_done = sum(c[0] == "lisco" for c in calls) // 4  # 4 slices per round
-        slow["factor"] = 3.0 if rounds_done == 1 else 1.0
-
-    out = bench._interleaved_ratio(baseline, lisco_round_aware, n, rounds=3, slices=4, clock=clock)
+    out = bench._interleaved_ratio(baseline, lisco, n, rounds=3, slices=4, clock=lambda: now[0])
     assert out["throughput_ratio_rounds"] == pytest.approx([10.0, 10.0, 10.0])
     assert out["throughput_ratio_interleaved"] == pytest.approx(10.0)
+    assert out["throughput_ratio_rounds_cold"] == pytest.approx([5.0, 5.0, 5.0])
+    assert out["throughput_ratio_interleaved_cold"] == pytest.approx(5.0)
     assert out["lisco_batch_s_rounds"] == pytest.approx([0.1, 0.3, 0.1])
+    assert out["lisco_batch_s_rounds_cold"] == pytest.approx([0.2, 0.6, 0.2])
     assert out["baseline_throughput_rounds"] == pytest.approx([50.0, 50.0 / 3, 50.0])
-    # each round: every slice of the points once (j = 0..3 of 4), a LISCO batch after each
+    # each round: every slice of the points once (j = 0..3 of 4), two batches after each
     assert [c for c in calls if c[0] == "base"] == [("base", j, 4) for j in range(4)] * 3
-    assert [c[0] for c in calls[:8]] == ["base", "lisco"] * 4
+    assert [c[0] for c in calls[:6]] == ["base", "lisco", "lisco"] * 2
 
 
 def test_bfloat16_inference_products_round_the_operands_only(ncqp):
