@@ -649,7 +649,7 @@ def lisco_vs_baseline(problem_name: str):
                 np.sum(ipopt_solve(problem.kind, problem.inst, x[j::k], tol=1e-10).solve_s)
             )
 
-        lisco_batch()  # compiled already by time_lisco; one warm call
+        lisco_batch()  # compiles this runner (its own jitted functions), not timed
         rounds = _interleaved_ratio(baseline_slice, lisco_batch, len(x))
         its = np.asarray(t["result"].iterations)
         floor_s = float(its.sum()) * row_s
