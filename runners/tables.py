@@ -161,6 +161,11 @@ OPTAX_LS = "this project's earlier default"  # optax's behaviour and optax's 30 
 STEP_ON_FAILURE = {"step": ("step on failed search", OPTAX_LS)}
 SHORT_LS = {30: ("30 reductions", OPTAX_LS)}
 _EARLIER = "this project's earlier default"
+# SQP momentum: how the step size enters the normal component (each form's own by default)
+_NORMAL_STEP = {
+    "full": ("unit normal step", "this project"),
+    "scaled": ("step-size-scaled normal step", "this project"),
+}
 VARIANTS = {
     "trsqp": {
         "second_order_correction": {True: ("SOC", "this project")},
@@ -193,7 +198,12 @@ VARIANTS = {
         "on_linesearch_failure": STEP_ON_FAILURE,
         "max_linesearch_steps": SHORT_LS,
     },
-    "sqp_adam": {"variant": {"iclr": ("ICLR-2025 Adam form", "predecessor")}},
+    "sqp_adam": {
+        "variant": {"iclr": ("ICLR-2025 Adam form", "predecessor")},
+        "normal_step": _NORMAL_STEP,
+    },
+    "sqp_heavyball": {"normal_step": _NORMAL_STEP},
+    "adam_con": {"normal_step": _NORMAL_STEP},
 }
 # Problem options that differ from the authors' setup (SQP-momentum problems), labelled the
 # same way on every method's row: problem -> config key -> {value: label}.

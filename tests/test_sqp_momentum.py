@@ -156,6 +156,8 @@ def test_bad_config_names_the_field():
         SqpMomentumConfig(variant="adamw")
     with pytest.raises(ConfigError, match=r"^method\.batch_fraction"):
         SqpMomentumConfig(batch_fraction=1.5)
+    with pytest.raises(ConfigError, match=r"^method\.normal_step"):
+        SqpMomentumConfig(normal_step="half")
 
 
 def test_sqp_adam_defaults_to_the_papers_algorithm_3():
@@ -196,6 +198,38 @@ def test_defossez_step_is_the_formula_for_two_iterations():
         np.testing.assert_allclose(s.theta, want, rtol=1e-12, atol=1e-14)
         assert abs(float(a @ np.asarray(s.theta)) - beta) < 1e-12  # c = 0 kept
     assert np.linalg.norm(hand[1] - hand[0]) > 1e-3  # it moved
+
+
+@pytest.mark.parametrize(
+    "kind,variant,normal_step,factor",
+    [
+        ("sqp_adam", "defossez", "auto", "zero"),  # the reconstruction: a unit normal step
+        ("sqp_adam", "defossez", "scaled", "alpha_k"),
+        ("sqp_adam", "iclr", "auto", "alpha"),  # the authors' code: θ ← θ + α s
+        ("sqp_adam", "iclr", "full", "zero"),
+        ("sqp_heavyball", "defossez", "auto", "alpha"),
+        ("adam_con", "defossez", "full", "zero"),
+    ],
+)
+def test_normal_step_option_sets_how_far_a_linear_constraint_is_corrected(
+    kind, variant, normal_step, factor
+):
+    """One linear constraint aᵀx = β from an infeasible x₀: J s = −c, so after θ ← θ + s
+    c = 0, and after θ ← θ + α s c shrinks to (1 − α)c (α_k = α(1 − β₁) in the Défossez
+    form's first step)."""
+    r = np.random.default_rng(1)
+    n = 5
+    a, x0, beta = r.standard_normal(n), r.standard_normal(n), 0.3
+    f = lambda x, d, idx: jnp.sum(jnp.sin(x)) + 0.5 * x @ x
+    c = lambda x, d: jnp.array([jnp.asarray(a) @ x - beta])
+    cfg = SqpMomentumConfig(lr=0.05, full_batch=True, variant=variant, normal_step=normal_step)
+    init, step = make_solver(kind, f, c, cfg, 1, 1)
+    s = step(init(jnp.asarray(x0), jax.random.PRNGKey(0)), None)
+    c0, c1 = a @ x0 - beta, float(c(s.theta, None)[0])
+    want = {"zero": 0.0, "alpha": 1 - cfg.lr, "alpha_k": 1 - cfg.lr * (1 - cfg.beta1)}[factor]
+    assert abs(c0) > 0.1
+    np.testing.assert_allclose(c1, want * c0, atol=1e-12)
+    assert float(jnp.linalg.norm(s.theta - x0)) > 1e-3
 
 
 def test_dispatched_ops_counts_kernels_not_fused_instructions():

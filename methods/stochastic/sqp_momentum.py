@@ -21,7 +21,7 @@ constrained method takes one step of the same shape (the ``step`` of :func:`make
    ================  =====================================  =====================
 
 4. the KKT system [H Jᵀ; J 0][s; λ] = −[p; c] solved at O(m²d + m³) cost
-   (:func:`kkt_solve`), and θ ← θ + α s (``defossez``: θ ← θ + s).
+   (:func:`kkt_solve`), and θ ← θ + α s (``defossez``: θ ← θ + s; ``normal_step``).
 
 ``adam_unc`` drops the hard constraints and takes Adam's step θ ← θ − α m̂/sqrt(v̂ + μ) on
 the same weighted objective (``optax.scale_by_adam`` with ``eps_root = μ``, ``eps = 0``).
@@ -37,6 +37,12 @@ the normal part −J⁺c is a full Newton step on the linearised constraints, as
 paper's Algorithm 1 with a unit step on c. ``variant=iclr`` is the predecessor's form as
 the authors' code implements it: Adam's bias-corrected moments of Pg, RHS [p̂; c] and
 θ ← θ + α s, so α scales the normal step too.
+
+``normal_step`` names that one difference so it can be tested apart from the moments:
+``auto`` (default) is each form's own as above; ``scaled`` takes θ ← θ + α s with RHS
+[p; c] on any form (in Algorithm 3 with α_k and p = m: Algorithm 1's step θ + α_k d), and
+``full`` takes RHS [α p; c], θ ← θ + s. The paper's surviving text fixes neither
+reading of Algorithm 3; both options are this project's, for that experiment.
 
 Singular m × m systems: as the reference code does, i·I is added (i = 1, 2, …) until
 the Cholesky factor is finite; the number of such regularisations is kept in the state
@@ -172,6 +178,11 @@ class SqpMomentumConfig:
     # sqp_adam: defossez (the paper's Algorithm 3, reconstructed) | iclr (the ICLR-2025
     # predecessor's)
     variant: str = "defossez"
+    # how the step size enters the normal component −J⁺c of s: auto (each form's own:
+    # defossez "full", every other method "scaled") | full: θ ← θ + s with RHS [α p; c], a
+    # unit Newton step on the linearised constraints | scaled: θ ← θ + α s with RHS [p; c],
+    # the normal component shrunk by the step size too (α is α_k in the defossez form)
+    normal_step: str = "auto"
     epochs: int = 1000  # budget in epochs (1 epoch = int(1/b) iterations) ...
     epochs_full_batch: int = 1000  # ... and with full_batch (1 epoch = 1 iteration)
 
@@ -205,6 +216,7 @@ class SqpMomentumConfig:
             f"must be a number > 0, got {self.eps_root!r}",
         )
         check_choice(self.variant, "method.variant", ["defossez", "iclr"])
+        check_choice(self.normal_step, "method.normal_step", ["auto", "full", "scaled"])
         check_positive_int(self.epochs, "method.epochs")
         check_positive_int(self.epochs_full_batch, "method.epochs_full_batch")
 
@@ -245,6 +257,8 @@ def make_solver(
         c_and_jac = lambda th, data: (c(th, data), jax.jacrev(c)(th, data))
     full = batch_size >= n_points
     b1, b2, mu = cfg.beta1, cfg.beta2, cfg.eps_root
+    defossez = kind == "sqp_adam" and cfg.variant == "defossez"
+    full_normal = cfg.normal_step == "full" or (cfg.normal_step == "auto" and defossez)
 
     def batch(key, count):
         if full:
@@ -284,12 +298,12 @@ def make_solver(
             gram, gp = gram_and_projection(J, g)
             m = cfg.momentum * s.m + (1 - cfg.momentum) * gp
             p, h = m, jnp.ones_like(g)
-        elif kind == "sqp_adam" and cfg.variant == "defossez":
+        elif defossez:
             (_, reg_p), gp = gram_and_projection(J, g)
             m = b1 * s.m + gp
             v = b2 * s.v + gp * gp
             alpha_k = cfg.lr * (1 - b1) * jnp.sqrt((1 - b2**count) / (1 - b2))
-            p, h, lr, gram = alpha_k * m, jnp.sqrt(mu + v), 1.0, None
+            p, h, lr, gram = m, jnp.sqrt(mu + v), alpha_k, None
         else:  # adam_con (raw g) or sqp_adam iclr (projected g): Adam moments, H = diag(sqrt(q̂+μ))
             gg = g
             if kind == "sqp_adam":
@@ -298,9 +312,12 @@ def make_solver(
             v = optax.tree.update_moment_per_elem_norm(gg, s.v, b2, 2)
             p = optax.tree.bias_correction(m, b1, count)
             h, gram = jnp.sqrt(optax.tree.bias_correction(v, b2, count) + mu), None
-        step_dir, _, reg = kkt_solve(J, h, p, cv, gram)
+        if full_normal:  # RHS [α p; c], θ ← θ + s
+            d, _, reg = kkt_solve(J, h, lr * p, cv, gram)
+        else:  # RHS [p; c], θ ← θ + α s
+            step_dir, _, reg = kkt_solve(J, h, p, cv, gram)
+            d = lr * step_dir
         reg = reg + reg_p
-        d = lr * step_dir
         return SqpMomentumState(
             s.theta + d, m, v, count, s.key, jnp.linalg.norm(d), reg, s.total_regularizations + reg
         )
