@@ -162,10 +162,9 @@ STEP_ON_FAILURE = {"step": ("step on failed search", OPTAX_LS)}
 SHORT_LS = {30: ("30 reductions", OPTAX_LS)}
 _EARLIER = "this project's earlier default"
 # SQP momentum: how the step size enters the normal component (each form's own by default)
-_NORMAL_STEP = {
-    "full": ("unit normal step", "this project"),
-    "scaled": ("step-size-scaled normal step", "this project"),
-}
+# (the default scales it, as Algorithm 1 and the authors' code; sqp_adam's Algorithm 3 took it
+# in full until 2026-12-06)
+_UNIT_NORMAL = {"unit": ("unit normal step", "this project")}
 VARIANTS = {
     "trsqp": {
         "second_order_correction": {True: ("SOC", "this project")},
@@ -200,10 +199,10 @@ VARIANTS = {
     },
     "sqp_adam": {
         "variant": {"iclr": ("ICLR-2025 Adam form", "predecessor")},
-        "normal_step": _NORMAL_STEP,
+        "normal_step_size": _UNIT_NORMAL,
     },
-    "sqp_heavyball": {"normal_step": _NORMAL_STEP},
-    "adam_con": {"normal_step": _NORMAL_STEP},
+    "sqp_heavyball": {"normal_step_size": _UNIT_NORMAL},
+    "adam_con": {"normal_step_size": _UNIT_NORMAL},
 }
 # Problem options that differ from the authors' setup (SQP-momentum problems), labelled the
 # same way on every method's row: problem -> config key -> {value: label}.
@@ -291,7 +290,23 @@ BEFORE_OPTION = {
     # records of 2026-12-01 without a solver_zero_init key ran it too)
     "init": "flax",
     "solver_zero_init": True,
+    # SQP momentum until 2026-12-06: Algorithm 3 (sqp_adam's defossez form) took the normal
+    # component in full; every other form scaled it (records before variant: the ICLR form)
+    "normal_step_size": lambda rec: _normal_step_size_before(rec),
 }
+
+
+def _normal_step_size_before(rec) -> str:
+    """What an SQP-momentum record without ``normal_step_size`` ran: commit ae7b6ce recorded
+    it as ``normal_step`` (auto | full | scaled; auto was the unit step for Algorithm 3);
+    before that Algorithm 3 took the unit step and every other form the scaled one."""
+    old = rec.get("method.normal_step")
+    if old in ("full", "scaled"):
+        return {"full": "unit", "scaled": "scaled"}[old]
+    defossez = rec.get("method") == "sqp_adam" and rec.get("method.variant") == "defossez"
+    return "unit" if defossez else "scaled"
+
+
 BEFORE_PROBLEM_OPTION = {
     "batch_terms": "all",
     "init": "flax",
@@ -327,7 +342,8 @@ def variant(rec) -> str:
                 continue  # SciPy's L-BFGS-B has its own line search; these are optax's
             if key == "settings" and _label(rec.get("method.tight")) == _label(True):
                 continue  # a tight OSQP run sets its own tolerances
-            value = rec.get(f"{prefix}{key}", before.get(key))
+            value = before.get(key)
+            value = rec.get(f"{prefix}{key}", value(rec) if callable(value) else value)
             for v, (text, source) in labels.items():
                 if value is not None and _label(value) == _label(v):
                     parts.setdefault(source, []).append(text)

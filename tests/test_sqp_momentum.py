@@ -103,7 +103,9 @@ def test_full_batch_methods_reach_the_constrained_minimum(kind, lr, variant):
     run = jax.jit(lambda s: jax.lax.fori_loop(0, 20000, lambda i, s: step(s, None), s))
     s = run(init(X0, jax.random.PRNGKey(0)))
     J = jax.jacrev(C)(s.theta, None)
-    assert float(jnp.max(jnp.abs(C(s.theta, None)))) <= 1e-6
+    # a fixed step α with Adam-type scaling hovers about the minimiser: the Défossez form
+    # (μ = 1e-7 against r ≈ g²/(1 − β₂)) stays at |c| ≈ 3e-6 at lr 1e-3, the others ≤ 1e-6
+    assert float(jnp.max(jnp.abs(C(s.theta, None)))) <= 1e-5
     assert float(jnp.linalg.norm(project(J, jax.grad(F)(s.theta, None, None)))) <= 1e-4
     np.testing.assert_allclose(s.theta, reference_solution(), atol=1e-5)
 
@@ -156,8 +158,8 @@ def test_bad_config_names_the_field():
         SqpMomentumConfig(variant="adamw")
     with pytest.raises(ConfigError, match=r"^method\.batch_fraction"):
         SqpMomentumConfig(batch_fraction=1.5)
-    with pytest.raises(ConfigError, match=r"^method\.normal_step"):
-        SqpMomentumConfig(normal_step="half")
+    with pytest.raises(ConfigError, match=r"^method\.normal_step_size"):
+        SqpMomentumConfig(normal_step_size="half")
 
 
 def test_sqp_adam_defaults_to_the_papers_algorithm_3():
@@ -167,7 +169,7 @@ def test_sqp_adam_defaults_to_the_papers_algorithm_3():
 def test_defossez_step_is_the_formula_for_two_iterations():
     """Quadratic f(x) = ½xᵀQx + bᵀx, one linear constraint aᵀx = β, from a feasible x₀:
     m_k = β₁m + Pg, r_k = β₂r + (Pg)², α_k = α(1 − β₁)√((1 − β₂ᵏ)/(1 − β₂)),
-    H = diag(√(μ + r)), s = −H⁻¹(α_k m + aλ) with aᵀs = 0 (c stays 0), θ ← θ + s."""
+    H = diag(√(μ + r)), s = −H⁻¹(m + aλ) with aᵀs = 0 (c stays 0), θ ← θ + α_k s."""
     r = np.random.default_rng(0)
     n = 6
     M = r.standard_normal((n, n))
@@ -187,9 +189,8 @@ def test_defossez_step_is_the_formula_for_two_iterations():
         m, v = b1 * m + pg, b2 * v + pg**2
         alpha_k = lr * (1 - b1) * np.sqrt((1 - b2**k) / (1 - b2))
         h = np.sqrt(mu + v)
-        p = alpha_k * m
-        lam = -(a @ (p / h)) / (a @ (a / h))  # aᵀs = 0
-        x = x - (p + a * lam) / h
+        lam = -(a @ (m / h)) / (a @ (a / h))  # aᵀs = 0
+        x = x - alpha_k * (m + a * lam) / h
         hand.append(x.copy())
     init, step = make_solver("sqp_adam", f, c, cfg, 1, 1)
     s = init(jnp.asarray(x0), jax.random.PRNGKey(0))
@@ -201,18 +202,18 @@ def test_defossez_step_is_the_formula_for_two_iterations():
 
 
 @pytest.mark.parametrize(
-    "kind,variant,normal_step,factor",
+    "kind,variant,normal_step_size,factor",
     [
-        ("sqp_adam", "defossez", "auto", "zero"),  # the reconstruction: a unit normal step
-        ("sqp_adam", "defossez", "scaled", "alpha_k"),
-        ("sqp_adam", "iclr", "auto", "alpha"),  # the authors' code: θ ← θ + α s
-        ("sqp_adam", "iclr", "full", "zero"),
-        ("sqp_heavyball", "defossez", "auto", "alpha"),
-        ("adam_con", "defossez", "full", "zero"),
+        ("sqp_adam", "defossez", "scaled", "alpha_k"),  # the default: θ ← θ + α_k s
+        ("sqp_adam", "defossez", "unit", "zero"),  # the earlier reading: a unit normal step
+        ("sqp_adam", "iclr", "scaled", "alpha"),  # the authors' code: θ ← θ + α s
+        ("sqp_adam", "iclr", "unit", "zero"),
+        ("sqp_heavyball", "defossez", "scaled", "alpha"),
+        ("adam_con", "defossez", "unit", "zero"),
     ],
 )
-def test_normal_step_option_sets_how_far_a_linear_constraint_is_corrected(
-    kind, variant, normal_step, factor
+def test_normal_step_size_sets_how_far_a_linear_constraint_is_corrected(
+    kind, variant, normal_step_size, factor
 ):
     """One linear constraint aᵀx = β from an infeasible x₀: J s = −c, so after θ ← θ + s
     c = 0, and after θ ← θ + α s c shrinks to (1 − α)c (α_k = α(1 − β₁) in the Défossez
@@ -222,7 +223,9 @@ def test_normal_step_option_sets_how_far_a_linear_constraint_is_corrected(
     a, x0, beta = r.standard_normal(n), r.standard_normal(n), 0.3
     f = lambda x, d, idx: jnp.sum(jnp.sin(x)) + 0.5 * x @ x
     c = lambda x, d: jnp.array([jnp.asarray(a) @ x - beta])
-    cfg = SqpMomentumConfig(lr=0.05, full_batch=True, variant=variant, normal_step=normal_step)
+    cfg = SqpMomentumConfig(
+        lr=0.05, full_batch=True, variant=variant, normal_step_size=normal_step_size
+    )
     init, step = make_solver(kind, f, c, cfg, 1, 1)
     s = step(init(jnp.asarray(x0), jax.random.PRNGKey(0)), None)
     c0, c1 = a @ x0 - beta, float(c(s.theta, None)[0])

@@ -668,6 +668,7 @@ def test_darcy_rows_name_the_fixed_labeled_samples_as_the_earlier_default():
     from runners.tables import variant
 
     base = {"method": "sqp_adam", "method.variant": "defossez", "problem": "darcy"}
+    base |= {"method.normal_step_size": "scaled"}
     base |= {"problem.batch_terms": "all", "problem.init": "torch"}
     base |= {"problem.constraint_nodes": "distinct"}
     earlier = "this project's earlier default"
@@ -681,6 +682,31 @@ def test_darcy_rows_name_the_fixed_labeled_samples_as_the_earlier_default():
     assert variant(nodes) == f"sqp_adam + independent constraint nodes ({earlier})"
     spring = {**base, "problem": "spring", "problem.batch_terms": "residual"}
     assert variant(spring) == "sqp_adam"  # no such option there
+
+
+def test_algorithm_3_rows_name_the_unit_normal_step_as_the_earlier_default():
+    """Until 2026-12-06 sqp_adam's Algorithm 3 took the normal component in full (RHS
+    [α_k m; c], θ ← θ + s); since then every form scales it (θ ← θ + α s, Algorithm 1's step
+    and the authors' code). A record without the key is labelled with what it ran: the
+    unit step for the Défossez form only; the predecessor's form always scaled it."""
+    from runners.tables import variant
+
+    old = {"method": "sqp_adam", "method.variant": "defossez", "problem": "spring"}
+    old |= {"problem.batch_terms": "residual", "problem.init": "torch"}
+    assert variant(old) == "sqp_adam + unit normal step (this project)"
+    assert variant({**old, "method.normal_step_size": "unit"}) == variant(old)
+    assert variant({**old, "method.normal_step_size": "scaled"}) == "sqp_adam"
+    iclr = {**old, "method.variant": "iclr"}
+    assert variant(iclr) == "sqp_adam + ICLR-2025 Adam form (predecessor)"
+    assert variant({**old, "method": "adam_con"}) == "adam_con"
+    unit = {**old, "method": "adam_con", "method.normal_step_size": "unit"}
+    assert variant(unit) == "adam_con + unit normal step (this project)"
+    # commit ae7b6ce recorded the option as normal_step: auto | full | scaled
+    assert variant({**iclr, "method.normal_step": "full"}) == (
+        "sqp_adam + ICLR-2025 Adam form (predecessor) + unit normal step (this project)"
+    )
+    assert variant({**old, "method.normal_step": "auto"}) == variant(old)
+    assert variant({**old, "method.normal_step": "scaled"}) == "sqp_adam"
 
 
 def test_a_table_names_the_runs_its_time_budget_stopped():

@@ -16,12 +16,12 @@ constrained method takes one step of the same shape (the ``step`` of :func:`make
    ``sqp_sgd``       g                                      1
    ``sqp_heavyball`` m = β m + (1 − β) P g                  1
    ``adam_con``      p̂ (Adam's bias-corrected mean of g)    sqrt(q̂ + μ), q̂ of g∘g
-   ``sqp_adam``      α_k m, m = β₁m + Pg (``defossez``)      sqrt(μ + r), r = β₂r + (Pg)²
+   ``sqp_adam``      m = β₁m + Pg (``defossez``; α = α_k)    sqrt(μ + r), r = β₂r + (Pg)²
    ``sqp_adam``      p̂ of P g  (``variant=iclr``)            sqrt(q̂ + μ), of (Pg)∘(Pg)
    ================  =====================================  =====================
 
 4. the KKT system [H Jᵀ; J 0][s; λ] = −[p; c] solved at O(m²d + m³) cost
-   (:func:`kkt_solve`), and θ ← θ + α s (``defossez``: θ ← θ + s; ``normal_step``).
+   (:func:`kkt_solve`), and θ ← θ + α s (``normal_step_size=unit``: RHS [α p; c], θ ← θ + s).
 
 ``adam_unc`` drops the hard constraints and takes Adam's step θ ← θ − α m̂/sqrt(v̂ + μ) on
 the same weighted objective (``optax.scale_by_adam`` with ``eps_root = μ``, ``eps = 0``).
@@ -32,17 +32,21 @@ the modified bias correction of Défossez et al. (2022) that the paper adopts (i
 formulas, and no public code of the 2026 paper exists (the authors' public code is the
 ICLR-2025 predecessor's), so the form is [reconstructed] from Défossez et al.'s Adam:
 m = β₁m + Pg, r = β₂r + (Pg)² (no (1 − β) factors), α_k = α(1 − β₁) sqrt((1 − β₂ᵏ)/(1 − β₂)),
-H = diag(sqrt(μ + r)), RHS [α_k m; c] and θ ← θ + s: α_k scales the tangential part, and
-the normal part −J⁺c is a full Newton step on the linearised constraints, as in the
-paper's Algorithm 1 with a unit step on c. ``variant=iclr`` is the predecessor's form as
-the authors' code implements it: Adam's bias-corrected moments of Pg, RHS [p̂; c] and
-θ ← θ + α s, so α scales the normal step too.
+H = diag(sqrt(μ + r)), RHS [m; c] and θ ← θ + α_k s. ``variant=iclr`` is the
+predecessor's form as the authors' code implements it: Adam's bias-corrected moments of Pg,
+RHS [p̂; c] and θ ← θ + α s.
 
-``normal_step`` names that one difference so it can be tested apart from the moments:
-``auto`` (default) is each form's own as above; ``scaled`` takes θ ← θ + α s with RHS
-[p; c] on any form (in Algorithm 3 with α_k and p = m: Algorithm 1's step θ + α_k d), and
-``full`` takes RHS [α p; c], θ ← θ + s. The paper's surviving text fixes neither
-reading of Algorithm 3; both options are this project's, for that experiment.
+How the step size enters the normal component −J⁺c of s: the surviving text of the 2026
+paper does not say. Its Algorithm 1 is "a simplified version" of Berahas et al.'s (2021)
+stochastic SQP, which the predecessor states in full as w ← w + α_k s with RHS [g; c], and
+the authors' code takes θ ← θ + α(u + v) for every method: the step size scales the
+normal component too, so c shrinks to (1 − α)c per step on a linear constraint. That is
+the default of every method here (``normal_step_size=scaled``). ``unit`` takes RHS
+[α p; c] and θ ← θ + s: −J⁺c in full, c = 0 after one step on a linear constraint. Until
+2026-12-06 this project read Algorithm 3 that way (RHS [α_k m; c], θ ← θ + s), with no
+source for it; tables label such runs "unit normal step (this project)". On butene both
+readings of Algorithm 3 stay on the plateau the predecessor's form leaves
+(docs/papers/sqp_momentum.md).
 
 Singular m × m systems: as the reference code does, i·I is added (i = 1, 2, …) until
 the Cholesky factor is finite; the number of such regularisations is kept in the state
@@ -178,11 +182,11 @@ class SqpMomentumConfig:
     # sqp_adam: defossez (the paper's Algorithm 3, reconstructed) | iclr (the ICLR-2025
     # predecessor's)
     variant: str = "defossez"
-    # how the step size enters the normal component −J⁺c of s: auto (each form's own:
-    # defossez "full", every other method "scaled") | full: θ ← θ + s with RHS [α p; c], a
-    # unit Newton step on the linearised constraints | scaled: θ ← θ + α s with RHS [p; c],
-    # the normal component shrunk by the step size too (α is α_k in the defossez form)
-    normal_step: str = "auto"
+    # how the step size enters the normal component −J⁺c of s: scaled (θ ← θ + α s with
+    # RHS [p; c], α_k in the defossez form: Algorithm 1's step, the authors' code) | unit
+    # (RHS [α p; c], θ ← θ + s: a unit Newton step on the linearised constraints; this
+    # project's reading of Algorithm 3 until 2026-12-06)
+    normal_step_size: str = "scaled"
     epochs: int = 1000  # budget in epochs (1 epoch = int(1/b) iterations) ...
     epochs_full_batch: int = 1000  # ... and with full_batch (1 epoch = 1 iteration)
 
@@ -216,7 +220,7 @@ class SqpMomentumConfig:
             f"must be a number > 0, got {self.eps_root!r}",
         )
         check_choice(self.variant, "method.variant", ["defossez", "iclr"])
-        check_choice(self.normal_step, "method.normal_step", ["auto", "full", "scaled"])
+        check_choice(self.normal_step_size, "method.normal_step_size", ["scaled", "unit"])
         check_positive_int(self.epochs, "method.epochs")
         check_positive_int(self.epochs_full_batch, "method.epochs_full_batch")
 
@@ -258,7 +262,7 @@ def make_solver(
     full = batch_size >= n_points
     b1, b2, mu = cfg.beta1, cfg.beta2, cfg.eps_root
     defossez = kind == "sqp_adam" and cfg.variant == "defossez"
-    full_normal = cfg.normal_step == "full" or (cfg.normal_step == "auto" and defossez)
+    unit_normal = cfg.normal_step_size == "unit"
 
     def batch(key, count):
         if full:
@@ -312,7 +316,7 @@ def make_solver(
             v = optax.tree.update_moment_per_elem_norm(gg, s.v, b2, 2)
             p = optax.tree.bias_correction(m, b1, count)
             h, gram = jnp.sqrt(optax.tree.bias_correction(v, b2, count) + mu), None
-        if full_normal:  # RHS [α p; c], θ ← θ + s
+        if unit_normal:  # RHS [α p; c], θ ← θ + s
             d, _, reg = kkt_solve(J, h, lr * p, cv, gram)
         else:  # RHS [p; c], θ ← θ + α s
             step_dir, _, reg = kkt_solve(J, h, p, cv, gram)
