@@ -484,9 +484,9 @@ def summarize(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     if "variant" in df.columns and (df["variant"] != df["method"]).any():
         # the labelled forms and options (e.g. "sqp_adam + ICLR-2025 Adam form
         # (predecessor)") name the row; their raw config columns would only repeat it
-        shown_by_variant = {"method.variant"} | {
-            f"problem.{k}" for opts in PROBLEM_VARIANTS.values() for k in opts
-        }
+        shown_by_variant = {f"method.{k}" for opts in VARIANTS.values() for k in opts}
+        shown_by_variant |= {"method.variant"}
+        shown_by_variant |= {f"problem.{k}" for opts in PROBLEM_VARIANTS.values() for k in opts}
         keys = ["problem", "method", "variant", *[c for c in swept if c not in shown_by_variant]]
     df = df.copy()
     df["_group"] = group_ids(df)

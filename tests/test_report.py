@@ -344,3 +344,31 @@ def test_a_table_without_a_variant_column_names_its_labelled_rows():
     )
     assert labelled_runs(df, {**spec, "only_rows": ["lisco/false/None"]}) == ""
     assert labelled_runs(df, {**spec, "cols": ["variant"]}) == ""
+
+
+def test_a_labelled_method_option_names_the_row_not_a_setting():
+    """A method option the tables label (sqp_adam's ``normal_step_size=unit``) is part of
+    the row's form, like ``variant``: its runs are judged against sqp_adam of the same
+    rate, not split off as a setting with no sqp_adam to compare with."""
+    import pandas as pd
+
+    from runners.tables import against_method, summarize, variant
+
+    rows = []
+    for seed in (0, 1):
+        for method, extra, total in [
+            ("sqp_adam", {"method.normal_step_size": "scaled"}, 1.0),
+            ("sqp_adam", {"method.normal_step_size": "unit"}, 4.0),
+            ("adam_unc", {"method.normal_step_size": "scaled"}, 1.5),
+        ]:
+            rec = {"problem": "spring", "method": method, "method.lr": 1e-4, **extra}
+            rec |= {"problem.batch_terms": "residual", "problem.init": "torch"}
+            rec |= {"method.variant": "defossez", "seed": seed, "status": "max_iter"}
+            rec |= {"total": total, "test_mse": total}
+            rows.append({**rec, "variant": variant(rec)})
+    num, shown = summarize(pd.DataFrame(rows))
+    assert "method.normal_step_size" not in shown.columns
+    text = against_method(num, "sqp_adam", ("total", "test_mse"))
+    assert text.count("\n") == 0 and text.startswith("- **spring**, against sqp_adam")
+    assert "worse: sqp_adam + unit normal step (this project) (total loss 4×" in text
+    assert "within 2×: adam_unc (total loss 1.5×" in text
