@@ -161,9 +161,9 @@ OPTAX_LS = "this project's earlier default"  # optax's behaviour and optax's 30 
 STEP_ON_FAILURE = {"step": ("step on failed search", OPTAX_LS)}
 SHORT_LS = {30: ("30 reductions", OPTAX_LS)}
 _EARLIER = "this project's earlier default"
-# SQP momentum: how the step size enters the normal component (each form's own by default)
-# (the default scales it, as Algorithm 1 and the authors' code; sqp_adam's Algorithm 3 took it
-# in full until 2026-12-06)
+# SQP momentum: how the step size enters the normal component. The default scales it for
+# every method (Algorithm 1's step, the authors' code); sqp_adam's Algorithm 3 took it in
+# full until 2026-12-06
 _UNIT_NORMAL = {"unit": ("unit normal step", "this project")}
 VARIANTS = {
     "trsqp": {
@@ -292,7 +292,7 @@ BEFORE_OPTION = {
     "solver_zero_init": True,
     # SQP momentum until 2026-12-06: Algorithm 3 (sqp_adam's defossez form) took the normal
     # component in full; every other form scaled it (records before variant: the ICLR form)
-    "normal_step_size": lambda rec: _normal_step_size_before(rec),
+    "normal_step_size": lambda rec: _normal_step_size_before(rec),  # defined below
 }
 
 

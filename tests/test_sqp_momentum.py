@@ -163,7 +163,9 @@ def test_bad_config_names_the_field():
 
 
 def test_sqp_adam_defaults_to_the_papers_algorithm_3():
+    """The Défossez form, its step size scaling the whole step (Algorithm 1's w + α_k s)."""
     assert SqpMomentumConfig().variant == "defossez"
+    assert SqpMomentumConfig().normal_step_size == "scaled"
 
 
 def test_defossez_step_is_the_formula_for_two_iterations():

@@ -684,7 +684,7 @@ def test_darcy_rows_name_the_fixed_labeled_samples_as_the_earlier_default():
     assert variant(spring) == "sqp_adam"  # no such option there
 
 
-def test_algorithm_3_rows_name_the_unit_normal_step_as_the_earlier_default():
+def test_algorithm_3_rows_name_the_unit_normal_step_also_on_older_records():
     """Until 2026-12-06 sqp_adam's Algorithm 3 took the normal component in full (RHS
     [α_k m; c], θ ← θ + s); since then every form scales it (θ ← θ + α s, Algorithm 1's step
     and the authors' code). A record without the key is labelled with what it ran: the
