@@ -154,6 +154,17 @@ def verdict(factor: float | None) -> str:
     return "within 2×"
 
 
+def _normal_step_size_before(rec) -> str:
+    """What an SQP-momentum record without ``normal_step_size`` ran: commit ae7b6ce recorded
+    it as ``normal_step`` (auto | full | scaled; auto was the unit step for Algorithm 3);
+    before that Algorithm 3 took the unit step and every other form the scaled one."""
+    old = rec.get("method.normal_step")
+    if old in ("full", "scaled"):
+        return {"full": "unit", "scaled": "scaled"}[old]
+    defossez = rec.get("method") == "sqp_adam" and rec.get("method.variant") == "defossez"
+    return "unit" if defossez else "scaled"
+
+
 # Options that differ from the paper's algorithm, by method: config key -> {value: label}.
 # A run's ``variant`` is its method name plus the labels of the options it turned on, e.g.
 # "trsqp + SOC (this project)"; with the paper's settings it is the method name alone.
@@ -292,19 +303,8 @@ BEFORE_OPTION = {
     "solver_zero_init": True,
     # SQP momentum until 2026-12-06: Algorithm 3 (sqp_adam's defossez form) took the normal
     # component in full; every other form scaled it (records before variant: the ICLR form)
-    "normal_step_size": lambda rec: _normal_step_size_before(rec),  # defined below
+    "normal_step_size": _normal_step_size_before,
 }
-
-
-def _normal_step_size_before(rec) -> str:
-    """What an SQP-momentum record without ``normal_step_size`` ran: commit ae7b6ce recorded
-    it as ``normal_step`` (auto | full | scaled; auto was the unit step for Algorithm 3);
-    before that Algorithm 3 took the unit step and every other form the scaled one."""
-    old = rec.get("method.normal_step")
-    if old in ("full", "scaled"):
-        return {"full": "unit", "scaled": "scaled"}[old]
-    defossez = rec.get("method") == "sqp_adam" and rec.get("method.variant") == "defossez"
-    return "unit" if defossez else "scaled"
 
 
 BEFORE_PROBLEM_OPTION = {
