@@ -19,13 +19,16 @@ A run whose status is not a result (:data:`runners.io.SUCCEEDED`; e.g. ``solver_
 shown with its ``status_message`` as ``solver_failed: Invalid_Option``) is counted in
 ``failed`` and never averaged into a metric. A
 ``metrics.json`` that cannot be read is skipped with a one-line warning naming it, and
-the skipped files are counted.
+the skipped files are counted. Rewriting a table whose earlier version had rows, or runs in
+a row, that the results no longer hold (a run folder deleted or moved) says which, in one
+warning, before it overwrites (:func:`lost_rows`).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import re
 import sys
@@ -645,6 +648,7 @@ def write_tables(
         return None
     num, shown = summarize(df)
     shown.attrs["skipped"] = df.attrs.get("skipped", [])
+    say_lost(out / f"{name}.csv", lost_rows(out / f"{name}.csv", num), results)
     judged = "\n\n".join(
         t for t in (against_method(num, ref, ms) for ref, ms in REFERENCE_METHODS.items()) if t
     )
@@ -659,6 +663,63 @@ def write_tables(
     )
     write_atomic(out / f"{name}.tex", shown.to_latex(index=False, escape=True))
     return shown
+
+
+def lost_rows(old_csv: str | Path, new: pd.DataFrame, keys: list[str] | None = None) -> list[str]:
+    """Rows of the table ``old_csv`` (an earlier version of the one about to be written)
+    that ``new`` drops, or averages over fewer runs (``seeds``), as ``"k=v, ... (n runs ->
+    m)"``. A table keeps no copy of its runs' records, so a run folder deleted or moved
+    since would otherwise vanish from a rewritten table without a word.
+
+    ``keys`` name a row in both tables (the long experiment table's ``row`` and ``col``;
+    its lines per metric count their most runs); by default a table's columns before
+    ``seeds`` name its rows. Rows are matched on the keys both tables have, compared as the
+    CSV writes them; where the earlier table had more key columns (a setting that no longer
+    differs between the runs left), its rows are summed over the missing ones. An unreadable
+    or absent earlier table loses nothing."""
+    old_csv = Path(old_csv)
+    if not old_csv.is_file() or "seeds" not in new.columns:
+        return []
+    try:
+        old = pd.read_csv(old_csv, dtype=str, keep_default_na=False)
+    except (OSError, ValueError):
+        return []
+    new = pd.read_csv(io.StringIO(new.to_csv(index=False)), dtype=str, keep_default_na=False)
+    if "seeds" not in old.columns:
+        return []
+
+    def row_keys(df: pd.DataFrame) -> list[str]:
+        own = list(df.columns[: list(df.columns).index("seeds")])
+        return own if keys is None else [k for k in keys if k in df.columns]
+
+    shared = [k for k in row_keys(new) if k in row_keys(old)]
+    if not shared:
+        return []
+
+    def runs(df: pd.DataFrame) -> dict:
+        n = pd.to_numeric(df["seeds"], errors="coerce").fillna(0).astype(int)
+        per_row = n.groupby([df[k] for k in row_keys(df)]).max().reset_index()
+        return per_row.groupby(shared)["seeds"].sum().to_dict()
+
+    before, after = runs(old), runs(new)
+    lost = []
+    for key, n in before.items():
+        m = after.get(key, 0)
+        if n > m:
+            key = key if isinstance(key, tuple) else (key,)
+            what = ", ".join(f"{k}={v}" for k, v in zip(shared, key) if v != "")
+            lost.append(f"{what} ({n} runs -> {m})")
+    return lost
+
+
+def say_lost(path: Path, lost: list[str], results) -> None:
+    """One warning naming what :func:`lost_rows` found, before ``path`` is overwritten."""
+    if lost:
+        warn(
+            f"{path} had {len(lost)} row(s) with runs that {results} no longer holds; "
+            f"the rewritten table lacks them (restore the run folders, or the old table "
+            f"from git): " + "; ".join(lost)
+        )
 
 
 def provenance(df: pd.DataFrame, results) -> str:
@@ -1173,6 +1234,9 @@ def write_experiment(
         table = table if stem is None else stem + table[len(name) :]
         long, shown = experiment_table(df, spec)
         title = spec.get("title", table)
+        say_lost(
+            out / f"{table}.csv", lost_rows(out / f"{table}.csv", long, ["row", "col"]), results
+        )
         write_atomic(out / f"{table}.csv", long.to_csv(index=False))
         fields = spec["rows"] + spec["cols"]
         parts = [

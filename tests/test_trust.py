@@ -187,6 +187,71 @@ def test_tables_name_and_count_unreadable_records(three_configs, tmp_path):
     assert pd.read_csv(tmp_path / "tables" / "summary.csv")["seeds"].tolist() == [1]
 
 
+def test_a_rewritten_table_names_the_rows_and_runs_it_no_longer_has(three_configs, tmp_path):
+    """Run folders deleted between writes of one table: each rewrite says which row lost
+    runs, or which rows are gone, before it overwrites; a rewrite from the same runs says
+    nothing."""
+    from runners.tables import write_tables
+
+    _, recs = three_configs
+    for name in ("plain", "plain1", "batch"):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "metrics.json").write_text(json.dumps(recs[name]))
+    p = cli("runners.tables", "--results", str(tmp_path / "runs"), "--out", str(tmp_path))
+    assert p.returncode == 0 and "warning" not in p.stderr, p.stderr
+    again = cli("runners.tables", "--results", str(tmp_path / "runs"), "--out", str(tmp_path))
+    assert "warning" not in again.stderr, again.stderr
+    (tmp_path / "runs" / "plain1" / "metrics.json").unlink()  # one seed of a row
+    p = cli("runners.tables", "--results", str(tmp_path / "runs"), "--out", str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    warning = [line for line in p.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "1 row(s)" in warning[0], p.stderr
+    assert "method.batch_fraction=None" in warning[0] and "(2 runs -> 1)" in warning[0]
+    assert pd.read_csv(tmp_path / "summary.csv")["seeds"].tolist() == [1, 1]
+    # a whole row: the setting that told the rows apart is no longer a column
+    (tmp_path / "runs" / "batch" / "metrics.json").unlink()
+    p = cli("runners.tables", "--results", str(tmp_path / "runs"), "--out", str(tmp_path))
+    warning = [line for line in p.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "problem=spring, method=sqp_adam (2 runs -> 1)" in warning[0]
+    assert pd.read_csv(tmp_path / "summary.csv")["seeds"].tolist() == [1]
+    # in process too (the reproduce pipeline calls write_tables directly): nothing more lost
+    assert write_tables(tmp_path / "runs", tmp_path) is not None
+
+
+def test_a_rewritten_paper_table_names_its_cells_that_lost_runs(tmp_path):
+    """The long experiment tables (a line per cell and metric): a cell counts its most runs
+    over its metrics, and the cells that lost runs are named by row and column."""
+    from runners.tables import lost_rows
+
+    def long(cells):
+        return pd.DataFrame(
+            [
+                {
+                    "row": r,
+                    "name": r,
+                    "col": c,
+                    "metric": m,
+                    "mean": 1.0,
+                    "std": None,
+                    "seeds": n if m == "abs_error" else min(n, 1),
+                    "failed": 0,
+                }
+                for (r, c), n in cells.items()
+                for m in ("abs_error", "iterations")
+            ]
+        )
+
+    before = {("trsqp", "reaction"): 3, ("penalty", "reaction"): 2, ("auglag", "wave"): 1}
+    long(before).to_csv(tmp_path / "t.csv", index=False)
+    assert lost_rows(tmp_path / "t.csv", long(before), ["row", "col"]) == []
+    after = {("trsqp", "reaction"): 3, ("penalty", "reaction"): 1}
+    assert lost_rows(tmp_path / "t.csv", long(after), ["row", "col"]) == [
+        "row=auglag, col=wave (1 runs -> 0)",
+        "row=penalty, col=reaction (2 runs -> 1)",
+    ]
+    assert lost_rows(tmp_path / "absent.csv", long(after), ["row", "col"]) == []
+
+
 # --- 2. checkpoints that cannot be read --------------------------------------------------
 
 
