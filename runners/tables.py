@@ -716,9 +716,10 @@ def say_lost(path: Path, lost: list[str], results) -> None:
     """One warning naming what :func:`lost_rows` found, before ``path`` is overwritten."""
     if lost:
         warn(
-            f"{path} had {len(lost)} row(s) with runs that {results} no longer holds; "
-            f"the rewritten table lacks them (restore the run folders, or the old table "
-            f"from git): " + "; ".join(lost)
+            f"{path} had {len(lost)} row(s) that the table rewritten from {results} lacks "
+            f"or averages over fewer runs (a run folder deleted or moved, or a row whose "
+            f"label changed; restore the run folders, or the old table from git): "
+            + "; ".join(lost)
         )
 
 
