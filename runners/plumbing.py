@@ -54,6 +54,19 @@ def seeds_hash(chash: str, n_seeds: int) -> str:
     return hashlib.sha256(f"{chash}-seeds{n_seeds}".encode()).hexdigest()[:16]
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity, e.g. under ``taskset``), not the
+    machine's count. Recorded with every run: XLA:CPU splits a reduction over all elements
+    (a mean loss) or along the leading axis among as many threads as there are usable CPUs,
+    so the same run with a different count rounds differently in the last bits, and training
+    carries that forward. Same code, configuration and count: the same numbers, bit for bit."""
+    import os
+
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def versions() -> dict:
     import casadi
     import flax

@@ -725,7 +725,9 @@ def say_lost(path: Path, lost: list[str], results) -> None:
 
 def provenance(df: pd.DataFrame, results) -> str:
     """Where a table's numbers come from, as one markdown line: the runs (count, scale,
-    device, the code's commit, when they finished) and the table (when, on what machine)."""
+    device, the CPUs each could use (XLA:CPU's reductions round by that count:
+    :func:`runners.plumbing.usable_cpus`), the code's commit, when they finished) and the
+    table (when, on what machine)."""
     import os
     import platform
     from datetime import datetime, timezone
@@ -734,7 +736,7 @@ def provenance(df: pd.DataFrame, results) -> str:
 
     def values(col):
         present = df[col].dropna() if col in df.columns else pd.Series([], dtype=str)
-        v = sorted({str(x) for x in present})
+        v = sorted({f"{x:g}" if isinstance(x, float) else str(x) for x in present})
         missing = len(df) - len(present)
         return ", ".join(v + ([f"not recorded ({missing} runs)"] if missing else []))
 
@@ -743,7 +745,8 @@ def provenance(df: pd.DataFrame, results) -> str:
     now = datetime.now(timezone.utc).isoformat(timespec="minutes")
     return (
         f"_Runs: {len(df)} under `{results}`; scale {values('scale')}; device "
-        f"{values('device')}; code commit {values('commit')}; finished {when}. Table: "
+        f"{values('device')}; CPUs per run {values('cpus')}; code commit {values('commit')}; "
+        f"finished {when}. Table: "
         f"`python -m runners.tables`, commit {git_commit()}, {platform.platform()} with "
         f"{os.cpu_count()} CPUs, {now}._"
     )

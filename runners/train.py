@@ -57,6 +57,7 @@ from runners.plumbing import (
     interrupted,
     open_checkpoint,
     seeds_hash,
+    usable_cpus,
     versions,
 )
 from runners.setup import ConfigError, Setup, load_plugins, resolve
@@ -275,6 +276,7 @@ def _record_base(cfg, setup, chash, dev, out) -> dict:
         "config_hash": chash,
         "group_hash": config_hash(cfg, seed=False),
         "device": f"{dev.platform}:{dev.device_kind}",
+        "cpus": usable_cpus(),  # XLA:CPU's reductions round by it (runners.plumbing)
         **{f"version.{k}": v for k, v in versions().items()},
         "commit": git_commit(),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -685,10 +687,8 @@ def short_dirname(name: str) -> str:
 def default_n_jobs() -> int:
     """Parallel jobs of the joblib launcher: half the usable cores, at least 2 (1 on one
     core); each JAX process already runs large operations on several threads."""
-    import os
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return 1 if (cores or 1) <= 1 else max(2, cores // 2)
+    cores = usable_cpus()
+    return 1 if cores <= 1 else max(2, cores // 2)
 
 
 def submitit_dir(results_dir: str, sweep_name: str) -> str:

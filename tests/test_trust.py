@@ -9,6 +9,7 @@ needs real records; subprocesses where the command line itself is the subject.
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -75,6 +76,26 @@ def test_tables_keep_configurations_apart(three_configs):
     assert plain["test_mse_mean"].iloc[0] == pytest.approx(mean, rel=1e-12)
     short = num[num["budget.max_iter"] == "5.0"]
     assert short["seeds"].tolist() == [1] and short["iterations_mean"].tolist() == [5]
+
+
+def test_a_record_and_its_table_name_the_cpus_the_run_could_use(three_configs):
+    """XLA:CPU splits a full reduction among as many threads as the process has CPUs, so the
+    same run pinned to one core rounds differently from one on two: the record says how
+    many it had (its affinity, not the machine's count), and the table's provenance too."""
+    from runners.plumbing import usable_cpus
+    from runners.tables import provenance
+
+    tmp, recs = three_configs
+    n = len(os.sched_getaffinity(0))
+    assert usable_cpus() == n and all(r["cpus"] == n for r in recs.values())
+    assert f"CPUs per run {n};" in provenance(collect(tmp), tmp)
+    if n > 1 and shutil.which("taskset"):  # pinned to one core, a process counts one
+        one = subprocess.run(
+            ["taskset", "-c", "0", sys.executable, "-c",
+             "from runners.plumbing import usable_cpus; print(usable_cpus())"],
+            cwd=ROOT, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        assert one.stdout.strip() == "1"
 
 
 def test_records_without_a_group_hash_are_grouped_by_their_config(three_configs, tmp_path):
