@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from runners.io import write_atomic, write_json
+from runners.plumbing import usable_cpus
 
 BENCH_DIR = Path("results/bench")
 TABLE = Path("results/tables/bench.md")
@@ -46,6 +47,7 @@ def _machine() -> dict:
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
+        "cpus": usable_cpus(),  # this process's (taskset): what its timings ran on
         "device": f"{dev.platform}:{dev.device_kind}",
     }
 
@@ -1181,6 +1183,7 @@ OVERVIEW_COLUMNS = (
     "repeats",
     "device",
     "cpu_count",
+    "cpus",
     "version.jax",
     "commit",
     "timestamp",
