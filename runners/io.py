@@ -34,7 +34,9 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
 @functools.cache
 def git_commit() -> str:
     """The commit of the code that runs (12 hex digits, "+dirty" with uncommitted changes to
-    tracked files), or "unknown" outside a git checkout."""
+    tracked files), or "unknown" outside a git checkout. Asked once per process and kept:
+    a process runs the code it imported, whatever the checkout holds when a long run ends
+    (``runners.train`` asks on import)."""
     root = Path(__file__).resolve().parent.parent
 
     def git(*args):

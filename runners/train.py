@@ -703,6 +703,10 @@ if not OmegaConf.has_resolver("submitit_dir"):
     OmegaConf.register_new_resolver("submitit_dir", submitit_dir)
 if not OmegaConf.has_resolver("short_dirname"):
     OmegaConf.register_new_resolver("short_dirname", short_dirname)
+# the commit of the code this process imported, fixed now: a record written hours later
+# names it, not whatever the checkout holds then (runners.io.git_commit keeps the answer)
+git_commit()
+
 if not OmegaConf.has_resolver("default_n_jobs"):
     OmegaConf.register_new_resolver("default_n_jobs", default_n_jobs)
 

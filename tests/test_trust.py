@@ -98,6 +98,32 @@ def test_a_record_and_its_table_name_the_cpus_the_run_could_use(three_configs):
         assert one.stdout.strip() == "1"
 
 
+def test_a_record_names_the_commit_its_process_imported_not_the_one_at_its_end(tmp_path):
+    """A paper-budget run takes hours; a commit made meanwhile must not be written into its
+    record. ``runners.train`` asks for the commit on import and keeps it. A stand-in ``git``
+    on PATH answers from a file, which changes after the import."""
+    head = tmp_path / "head"
+    fake = tmp_path / "bin" / "git"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\n[ "$1" = rev-parse ] && cat {head}\nexit 0\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}"}
+
+    def commit(before: str) -> str:
+        head.write_text("aaaaaaaaaaaa\n")
+        code = f"{before}; open({str(head)!r}, 'w').write('bbbbbbbbbbbb'); " + (
+            "from runners.io import git_commit; print(git_commit())"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip().splitlines()[-1]
+
+    assert commit("import runners.train") == "aaaaaaaaaaaa"  # the code it imported
+    assert commit("import runners.io") == "bbbbbbbbbbbb"  # the stand-in does change
+
+
 def test_records_without_a_group_hash_are_grouped_by_their_config(three_configs, tmp_path):
     """Records written before the group hash existed (and without budget.*): the recorded
     config still separates them; the one with budget.* is a configuration of its own."""
