@@ -91,7 +91,7 @@ def test_a_record_and_its_table_name_the_cpus_the_run_could_use(three_configs):
     assert f"CPUs per run {n};" in provenance(collect(tmp), tmp)
     if n > 1 and shutil.which("taskset"):  # pinned to one core, a process counts one
         one = subprocess.run(
-            ["taskset", "-c", "0", sys.executable, "-c",
+            ["taskset", "-c", str(min(os.sched_getaffinity(0))), sys.executable, "-c",
              "from runners.plumbing import usable_cpus; print(usable_cpus())"],
             cwd=ROOT, capture_output=True, text=True, check=True,
         )  # fmt: skip
