@@ -5,7 +5,10 @@ result sets, run by run (regression checks after a code change).
 
 ``python -m runners.tables [--results results] [--out results/tables] [--name summary]``
 writes ``<out>/<name>.{md,csv,tex}``: one row per configuration, with mean ± std over
-seeds of abs/rel error, max |c|, iterations and wall time.
+seeds of abs/rel error, max |c|, iterations and wall time. ``--where seed=0,1`` (any
+recorded field, repeatable) tables only the runs whose field has one of the values: a
+comparison on the seeds every method ran. Where the rows a comparison line sets side by
+side average over different seeds, the line names both seed lists.
 
 Runs are seeds of one row only when their whole resolved configuration except ``seed`` is
 the same: every record carries ``group_hash``, the hash of that configuration (records
@@ -508,6 +511,8 @@ def summarize(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     num.columns = [f"{m}_{s}" for m, s in num.columns]
     num.insert(0, "seeds", g["failed"].agg(lambda f: int((~f.astype(bool)).sum())))
     num.insert(1, "failed", g["failed"].agg(lambda f: int(f.astype(bool).sum())))
+    if "seed" in df.columns:  # which runs a mean is over: comparisons name unequal sets
+        num.insert(2, "seed_list", g[["seed", "failed"]].apply(_seed_list))
     if "status" in df.columns:
         num["status"] = g["status"].agg(
             lambda s: ", ".join(f"{k}×{v}" if v > 1 else k for k, v in s.value_counts().items())
@@ -531,6 +536,12 @@ def summarize(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     if "status" in num.columns:
         shown["status"] = num["status"]
     return num, shown
+
+
+def _seed_list(runs: pd.DataFrame) -> str:
+    """The seeds of a row's runs that are results (failed runs left out), e.g. ``"0 1"``."""
+    seeds = pd.to_numeric(runs.loc[~runs["failed"].astype(bool), "seed"], errors="coerce")
+    return " ".join(f"{s:g}" for s in sorted(seeds.dropna().unique()))
 
 
 # the summary's comparison lines: the paper's method, and the final values judged against it
@@ -566,7 +577,11 @@ def against_method(num: pd.DataFrame, ref: str, metrics: tuple[str, ...]) -> str
                 kinds.add(verdict(worse_by(m, a, b)))
                 ratios.append(f"{METRICS.get(m, m)} {max(abs(a), 1e-12) / max(abs(b), 1e-12):.3g}×")
             if kinds:
-                judged.append((str(forms.loc[i]), kinds, ", ".join(ratios)))
+                text = ", ".join(ratios)
+                theirs, ours = _seeds_of(r), _seeds_of(base.iloc[0])
+                if theirs != ours:  # means over different runs: say so beside the ratio
+                    text += f"; seeds {theirs or 'none'} against {ref}'s {ours or 'none'}"
+                judged.append((str(forms.loc[i]), kinds, text))
         if judged:
             where = ", ".join(setting_label(c, k) for c, k in zip(context, key))
             if shared:
@@ -575,6 +590,12 @@ def against_method(num: pd.DataFrame, ref: str, metrics: tuple[str, ...]) -> str
                 f"- **{where}**, against {ref} (its final value / {ref}'s): " + _judged(judged)
             )
     return "\n".join(lines)
+
+
+def _seeds_of(row: pd.Series) -> str | None:
+    """A summary row's ``seed_list`` (None for a frame without one: a hand-built table)."""
+    v = row.get("seed_list")
+    return None if v is None or (isinstance(v, float) and pd.isna(v)) else str(v)
 
 
 def _labels(form: str) -> tuple[str, list[tuple[str, str]]] | None:
@@ -635,17 +656,74 @@ def setting_label(column: str, value) -> str:
 
 def swept_setting_columns(num: pd.DataFrame) -> list[str]:
     """The summary's key columns that describe a setting, not a method or its form."""
-    stats = {"seeds", "failed", "status", "config", "method", "variant", "problem"}
+    stats = {"seeds", "failed", "seed_list", "status", "config", "method", "variant", "problem"}
     return [c for c in num.columns if not c.endswith(("_mean", "_std")) and c not in stats]
 
 
+class WhereError(ValueError):
+    """A ``--where`` filter names no recorded field, or keeps no run."""
+
+
+def parse_where(items: list[str]) -> dict[str, list[str]]:
+    """``["seed=0,1", "method=sqp_adam"]`` -> ``{"seed": ["0", "1"], "method": [...]}``."""
+    where: dict[str, list[str]] = {}
+    for item in items:
+        field, eq, values = item.partition("=")
+        if not eq or not field or not values:
+            raise WhereError(f"--where: expected FIELD=VALUE[,VALUE...], got {item!r}")
+        where.setdefault(field, []).extend(v for v in values.split(",") if v)
+    return where
+
+
+def _is(value, wanted: str) -> bool:
+    """A recorded value equals a ``--where`` value: as numbers where both are (``5e-4``
+    is ``0.0005``, ``1`` is ``1.0``), else as the text a row label shows (``true``)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            return float(value) == float(wanted)
+        except ValueError:
+            return False
+    return _label(value) == wanted
+
+
+def select(df: pd.DataFrame, where: dict[str, list[str]]) -> pd.DataFrame:
+    """The runs of ``df`` whose every ``where`` field has one of its values. Raises
+    :class:`WhereError` (one line: the field and what the runs record) for a field no run
+    records, or when no run is left."""
+    keep = pd.Series(True, index=df.index)
+    for field, values in where.items():
+        if field not in df.columns:
+            named = ", ".join(c for c in ("seed", "method", "problem") if c in df.columns)
+            raise WhereError(
+                f"--where: no run records {field!r}; fields include {named} and the "
+                "config fields (e.g. method.lr)"
+            )
+        keep &= df[field].map(lambda v, vs=values: any(_is(v, w) for w in vs))
+    if not keep.any():
+        present = {f: ", ".join(sorted({shown_label(_label(v)) for v in df[f]})) for f in where}
+        raise WhereError(
+            "--where: no run matches "
+            + "; ".join(f"{f}={','.join(v)} (recorded: {present[f]})" for f, v in where.items())
+        )
+    out = df[keep].copy()
+    out.attrs = dict(df.attrs)
+    return out
+
+
 def write_tables(
-    results: str | Path = "results", out: str | Path | None = None, name: str = "summary"
+    results: str | Path = "results",
+    out: str | Path | None = None,
+    name: str = "summary",
+    where: dict[str, list[str]] | None = None,
 ) -> pd.DataFrame | None:
+    """Write ``<out>/<name>.{md,csv,tex}`` from the runs under ``results`` (those ``where``
+    selects, :func:`select`); None when there are no runs."""
     df = collect(results)
     out = Path(out) if out is not None else Path(results) / "tables"
     if df.empty:
         return None
+    if where:
+        df = select(df, where)
     num, shown = summarize(df)
     shown.attrs["skipped"] = df.attrs.get("skipped", [])
     say_lost(out / f"{name}.csv", lost_rows(out / f"{name}.csv", num), results)
@@ -658,11 +736,16 @@ def write_tables(
         shown.to_markdown(index=False)
         + "\n\n"
         + (judged + "\n\n" if judged else "")
+        + (f"_Runs selected by --where {_where_text(where)}._\n\n" if where else "")
         + provenance(df, results)
         + "\n",
     )
     write_atomic(out / f"{name}.tex", shown.to_latex(index=False, escape=True))
     return shown
+
+
+def _where_text(where: dict[str, list[str]]) -> str:
+    return " ".join(f"`{f}={','.join(v)}`" for f, v in where.items())
 
 
 def lost_rows(old_csv: str | Path, new: pd.DataFrame, keys: list[str] | None = None) -> list[str]:
@@ -1337,6 +1420,14 @@ def main(argv=None):
         help="file stem of the tables (default: summary, or the experiment's name)",
     )
     ap.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="FIELD=V[,V...]",
+        help="table only the runs whose recorded FIELD has one of the values "
+        "(e.g. seed=0,1; repeatable)",
+    )
+    ap.add_argument(
         "--compare",
         nargs=2,
         metavar=("A", "B"),
@@ -1356,6 +1447,13 @@ def main(argv=None):
         help="experiment=<name>: render conf/experiment/<name>.yaml's paper table",
     )
     args = ap.parse_args(argv)
+    if args.where and (args.compare is not None or args.experiment is not None):
+        print(
+            "error: --where selects the runs of the summary table; it does not apply to "
+            "--compare or experiment=<name>",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     if args.compare is not None:
         for f in args.compare:
             if not Path(f).is_dir():
@@ -1392,7 +1490,11 @@ def main(argv=None):
         print(f"error: --results: no such folder {args.results!r}", file=sys.stderr)
         sys.exit(2)
     args.name = args.name or "summary"
-    shown = write_tables(args.results, args.out, args.name)
+    try:
+        shown = write_tables(args.results, args.out, args.name, parse_where(args.where))
+    except WhereError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     if shown is None:
         print(
             f"error: no metrics.json under {args.results!r}: run python -m runners.train first",

@@ -372,3 +372,93 @@ def test_a_labelled_method_option_names_the_row_not_a_setting():
     assert text.count("\n") == 0 and text.startswith("- **spring**, against sqp_adam")
     assert "worse: sqp_adam + unit normal step (this project) (total loss 4×" in text
     assert "within 2×: adam_unc (total loss 1.5×" in text
+
+
+def _butene_runs(tmp_path, runs):
+    """metrics.json records of butene runs, one folder each: (method, seed, total, status)."""
+    for method, seed, total, status in runs:
+        rec = {"problem": "butene", "method": method, "method.lr": 5e-4, "seed": seed}
+        rec |= {"method.variant": "defossez", "method.normal_step_size": "scaled"}
+        rec |= {"problem.batch_terms": "residual", "problem.init": "torch", "status": status}
+        rec |= {"total": total, "test_mse": total}
+        folder = tmp_path / "runs" / f"{method}_{seed}"
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps(rec))
+
+
+def test_a_comparison_line_names_the_seeds_of_rows_that_average_different_runs(tmp_path):
+    """sqp_adam over seeds 0 and 1 against adam_unc over seed 0 alone is not a like-for-like
+    ratio: the line names both seed lists; rows over the same seeds say nothing more, and a
+    failed run's seed is not one of a row's seeds."""
+    from runners.tables import against_method, collect, summarize
+
+    _butene_runs(
+        tmp_path,
+        [
+            ("sqp_adam", 0, 1.0, "max_iter"),
+            ("sqp_adam", 1, 3.0, "max_iter"),
+            ("adam_con", 0, 4.0, "max_iter"),
+            ("adam_con", 1, 4.0, "max_iter"),
+            ("adam_unc", 0, 8.0, "max_iter"),
+            ("sqp_heavyball", 0, 2.0, "max_iter"),
+            ("sqp_heavyball", 1, 50.0, "solver_failed"),
+        ],
+    )
+    num, _ = summarize(collect(tmp_path / "runs"))
+    assert dict(zip(num["method"], num["seed_list"])) == {
+        "adam_con": "0 1",
+        "adam_unc": "0",
+        "sqp_adam": "0 1",
+        "sqp_heavyball": "0",
+    }
+    line = against_method(num, "sqp_adam", ("total",))
+    # means: sqp_adam 2, adam_con 4 (2×: within), adam_unc 8 (4×), sqp_heavyball 2
+    assert "adam_con (total loss 2×)" in line
+    assert "adam_unc (total loss 4×; seeds 0 against sqp_adam's 0 1)" in line
+    assert "sqp_heavyball (total loss 1×; seeds 0 against sqp_adam's 0 1)" in line
+
+
+def test_tables_where_selects_runs_and_refuses_a_field_no_run_records(tmp_path):
+    """``--where seed=1`` tables seed 1's runs alone (the row's mean is seed 1's value and
+    the line pairs like with like); a field no run records, or values no run has, is one
+    line naming it, exit 2, nothing written."""
+    import subprocess
+    import sys
+
+    _butene_runs(
+        tmp_path,
+        [
+            ("sqp_adam", 0, 1.0, "max_iter"),
+            ("sqp_adam", 1, 3.0, "max_iter"),
+            ("adam_unc", 0, 8.0, "max_iter"),
+            ("adam_unc", 1, 9.0, "max_iter"),
+        ],
+    )
+
+    def tables(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "runners.tables", "--results", str(tmp_path / "runs")]
+            + ["--out", str(tmp_path / "out"), *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    p = tables("--where", "seed=1", "--where", "method.lr=0.0005", "--name", "s1")
+    assert p.returncode == 0, p.stderr
+    csv = pd.read_csv(tmp_path / "out" / "s1.csv")
+    assert dict(zip(csv["method"], csv["total_mean"])) == {"adam_unc": 9.0, "sqp_adam": 3.0}
+    assert csv["seeds"].tolist() == [1, 1]
+    md = (tmp_path / "out" / "s1.md").read_text()
+    assert "worse: adam_unc (total loss 3×, test MSE 3×)" in md
+    assert "_Runs selected by --where `seed=1` `method.lr=0.0005`._" in md
+    for bad, named in [
+        (["--where", "sed=1"], "no run records 'sed'"),
+        (["--where", "seed=7"], "seed=7 (recorded: 0, 1)"),
+        (["--where", "seed"], "expected FIELD=VALUE"),
+    ]:
+        p = tables(*bad, "--name", "bad")
+        assert p.returncode == 2, p.stderr
+        lines = p.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: --where") and named in lines[0]
+        assert not (tmp_path / "out" / "bad.md").exists()
