@@ -29,8 +29,10 @@ the same weighted objective (``optax.scale_by_adam`` with ``eps_root = μ``, ``e
 ``sqp_adam`` runs by default (``variant=defossez``) the paper's Algorithm 3, SQP-Adam with
 the modified bias correction of Défossez et al. (2022) that the paper adopts (its §3:
 "Algorithm 3 involves a modified bias correction term"). The paper's text lost its
-formulas, and no public code of the 2026 paper exists (the authors' public code is the
-ICLR-2025 predecessor's), so the form is [reconstructed] from Défossez et al.'s Adam:
+formulas, and we found no public code of the 2026 paper (the authors' public code,
+github.com/chripiermarini/Physics_informed_machine_learning, is the ICLR-2025
+predecessor's; "the authors' code" below means it), so the form is [reconstructed] from
+Défossez et al.'s Adam:
 m = β₁m + Pg, r = β₂r + (Pg)² (no (1 − β) factors), α_k = α(1 − β₁) sqrt((1 − β₂ᵏ)/(1 − β₂)),
 H = diag(sqrt(μ + r)), RHS [m; c] and θ ← θ + α_k s. ``variant=iclr`` is the
 predecessor's form as the authors' code implements it: Adam's bias-corrected moments of Pg,
@@ -39,14 +41,16 @@ RHS [p̂; c] and θ ← θ + α s.
 How the step size enters the normal component −J⁺c of s: the surviving text of the 2026
 paper does not say. Its Algorithm 1 is "a simplified version" of Berahas et al.'s (2021)
 stochastic SQP, which the predecessor states in full as w ← w + α_k s with RHS [g; c], and
-the authors' code takes θ ← θ + α(u + v) for every method: the step size scales the
-normal component too, so c shrinks to (1 − α)c per step on a linear constraint. That is
+the authors' code (``stochasticsqp.py``) takes θ ← θ + α(u + v) for each of its methods
+(Adam(con) and the projected Adam): the step size scales the normal component too, so c
+shrinks to (1 − α)c per step on a linear constraint ((1 − α_k)c in Algorithm 3). That is
 the default of every method here (``normal_step_size=scaled``). ``unit`` takes RHS
 [α p; c] and θ ← θ + s: −J⁺c in full, c = 0 after one step on a linear constraint. Until
-2026-12-06 this project read Algorithm 3 that way (RHS [α_k m; c], θ ← θ + s), with no
-source for it; tables label such runs "unit normal step (this project)". On butene
-(seed 0, lr 5e-4) the unit step keeps Algorithm 3 on a plateau of the data loss that the
-scaled one leaves after about 2,000 epochs (docs/papers/sqp_momentum.md).
+2026-12-06 this project read Algorithm 3 that way (RHS [α_k m; c], θ ← θ + s), as our
+reading of the paper wrote it, marked there as reconstructed: no source says it; tables
+label such runs "unit normal step (this project)". On butene (seed 0, lr 5e-4) the unit
+step keeps Algorithm 3 on a plateau of the data loss that the scaled one leaves after
+about 2,000 epochs (docs/papers/sqp_momentum.md).
 
 Singular m × m systems: as the reference code does, i·I is added (i = 1, 2, …) until
 the Cholesky factor is finite; the number of such regularisations is kept in the state

@@ -1,8 +1,11 @@
 """A 2-D Fourier neural operator in Flax (Li et al., ICLR 2021), as neuraloperator 0.3 builds it.
 
-The SQP momentum paper (§5.4) used ``neuralop.models.FNO(n_modes=(16, 16),
-hidden_channels=4, in_channels=3, out_channels=1)`` with the library's defaults; this is
-that network written in Flax (the PyTorch package is not a dependency). Layout is channels
+For Darcy (SQP momentum paper §5.4: "three channels", "4 hidden layers (the default)")
+the authors' code (github.com/chripiermarini/Physics_informed_machine_learning,
+``nn_architecture.py`` and ``problems/problem_darcy.py``) builds
+``neuralop.models.FNO(n_modes=(16, 16), hidden_channels=4, ...)`` with the library's other
+defaults, pinning ``neuraloperator==0.3.0`` (its ``requirements.txt``); this is that
+network written in Flax (the PyTorch package is not a dependency). Layout is channels
 last, (..., H, W, C), any leading batch dimensions.
 
 * lifting: pointwise MLP C_in → ``lifting_channels`` (256) → hidden (4), GELU between;
