@@ -36,6 +36,22 @@ if not OmegaConf.has_resolver("problem_epochs"):
     OmegaConf.register_new_resolver("problem_epochs", problem_epochs)
 
 
+def problem_lr(problem: str) -> float:
+    """A stochastic problem's default fixed learning rate: the lower of the paper's two
+    (its class's ``learning_rates``), so that a single run, ``method=sqp_adam
+    problem=burgers``, runs at a rate the paper ran; a problem without them (one of a
+    user's) gets :class:`~methods.stochastic.sqp_momentum.SqpMomentumConfig`'s ``lr``
+    (the ``${problem_lr:...}`` of conf/sqp_momentum_method.yaml)."""
+    from methods.stochastic.sqp_momentum import SqpMomentumConfig
+
+    rates = getattr(PROBLEMS.get(problem), "learning_rates", None) or ()
+    return float(min(rates)) if rates else SqpMomentumConfig.lr
+
+
+if not OmegaConf.has_resolver("problem_lr"):
+    OmegaConf.register_new_resolver("problem_lr", problem_lr)
+
+
 class Setup(NamedTuple):
     problem: Any
     method_name: str

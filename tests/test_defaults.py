@@ -157,6 +157,23 @@ def test_a_stochastic_problem_owns_its_budget_per_scale(problem, scale, epochs):
         assert "sqp_epochs" not in OmegaConf.load(CONF / "scale" / f"{s}.yaml")
 
 
+def test_a_single_run_takes_the_lower_of_the_papers_two_rates_on_its_problem():
+    """``method=<m> problem=<p>`` without ``method.lr`` runs at a rate the paper ran on that
+    problem (the lower of the pair its experiment sweeps); an explicit rate wins; the
+    experiment's sweep lists the same two rates the problem class names."""
+    from methods.stochastic.sqp_momentum import SqpMomentumConfig
+    from runners.setup import problem_lr
+
+    for problem, lr in [("spring", 1e-4), ("butene", 1e-4), ("burgers", 5e-4), ("darcy", 5e-4)]:
+        for method in ("sqp_adam", "adam_unc", "sqp_heavyball"):
+            assert _compose(f"problem={problem}", f"method={method}").method.lr == lr
+        swept = OmegaConf.load(CONF / "experiment" / f"sqp_momentum_{problem}.yaml")
+        pair = str(swept.hydra.sweeper.params["method.lr"]).split(",")
+        assert sorted(map(float, pair)) == sorted(PROBLEMS[problem].learning_rates)
+    assert _compose("problem=burgers", "method=adam_con", "method.lr=1e-3").method.lr == 1e-3
+    assert problem_lr("not_a_problem") == SqpMomentumConfig.lr
+
+
 def test_a_scale_the_problem_does_not_name_gets_the_default_epochs():
     from problems.stochastic.base import DEFAULT_EPOCHS
     from runners.setup import problem_epochs

@@ -175,7 +175,8 @@ class SqpMomentumConfig:
     """Constants of the stochastic methods (spec sqp_momentum.md; [confirmed] unless noted)."""
 
     # α, fixed learning rate (the predecessor's pairs per problem, which the 2026 paper's text
-    # lost: experiment sqp_momentum_<problem>)
+    # lost: experiment sqp_momentum_<problem>); a Hydra run's default is the lower of its
+    # problem's pair (``learning_rates``, conf/sqp_momentum_method.yaml), this one otherwise
     lr: float = 1e-4
     batch_fraction: Any = None  # b: fraction of residual points per iteration (None: problem's)
     full_batch: bool = False  # True: every iteration uses all residual points (1 iteration/epoch)

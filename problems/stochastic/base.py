@@ -140,6 +140,11 @@ class StochasticProblem:
     # cpu | paper``): ``method.epochs`` / ``method.epochs_full_batch`` default to it
     # (conf/sqp_momentum_method.yaml; a scale this table does not name: DEFAULT_EPOCHS).
     epochs: ClassVar[dict[str, tuple[int, int]]] = {}
+    # The paper's two fixed learning rates α (the ICLR-2025 predecessor's text, per problem;
+    # the 2026 text lost them). The experiment sweeps (conf/experiment/sqp_momentum_*.yaml)
+    # run both; a single run's ``method.lr`` defaults to the lower one
+    # (conf/sqp_momentum_method.yaml), so it is one the paper ran on that problem.
+    learning_rates: ClassVar[tuple[float, ...]] = ()
 
     def __init__(self, cfg):
         self.cfg = cfg

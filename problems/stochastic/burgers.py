@@ -191,6 +191,7 @@ class Burgers(StochasticProblem):
     # paper 10000 / 10000; cpu 0.3% of it (1.1 s per iteration on one core, float32, 5
     # vmapped seeds: ~3 min per run)
     epochs = {"smoke": (5, 25), "cpu": (30, 30), "paper": (10000, 10000)}
+    learning_rates = (1e-3, 5e-4)  # the predecessor's pair (its §4)
     Config = BurgersConfig
     loss_terms = ("residual", "boundary", "data")
     NOT_GENERATING = (

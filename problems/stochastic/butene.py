@@ -150,6 +150,7 @@ class Butene(StochasticProblem):
     # paper 20000 / 100000; cpu 0.5% of it (0.37 s per iteration on one core, float32, 5
     # vmapped seeds: ~3 min per run)
     epochs = {"smoke": (5, 25), "cpu": (100, 500), "paper": (20000, 100000)}
+    learning_rates = (5e-4, 1e-4)  # the predecessor's pair (its §4)
     Config = ButeneConfig
     loss_terms = ("residual", "mass_balance", "data")
     NOT_GENERATING = (

@@ -277,6 +277,7 @@ class Darcy(StochasticProblem):
     # paper 1000 / 4000; cpu 5% of it (0.48 s per iteration on one core, float32, 5 vmapped
     # seeds: ~2 min per run)
     epochs = {"smoke": (5, 25), "cpu": (50, 200), "paper": (1000, 4000)}
+    learning_rates = (5e-3, 5e-4)  # the predecessor's pair (its §4)
     Config = DarcyConfig
     loss_terms = ("residual", "boundary", "data")
     NOT_GENERATING = (

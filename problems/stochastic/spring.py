@@ -130,6 +130,7 @@ class Spring(StochasticProblem):
     heavy = False
     # the paper's 30000 at cpu too: ~1 min per run on one core (float32, 5 vmapped seeds)
     epochs = {"smoke": (200, 200), "cpu": (30000, 30000), "paper": (30000, 30000)}
+    learning_rates = (5e-4, 1e-4)  # the predecessor's pair (its §4)
 
     def __init__(self, cfg: SpringConfig):
         super().__init__(cfg)
