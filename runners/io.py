@@ -34,7 +34,9 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
 @functools.cache
 def git_commit() -> str:
     """The commit of the code that runs (12 hex digits, "+dirty" with uncommitted changes to
-    tracked files), or "unknown" outside a git checkout. Asked once per process and kept:
+    tracked files outside ``results/``, whose committed tables and records are what was
+    measured, not code: regenerating a tracked table does not make its provenance
+    "dirty"), or "unknown" outside a git checkout. Asked once per process and kept:
     a process runs the code it imported, whatever the checkout holds when a long run ends
     (``runners.train`` asks on import)."""
     root = Path(__file__).resolve().parent.parent
@@ -50,7 +52,8 @@ def git_commit() -> str:
     sha = git("rev-parse", "--short=12", "HEAD")
     if not sha:
         return "unknown"
-    return sha + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    code = ("--", ".", ":(exclude)results")
+    return sha + ("+dirty" if git("status", "--porcelain", "--untracked-files=no", *code) else "")
 
 
 def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:

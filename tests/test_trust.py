@@ -124,6 +124,40 @@ def test_a_record_names_the_commit_its_process_imported_not_the_one_at_its_end(t
     assert commit("import runners.io") == "bbbbbbbbbbbb"  # the stand-in does change
 
 
+def test_a_changed_results_file_does_not_make_the_code_dirty(tmp_path):
+    """Regenerating a committed table changes a tracked file under results/, which is not
+    code: the commit stays clean; a changed code file makes it "+dirty". (A copy of
+    runners/io.py in a throwaway repository, so the checkout is not touched.)"""
+    import importlib.util
+
+    (tmp_path / "runners").mkdir()
+    shutil.copy(ROOT / "runners" / "io.py", tmp_path / "runners" / "io.py")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "table.md").write_text("| a |\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+
+    def git(*args):
+        who = ["-c", "user.name=t", "-c", "user.email=t@example.org"]
+        subprocess.run(["git", *who, *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "init")
+
+    def commit() -> str:
+        spec = importlib.util.spec_from_file_location("io_copy", tmp_path / "runners" / "io.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)  # a fresh module: its own cache
+        return module.git_commit()
+
+    clean = commit()
+    assert len(clean) == 12 and "dirty" not in clean
+    (tmp_path / "results" / "table.md").write_text("| b |\n")
+    assert commit() == clean
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert commit() == clean + "+dirty"
+
+
 def test_records_without_a_group_hash_are_grouped_by_their_config(three_configs, tmp_path):
     """Records written before the group hash existed (and without budget.*): the recorded
     config still separates them; the one with budget.* is a configuration of its own."""
