@@ -8,7 +8,11 @@ writes ``<out>/<name>.{md,csv,tex}``: one row per configuration, with mean ± st
 seeds of abs/rel error, max |c|, iterations and wall time. ``--where seed=0,1`` (any
 recorded field, repeatable) tables only the runs whose field has one of the values: a
 comparison on the seeds every method ran. Where the rows a comparison line sets side by
-side average over different seeds, the line names both seed lists.
+side average over different seeds, the line names both seed lists. ``--tail 0.1`` adds each
+run's median over the last 10% of its logged iterations (``history.csv``) of the total loss
+and max |c|, and a comparison line on them: a mini-batch curve that spikes by an order of
+magnitude from one logged point to the next makes a run's final value one draw of that
+noise.
 
 Runs are seeds of one row only when their whole resolved configuration except ``seed`` is
 the same: every record carries ``group_hash``, the hash of that configuration (records
@@ -548,12 +552,19 @@ def _seed_list(runs: pd.DataFrame) -> str:
 REFERENCE_METHODS = {"sqp_adam": ("total", "test_mse")}
 
 
-def against_method(num: pd.DataFrame, ref: str, metrics: tuple[str, ...]) -> str:
+def against_method(
+    num: pd.DataFrame,
+    ref: str,
+    metrics: tuple[str, ...],
+    what: str = "its final value",
+    names: dict[str, str] | None = None,
+) -> str:
     """Markdown lines, one per setting of a summary (problem and every swept key but the
     method and its form: a learning rate and batch mode, say) that has a run of ``ref`` in
     the paper's form: each other method and form, better than ``ref`` (every metric more than
     2× lower), within 2× or worse (some metric more than 2× higher), with its mean / ref's
-    mean per metric. '' without such settings."""
+    mean per metric. ``what`` names the per-run value the means are of, ``names`` a
+    metric's name in the line where it is not its table label. '' without such settings."""
     if num.empty or ref not in set(num["method"]):
         return ""
     form = num["variant"] if "variant" in num.columns else num["method"]
@@ -575,7 +586,8 @@ def against_method(num: pd.DataFrame, ref: str, metrics: tuple[str, ...]) -> str
                 if pd.isna(a) or pd.isna(b):
                     continue
                 kinds.add(verdict(worse_by(m, a, b)))
-                ratios.append(f"{METRICS.get(m, m)} {max(abs(a), 1e-12) / max(abs(b), 1e-12):.3g}×")
+                name = (names or {}).get(m) or METRICS.get(m, m)
+                ratios.append(f"{name} {max(abs(a), 1e-12) / max(abs(b), 1e-12):.3g}×")
             if kinds:
                 text = ", ".join(ratios)
                 theirs, ours = _seeds_of(r), _seeds_of(base.iloc[0])
@@ -586,9 +598,7 @@ def against_method(num: pd.DataFrame, ref: str, metrics: tuple[str, ...]) -> str
             where = ", ".join(setting_label(c, k) for c, k in zip(context, key))
             if shared:
                 where += "; every run: " + shared
-            lines.append(
-                f"- **{where}**, against {ref} (its final value / {ref}'s): " + _judged(judged)
-            )
+            lines.append(f"- **{where}**, against {ref} ({what} / {ref}'s): " + _judged(judged))
     return "\n".join(lines)
 
 
@@ -596,6 +606,49 @@ def _seeds_of(row: pd.Series) -> str | None:
     """A summary row's ``seed_list`` (None for a frame without one: a hand-built table)."""
     v = row.get("seed_list")
     return None if v is None or (isinstance(v, float) and pd.isna(v)) else str(v)
+
+
+# the metrics --tail takes from a run's history.csv: record field -> history column
+TAIL_METRICS = {"total": "loss_total", "max_abs_c": "max_abs_c"}
+
+
+class TailError(ValueError):
+    """A --tail fraction outside (0, 1]."""
+
+
+def tail_label(metric: str, fraction: float) -> str:
+    return f"{METRICS.get(metric, metric)} (median, last {fraction:.0%})"
+
+
+def tail_medians(df: pd.DataFrame, fraction: float) -> pd.DataFrame:
+    """``df`` with ``tail.<metric>`` columns (:data:`TAIL_METRICS`): each run's median of its
+    logged values at iterations ≥ (1 − ``fraction``) × its last logged iteration, from the
+    ``history.csv`` beside its record (rows of the history's last phase where it has
+    phases; a row logged twice, after a resume, counts once). NaN for a run without that
+    history or column. Their labels join :data:`METRICS`."""
+    if not 0.0 < fraction <= 1.0:
+        raise TailError(f"--tail: expected a fraction in (0, 1], got {fraction:g}")
+    df = df.copy()
+    values = {m: [] for m in TAIL_METRICS}
+    for path in df["path"] if "path" in df.columns else [None] * len(df):
+        h = None
+        if path is not None and (Path(path) / "history.csv").is_file():
+            try:
+                h = pd.read_csv(Path(path) / "history.csv")
+            except (OSError, ValueError):
+                h = None
+        if h is not None and "iteration" in h.columns and len(h):
+            if "phase" in h.columns:
+                h = h[h["phase"] == h["phase"].iloc[-1]]
+            h = h.drop_duplicates("iteration", keep="last")
+            h = h[h["iteration"] >= (1.0 - fraction) * h["iteration"].max()]
+        for m, column in TAIL_METRICS.items():
+            ok = h is not None and column in h.columns
+            values[m].append(pd.to_numeric(h[column], errors="coerce").median() if ok else None)
+    for m in TAIL_METRICS:
+        df[f"tail.{m}"] = pd.to_numeric(pd.Series(values[m], index=df.index), errors="coerce")
+        METRICS[f"tail.{m}"] = tail_label(m, fraction)
+    return df
 
 
 def _labels(form: str) -> tuple[str, list[tuple[str, str]]] | None:
@@ -715,21 +768,32 @@ def write_tables(
     out: str | Path | None = None,
     name: str = "summary",
     where: dict[str, list[str]] | None = None,
+    tail: float | None = None,
 ) -> pd.DataFrame | None:
     """Write ``<out>/<name>.{md,csv,tex}`` from the runs under ``results`` (those ``where``
-    selects, :func:`select`); None when there are no runs."""
+    selects, :func:`select`; with ``tail``, each run's medians over the last ``tail`` of
+    its logged iterations too, :func:`tail_medians`); None when there are no runs."""
+    if tail is not None and not 0.0 < tail <= 1.0:
+        raise TailError(f"--tail: expected a fraction in (0, 1], got {tail:g}")
     df = collect(results)
     out = Path(out) if out is not None else Path(results) / "tables"
     if df.empty:
         return None
     if where:
         df = select(df, where)
+    if tail is not None:
+        df = tail_medians(df, tail)
     num, shown = summarize(df)
     shown.attrs["skipped"] = df.attrs.get("skipped", [])
     say_lost(out / f"{name}.csv", lost_rows(out / f"{name}.csv", num), results)
-    judged = "\n\n".join(
-        t for t in (against_method(num, ref, ms) for ref, ms in REFERENCE_METHODS.items()) if t
-    )
+    lines = [against_method(num, ref, ms) for ref, ms in REFERENCE_METHODS.items()]
+    if tail is not None:
+        what = f"the median of its last {tail:.0%} of logged values"
+        names = {f"tail.{m}": METRICS.get(m, m) for m in TAIL_METRICS}
+        lines += [
+            against_method(num, ref, ("tail.total",), what, names) for ref in REFERENCE_METHODS
+        ]
+    judged = "\n\n".join(t for t in lines if t)
     write_atomic(out / f"{name}.csv", num.to_csv(index=False))
     write_atomic(
         out / f"{name}.md",
@@ -1428,6 +1492,14 @@ def main(argv=None):
         "(e.g. seed=0,1; repeatable)",
     )
     ap.add_argument(
+        "--tail",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help="add each run's median over the last FRACTION of its logged iterations "
+        "(history.csv) of the total loss and max |c|, and a comparison line on them",
+    )
+    ap.add_argument(
         "--compare",
         nargs=2,
         metavar=("A", "B"),
@@ -1450,6 +1522,13 @@ def main(argv=None):
     if args.where and (args.compare is not None or args.experiment is not None):
         print(
             "error: --where selects the runs of the summary table; it does not apply to "
+            "--compare or experiment=<name>",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    if args.tail is not None and (args.compare is not None or args.experiment is not None):
+        print(
+            "error: --tail adds columns to the summary table; it does not apply to "
             "--compare or experiment=<name>",
             file=sys.stderr,
         )
@@ -1491,8 +1570,8 @@ def main(argv=None):
         sys.exit(2)
     args.name = args.name or "summary"
     try:
-        shown = write_tables(args.results, args.out, args.name, parse_where(args.where))
-    except WhereError as e:
+        shown = write_tables(args.results, args.out, args.name, parse_where(args.where), args.tail)
+    except (WhereError, TailError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     if shown is None:

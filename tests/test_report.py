@@ -462,3 +462,55 @@ def test_tables_where_selects_runs_and_refuses_a_field_no_run_records(tmp_path):
         lines = p.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: --where") and named in lines[0]
         assert not (tmp_path / "out" / "bad.md").exists()
+
+
+def test_tail_medians_take_each_runs_last_logged_iterations_of_its_last_phase(tmp_path):
+    """``--tail 0.2``: a run's median of the logged total loss at iterations ≥ 80% of its
+    last one, from the rows of its history's last phase, a row logged twice (a resume)
+    counted once; the comparison line is on those medians, and a run without a history
+    has none. A fraction outside (0, 1] is one line, exit 2, nothing written."""
+    from runners.tables import main, write_tables
+
+    _butene_runs(
+        tmp_path,
+        [("sqp_adam", 0, 1.0, "max_iter"), ("adam_unc", 0, 100.0, "max_iter")],
+    )
+    _butene_runs(tmp_path / "more", [("adam_con", 0, 2.0, "max_iter")])
+    (tmp_path / "more" / "runs" / "adam_con_0").rename(tmp_path / "runs" / "adam_con_0")
+
+    def history(folder, totals):
+        it = list(range(0, 1100, 100))  # 0 ... 1000: the last 20% are 800, 900, 1000
+        # a pretraining phase logs its own iterations (950 would be in the tail)
+        rows = [{"iteration": 950, "phase": "pretrain", "loss_total": 1e9, "max_abs_c": 1e9}]
+        for i, t in zip(it, totals):
+            if i == 900:  # logged before a stop, and again after the resume: the last counts
+                rows.append({"iteration": i, "phase": "train", "loss_total": 50.0})
+            rows.append({"iteration": i, "phase": "train", "loss_total": t, "max_abs_c": t / 10})
+        pd.DataFrame(rows).to_csv(tmp_path / "runs" / folder / "history.csv", index=False)
+
+    history("sqp_adam_0", [9.0] * 8 + [1.0, 2.0, 3.0])  # tail median 2, final 3
+    # adam_unc ends on a spike: final 100, tail (800, 900, 1000) = 4, 6, 100 -> median 6
+    history("adam_unc_0", [9.0] * 8 + [4.0, 6.0, 100.0])
+    shown = write_tables(tmp_path / "runs", tmp_path / "out", "t", tail=0.2)
+    csv = pd.read_csv(tmp_path / "out" / "t.csv").set_index("method")
+    assert csv.loc["sqp_adam", "tail.total_mean"] == 2.0
+    assert csv.loc["adam_unc", "tail.total_mean"] == 6.0
+    assert csv.loc["adam_unc", "tail.max_abs_c_mean"] == pytest.approx(0.6)
+    assert pd.isna(csv.loc["adam_con", "tail.total_mean"])  # no history.csv
+    assert "total loss (median, last 20%)" in shown.columns
+    md = (tmp_path / "out" / "t.md").read_text()
+    # final values: adam_unc 100× sqp_adam's 1; tail medians: 6 / 2
+    final = next(t for t in md.splitlines() if "(its final value / sqp_adam's)" in t)
+    assert "worse: adam_unc (total loss 100×" in final
+    assert (
+        "against sqp_adam (the median of its last 20% of logged values / sqp_adam's): "
+        "worse: adam_unc (total loss 3×)" in md
+    )
+    for bad in ("0", "1.5"):
+        with pytest.raises(SystemExit) as e:
+            main(
+                ["--results", str(tmp_path / "runs"), "--out", str(tmp_path / "o2")]
+                + ["--name", "bad", "--tail", bad]
+            )
+        assert e.value.code == 2
+    assert not (tmp_path / "o2").exists()
