@@ -329,6 +329,8 @@ def sqp_momentum(c: Context) -> list[Step]:
                 str(c.results / "tables"),
                 "--name",
                 f"{name}-{c.scale}",
+                "--tail",  # mini-batch curves spike: each run's median of its last 10% too
+                "0.1",
             )
         ),
         c.figure("curves", "--results", folder, "--out-dir", figs),

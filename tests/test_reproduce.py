@@ -87,6 +87,10 @@ def test_all_times_each_paper_goes_on_after_a_failure_and_writes_the_report(tmp_
     assert rc == 1  # one pipeline failed: non-zero, but every other pipeline ran
     lines = rec.lines()
     assert any("experiment=sqp_momentum_darcy" in x for x in lines)
+    # the SQP-momentum summary adds each run's median over its last 10% of logged iterations
+    assert any(
+        x.startswith("runners.tables") and "sqp_momentum-smoke --tail 0.1" in x for x in lines
+    )
     assert lines[-1].startswith("runners.report --scale smoke")
     times = (tmp_path / "reproduce-smoke-times.txt").read_text().split("\n")
     assert [t.split()[0] for t in times if t] == [
