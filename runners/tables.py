@@ -616,6 +616,12 @@ class TailError(ValueError):
     """A --tail fraction outside (0, 1]."""
 
 
+def check_tail(fraction: float) -> None:
+    """Raise :class:`TailError` unless 0 < ``fraction`` ≤ 1 (NaN included)."""
+    if not 0.0 < fraction <= 1.0:
+        raise TailError(f"--tail: expected a fraction in (0, 1], got {fraction:g}")
+
+
 def tail_label(metric: str, fraction: float) -> str:
     return f"{METRICS.get(metric, metric)} (median, last {fraction:.0%})"
 
@@ -626,8 +632,7 @@ def tail_medians(df: pd.DataFrame, fraction: float) -> pd.DataFrame:
     ``history.csv`` beside its record (rows of the history's last phase where it has
     phases; a row logged twice, after a resume, counts once). NaN for a run without that
     history or column. Their labels join :data:`METRICS`."""
-    if not 0.0 < fraction <= 1.0:
-        raise TailError(f"--tail: expected a fraction in (0, 1], got {fraction:g}")
+    check_tail(fraction)
     df = df.copy()
     values = {m: [] for m in TAIL_METRICS}
     for path in df["path"] if "path" in df.columns else [None] * len(df):
@@ -773,8 +778,8 @@ def write_tables(
     """Write ``<out>/<name>.{md,csv,tex}`` from the runs under ``results`` (those ``where``
     selects, :func:`select`; with ``tail``, each run's medians over the last ``tail`` of
     its logged iterations too, :func:`tail_medians`); None when there are no runs."""
-    if tail is not None and not 0.0 < tail <= 1.0:
-        raise TailError(f"--tail: expected a fraction in (0, 1], got {tail:g}")
+    if tail is not None:
+        check_tail(tail)  # before anything is read or written
     df = collect(results)
     out = Path(out) if out is not None else Path(results) / "tables"
     if df.empty:
