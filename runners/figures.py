@@ -450,19 +450,14 @@ def _sqp_runs(results):
     return df
 
 
-def loss_curves(results, out_dir: str | Path) -> list[Path]:
-    """SQP momentum Figures 1–7 style: per (problem, learning rate, batch mode), log10 of
-    each full-batch loss term and ‖c‖∞ against the epoch, one line per method: mean over
-    seeds with a ± std band (of log10 values). A method run in two forms or with a problem
-    option (``variant``: "sqp_adam + ICLR-2025 Adam form (predecessor)") is its own line,
-    and so is each precision where a group holds runs of both ("[float32]")."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def curve_lines(results, where: dict | None = None) -> dict:
+    """The lines of :func:`loss_curves`, as data: {(problem, lr, full_batch): {label:
+    (epoch, {column: (mean, std)}, runs)}}, mean and std over the label's runs of the log10
+    of each logged full-batch loss term and ‖c‖∞, cut to the shortest run's rows.
+    ``where`` keeps the runs whose fields match ({field: [values]}, as ``--where``)."""
     import pandas as pd
 
-    df, paths = _sqp_runs(results), []
+    df, lines = _select(_sqp_runs(results), where), {}
     for (prob, lr, full), runs in df.groupby(["problem", "method.lr", "method.full_batch"]):
         hist = {}
         if "precision" in runs and runs["precision"].nunique() > 1:
@@ -481,23 +476,45 @@ def loss_curves(results, out_dir: str | Path) -> list[Path]:
             continue
         cols = [c for c in next(iter(hist.values()))[0].columns if c.startswith("loss_")]
         cols += ["max_abs_c"]
+        group = lines.setdefault((prob, lr, bool(full)), {})
+        for m, hs in hist.items():
+            n = min(len(h) for h in hs)
+            stats = {}
+            for col in cols:
+                y = np.log10(np.maximum(np.stack([h[col].to_numpy(float)[:n] for h in hs]), 1e-300))
+                stats[col] = (y.mean(0), y.std(0))
+            group[m] = (hs[0]["epoch"].to_numpy()[:n], stats, len(hs))
+    return lines
+
+
+def loss_curves(results, out_dir: str | Path, where: dict | None = None) -> list[Path]:
+    """SQP momentum Figures 1–7 style: per (problem, learning rate, batch mode), log10 of
+    each full-batch loss term and ‖c‖∞ against the epoch, one line per method: mean over
+    seeds with a ± std band (of log10 values). A method run in two forms or with a problem
+    option (``variant``: "sqp_adam + ICLR-2025 Adam form (predecessor)") is its own line,
+    and so is each precision where a group holds runs of both ("[float32]"). ``where``
+    keeps the runs whose fields match (``--where seed=1``: one seed's curves)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for (prob, lr, full), group in curve_lines(results, where).items():
+        cols = list(next(iter(group.values()))[1])
         fig, axes = plt.subplots(
             1, len(cols), figsize=(3.3 * len(cols), 3.1), constrained_layout=True
         )
         order = lambda v: ((SQP_ORDER + (v.split(" + ")[0],)).index(v.split(" + ")[0]), v)
-        for i, m in enumerate(sorted(hist, key=order)):
-            n = min(len(h) for h in hist[m])
-            epoch = hist[m][0]["epoch"].to_numpy()[:n]
+        for i, m in enumerate(sorted(group, key=order)):
+            epoch, stats, n_runs = group[m]
             for ax, col in zip(axes, cols):
-                y = np.log10(
-                    np.maximum(np.stack([h[col].to_numpy(float)[:n] for h in hist[m]]), 1e-300)
-                )
-                mean, std = y.mean(0), y.std(0)
+                mean, std = stats[col]
                 ax.plot(
                     epoch,
                     mean,
                     color=f"C{i}",
-                    label=f"{m} ({len(hist[m])})",
+                    label=f"{m} ({n_runs})",
                     linestyle="--" if " + " in m else "-",
                 )
                 ax.fill_between(epoch, mean - std, mean + std, color=f"C{i}", alpha=0.2)
@@ -625,6 +642,13 @@ def main(argv=None):
     c = sub.add_parser("curves", help="SQP momentum: loss curves, mean ± std over seeds")
     c.add_argument("--results", required=True)
     c.add_argument("--out-dir", default="results/figures")
+    c.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="FIELD=V1,V2",
+        help="keep runs whose FIELD is one of the values (repeatable), e.g. seed=1",
+    )
     p = sub.add_parser("predictions", help="SQP momentum: held-out predictions per method")
     p.add_argument("--results", required=True)
     p.add_argument("--out-dir", default="results/figures")
@@ -654,7 +678,7 @@ def main(argv=None):
         print(f"error: no metrics.json under {args.results!r}", file=sys.stderr)
         sys.exit(1)
     if args.kind == "curves":
-        paths = loss_curves(args.results, args.out_dir)
+        paths = loss_curves(args.results, args.out_dir, where)
     elif args.kind == "predictions":
         paths = predictions(args.results, args.out_dir, args.seed)
     elif args.kind == "heatmaps":

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from omegaconf import OmegaConf
@@ -514,3 +515,44 @@ def test_tail_medians_take_each_runs_last_logged_iterations_of_its_last_phase(tm
             )
         assert e.value.code == 2
     assert not (tmp_path / "o2").exists()
+
+
+def test_loss_curves_average_the_log_of_each_runs_history_over_the_runs_where_selects(
+    tmp_path,
+):
+    """The loss curves' lines are the mean (and std) over a method's runs of log10 of each
+    logged value, cut to the shortest history; ``--where seed=1`` keeps one seed's runs,
+    and drops a method that has none."""
+    from runners.figures import curve_lines, main
+
+    _butene_runs(
+        tmp_path,
+        [("sqp_adam", 0, 1.0, "max_iter"), ("sqp_adam", 1, 1.0, "max_iter")]
+        + [("adam_con", 0, 1.0, "max_iter")],
+    )
+    totals = {"sqp_adam_0": [1e2, 1e0, 1e-2], "sqp_adam_1": [1e4, 1e2], "adam_con_0": [10.0]}
+    for folder, t in totals.items():
+        run = tmp_path / "runs" / folder
+        rec = json.loads((run / "metrics.json").read_text())
+        (run / "metrics.json").write_text(json.dumps(rec | {"family": "stochastic_constrained"}))
+        h = {"epoch": range(len(t)), "loss_total": t, "max_abs_c": [1e-3] * len(t)}
+        pd.DataFrame(h).to_csv(run / "history.csv", index=False)
+
+    both = curve_lines(tmp_path / "runs")[("butene", 5e-4, False)]
+    epoch, stats, n = both["sqp_adam"]
+    assert n == 2 and list(epoch) == [0, 1]  # cut to the shorter history
+    np.testing.assert_allclose(stats["loss_total"][0], [3.0, 1.0])  # log10: (2+4)/2, (0+2)/2
+    np.testing.assert_allclose(stats["loss_total"][1], [1.0, 1.0])
+    np.testing.assert_allclose(stats["max_abs_c"][0], [-3.0, -3.0])
+    assert both["adam_con"][2] == 1
+
+    one = curve_lines(tmp_path / "runs", {"seed": ["1"]})[("butene", 5e-4, False)]
+    assert set(one) == {"sqp_adam"} and one["sqp_adam"][2] == 1
+    np.testing.assert_allclose(one["sqp_adam"][1]["loss_total"][0], [4.0, 2.0])
+    np.testing.assert_allclose(one["sqp_adam"][1]["loss_total"][1], [0.0, 0.0])
+
+    out = tmp_path / "fig"
+    main(
+        ["curves", "--results", str(tmp_path / "runs"), "--out-dir", str(out), "--where", "seed=1"]
+    )
+    assert [p.name for p in out.iterdir()] == ["sqp_momentum_butene_lr0.0005_mini.png"]
