@@ -136,7 +136,8 @@ def _select(df: pd.DataFrame, where: dict | None) -> pd.DataFrame:
 
     for field, values in (where or {}).items():
         if field not in df.columns:
-            raise SystemExit(f"error: --where: no run under the results has {field!r}")
+            print(f"error: --where: no run under the results has {field!r}", file=sys.stderr)
+            sys.exit(2)
         wanted = {_label(parse(v)) for v in values}
         df = df[df[field].map(_label).isin(wanted)]
     return df

@@ -556,3 +556,9 @@ def test_loss_curves_average_the_log_of_each_runs_history_over_the_runs_where_se
         ["curves", "--results", str(tmp_path / "runs"), "--out-dir", str(out), "--where", "seed=1"]
     )
     assert [p.name for p in out.iterdir()] == ["sqp_momentum_butene_lr0.0005_mini.png"]
+    with pytest.raises(SystemExit) as e:  # a field no run records: one line, exit 2
+        main(
+            ["curves", "--results", str(tmp_path / "runs"), "--out-dir", str(tmp_path / "f2")]
+            + ["--where", "nosuch=1"]
+        )
+    assert e.value.code == 2 and not (tmp_path / "f2").exists()
