@@ -23,7 +23,15 @@ import numpy as np
 import pandas as pd
 
 from runners.io import save_figure
-from runners.tables import collect, failed_flags, numeric_first, warn
+from runners.tables import (
+    WhereError,
+    collect,
+    failed_flags,
+    numeric_first,
+    parse_where,
+    select,
+    warn,
+)
 
 METHOD_ORDER = ("penalty", "auglag", "pinn", "trsqp")
 # integer config fields that a pandas column holding NaN turns into floats
@@ -120,27 +128,17 @@ def load_prediction(rec: dict, max_nx: int = 512, max_nt: int = 256):
 
 
 def _select(df: pd.DataFrame, where: dict | None) -> pd.DataFrame:
-    """Runs whose field matches one of the given values ({field: [values]}, compared as
-    config labels: 30 == 30.0, true == True)."""
-    from runners.tables import _label
-
-    def parse(v):  # a value from the command line: a number or a bool where it reads so
-        if not isinstance(v, str):
-            return v
-        if v.lower() in ("true", "false"):
-            return v.lower() == "true"
-        try:
-            return float(v)
-        except ValueError:
-            return v
-
-    for field, values in (where or {}).items():
-        if field not in df.columns:
-            print(f"error: --where: no run under the results has {field!r}", file=sys.stderr)
-            sys.exit(2)
-        wanted = {_label(parse(v)) for v in values}
-        df = df[df[field].map(_label).isin(wanted)]
-    return df
+    """Runs whose every field matches one of its values ({field: [values]}), by
+    :func:`runners.tables.select` (numbers compared as numbers: 30 == 30.0, 5e-4 ==
+    0.0005; booleans in any case). A field no run records, or no run left, is one line
+    on stderr and exit 2, as the tables' ``--where``."""
+    if not where:
+        return df
+    try:
+        return select(df, where)
+    except WhereError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 def _labels(df: pd.DataFrame, fields) -> pd.Series:
@@ -169,12 +167,11 @@ def heatmaps(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    df = runs_of(results)
+    df = _select(runs_of(results), where)
     df = df[(df["seed"] == seed)] if "seed" in df else df
     for f in (*rows, *cols):
         if f not in df.columns:
             raise SystemExit(f"error: no run under {results} has {f!r}")
-    df = _select(df, where)
     if df.empty:
         raise SystemExit(f"error: no run under {results} matches {where or {}} (seed {seed})")
     df = df.assign(_row=_labels(df, rows), _col=_labels(df, cols))
@@ -655,13 +652,11 @@ def main(argv=None):
     p.add_argument("--out-dir", default="results/figures")
     p.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    where = {}
-    for w in getattr(args, "where", []):
-        field, sep, values = w.partition("=")
-        if not sep or not field or not values:
-            print(f"error: --where: expected FIELD=V1,V2, got {w!r}", file=sys.stderr)
-            sys.exit(2)
-        where[field] = values.split(",")
+    try:
+        where = parse_where(getattr(args, "where", []))
+    except WhereError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     if args.kind == "histories":
         for r in args.results:
             if not Path(r).is_dir():

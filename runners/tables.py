@@ -733,9 +733,14 @@ def parse_where(items: list[str]) -> dict[str, list[str]]:
     return where
 
 
-def _is(value, wanted: str) -> bool:
+def _is(value, wanted) -> bool:
     """A recorded value equals a ``--where`` value: as numbers where both are (``5e-4``
-    is ``0.0005``, ``1`` is ``1.0``), else as the text a row label shows (``true``)."""
+    is ``0.0005``, ``1`` is ``1.0``), booleans in any case (``true``, ``True``), else as
+    the text a row label shows. ``wanted`` may also be a Python value (``True``, ``30``)."""
+    if not isinstance(wanted, str):
+        wanted = _label(wanted)
+    if isinstance(value, (bool, np.bool_)):
+        return wanted.lower() == str(bool(value)).lower()
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         try:
             return float(value) == float(wanted)

@@ -311,7 +311,7 @@ def test_saved_params_reproduce_the_run_metrics(single_run):
     assert abs(float(np.mean(np.abs(pred - ref))) - rec["abs_error"]) < 1e-10
 
 
-def test_heatmaps_lay_out_the_selected_runs(single_run, tmp_path):
+def test_heatmaps_lay_out_the_selected_runs(single_run, tmp_path, capsys):
     """Figures 4-6 are heatmaps over chosen fields: one panel per value of ``cols`` (plus
     the reference), one row per value of ``rows``, only the runs ``where`` selects; a failed
     or unreadable run is not drawn."""
@@ -344,8 +344,12 @@ def test_heatmaps_lay_out_the_selected_runs(single_run, tmp_path):
     # 1 + 3 panels (the failed run at 1000 is left out) against 1 + 2, 3.2 in each at 80 dpi
     assert width(all_mu) == pytest.approx(4 * 256, abs=2)
     assert width(two) == pytest.approx(3 * 256, abs=2)
-    with pytest.raises(SystemExit, match="no run"):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:  # no run matches: one line naming what runs record
         heatmaps(tmp_path / "runs", tmp_path / "none.png", where={"method.mu0": ["7"]})
+    err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error")]
+    assert e.value.code == 2 and len(err) == 1 and "7 (recorded: 1, 10, 100)" in err[0]
+    assert not (tmp_path / "none.png").exists()
 
 
 SPRING_TINY = [

@@ -463,6 +463,13 @@ def test_tables_where_selects_runs_and_refuses_a_field_no_run_records(tmp_path):
         lines = p.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: --where") and named in lines[0]
         assert not (tmp_path / "out" / "bad.md").exists()
+    from runners.tables import select
+
+    # booleans in any case, numbers as numbers (the figures' --where is the same function)
+    df = pd.DataFrame({"method.full_batch": [True, False], "method.lr": [5e-4, 1e-4]})
+    for v in ("true", "True", True):
+        assert select(df, {"method.full_batch": [v]})["method.lr"].tolist() == [5e-4]
+    assert select(df, {"method.lr": ["1e-4"]})["method.full_batch"].tolist() == [False]
 
 
 def test_tail_medians_take_each_runs_last_logged_iterations_of_its_last_phase(tmp_path):
