@@ -168,12 +168,18 @@ def heatmaps(
     import matplotlib.pyplot as plt
 
     df = _select(runs_of(results), where)
-    df = df[(df["seed"] == seed)] if "seed" in df else df
     for f in (*rows, *cols):
         if f not in df.columns:
-            raise SystemExit(f"error: no run under {results} has {f!r}")
+            print(f"error: --rows/--cols: no run under {results} records {f!r}", file=sys.stderr)
+            sys.exit(2)
+    if "seed" in df and not (df["seed"] == seed).any():
+        seeds = ", ".join(str(s) for s in sorted(df["seed"].unique()))
+        print(f"error: --seed: no run has seed {seed} (recorded: {seeds})", file=sys.stderr)
+        sys.exit(2)
+    df = df[(df["seed"] == seed)] if "seed" in df else df
     if df.empty:
-        raise SystemExit(f"error: no run under {results} matches {where or {}} (seed {seed})")
+        print(f"error: --results: no run under {results} to draw", file=sys.stderr)
+        sys.exit(2)
     df = df.assign(_row=_labels(df, rows), _col=_labels(df, cols))
     row_keys = sorted(df["_row"].unique(), key=numeric_first)
     by_method = tuple(cols) in (("method",), ("variant",))

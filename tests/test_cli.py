@@ -352,6 +352,27 @@ def test_heatmaps_lay_out_the_selected_runs(single_run, tmp_path, capsys):
     assert not (tmp_path / "none.png").exists()
 
 
+def test_heatmaps_refuse_a_field_or_seed_no_run_records_in_one_line(tmp_path, capsys):
+    """--rows/--cols naming a field no run records, or a --seed no run has: one line naming
+    it (and the seeds recorded), exit 2, nothing drawn."""
+    from runners.figures import heatmaps
+
+    for seed in (0, 1):
+        d = tmp_path / "runs" / f"s{seed}"
+        d.mkdir(parents=True)
+        rec = {"problem": "reaction", "method": "trsqp", "seed": seed, "status": "converged"}
+        (d / "metrics.json").write_text(json.dumps(rec))
+    for kwargs, named in [
+        ({"cols": ("method.nosuch",)}, "--rows/--cols: no run under"),
+        ({"seed": 7}, "--seed: no run has seed 7 (recorded: 0, 1)"),
+    ]:
+        with pytest.raises(SystemExit) as e:
+            heatmaps(tmp_path / "runs", tmp_path / "out.png", **kwargs)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert e.value.code == 2 and len(err) == 1 and named in err[0], err
+    assert not (tmp_path / "out.png").exists()
+
+
 SPRING_TINY = [
     "problem=spring",
     "problem.width=8",
