@@ -12,7 +12,9 @@ side average over different seeds, the line names both seed lists. ``--tail 0.1`
 run's median over the last 10% of its logged iterations (``history.csv``) of the total loss
 and max |c|, and a comparison line on them: a mini-batch curve that spikes by an order of
 magnitude from one logged point to the next makes a run's final value one draw of that
-noise.
+noise. ``--with results/tables/X.csv`` adds an earlier table's rows to the runs' rows before
+the comparison lines (:func:`join_table`): new runs judged against committed results whose
+run folders are gone.
 
 Runs are seeds of one row only when their whole resolved configuration except ``seed`` is
 the same: every record carries ``group_hash``, the hash of that configuration (records
@@ -522,6 +524,20 @@ def summarize(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             lambda s: ", ".join(f"{k}×{v}" if v > 1 else k for k, v in s.value_counts().items())
         )
     num = num.reset_index()
+    return num, shown_table(num)
+
+
+def summary_keys(num: pd.DataFrame) -> list[str]:
+    """The columns that name a summary's rows: those before ``seeds``."""
+    return list(num.columns[: list(num.columns).index("seeds")])
+
+
+def shown_table(num: pd.DataFrame) -> pd.DataFrame:
+    """The display table of a numeric summary (:func:`summarize`): its row keys, ``seeds``
+    and ``failed``, each metric as ``mean ± std`` under its label, and what follows
+    ``status`` (the status counts; ``rows from`` where :func:`join_table` added rows)."""
+    keys = summary_keys(num)
+    metrics = [m for m in METRICS if f"{m}_mean" in num.columns]
     shown = num[keys + ["seeds", "failed"]].copy()
     for m in metrics:
         mean, std = num[f"{m}_mean"], num[f"{m}_std"].fillna(0.0)
@@ -537,9 +553,10 @@ def summarize(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             "–" if pd.isna(a) else fmt(a, b) if pd.notna(r) else fmt(a, 0.0).split(" ± ")[0]
             for a, b, r in zip(mean, std, raw)
         ]
-    if "status" in num.columns:
-        shown["status"] = num["status"]
-    return num, shown
+    for c in ("status", "rows from"):
+        if c in num.columns:
+            shown[c] = num[c]
+    return shown
 
 
 def _seed_list(runs: pd.DataFrame) -> str:
@@ -715,6 +732,7 @@ def setting_label(column: str, value) -> str:
 def swept_setting_columns(num: pd.DataFrame) -> list[str]:
     """The summary's key columns that describe a setting, not a method or its form."""
     stats = {"seeds", "failed", "seed_list", "status", "config", "method", "variant", "problem"}
+    stats.add("rows from")  # where a row's numbers come from (join_table), not a setting
     return [c for c in num.columns if not c.endswith(("_mean", "_std")) and c not in stats]
 
 
@@ -773,16 +791,91 @@ def select(df: pd.DataFrame, where: dict[str, list[str]]) -> pd.DataFrame:
     return out
 
 
+class WithError(ValueError):
+    """A ``--with`` table that cannot join the runs' rows."""
+
+
+def join_table(num: pd.DataFrame, path: str | Path, tail: float | None = None) -> pd.DataFrame:
+    """``num`` (a :func:`summarize` table of runs) with the rows of an earlier summary
+    table's CSV at ``path`` added, for a comparison with runs whose folders are gone (a
+    committed table of hours of compute, say) without re-running them. The runs' rows
+    come first; an earlier row named like one of them (same keys: problem, method, form and
+    swept settings) is left out, with a warning. A column ``rows from`` says which rows are
+    the table's (its file name) and which the runs'.
+
+    The earlier rows keep their means, spreads and seed lists, so the comparison lines
+    (:func:`against_method`) judge them as they judge runs. Raises :class:`WithError` (one
+    line) for a file that is no summary CSV, for rows told apart by other settings than the
+    runs' (select runs with ``--where`` so both vary in the same ones), and, with ``tail``,
+    for a table whose tail medians are not over that fraction (read from its ``.md``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise WithError(f"--with: no such table {str(path)!r}")
+    try:
+        old = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as e:
+        raise WithError(f"--with: {path} is not a readable CSV ({e})") from None
+    if not {"problem", "method", "seeds"} <= set(old.columns) or old.empty:
+        raise WithError(
+            f"--with: {path} is not a table python -m runners.tables wrote (it needs rows and "
+            "the columns problem, method and seeds)"
+        )
+    num = num.copy()
+    for df, other in ((num, old), (old, num)):
+        if "variant" in summary_keys(other) and "variant" not in df.columns:
+            df.insert(2, "variant", df["method"])  # rows without forms are the paper's
+    ours, theirs = summary_keys(num), summary_keys(old)
+    if set(ours) != set(theirs):
+        raise WithError(
+            f"--with: {path}'s rows are told apart by ({', '.join(theirs)}), the runs' by "
+            f"({', '.join(ours)}); select runs (--where) that vary in the same settings"
+        )
+    if tail is not None and "tail.total_mean" in old.columns:
+        md, label = path.with_suffix(".md"), tail_label("total", tail)
+        if not md.is_file() or label not in md.read_text(encoding="utf-8"):
+            raise WithError(
+                f"--with: {path}'s tail medians are not over the last {tail:.0%} of each run "
+                f"(its .md has no column {label!r}); drop --tail or use --tail that fraction"
+            )
+    for c in old.columns:
+        if c in ours:
+            old[c] = old[c].replace("", np.nan)
+        elif c not in ("seed_list", "status", "rows from"):
+            old[c] = pd.to_numeric(old[c].replace("", np.nan), errors="coerce")
+    kept = [c for c in num.columns if c in old.columns and c != "rows from"]
+    # a row an earlier --with brought in keeps the name of the table it came from
+    came = old["rows from"].replace({"runs": path.name}) if "rows from" in old else path.name
+    old = old[kept].assign(**{"rows from": came})
+    if "rows from" not in num.columns:
+        num["rows from"] = "runs"
+
+    def names(df: pd.DataFrame) -> pd.Series:
+        return df[ours].astype(str).agg(", ".join, axis=1)
+
+    clash = names(old).isin(set(names(num)))
+    if clash.any():
+        warn(
+            f"--with: {path}'s row(s) {'; '.join(names(old)[clash])} named like rows of the "
+            "runs: the runs' rows are kept, the table's left out"
+        )
+    out = pd.concat([num, old[~clash]], ignore_index=True)
+    for c in ("seeds", "failed"):
+        out[c] = pd.to_numeric(out[c], errors="coerce").fillna(0).astype(int)
+    return out
+
+
 def write_tables(
     results: str | Path = "results",
     out: str | Path | None = None,
     name: str = "summary",
     where: dict[str, list[str]] | None = None,
     tail: float | None = None,
+    with_tables: list[str | Path] = (),
 ) -> pd.DataFrame | None:
     """Write ``<out>/<name>.{md,csv,tex}`` from the runs under ``results`` (those ``where``
     selects, :func:`select`; with ``tail``, each run's medians over the last ``tail`` of
-    its logged iterations too, :func:`tail_medians`); None when there are no runs."""
+    its logged iterations too, :func:`tail_medians`) and the rows of the earlier tables
+    ``with_tables`` (:func:`join_table`); None when there are no runs."""
     if tail is not None:
         check_tail(tail)  # before anything is read or written
     df = collect(results)
@@ -794,6 +887,10 @@ def write_tables(
     if tail is not None:
         df = tail_medians(df, tail)
     num, shown = summarize(df)
+    for path in with_tables:
+        num = join_table(num, path, tail)
+    if with_tables:
+        shown = shown_table(num)
     shown.attrs["skipped"] = df.attrs.get("skipped", [])
     say_lost(out / f"{name}.csv", lost_rows(out / f"{name}.csv", num), results)
     lines = [against_method(num, ref, ms) for ref, ms in REFERENCE_METHODS.items()]
@@ -812,10 +909,21 @@ def write_tables(
         + (judged + "\n\n" if judged else "")
         + (f"_Runs selected by --where {_where_text(where)}._\n\n" if where else "")
         + provenance(df, results)
+        + "".join(f"\n\n{joined(num, p)}" for p in with_tables)
         + "\n",
     )
     write_atomic(out / f"{name}.tex", shown.to_latex(index=False, escape=True))
     return shown
+
+
+def joined(num: pd.DataFrame, path: str | Path) -> str:
+    """The provenance line of the rows :func:`join_table` took from the table ``path``."""
+    rows = num[num["rows from"] == Path(path).name]
+    return (
+        f"_Rows from `{path}` ({len(rows)} rows, {int(rows['seeds'].sum())} runs; an earlier "
+        f"table, `--with`: where and when its runs ran is in its .md): "
+        f"{', '.join(rows['method'].astype(str))}._"
+    )
 
 
 def _where_text(where: dict[str, list[str]]) -> str:
@@ -1510,6 +1618,16 @@ def main(argv=None):
         "(history.csv) of the total loss and max |c|, and a comparison line on them",
     )
     ap.add_argument(
+        "--with",
+        dest="with_tables",
+        action="append",
+        default=[],
+        metavar="TABLE.csv",
+        help="add the rows of an earlier table (its CSV) to the runs' before the comparison "
+        "lines: compare new runs with committed results whose run folders are gone "
+        "(repeatable)",
+    )
+    ap.add_argument(
         "--compare",
         nargs=2,
         metavar=("A", "B"),
@@ -1539,6 +1657,13 @@ def main(argv=None):
     if args.tail is not None and (args.compare is not None or args.experiment is not None):
         print(
             "error: --tail adds columns to the summary table; it does not apply to "
+            "--compare or experiment=<name>",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    if args.with_tables and (args.compare is not None or args.experiment is not None):
+        print(
+            "error: --with adds rows to the summary table; it does not apply to "
             "--compare or experiment=<name>",
             file=sys.stderr,
         )
@@ -1580,8 +1705,15 @@ def main(argv=None):
         sys.exit(2)
     args.name = args.name or "summary"
     try:
-        shown = write_tables(args.results, args.out, args.name, parse_where(args.where), args.tail)
-    except (WhereError, TailError) as e:
+        shown = write_tables(
+            args.results,
+            args.out,
+            args.name,
+            parse_where(args.where),
+            args.tail,
+            args.with_tables,
+        )
+    except (WhereError, TailError, WithError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     if shown is None:

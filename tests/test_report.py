@@ -472,6 +472,74 @@ def test_tables_where_selects_runs_and_refuses_a_field_no_run_records(tmp_path):
     assert select(df, {"method.lr": ["1e-4"]})["method.full_batch"].tolist() == [False]
 
 
+def test_tables_with_an_earlier_table_judge_new_runs_against_its_rows(tmp_path, capsys):
+    """``--with earlier.csv``: a committed table's rows join new runs' rows (their run
+    folders gone) and the comparison line judges the new form against the table's
+    sqp_adam; a row named like a run's is left out with a warning; a missing table, rows
+    told apart by other settings, or tail medians over another fraction are one line,
+    exit 2, nothing written."""
+    import shutil
+
+    from runners.tables import main
+
+    _butene_runs(
+        tmp_path / "a", [("sqp_adam", 0, 2.0, "max_iter"), ("adam_unc", 0, 16.0, "max_iter")]
+    )
+    for folder, totals in (("sqp_adam_0", [4.0, 2.0]), ("adam_unc_0", [32.0, 16.0])):
+        h = {"iteration": [0, 10], "loss_total": totals, "max_abs_c": [0.1, 0.1]}
+        pd.DataFrame(h).to_csv(tmp_path / "a" / "runs" / folder / "history.csv", index=False)
+    out = ["--out", str(tmp_path / "out")]
+    main(["--results", str(tmp_path / "a" / "runs"), *out, "--name", "earlier", "--tail", "0.5"])
+    shutil.rmtree(tmp_path / "a")  # the runs are gone; the table stays
+    _butene_runs(tmp_path / "b", [("sqp_adam", 0, 6.0, "max_iter")])
+    rec_path = tmp_path / "b" / "runs" / "sqp_adam_0" / "metrics.json"
+    rec_path.write_text(json.dumps(json.loads(rec_path.read_text()) | {"method.variant": "iclr"}))
+    earlier = str(tmp_path / "out" / "earlier.csv")
+    new = ["--results", str(tmp_path / "b" / "runs"), *out]
+    main([*new, "--name", "joined", "--with", earlier])
+    csv = pd.read_csv(tmp_path / "out" / "joined.csv")
+    assert csv["total_mean"].tolist() == [6.0, 16.0, 2.0]  # the runs' row first
+    assert csv["rows from"].tolist() == ["runs", "earlier.csv", "earlier.csv"]
+    assert csv["variant"].tolist()[1:] == ["adam_unc", "sqp_adam"]
+    md = (tmp_path / "out" / "joined.md").read_text()
+    assert (
+        "- **butene**, against sqp_adam (its final value / sqp_adam's): worse: sqp_adam + "
+        "ICLR-2025 Adam form (predecessor) (total loss 3×, test MSE 3×); adam_unc (total "
+        "loss 8×, test MSE 8×)" in md
+    )
+    assert f"_Rows from `{earlier}` (2 rows, 2 runs;" in md and "adam_unc, sqp_adam._" in md
+    capsys.readouterr()
+
+    # a run named like a table's row: the run's row is kept, the table's left out, said once
+    _butene_runs(tmp_path / "c", [("sqp_adam", 0, 5.0, "max_iter")])
+    main(["--results", str(tmp_path / "c" / "runs"), *out, "--name", "clash", "--with", earlier])
+    csv = pd.read_csv(tmp_path / "out" / "clash.csv")
+    assert dict(zip(csv["method"], csv["total_mean"])) == {"sqp_adam": 5.0, "adam_unc": 16.0}
+    assert "butene, sqp_adam named like rows of the runs" in capsys.readouterr().err
+
+    # the runs at two rates are told apart by method.lr, the table's rows are not
+    _butene_runs(tmp_path / "d", [("sqp_adam", 0, 1.0, "max_iter")])
+    rec_path = tmp_path / "d" / "runs" / "sqp_adam_0" / "metrics.json"
+    rec_path.write_text(json.dumps(json.loads(rec_path.read_text()) | {"method.lr": 1e-4}))
+    rec_path.parent.rename(rec_path.parent.with_name("sqp_adam_0_lr1e-4"))
+    shutil.copytree(tmp_path / "c" / "runs", tmp_path / "d" / "runs", dirs_exist_ok=True)
+    for results, extra, named in [
+        (tmp_path / "b", ["--with", str(tmp_path / "none.csv")], "no such table"),
+        (
+            tmp_path / "d",
+            ["--with", earlier],
+            "by (problem, method), the runs' by (problem, method, method.lr)",
+        ),
+        (tmp_path / "b", ["--with", earlier, "--tail", "0.1"], "not over the last 10%"),
+    ]:
+        with pytest.raises(SystemExit) as e:
+            main(["--results", str(results / "runs"), *out, "--name", "bad", *extra])
+        assert e.value.code == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: --with") and named in lines[0]
+        assert not (tmp_path / "out" / "bad.md").exists()
+
+
 def test_tail_medians_take_each_runs_last_logged_iterations_of_its_last_phase(tmp_path):
     """``--tail 0.2``: a run's median of the logged total loss at iterations ≥ 80% of its
     last one, from the rows of its history's last phase, a row logged twice (a resume)
