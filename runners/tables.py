@@ -1647,27 +1647,19 @@ def main(argv=None):
         help="experiment=<name>: render conf/experiment/<name>.yaml's paper table",
     )
     args = ap.parse_args(argv)
-    if args.where and (args.compare is not None or args.experiment is not None):
-        print(
-            "error: --where selects the runs of the summary table; it does not apply to "
-            "--compare or experiment=<name>",
-            file=sys.stderr,
-        )
-        sys.exit(2)
-    if args.tail is not None and (args.compare is not None or args.experiment is not None):
-        print(
-            "error: --tail adds columns to the summary table; it does not apply to "
-            "--compare or experiment=<name>",
-            file=sys.stderr,
-        )
-        sys.exit(2)
-    if args.with_tables and (args.compare is not None or args.experiment is not None):
-        print(
-            "error: --with adds rows to the summary table; it does not apply to "
-            "--compare or experiment=<name>",
-            file=sys.stderr,
-        )
-        sys.exit(2)
+    summary_only = [
+        (args.where, "--where selects the runs of"),
+        (args.tail is not None, "--tail adds columns to"),
+        (args.with_tables, "--with adds rows to"),
+    ]
+    for given, what in summary_only:
+        if given and (args.compare is not None or args.experiment is not None):
+            print(
+                f"error: {what} the summary table; it does not apply to --compare or "
+                "experiment=<name>",
+                file=sys.stderr,
+            )
+            sys.exit(2)
     if args.compare is not None:
         for f in args.compare:
             if not Path(f).is_dir():

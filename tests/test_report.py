@@ -531,6 +531,7 @@ def test_tables_with_an_earlier_table_judge_new_runs_against_its_rows(tmp_path, 
             "by (problem, method), the runs' by (problem, method, method.lr)",
         ),
         (tmp_path / "b", ["--with", earlier, "--tail", "0.1"], "not over the last 10%"),
+        (tmp_path / "b", ["--with", earlier, "experiment=x"], "does not apply to --compare"),
     ]:
         with pytest.raises(SystemExit) as e:
             main(["--results", str(results / "runs"), *out, "--name", "bad", *extra])
