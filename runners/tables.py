@@ -609,7 +609,7 @@ def against_method(
                 text = ", ".join(ratios)
                 theirs, ours = _seeds_of(r), _seeds_of(base.iloc[0])
                 if theirs != ours:  # means over different runs: say so beside the ratio
-                    text += f"; seeds {theirs or 'none'} against {ref}'s {ours or 'none'}"
+                    text += f"; seeds {_seeds_text(theirs)} against {ref}'s {_seeds_text(ours)}"
                 judged.append((str(forms.loc[i]), kinds, text))
         if judged:
             where = ", ".join(setting_label(c, k) for c, k in zip(context, key))
@@ -623,6 +623,12 @@ def _seeds_of(row: pd.Series) -> str | None:
     """A summary row's ``seed_list`` (None for a frame without one: a hand-built table)."""
     v = row.get("seed_list")
     return None if v is None or (isinstance(v, float) and pd.isna(v)) else str(v)
+
+
+def _seeds_text(seeds: str | None) -> str:
+    """A row's seeds in a comparison line: ``"0 1"``, ``"none"`` (every run failed) or
+    ``"not recorded"`` (a row without a seed list: an older table joined by ``--with``)."""
+    return "not recorded" if seeds is None else seeds or "none"
 
 
 # the metrics --tail takes from a run's history.csv: record field -> history column

@@ -508,6 +508,11 @@ def test_tables_with_an_earlier_table_judge_new_runs_against_its_rows(tmp_path, 
         "loss 8×, test MSE 8×)" in md
     )
     assert f"_Rows from `{earlier}` (2 rows, 2 runs;" in md and "adam_unc, sqp_adam._" in md
+    # an older table without seed lists: the line says the seeds are not recorded
+    pd.read_csv(earlier).drop(columns="seed_list").to_csv(tmp_path / "old.csv", index=False)
+    main([*new, "--name", "older", "--with", str(tmp_path / "old.csv")])
+    md = (tmp_path / "out" / "older.md").read_text()
+    assert "(total loss 3×, test MSE 3×; seeds 0 against sqp_adam's not recorded)" in md
     capsys.readouterr()
 
     # a run named like a table's row: the run's row is kept, the table's left out, said once
