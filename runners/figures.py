@@ -7,7 +7,9 @@
 * ``sweep --results DIR --x problem.alpha``: trSQP-PINN Figure 1: abs and rel error against
   a swept coefficient, one line per method (mean over seeds, min–max band).
 * ``curves --results DIR``: SQP momentum Figures 1–7: log10 loss terms against the epoch,
-  mean ± std over seeds, one figure per problem, learning rate and batch mode.
+  mean ± std over seeds, one figure per problem, learning rate and batch mode, each with
+  a CSV of what it draws beside it; ``--with FIG.csv`` joins such an earlier figure's
+  lines (runs whose folders are gone) to the runs'.
 * ``predictions --results DIR``: SQP momentum: held-out predictions, one figure per method.
 """
 
@@ -18,13 +20,15 @@ import re
 import sys
 import textwrap
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from runners.io import save_figure
+from runners.io import save_figure, write_atomic
 from runners.tables import (
     WhereError,
+    WithError,
     collect,
     failed_flags,
     numeric_first,
@@ -454,80 +458,228 @@ def _sqp_runs(results):
     return df
 
 
+CURVE_POINTS = 400  # most points a loss-curve line keeps (every k-th logged row, the last too)
+
+
+class CurveLine(NamedTuple):
+    """One line of a loss-curves figure: the epochs; {column: (mean, std)} over the line's
+    runs of log10 of each logged value; how many runs; their seeds and code commits
+    (space-separated); and where it came from: ``"runs"`` (the runs under ``--results``) or
+    the name of the curves CSV a ``--with`` read it from."""
+
+    epoch: np.ndarray
+    stats: dict
+    runs: int
+    seeds: str = ""
+    commits: str = ""
+    source: str = "runs"
+
+
+def thinned(n: int, most: int = CURVE_POINTS) -> np.ndarray:
+    """Indices of every k-th of ``n`` logged rows, k the smallest that keeps at most
+    ``most`` of them, and of the last row (so a line ends where its runs did)."""
+    idx = np.arange(0, n, max(1, -(-n // most)))
+    return idx if n == 0 or idx[-1] == n - 1 else np.append(idx, n - 1)
+
+
 def curve_lines(results, where: dict | None = None) -> dict:
     """The lines of :func:`loss_curves`, as data: {(problem, lr, full_batch): {label:
-    (epoch, {column: (mean, std)}, runs)}}, mean and std over the label's runs of the log10
-    of each logged full-batch loss term and ‖c‖∞, cut to the shortest run's rows.
-    ``where`` keeps the runs whose fields match ({field: [values]}, as ``--where``)."""
-    import pandas as pd
-
+    :class:`CurveLine`}}, mean and std over the label's runs of the log10 of each logged
+    full-batch loss term and ‖c‖∞, cut to the shortest run's rows and thinned to at most
+    :data:`CURVE_POINTS` of them (a paper-budget run logs 1,000). ``where`` keeps the runs
+    whose fields match ({field: [values]}, as ``--where``)."""
     df, lines = _select(_sqp_runs(results), where), {}
     for (prob, lr, full), runs in df.groupby(["problem", "method.lr", "method.full_batch"]):
         hist = {}
         if "precision" in runs and runs["precision"].nunique() > 1:
             runs = runs.assign(variant=runs["variant"] + " [" + runs["precision"] + "]")
         for m, r in runs.groupby("variant"):
-            for p in r["path"]:
+            for _, run in r.iterrows():
                 try:
-                    h = pd.read_csv(Path(p) / "history.csv")
+                    h = pd.read_csv(Path(run["path"]) / "history.csv")
                     if "epoch" not in h.columns:
                         raise ValueError("no epoch column")
                 except (OSError, ValueError) as e:
-                    warn(f"skipping {p} in the loss curves: history.csv ({type(e).__name__})")
+                    warn(
+                        f"skipping {run['path']} in the loss curves: history.csv "
+                        f"({type(e).__name__})"
+                    )
                     continue
-                hist.setdefault(m, []).append(h)
+                hist.setdefault(m, []).append((h, run.get("seed"), run.get("commit")))
         if not hist:
             continue
-        cols = [c for c in next(iter(hist.values()))[0].columns if c.startswith("loss_")]
+        cols = [c for c in next(iter(hist.values()))[0][0].columns if c.startswith("loss_")]
         cols += ["max_abs_c"]
         group = lines.setdefault((prob, lr, bool(full)), {})
-        for m, hs in hist.items():
+        for m, read in hist.items():
+            hs = [h for h, _, _ in read]
             n = min(len(h) for h in hs)
-            stats = {}
+            idx, stats = thinned(n), {}
             for col in cols:
                 y = np.log10(np.maximum(np.stack([h[col].to_numpy(float)[:n] for h in hs]), 1e-300))
-                stats[col] = (y.mean(0), y.std(0))
-            group[m] = (hs[0]["epoch"].to_numpy()[:n], stats, len(hs))
+                stats[col] = (y.mean(0)[idx], y.std(0)[idx])
+            seeds = sorted({int(s) for _, s, _ in read if pd.notna(s)})
+            commits = sorted({str(c) for _, _, c in read if isinstance(c, str) and c})
+            group[m] = CurveLine(
+                hs[0]["epoch"].to_numpy()[:n][idx],
+                stats,
+                len(hs),
+                " ".join(map(str, seeds)),
+                " ".join(commits),
+            )
     return lines
 
 
-def loss_curves(results, out_dir: str | Path, where: dict | None = None) -> list[Path]:
+CURVE_KEYS = ("problem", "lr", "full_batch", "line", "runs", "seeds", "commits", "from")
+
+
+def curve_frame(key: tuple, group: dict) -> pd.DataFrame:
+    """The data of one loss-curves figure (``key`` = (problem, lr, full_batch), ``group`` its
+    {label: CurveLine}) as a long table: one row per line and logged epoch, the columns
+    :data:`CURVE_KEYS`, ``epoch`` and ``<column>.log10_mean`` / ``.log10_std`` (what the
+    figure draws, to 4 decimals): the CSV :func:`loss_curves` writes beside each figure."""
+    prob, lr, full = key
+    parts = []
+    for label, line in group.items():
+        d = {
+            "problem": prob,
+            "lr": lr,
+            "full_batch": bool(full),
+            "line": label,
+            "runs": line.runs,
+            "seeds": line.seeds,
+            "commits": line.commits,
+            "from": line.source,
+            "epoch": line.epoch,
+        }
+        for col, (mean, std) in line.stats.items():
+            d[f"{col}.log10_mean"] = np.round(mean, 4)
+            d[f"{col}.log10_std"] = np.round(std, 4)
+        parts.append(pd.DataFrame(d))
+    return pd.concat(parts, ignore_index=True)
+
+
+def read_curves(path: str | Path) -> dict:
+    """The lines of a curves CSV that :func:`loss_curves` wrote beside a figure, as
+    :func:`curve_lines` gives them; a line that came from runs is labelled with the CSV's
+    folder (``from``), one an earlier ``--with`` brought in keeps its own. Raises
+    :class:`WithError` (one line) for a missing file or one that is no curves CSV."""
+    path = Path(path)
+    if not path.is_file():
+        raise WithError(f"--with: no such curves CSV {str(path)!r}")
+    try:
+        df = pd.read_csv(path, dtype={"seeds": str, "commits": str, "from": str})
+    except (OSError, ValueError) as e:
+        raise WithError(f"--with: {path} is not a readable CSV ({e})") from None
+    means = [c for c in df.columns if c.endswith(".log10_mean")]
+    if not {*CURVE_KEYS, "epoch"} <= set(df.columns) or not means or df.empty:
+        raise WithError(
+            f"--with: {path} is not the data of a loss-curves figure (the CSV python -m "
+            "runners.figures curves writes beside each figure: columns problem, lr, "
+            "full_batch, line, runs, seeds, commits, from, epoch, <term>.log10_mean/_std)"
+        )
+    df[["seeds", "commits", "from"]] = df[["seeds", "commits", "from"]].fillna("")
+    name = path.parent.name or path.stem
+    lines = {}
+    keys = ["problem", "lr", "full_batch", "line"]
+    for (prob, lr, full, label), d in df.groupby(keys, sort=False):
+        stats = {}
+        for m in means:
+            col = m.removesuffix(".log10_mean")
+            if d[m].notna().any():
+                std = d[f"{col}.log10_std"] if f"{col}.log10_std" in d else 0.0 * d[m]
+                stats[col] = (d[m].to_numpy(float), std.to_numpy(float))
+        source = d["from"].iloc[0]
+        lines.setdefault((prob, float(lr), _truthy(full)), {})[label] = CurveLine(
+            d["epoch"].to_numpy(),
+            stats,
+            int(d["runs"].iloc[0]),
+            d["seeds"].iloc[0],
+            d["commits"].iloc[0],
+            name if source in ("", "runs") else source,
+        )
+    return lines
+
+
+def _truthy(v) -> bool:
+    return v is True or str(v).strip().lower() in ("true", "1")
+
+
+def join_curves(lines: dict, path: str | Path) -> dict:
+    """``lines`` (:func:`curve_lines`) with the lines of the curves CSV at ``path`` added to
+    their figures (a figure of the CSV that the runs lack is drawn from the CSV alone): a
+    curve of runs whose folders are gone (hours of compute in an earlier checkout, say)
+    beside new runs. A CSV line labelled like a line already there is left out, with a
+    warning; lines are not pooled over seeds."""
+    lines = {k: dict(g) for k, g in lines.items()}
+    for key, group in read_curves(path).items():
+        target = lines.setdefault(key, {})
+        for label, line in group.items():
+            if label in target:
+                warn(
+                    f"--with: {path}'s line {label!r} ({key[0]}, lr {key[1]:g}) is named like "
+                    "a line already drawn; left out"
+                )
+            else:
+                target[label] = line
+    return lines
+
+
+def loss_curves(
+    results, out_dir: str | Path, where: dict | None = None, with_curves=()
+) -> list[Path]:
     """SQP momentum Figures 1–7 style: per (problem, learning rate, batch mode), log10 of
     each full-batch loss term and ‖c‖∞ against the epoch, one line per method: mean over
     seeds with a ± std band (of log10 values). A method run in two forms or with a problem
     option (``variant``: "sqp_adam + ICLR-2025 Adam form (predecessor)") is its own line,
     and so is each precision where a group holds runs of both ("[float32]"). ``where``
-    keeps the runs whose fields match (``--where seed=1``: one seed's curves)."""
+    keeps the runs whose fields match (``--where seed=1``: one seed's curves).
+
+    Beside each figure, ``<figure>.csv`` holds what it draws (:func:`curve_frame`), so a
+    figure can be drawn again, or joined, without the runs: ``with_curves`` names such
+    CSVs, whose lines join the runs' (:func:`join_curves`; the legend names the folder
+    each came from). ``results`` may be None when ``with_curves`` is given."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    lines = curve_lines(results, where) if results is not None else {}
+    for path in with_curves:
+        lines = join_curves(lines, path)
     paths = []
-    for (prob, lr, full), group in curve_lines(results, where).items():
-        cols = list(next(iter(group.values()))[1])
+    for (prob, lr, full), group in lines.items():
+        cols = list(dict.fromkeys(c for line in group.values() for c in line.stats))
         fig, axes = plt.subplots(
-            1, len(cols), figsize=(3.3 * len(cols), 3.1), constrained_layout=True
+            1, len(cols), figsize=(3.3 * len(cols), 3.1), constrained_layout=True, squeeze=False
         )
+        axes = axes[0]
         order = lambda v: ((SQP_ORDER + (v.split(" + ")[0],)).index(v.split(" + ")[0]), v)
         for i, m in enumerate(sorted(group, key=order)):
-            epoch, stats, n_runs = group[m]
+            line = group[m]
+            label = f"{m} ({line.runs})"
+            if line.source != "runs":
+                label = f"{m} ({line.runs}; {line.source})"
             for ax, col in zip(axes, cols):
-                mean, std = stats[col]
+                ax.set(title=col.removeprefix("loss_"), xlabel="epoch", ylabel="log10")
+                if col not in line.stats:
+                    continue
+                mean, std = line.stats[col]
                 ax.plot(
-                    epoch,
+                    line.epoch,
                     mean,
                     color=f"C{i}",
-                    label=f"{m} ({n_runs})",
+                    label=label,
                     linestyle="--" if " + " in m else "-",
                 )
-                ax.fill_between(epoch, mean - std, mean + std, color=f"C{i}", alpha=0.2)
-                ax.set(title=col.removeprefix("loss_"), xlabel="epoch", ylabel="log10")
+                ax.fill_between(line.epoch, mean - std, mean + std, color=f"C{i}", alpha=0.2)
         axes[0].legend(fontsize=6)
         mode = "full batch" if full else "mini-batch"
         fig.suptitle(f"{prob}: lr {lr:g}, {mode} (mean ± std over seeds)")
         path = Path(out_dir) / f"sqp_momentum_{prob}_lr{lr:g}_{'full' if full else 'mini'}.png"
         paths.append(save_figure(fig, path, dpi=110))
+        frame = curve_frame((prob, lr, full), group)
+        write_atomic(path.with_suffix(".csv"), frame.to_csv(index=False))
     return paths
 
 
@@ -644,7 +796,7 @@ def main(argv=None):
     )
     t.add_argument("--out", default="results/figures/histories.png")
     c = sub.add_parser("curves", help="SQP momentum: loss curves, mean ± std over seeds")
-    c.add_argument("--results", required=True)
+    c.add_argument("--results", help="runs to draw (optional with --with)")
     c.add_argument("--out-dir", default="results/figures")
     c.add_argument(
         "--where",
@@ -652,6 +804,15 @@ def main(argv=None):
         default=[],
         metavar="FIELD=V1,V2",
         help="keep runs whose FIELD is one of the values (repeatable), e.g. seed=1",
+    )
+    c.add_argument(
+        "--with",
+        dest="with_curves",
+        action="append",
+        default=[],
+        metavar="CURVES.csv",
+        help="the data of an earlier curves figure (the CSV written beside it): its lines "
+        "join the runs' (repeatable; a line named like one already drawn is left out)",
     )
     p = sub.add_parser("predictions", help="SQP momentum: held-out predictions per method")
     p.add_argument("--results", required=True)
@@ -673,14 +834,28 @@ def main(argv=None):
         )
         print(f"wrote {path}")
         return
-    if not Path(args.results).is_dir():
-        print(f"error: --results: no such folder {args.results!r}", file=sys.stderr)
+    if args.kind == "curves" and args.with_curves:
+        try:  # every --with CSV checked before anything is drawn or written
+            for path in args.with_curves:
+                read_curves(path)
+        except WithError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+    elif args.results is None:  # only curves lacks required=True, for --with alone
+        print(
+            "error: curves needs --results (runs) or --with (an earlier figure's CSV)",
+            file=sys.stderr,
+        )
         sys.exit(2)
-    if collect(args.results).empty:
-        print(f"error: no metrics.json under {args.results!r}", file=sys.stderr)
-        sys.exit(1)
+    if args.results is not None:
+        if not Path(args.results).is_dir():
+            print(f"error: --results: no such folder {args.results!r}", file=sys.stderr)
+            sys.exit(2)
+        if collect(args.results).empty:
+            print(f"error: no metrics.json under {args.results!r}", file=sys.stderr)
+            sys.exit(1)
     if args.kind == "curves":
-        paths = loss_curves(args.results, args.out_dir, where)
+        paths = loss_curves(args.results, args.out_dir, where, args.with_curves)
     elif args.kind == "predictions":
         paths = predictions(args.results, args.out_dir, args.seed)
     elif args.kind == "heatmaps":

@@ -620,15 +620,16 @@ def test_loss_curves_average_the_log_of_each_runs_history_over_the_runs_where_se
         pd.DataFrame(h).to_csv(run / "history.csv", index=False)
 
     both = curve_lines(tmp_path / "runs")[("butene", 5e-4, False)]
-    epoch, stats, n = both["sqp_adam"]
+    epoch, stats, n = both["sqp_adam"][:3]
     assert n == 2 and list(epoch) == [0, 1]  # cut to the shorter history
+    assert both["sqp_adam"].seeds == "0 1" and both["sqp_adam"].source == "runs"
     np.testing.assert_allclose(stats["loss_total"][0], [3.0, 1.0])  # log10: (2+4)/2, (0+2)/2
     np.testing.assert_allclose(stats["loss_total"][1], [1.0, 1.0])
     np.testing.assert_allclose(stats["max_abs_c"][0], [-3.0, -3.0])
-    assert both["adam_con"][2] == 1
+    assert both["adam_con"].runs == 1
 
     one = curve_lines(tmp_path / "runs", {"seed": ["1"]})[("butene", 5e-4, False)]
-    assert set(one) == {"sqp_adam"} and one["sqp_adam"][2] == 1
+    assert set(one) == {"sqp_adam"} and one["sqp_adam"].runs == 1
     np.testing.assert_allclose(one["sqp_adam"][1]["loss_total"][0], [4.0, 2.0])
     np.testing.assert_allclose(one["sqp_adam"][1]["loss_total"][1], [0.0, 0.0])
 
@@ -636,10 +637,109 @@ def test_loss_curves_average_the_log_of_each_runs_history_over_the_runs_where_se
     main(
         ["curves", "--results", str(tmp_path / "runs"), "--out-dir", str(out), "--where", "seed=1"]
     )
-    assert [p.name for p in out.iterdir()] == ["sqp_momentum_butene_lr0.0005_mini.png"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "sqp_momentum_butene_lr0.0005_mini.csv",  # what the figure draws, as data
+        "sqp_momentum_butene_lr0.0005_mini.png",
+    ]
     with pytest.raises(SystemExit) as e:  # a field no run records: one line, exit 2
         main(
             ["curves", "--results", str(tmp_path / "runs"), "--out-dir", str(tmp_path / "f2")]
             + ["--where", "nosuch=1"]
         )
     assert e.value.code == 2 and not (tmp_path / "f2").exists()
+
+
+def test_a_curves_figure_s_csv_is_what_it_draws_and_with_joins_its_lines_to_new_runs(
+    tmp_path, capsys
+):
+    """Beside each loss-curves figure, a CSV holds its lines (log10 mean and std per logged
+    epoch, thinned to at most CURVE_POINTS, the last epoch kept); ``curves --with`` that CSV
+    draws its lines beside new runs after the first runs' folders are gone, labels where each
+    came from, leaves out a line named like one of the runs' (a warning), draws from the CSV
+    alone, and refuses a missing or foreign file in one line, exit 2, nothing written."""
+    import shutil
+
+    from runners.figures import CURVE_POINTS, curve_lines, main, read_curves, thinned
+
+    n_logged = 2 * CURVE_POINTS + 5  # a long run: every 3rd row kept
+    idx = thinned(n_logged)
+    assert idx[0] == 0 and idx[-1] == n_logged - 1 and len(idx) <= CURVE_POINTS + 1
+    assert set(np.diff(idx[:-1])) == {3}
+
+    _butene_runs(tmp_path, [("sqp_adam", 2, 1.0, "max_iter"), ("adam_con", 2, 1.0, "max_iter")])
+    epochs = np.arange(n_logged) * 20
+    for folder, scale in (("sqp_adam_2", 1.0), ("adam_con_2", 10.0)):
+        run = tmp_path / "runs" / folder
+        rec = json.loads((run / "metrics.json").read_text())
+        rec |= {"family": "stochastic_constrained", "commit": "abc123"}
+        (run / "metrics.json").write_text(json.dumps(rec))
+        total = scale * 10.0 ** (-epochs / 4000.0)
+        h = {"epoch": epochs, "loss_total": total, "max_abs_c": np.full(n_logged, 1e-3)}
+        pd.DataFrame(h).to_csv(run / "history.csv", index=False)
+    first = tmp_path / "figs" / "seed2-paper"
+    main(["curves", "--results", str(tmp_path / "runs"), "--out-dir", str(first)])
+    data = first / "sqp_momentum_butene_lr0.0005_mini.csv"
+    frame = pd.read_csv(data)
+    sqp = frame[frame["line"] == "sqp_adam"]
+    assert list(sqp["epoch"]) == list(epochs[idx])
+    np.testing.assert_allclose(sqp["loss_total.log10_mean"], -epochs[idx] / 4000.0, atol=1e-4)
+    assert (sqp["loss_total.log10_std"] == 0).all() and set(sqp["seeds"].astype(str)) == {"2"}
+    assert set(sqp["commits"]) == {"abc123"} and set(sqp["from"]) == {"runs"}
+    drawn = curve_lines(tmp_path / "runs")
+    again = read_curves(data)  # the CSV reads back as the lines that were drawn
+    key = ("butene", 5e-4, False)
+    assert set(again[key]) == set(drawn[key]) == {"sqp_adam", "adam_con"}
+    for m in ("sqp_adam", "adam_con"):
+        np.testing.assert_array_equal(again[key][m].epoch, drawn[key][m].epoch)
+        np.testing.assert_allclose(
+            again[key][m].stats["loss_total"][0], drawn[key][m].stats["loss_total"][0], atol=1e-4
+        )
+        assert again[key][m].source == "seed2-paper" and again[key][m].runs == 1
+
+    # the runs' folders are gone; a later checkout runs adam_unc and sqp_adam again
+    shutil.rmtree(tmp_path / "runs")
+    _butene_runs(tmp_path, [("adam_unc", 2, 1.0, "max_iter"), ("sqp_adam", 2, 1.0, "max_iter")])
+    for folder in ("adam_unc_2", "sqp_adam_2"):
+        run = tmp_path / "runs" / folder
+        rec = json.loads((run / "metrics.json").read_text()) | {"family": "stochastic_constrained"}
+        (run / "metrics.json").write_text(json.dumps(rec))
+        h = {"epoch": epochs[:10], "loss_total": np.full(10, 5.0), "max_abs_c": np.ones(10)}
+        pd.DataFrame(h).to_csv(run / "history.csv", index=False)
+    out = tmp_path / "figs" / "joined"
+    capsys.readouterr()
+    main(
+        ["curves", "--results", str(tmp_path / "runs"), "--out-dir", str(out), "--with", str(data)]
+    )
+    assert "line 'sqp_adam' (butene, lr 0.0005) is named like a line already drawn" in (
+        capsys.readouterr().err
+    )
+    joined = pd.read_csv(out / "sqp_momentum_butene_lr0.0005_mini.csv")
+    assert dict(joined.groupby("line")["from"].first()) == {
+        "adam_con": "seed2-paper",  # from the earlier figure
+        "adam_unc": "runs",
+        "sqp_adam": "runs",  # the runs' line kept, the CSV's left out
+    }
+    con = joined[joined["line"] == "adam_con"]
+    np.testing.assert_allclose(con["loss_total.log10_mean"], 1.0 - epochs[idx] / 4000.0, atol=1e-4)
+    assert joined[joined["line"] == "sqp_adam"]["loss_total.log10_mean"].round(4).eq(0.699).all()
+
+    # a joined line keeps its first source when joined again; the CSV alone draws a figure
+    alone = tmp_path / "figs" / "alone"
+    main(["curves", "--out-dir", str(alone), "--with", str(out / data.name)])
+    assert dict(pd.read_csv(alone / data.name).groupby("line")["from"].first()) == {
+        "adam_con": "seed2-paper",
+        "adam_unc": "joined",
+        "sqp_adam": "joined",
+    }
+    assert (alone / "sqp_momentum_butene_lr0.0005_mini.png").is_file()
+
+    (tmp_path / "foreign.csv").write_text("a,b\n1,2\n")
+    for bad, says in (
+        ([], "curves needs --results (runs) or --with"),
+        (["--with", str(tmp_path / "nosuch.csv")], "no such curves CSV"),
+        (["--with", str(tmp_path / "foreign.csv")], "is not the data of a loss-curves figure"),
+    ):
+        with pytest.raises(SystemExit) as e:
+            main(["curves", "--out-dir", str(tmp_path / "f3")] + bad)
+        assert e.value.code == 2 and says in capsys.readouterr().err
+    assert not (tmp_path / "f3").exists()
