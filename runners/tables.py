@@ -14,7 +14,9 @@ and max |c|, and a comparison line on them: a mini-batch curve that spikes by an
 magnitude from one logged point to the next makes a run's final value one draw of that
 noise. ``--with results/tables/X.csv`` adds an earlier table's rows to the runs' rows before
 the comparison lines (:func:`join_table`): new runs judged against committed results whose
-run folders are gone.
+run folders are gone; with ``--pool``, a table row of a runs' row's configuration on other
+seeds pools with it into one mean ± std over all the runs (:func:`pooled_row`), so seeds
+run in separate sessions add up.
 
 Runs are seeds of one row only when their whole resolved configuration except ``seed`` is
 the same: every record carries ``group_hash``, the hash of that configuration (records
@@ -801,13 +803,71 @@ class WithError(ValueError):
     """A ``--with`` table that cannot join the runs' rows."""
 
 
-def join_table(num: pd.DataFrame, path: str | Path, tail: float | None = None) -> pd.DataFrame:
+def _status_counts(text: str) -> dict[str, int]:
+    """{status: runs} of a summary's status cell ("max_iter×2, diverged")."""
+    counts = {}
+    for part in filter(None, (p.strip() for p in str(text).split(","))):
+        name, _, n = part.partition("×")
+        counts[name] = counts.get(name, 0) + (int(n) if n.isdigit() else 1)
+    return counts
+
+
+def pooled_row(a: pd.Series, b: pd.Series) -> pd.Series:
+    """One summary row over the runs of two rows of the same configuration with disjoint
+    seeds (``a``'s keys and order of columns): ``seeds``, ``failed`` and the status counts
+    added, the seed lists merged, and each ``<metric>_mean`` / ``_std`` the mean and the
+    sample standard deviation (ddof 1, as :func:`summarize`) over all the runs, exactly,
+    from each row's mean, std and run count: with n = n_a + n_b, mean = (n_a m_a + n_b m_b)
+    / n and std² = ((n_a − 1) s_a² + (n_b − 1) s_b² + n_a (m_a − mean)² + n_b (m_b − mean)²)
+    / (n − 1). A row's metric that is empty counts no runs (its mean is taken to be over
+    all its ``seeds``)."""
+    out = a.copy()
+    for col in a.index:
+        if not col.endswith("_mean") or col.removesuffix("_mean") + "_std" not in a.index:
+            continue
+        std_col = col.removesuffix("_mean") + "_std"
+        parts = []
+        for r in (a, b):
+            n, m = int(r["seeds"]), pd.to_numeric(r.get(col), errors="coerce")
+            if n and pd.notna(m):
+                s = pd.to_numeric(r.get(std_col), errors="coerce")
+                parts.append((n, float(m), 0.0 if n == 1 or pd.isna(s) else float(s)))
+        total = sum(n for n, _, _ in parts)
+        if not total:
+            out[col] = out[std_col] = np.nan
+            continue
+        mean = sum(n * m for n, m, _ in parts) / total
+        ss = sum((n - 1) * s**2 + n * (m - mean) ** 2 for n, m, s in parts)
+        out[col] = mean
+        out[std_col] = np.sqrt(ss / (total - 1)) if total > 1 else np.nan
+    for c in ("seeds", "failed"):
+        out[c] = int(a[c]) + int(b[c])
+    seeds = {float(x) for r in (a, b) for x in str(r["seed_list"]).split()}
+    out["seed_list"] = " ".join(f"{x:g}" for x in sorted(seeds))
+    if "status" in a.index:
+        counts = _status_counts(a["status"])
+        for k, v in _status_counts(b["status"]).items():
+            counts[k] = counts.get(k, 0) + v
+        ranked = sorted(counts.items(), key=lambda kv: -kv[1])
+        out["status"] = ", ".join(f"{k}×{v}" if v > 1 else k for k, v in ranked)
+    out["rows from"] = f"{a['rows from']} + {b['rows from']}"
+    return out
+
+
+def join_table(
+    num: pd.DataFrame, path: str | Path, tail: float | None = None, pool: bool = False
+) -> pd.DataFrame:
     """``num`` (a :func:`summarize` table of runs) with the rows of an earlier summary
     table's CSV at ``path`` added, for a comparison with runs whose folders are gone (a
     committed table of hours of compute, say) without re-running them. The runs' rows
     come first; an earlier row named like one of them (same keys: problem, method, form and
     swept settings) is left out, with a warning. A column ``rows from`` says which rows are
     the table's (its file name) and which the runs'.
+
+    With ``pool``, such a row is instead pooled with the runs' row (:func:`pooled_row`:
+    one row over both sets of runs, ``rows from`` "runs + X.csv"), so seeds run in separate
+    sessions add up to one mean ± std; a row whose seeds overlap the runs' (or has no seed
+    list) is left out as without ``pool``, with a warning.
 
     The earlier rows keep their means, spreads and seed lists, so the comparison lines
     (:func:`against_method`) judge them as they judge runs. Raises :class:`WithError` (one
@@ -858,15 +918,39 @@ def join_table(num: pd.DataFrame, path: str | Path, tail: float | None = None) -
     def names(df: pd.DataFrame) -> pd.Series:
         return df[ours].astype(str).agg(", ".join, axis=1)
 
-    clash = names(old).isin(set(names(num)))
-    if clash.any():
+    joined_before = dict(num.attrs.get("joined", {}))
+    num_names, old_names = names(num), names(old)
+    clash = old_names.isin(set(num_names))
+    pooled = pd.Series(False, index=old.index)
+    if pool and clash.any():
+        for i in old.index[clash]:
+            j = num.index[num_names == old_names[i]][0]
+            mine = set(str(num.at[j, "seed_list"]).split()) if "seed_list" in num else set()
+            theirs = set(str(old.at[i, "seed_list"]).split()) if "seed_list" in old else set()
+            if not mine or not theirs or mine & theirs:
+                continue  # seeds unknown or run twice: not pooled (warned below)
+            for c in ("seeds", "failed"):
+                v = pd.to_numeric(old.at[i, c], errors="coerce")
+                old.at[i, c] = 0 if pd.isna(v) else int(v)
+            num.loc[j] = pooled_row(num.loc[j], old.loc[i])
+            pooled[i] = True
+    left_out = clash & ~pooled
+    if left_out.any():
+        why = "seeds overlap or are not recorded" if pool else "named like rows of the runs"
         warn(
-            f"--with: {path}'s row(s) {'; '.join(names(old)[clash])} named like rows of the "
-            "runs: the runs' rows are kept, the table's left out"
+            f"--with: {path}'s row(s) {'; '.join(old_names[left_out])} {why}: the runs' rows "
+            "are kept, the table's left out"
         )
     out = pd.concat([num, old[~clash]], ignore_index=True)
     for c in ("seeds", "failed"):
         out[c] = pd.to_numeric(out[c], errors="coerce").fillna(0).astype(int)
+    joined_before[path.name] = {
+        "rows": int((~clash).sum()),
+        "runs": int(pd.to_numeric(old.loc[~clash | pooled, "seeds"], errors="coerce").sum()),
+        "added": list(old.loc[~clash, "method"].astype(str)),
+        "pooled": list(old_names[pooled]),
+    }
+    out.attrs["joined"] = joined_before
     return out
 
 
@@ -877,11 +961,13 @@ def write_tables(
     where: dict[str, list[str]] | None = None,
     tail: float | None = None,
     with_tables: list[str | Path] = (),
+    pool: bool = False,
 ) -> pd.DataFrame | None:
     """Write ``<out>/<name>.{md,csv,tex}`` from the runs under ``results`` (those ``where``
     selects, :func:`select`; with ``tail``, each run's medians over the last ``tail`` of
     its logged iterations too, :func:`tail_medians`) and the rows of the earlier tables
-    ``with_tables`` (:func:`join_table`); None when there are no runs."""
+    ``with_tables`` (:func:`join_table`; with ``pool``, pooled with the runs' rows of the
+    same configuration); None when there are no runs."""
     if tail is not None:
         check_tail(tail)  # before anything is read or written
     df = collect(results)
@@ -894,7 +980,7 @@ def write_tables(
         df = tail_medians(df, tail)
     num, shown = summarize(df)
     for path in with_tables:
-        num = join_table(num, path, tail)
+        num = join_table(num, path, tail, pool)
     if with_tables:
         shown = shown_table(num)
     shown.attrs["skipped"] = df.attrs.get("skipped", [])
@@ -924,11 +1010,21 @@ def write_tables(
 
 def joined(num: pd.DataFrame, path: str | Path) -> str:
     """The provenance line of the rows :func:`join_table` took from the table ``path``."""
-    rows = num[num["rows from"] == Path(path).name]
+    info = num.attrs.get("joined", {}).get(Path(path).name)
+    if info is None:  # rows joined without join_table's record: count what is labelled
+        rows = num[num["rows from"] == Path(path).name]
+        info = {"rows": len(rows), "runs": int(rows["seeds"].sum())}
+        info |= {"added": list(rows["method"].astype(str)), "pooled": []}
+    pooled = (
+        "; pooled with the rows of the same configuration (one mean ± std over all their "
+        f"seeds; `rows from` names this table after `runs`): {'; '.join(info['pooled'])}"
+        if info["pooled"]
+        else ""
+    )
     return (
-        f"_Rows from `{path}` ({len(rows)} rows, {int(rows['seeds'].sum())} runs; an earlier "
-        f"table, `--with`: where and when its runs ran is in its .md): "
-        f"{', '.join(rows['method'].astype(str))}._"
+        f"_Rows from `{path}` ({info['rows']} rows added, {info['runs']} of its runs used; an "
+        f"earlier table, `--with`: where and when its runs ran is in its .md): "
+        f"{', '.join(info['added']) or 'none added'}{pooled}._"
     )
 
 
@@ -1634,6 +1730,12 @@ def main(argv=None):
         "(repeatable)",
     )
     ap.add_argument(
+        "--pool",
+        action="store_true",
+        help="with --with: a table row of the same configuration as a runs' row, on other "
+        "seeds, is pooled with it (one mean ± std over both sets of runs) instead of left out",
+    )
+    ap.add_argument(
         "--compare",
         nargs=2,
         metavar=("A", "B"),
@@ -1657,6 +1759,7 @@ def main(argv=None):
         (args.where, "--where selects the runs of"),
         (args.tail is not None, "--tail adds columns to"),
         (args.with_tables, "--with adds rows to"),
+        (args.pool, "--pool pools rows of"),
     ]
     for given, what in summary_only:
         if given and (args.compare is not None or args.experiment is not None):
@@ -1666,6 +1769,11 @@ def main(argv=None):
                 file=sys.stderr,
             )
             sys.exit(2)
+    if args.pool and not args.with_tables:
+        print(
+            "error: --pool pools the rows of --with tables; give --with TABLE.csv", file=sys.stderr
+        )
+        sys.exit(2)
     if args.compare is not None:
         for f in args.compare:
             if not Path(f).is_dir():
@@ -1710,6 +1818,7 @@ def main(argv=None):
             parse_where(args.where),
             args.tail,
             args.with_tables,
+            args.pool,
         )
     except (WhereError, TailError, WithError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -507,7 +507,8 @@ def test_tables_with_an_earlier_table_judge_new_runs_against_its_rows(tmp_path, 
         "ICLR-2025 Adam form (predecessor) (total loss 3×, test MSE 3×); adam_unc (total "
         "loss 8×, test MSE 8×)" in md
     )
-    assert f"_Rows from `{earlier}` (2 rows, 2 runs;" in md and "adam_unc, sqp_adam._" in md
+    assert f"_Rows from `{earlier}` (2 rows added, 2 of its runs used;" in md
+    assert "adam_unc, sqp_adam._" in md
     # an older table without seed lists: the line says the seeds are not recorded
     pd.read_csv(earlier).drop(columns="seed_list").to_csv(tmp_path / "old.csv", index=False)
     main([*new, "--name", "older", "--with", str(tmp_path / "old.csv")])
@@ -544,6 +545,69 @@ def test_tables_with_an_earlier_table_judge_new_runs_against_its_rows(tmp_path, 
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: --with") and named in lines[0]
         assert not (tmp_path / "out" / "bad.md").exists()
+
+
+def test_tables_with_pool_give_the_mean_and_std_over_all_runs_of_a_row_run_in_parts(
+    tmp_path, capsys
+):
+    """``--with earlier.csv --pool``: a table's row of the configuration of a runs' row, on
+    other seeds, pools with it: the same seeds, failed count, status counts, means and
+    sample stds (every metric) as one table of all the runs; rows of two tables pool too
+    (seeds added over three sessions); a row on a seed the runs ran again is left out with
+    a warning; --pool without --with is one line, exit 2."""
+    import shutil
+
+    from runners.tables import main
+
+    spec = {  # seed: (sqp_adam's total, adam_unc's total)
+        0: (1.0, 8.0),
+        1: (3.0, 20.0),
+        2: (5.0, 11.0),
+        3: (10.0, 2.0),
+    }
+
+    def runs(folder, seeds, methods=("sqp_adam", "adam_unc")):
+        rows = [(m, s, spec[s][i], "max_iter") for s in seeds for i, m in enumerate(methods)]
+        _butene_runs(tmp_path / folder, rows)
+        return ["--results", str(tmp_path / folder / "runs")]
+
+    out = ["--out", str(tmp_path / "out")]
+    main([*runs("all", [0, 1, 2, 3]), *out, "--name", "all"])  # every run in one table
+    main([*runs("s01", [0, 1]), *out, "--name", "s01"])
+    main([*runs("s2", [2]), *out, "--name", "s2"])
+    for f in ("all", "s01", "s2"):
+        shutil.rmtree(tmp_path / f)
+    one = pd.read_csv(tmp_path / "out" / "all.csv").set_index("method")
+    with_ = [
+        "--with",
+        str(tmp_path / "out" / "s01.csv"),
+        "--with",
+        str(tmp_path / "out" / "s2.csv"),
+    ]
+    main([*runs("s3", [3]), *out, "--name", "pooled", *with_, "--pool"])
+    pooled = pd.read_csv(tmp_path / "out" / "pooled.csv").set_index("method")
+    assert list(pooled.index) == ["adam_unc", "sqp_adam"]  # one row per configuration
+    for m in ("adam_unc", "sqp_adam"):
+        assert pooled.at[m, "seeds"] == 4 and pooled.at[m, "failed"] == 0
+        assert pooled.at[m, "seed_list"] == "0 1 2 3" and pooled.at[m, "status"] == "max_iter×4"
+        assert pooled.at[m, "rows from"] == "runs + s01.csv + s2.csv"
+        for c in ("total_mean", "total_std", "test_mse_mean", "test_mse_std"):
+            assert pooled.at[m, c] == pytest.approx(one.at[m, c], rel=1e-12)
+    assert pooled.at["sqp_adam", "total_std"] == pytest.approx(np.std([1, 3, 5, 10], ddof=1))
+    md = (tmp_path / "out" / "pooled.md").read_text()
+    assert "(0 rows added, 2 of its runs used;" in md and "pooled with the rows" in md
+    assert "worse: adam_unc (total loss 2.16×" in md  # 41/4 against 19/4
+
+    # seed 2 run again: its table row is not pooled twice (left out, said), the rest pools
+    capsys.readouterr()
+    main([*runs("s2b", [2]), *out, "--name", "twice", *with_, "--pool"])
+    twice = pd.read_csv(tmp_path / "out" / "twice.csv").set_index("method")
+    assert twice.at["sqp_adam", "seed_list"] == "0 1 2" and twice.at["sqp_adam", "seeds"] == 3
+    assert "seeds overlap or are not recorded" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main([*runs("s4", [3]), *out, "--name", "bad", "--pool"])
+    assert e.value.code == 2 and "--pool pools the rows of --with" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "bad.md").exists()
 
 
 def test_tail_medians_take_each_runs_last_logged_iterations_of_its_last_phase(tmp_path):
